@@ -1,0 +1,232 @@
+package org.peft4j.core;
+
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.deeplearning4j.nn.api.ParamInitializer;
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.inputs.InputType;
+import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
+import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
+import org.deeplearning4j.nn.conf.memory.MemoryReport;
+import org.deeplearning4j.optimize.api.TrainingListener;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.serde.jackson.shaded.NDArrayDeSerializer;
+import org.nd4j.serde.jackson.shaded.NDArraySerializer;
+import org.nd4j.shade.jackson.annotation.JsonIgnore;
+import org.nd4j.shade.jackson.annotation.JsonProperty;
+import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
+import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
+import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.internal.ParamLayoutInitializer;
+
+/**
+ * A dense layer whose base weights are frozen and live outside DL4J's flat parameter vector:
+ * {@code z = x·W + b}, {@code a = act(z)}, with {@code x [batch, nIn]}, {@code W [nIn, nOut]},
+ * {@code b [nOut]}. The frozen arrays are fields of this configuration (they travel with the
+ * configuration JSON, {@code clone()} and {@code ModelSerializer}); they get no gradient buffer,
+ * no optimizer state and no weight decay.
+ *
+ * <p>The only parameter of this layer itself is an optional trainable bias {@code b} (bias mode
+ * {@code all}/{@code lora_only}). Tuners subclass it (LoRA adds {@code loraA}, {@code loraB}) and
+ * add their parameters through {@link #paramShapes()} and {@link #initParam}.
+ *
+ * <p>Backward: {@code delta = act'(z) ⊙ eps}; {@code eps_in = delta·Wᵀ}, computed only when
+ * something upstream trains ({@link #isInputGradient()}); {@code db = Σ_batch delta} when the bias
+ * trains. No weight gradient is ever computed for {@code W}.
+ *
+ * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by
+ * {@link PeftModel}'s merge/enable switches, which replace arrays rather than write into them.
+ */
+public class FrozenDenseLayer extends FeedForwardLayer {
+    private static final long serialVersionUID = 1L;
+
+    /** Parameter key of the trainable bias (no underscore: DL4J splits gradient keys on the last one). */
+    public static final String BIAS_KEY = "b";
+
+    @JsonProperty("baseLayerName")
+    private String baseLayerName;
+    @JsonProperty("frozenWeight")
+    @JsonSerialize(using = NDArraySerializer.class)
+    @JsonDeserialize(using = NDArrayDeSerializer.class)
+    private INDArray frozenWeight;
+    @JsonProperty("frozenBias")
+    @JsonSerialize(using = NDArraySerializer.class)
+    @JsonDeserialize(using = NDArrayDeSerializer.class)
+    private INDArray frozenBias;
+    @JsonProperty("mergedWeight")
+    @JsonSerialize(using = NDArraySerializer.class)
+    @JsonDeserialize(using = NDArrayDeSerializer.class)
+    private INDArray mergedWeight;
+    @JsonProperty("trainableBias")
+    private boolean trainableBias;
+    @JsonProperty("inputGradient")
+    private boolean inputGradient = true;
+    @JsonProperty("outputProjection")
+    private boolean outputProjection;
+    @JsonProperty("adapterEnabled")
+    private boolean adapterEnabled = true;
+
+    /** For JSON deserialization. */
+    protected FrozenDenseLayer() {
+    }
+
+    /** A frozen copy of {@code target} with no adapter. */
+    public FrozenDenseLayer(DenseTarget target) {
+        this.baseLayerName = target.layerName();
+        this.nIn = target.nIn();
+        this.nOut = target.nOut();
+        this.frozenWeight = target.weight();
+        this.frozenBias = target.bias();
+        this.trainableBias = target.trainableBias() && target.bias() != null;
+        this.inputGradient = target.inputGradient();
+    }
+
+    /** The base model's name for this layer (a decomposed output layer's vertex name differs). */
+    @JsonIgnore
+    public String baseLayerName() {
+        return baseLayerName;
+    }
+
+    /** The frozen base weight {@code W [nIn, nOut]}; never written. */
+    @JsonIgnore
+    public INDArray frozenWeight() {
+        return frozenWeight;
+    }
+
+    /** The frozen base bias {@code b [nOut]} (its initial value when the bias trains), or null. */
+    @JsonIgnore
+    public INDArray frozenBias() {
+        return frozenBias;
+    }
+
+    /** The weight forward uses: the merged weight while merged, else the frozen base weight. */
+    @JsonIgnore
+    public INDArray effectiveWeight() {
+        return mergedWeight != null ? mergedWeight : frozenWeight;
+    }
+
+    @JsonIgnore
+    public boolean isMerged() {
+        return mergedWeight != null;
+    }
+
+    /** Sets (or clears, with null) the merged weight {@code W + ΔW}; the frozen base weight stays. */
+    public void setMergedWeight(INDArray merged) {
+        this.mergedWeight = merged;
+    }
+
+    @JsonIgnore
+    public boolean isTrainableBias() {
+        return trainableBias;
+    }
+
+    @JsonIgnore
+    public boolean isInputGradient() {
+        return inputGradient;
+    }
+
+    /** True for the projection half of a decomposed output layer (the loss layer masks instead). */
+    @JsonIgnore
+    public boolean isOutputProjection() {
+        return outputProjection;
+    }
+
+    public void setOutputProjection(boolean outputProjection) {
+        this.outputProjection = outputProjection;
+    }
+
+    @JsonIgnore
+    public boolean isAdapterEnabled() {
+        return adapterEnabled;
+    }
+
+    public void setAdapterEnabled(boolean enabled) {
+        this.adapterEnabled = enabled;
+    }
+
+    /** Whether this layer carries an adapter (false for a plain frozen dense layer). */
+    @JsonIgnore
+    public boolean hasAdapter() {
+        return false;
+    }
+
+    /**
+     * The trainable parameters in flat-vector order, key to shape. Every parameter is an
+     * {@code 'f'}-ordered view of the layer's slice of the flat vector.
+     */
+    public Map<String, long[]> paramShapes() {
+        Map<String, long[]> m = new LinkedHashMap<>();
+        if (trainableBias) {
+            m.put(BIAS_KEY, new long[] {nOut});
+        }
+        return m;
+    }
+
+    /** Whether {@code key} is a weight (gets weight regularization) rather than a bias. */
+    public boolean isWeightParam(String key) {
+        return false;
+    }
+
+    /** Writes the initial value of parameter {@code key} into {@code view}. */
+    public void initParam(String key, INDArray view) {
+        if (BIAS_KEY.equals(key)) {
+            view.assign(frozenBias.reshape(view.shape()));
+        } else {
+            throw new IllegalArgumentException("unknown parameter key \"" + key + "\" for layer " + getLayerName());
+        }
+    }
+
+    /** The change this layer's adapter makes to the weight, {@code ΔW [nIn, nOut]}, or null if none. */
+    public INDArray deltaWeight(Map<String, INDArray> params) {
+        return null;
+    }
+
+    /** Creates the layer implementation; tuners return their own subclass. */
+    protected FrozenDenseLayerImpl newImpl(NeuralNetConfiguration conf, DataType dataType) {
+        return new FrozenDenseLayerImpl(conf, dataType);
+    }
+
+    @Override
+    public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
+            Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
+            boolean initializeParams, DataType networkDataType) {
+        FrozenDenseLayerImpl ret = newImpl(conf, networkDataType);
+        ret.setListeners(listeners);
+        ret.setIndex(layerIndex);
+        ret.setParamsViewArray(layerParamsView);
+        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
+        ret.setConf(conf);
+        return ret;
+    }
+
+    @Override
+    public ParamInitializer initializer() {
+        return ParamLayoutInitializer.INSTANCE;
+    }
+
+    @Override
+    public LayerMemoryReport getMemoryReport(InputType inputType) {
+        InputType outputType = getOutputType(-1, inputType);
+        long numParams = initializer().numParams(this);
+        long updaterState = getIUpdater() == null ? 0 : getIUpdater().stateSize(numParams);
+        return new LayerMemoryReport.Builder(layerName, getClass(), inputType, outputType)
+                .standardMemory(numParams, updaterState)
+                .workingMemory(0, 0, 0, outputType.arrayElementsPerExample())
+                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
+                .build();
+    }
+
+    @Override
+    public boolean isPretrainParam(String paramName) {
+        return false;
+    }
+
+    @Override
+    public String toString() {
+        return getClass().getSimpleName() + "(name=" + getLayerName() + ", base=" + baseLayerName + ", nIn=" + nIn
+                + ", nOut=" + nOut + ", trainableBias=" + trainableBias + ", merged=" + isMerged()
+                + ", adapterEnabled=" + adapterEnabled + ")";
+    }
+}

@@ -1,0 +1,53 @@
+package org.peft4j.core;
+
+import java.util.List;
+import java.util.Set;
+
+/**
+ * What {@link Peft#wrap} needs to know of a tuning method: which layers it targets, which it trains
+ * in full, which biases train, and how it adapts one targeted dense-type layer.
+ *
+ * <p>Implementations are immutable value objects built by a validating builder (for example
+ * {@code org.peft4j.lora.LoraConfig}). The family is open across modules (Java's {@code sealed}
+ * needs one package or one named module, and peft4j's tuners live in several Maven modules), so
+ * polymorphism takes the place of a switch over kinds: the core asks the config to build its own
+ * replacement layer through {@link #adaptDense}.
+ *
+ * <p>Thread-safety: implementations must be immutable.
+ */
+public interface PeftConfig {
+
+    /** The method's name as Hugging Face PEFT writes it in {@code adapter_config.json}, e.g. {@code "LORA"}. */
+    String peftType();
+
+    /** The layers this method adapts, or null when it adapts none (transfer learning, full fine-tuning). */
+    TargetModules targetModules();
+
+    /**
+     * Layer configuration classes a target must be an instance of (empty: any supported type).
+     * Combined with {@link #targetModules()}: a layer is targeted when both agree.
+     */
+    Set<Class<? extends org.deeplearning4j.nn.conf.layers.Layer>> targetTypes();
+
+    /** Layers trained in full (all their parameters), e.g. a new classification head. */
+    List<String> modulesToSave();
+
+    /** Which biases train. */
+    BiasMode bias();
+
+    /** True when nothing is frozen (full fine-tuning through the same API). */
+    default boolean trainsEverything() {
+        return false;
+    }
+
+    /**
+     * Builds the layer that replaces one targeted dense-type layer: a {@link FrozenDenseLayer}
+     * (or subclass) holding the frozen weights of {@code target} plus the method's own trainable
+     * parameters. Called by {@link Peft#wrap} only; the core copies activation, updater,
+     * regularization and dropout of the base layer onto the result afterwards.
+     *
+     * @throws UnsupportedOperationException if the method adapts no layers (then
+     *     {@link #targetModules()} is null and this is never called)
+     */
+    FrozenDenseLayer adaptDense(DenseTarget target);
+}

@@ -1,0 +1,359 @@
+package org.peft4j.core.internal;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.StringJoiner;
+import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
+import org.deeplearning4j.nn.conf.InputPreProcessor;
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.RNNFormat;
+import org.deeplearning4j.nn.conf.graph.FrozenVertex;
+import org.deeplearning4j.nn.conf.graph.GraphVertex;
+import org.deeplearning4j.nn.conf.graph.LayerVertex;
+import org.deeplearning4j.nn.conf.layers.BaseLayer;
+import org.deeplearning4j.nn.conf.layers.DenseLayer;
+import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
+import org.deeplearning4j.nn.conf.layers.Layer;
+import org.deeplearning4j.nn.conf.layers.LossLayer;
+import org.deeplearning4j.nn.conf.layers.OutputLayer;
+import org.deeplearning4j.nn.conf.layers.RnnLossLayer;
+import org.deeplearning4j.nn.conf.layers.RnnOutputLayer;
+import org.deeplearning4j.nn.conf.preprocessor.ComposableInputPreProcessor;
+import org.deeplearning4j.nn.conf.preprocessor.FeedForwardToRnnPreProcessor;
+import org.deeplearning4j.nn.conf.preprocessor.RnnToFeedForwardPreProcessor;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.nd4j.linalg.activations.impl.ActivationIdentity;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.core.BiasMode;
+import org.peft4j.core.DenseTarget;
+import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.FrozenParamsLayer;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.TargetModules;
+
+/**
+ * Builds the wrapped graph of {@link org.peft4j.core.Peft#wrap}: validates the config against
+ * the base graph, then writes a new configuration in which
+ * <ul>
+ *   <li>targeted dense-type layers become the tuner's {@link FrozenDenseLayer} subclass;</li>
+ *   <li>other dense-type layers become plain {@link FrozenDenseLayer}s (bias trainable under
+ *       {@link BiasMode#ALL});</li>
+ *   <li>other layers with parameters become {@link FrozenParamsLayer}s;</li>
+ *   <li>{@code modulesToSave} layers stay as they are, with all their parameters trainable;</li>
+ *   <li>vertices upstream of everything trainable are wrapped so DL4J skips them in backprop;</li>
+ *   <li>a targeted or frozen output layer is split into a dense projection
+ *       ({@code <name>-dense}) and a parameter-free loss layer that keeps the name {@code <name>},
+ *       with the original activation and loss function.</li>
+ * </ul>
+ * The base graph is only read. Base weights are copied, never shared.
+ */
+public final class GraphRewriter {
+
+    /** Suffix of the dense projection vertex of a split output layer. */
+    public static final String DENSE_SUFFIX = "-dense";
+
+    private GraphRewriter() {
+    }
+
+    /** The rewritten graph and how its vertices relate to the base graph's layers. */
+    public record Result(ComputationGraph graph, Map<String, String> projectionVertexOf) {
+    }
+
+    /** Whether a layer configuration is dense-type: what LoRA and freezing-as-dense support. */
+    public static boolean isDenseType(Layer layer) {
+        if (layer == null) {
+            return false;
+        }
+        Class<?> c = layer.getClass();
+        if (c == DenseLayer.class) {
+            return !((DenseLayer) layer).hasLayerNorm();
+        }
+        return c == OutputLayer.class || c == RnnOutputLayer.class;
+    }
+
+    /** Human-readable list of the graph's layers, for error messages. */
+    public static String describeLayers(ComputationGraphConfiguration conf) {
+        StringJoiner j = new StringJoiner(", ");
+        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
+            Layer l = layerOf(e.getValue());
+            j.add(e.getKey() + " (" + (l == null ? e.getValue().getClass().getSimpleName() : l.getClass().getSimpleName()) + ")");
+        }
+        return j.toString();
+    }
+
+    static Layer layerOf(GraphVertex v) {
+        return v instanceof LayerVertex ? ((LayerVertex) v).getLayerConf().getLayer() : null;
+    }
+
+    /** Rewrites {@code base} for {@code config}; throws IllegalArgumentException (nothing changed) on a mismatch. */
+    public static Result rewrite(ComputationGraph base, PeftConfig config) {
+        ComputationGraphConfiguration conf = base.getConfiguration();
+        Map<String, GraphVertex> vertices = conf.getVertices();
+        Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
+
+        for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
+            Layer l = layerOf(e.getValue());
+            if (l instanceof FrozenDenseLayer || l instanceof FrozenParamsLayer) {
+                throw new IllegalArgumentException("the graph is already wrapped (layer \"" + e.getKey() + "\" is a "
+                        + l.getClass().getSimpleName() + "); wrap the original base graph, or call mergeAndUnload() "
+                        + "on the PeftModel to get a plain graph first");
+            }
+        }
+
+        Set<String> targets = selectTargets(conf, config, outputs);
+        Set<String> saved = new HashSet<>(config.modulesToSave());
+        for (String s : config.modulesToSave()) {
+            GraphVertex v = vertices.get(s);
+            if (v == null || layerOf(v) == null) {
+                throw new IllegalArgumentException("modulesToSave: no layer named \"" + s + "\"; layers are: "
+                        + describeLayers(conf));
+            }
+            if (base.getLayer(s).numParams() == 0) {
+                throw new IllegalArgumentException("modulesToSave: layer \"" + s + "\" has no parameters to train");
+            }
+            if (targets.contains(s)) {
+                throw new IllegalArgumentException("layer \"" + s + "\" is both a target and in modulesToSave; "
+                        + "choose one (modulesToSave trains the whole layer)");
+            }
+        }
+
+        BiasMode biasMode = config.bias();
+        Set<String> trainable = new HashSet<>(targets);
+        trainable.addAll(saved);
+        Map<String, Boolean> trainableBias = new HashMap<>();
+        for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
+            Layer l = layerOf(e.getValue());
+            if (isDenseType(l) && !saved.contains(e.getKey())) {
+                boolean tb = hasBias(l) && (biasMode == BiasMode.ALL
+                        || (biasMode == BiasMode.LORA_ONLY && targets.contains(e.getKey())));
+                trainableBias.put(e.getKey(), tb);
+                if (tb) {
+                    trainable.add(e.getKey());
+                }
+            }
+        }
+
+        Map<String, Boolean> upstreamTrains = upstreamTrains(conf, trainable);
+
+        Map<String, GraphVertex> newVertices = new LinkedHashMap<>();
+        Map<String, List<String>> newInputs = new LinkedHashMap<>();
+        Map<String, String> projectionOf = new LinkedHashMap<>();
+        for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
+            String name = e.getKey();
+            GraphVertex v = e.getValue();
+            List<String> inputs = new ArrayList<>(conf.getVertexInputs().get(name));
+            boolean live = trainable.contains(name) || upstreamTrains.get(name) || outputs.contains(name);
+            Layer l = layerOf(v);
+            if (l == null) {
+                newVertices.put(name, live ? v.clone() : new FrozenVertex(v.clone()));
+                newInputs.put(name, inputs);
+                continue;
+            }
+            LayerVertex lv = (LayerVertex) v;
+            if (saved.contains(name)) {
+                newVertices.put(name, lv.clone());
+                newInputs.put(name, inputs);
+            } else if (isDenseType(l) && live) {
+                FeedForwardLayer ff = (FeedForwardLayer) l;
+                DenseTarget t = new DenseTarget(name, ff.getNIn(), ff.getNOut(),
+                        detachedCopy(base.getLayer(name).getParam("W")),
+                        hasBias(l) ? detachedCopy(base.getLayer(name).getParam("b")) : null,
+                        trainableBias.get(name), upstreamTrains.get(name));
+                FrozenDenseLayer fl = targets.contains(name) ? config.adaptDense(t) : new FrozenDenseLayer(t);
+                copyCommon((BaseLayer) l, fl);
+                if (l instanceof DenseLayer) {
+                    fl.setLayerName(name);
+                    newVertices.put(name, layerVertex(lv, fl, lv.getPreProcessor()));
+                    newInputs.put(name, inputs);
+                } else {
+                    String dense = uniqueName(name + DENSE_SUFFIX, vertices.keySet());
+                    fl.setLayerName(dense);
+                    fl.setActivationFn(new ActivationIdentity());
+                    fl.setOutputProjection(true);
+                    InputPreProcessor pre = lv.getPreProcessor();
+                    InputPreProcessor post = null;
+                    Layer loss;
+                    if (l instanceof RnnOutputLayer) {
+                        RnnOutputLayer r = (RnnOutputLayer) l;
+                        RNNFormat fmt = r.getRnnDataFormat() == null ? RNNFormat.NCW : r.getRnnDataFormat();
+                        pre = pre == null ? new RnnToFeedForwardPreProcessor(fmt)
+                                : new ComposableInputPreProcessor(pre, new RnnToFeedForwardPreProcessor(fmt));
+                        post = new FeedForwardToRnnPreProcessor(fmt);
+                        loss = new RnnLossLayer.Builder(r.getLossFn()).activation(r.getActivationFn())
+                                .dataFormat(fmt).build();
+                    } else {
+                        OutputLayer o = (OutputLayer) l;
+                        loss = new LossLayer.Builder(o.getLossFn()).activation(o.getActivationFn()).build();
+                    }
+                    loss.setLayerName(name);
+                    ((BaseLayer) loss).setIUpdater(((BaseLayer) l).getIUpdater());
+                    newVertices.put(dense, layerVertex(lv, fl, pre));
+                    newInputs.put(dense, inputs);
+                    LayerVertex lossVertex = layerVertex(lv, loss, post);
+                    newVertices.put(name, lossVertex);
+                    newInputs.put(name, new ArrayList<>(List.of(dense)));
+                    projectionOf.put(name, dense);
+                }
+            } else if (base.getLayer(name).numParams() > 0 || !live) {
+                INDArray p = base.getLayer(name).numParams() > 0 ? detachedCopy(base.getLayer(name).params()) : null;
+                FrozenParamsLayer fp = new FrozenParamsLayer(l.clone(), p, live);
+                newVertices.put(name, layerVertex(lv, fp, lv.getPreProcessor()));
+                newInputs.put(name, inputs);
+            } else {
+                newVertices.put(name, lv.clone());
+                newInputs.put(name, inputs);
+            }
+        }
+
+        ComputationGraphConfiguration newConf = conf.clone();
+        newConf.setVertices(newVertices);
+        newConf.setVertexInputs(newInputs);
+        newConf.setTopologicalOrder(null);
+        newConf.setTopologicalOrderStr(null);
+        newConf.validate(false, false);
+
+        ComputationGraph g = new ComputationGraph(newConf);
+        g.init();
+        for (String s : saved) {
+            copyParams(base.getLayer(s), g.getLayer(s));
+        }
+        return new Result(g, projectionOf);
+    }
+
+    private static Set<String> selectTargets(ComputationGraphConfiguration conf, PeftConfig config, Set<String> outputs) {
+        TargetModules tm = config.targetModules();
+        Set<String> targets = new HashSet<>();
+        if (tm == null) {
+            return targets;
+        }
+        if (tm.kind() == TargetModules.Kind.NAMES) {
+            for (String n : tm.names()) {
+                if (!conf.getVertices().containsKey(n)) {
+                    throw new IllegalArgumentException("no layer matched target module \"" + n + "\" of targetModules "
+                            + tm + "; layers are: " + describeLayers(conf));
+                }
+            }
+        }
+        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
+            Layer l = layerOf(e.getValue());
+            boolean dense = isDenseType(l);
+            if (!tm.matches(e.getKey(), dense, outputs.contains(e.getKey()))) {
+                continue;
+            }
+            if (!config.targetTypes().isEmpty() && config.targetTypes().stream().noneMatch(c -> c.isInstance(l))) {
+                continue;
+            }
+            if (!dense) {
+                throw new IllegalArgumentException("target module \"" + e.getKey() + "\" is a "
+                        + (l == null ? e.getValue().getClass().getSimpleName() : l.getClass().getSimpleName())
+                        + ", which " + config.peftType() + " cannot adapt; supported layer types: DenseLayer "
+                        + "(without layer norm), OutputLayer, RnnOutputLayer");
+            }
+            targets.add(e.getKey());
+        }
+        if (targets.isEmpty()) {
+            throw new IllegalArgumentException("no layer matched targetModules " + tm
+                    + (config.targetTypes().isEmpty() ? "" : " with targetTypes " + simpleNames(config.targetTypes()))
+                    + "; layers are: " + describeLayers(conf));
+        }
+        return targets;
+    }
+
+    private static String simpleNames(Set<? extends Class<?>> types) {
+        StringJoiner j = new StringJoiner(", ", "[", "]");
+        types.forEach(t -> j.add(t.getSimpleName()));
+        return j.toString();
+    }
+
+    /** For each vertex, whether any vertex strictly upstream of it has trainable parameters. */
+    static Map<String, Boolean> upstreamTrains(ComputationGraphConfiguration conf, Set<String> trainable) {
+        Map<String, Boolean> memo = new HashMap<>();
+        for (String v : conf.getVertices().keySet()) {
+            memo.put(v, upstream(conf, v, trainable));
+        }
+        return memo;
+    }
+
+    private static boolean upstream(ComputationGraphConfiguration conf, String start, Set<String> trainable) {
+        Deque<String> todo = new ArrayDeque<>(conf.getVertexInputs().getOrDefault(start, List.of()));
+        Set<String> seen = new HashSet<>();
+        while (!todo.isEmpty()) {
+            String v = todo.pop();
+            if (!seen.add(v)) {
+                continue;
+            }
+            if (trainable.contains(v)) {
+                return true;
+            }
+            todo.addAll(conf.getVertexInputs().getOrDefault(v, List.of()));
+        }
+        return false;
+    }
+
+    private static boolean hasBias(Layer l) {
+        if (l instanceof DenseLayer) {
+            return ((DenseLayer) l).hasBias();
+        }
+        if (l instanceof org.deeplearning4j.nn.conf.layers.BaseOutputLayer) {
+            return ((org.deeplearning4j.nn.conf.layers.BaseOutputLayer) l).hasBias();
+        }
+        return false;
+    }
+
+    private static void copyCommon(BaseLayer from, FrozenDenseLayer to) {
+        to.setActivationFn(from.getActivationFn());
+        to.setWeightInitFn(from.getWeightInitFn());
+        to.setBiasInit(from.getBiasInit());
+        to.setIUpdater(from.getIUpdater());
+        to.setBiasUpdater(from.getBiasUpdater());
+        to.setRegularization(from.getRegularization());
+        to.setRegularizationBias(from.getRegularizationBias());
+        to.setGradientNormalization(from.getGradientNormalization());
+        to.setGradientNormalizationThreshold(from.getGradientNormalizationThreshold());
+        to.setIDropout(from.getIDropout());
+    }
+
+    private static LayerVertex layerVertex(LayerVertex template, Layer layer, InputPreProcessor pre) {
+        NeuralNetConfiguration nnc = template.getLayerConf().clone();
+        nnc.clearVariables();
+        nnc.setLayer(layer);
+        return new LayerVertex(nnc, pre == null ? null : pre.clone());
+    }
+
+    private static String uniqueName(String wanted, Set<String> taken) {
+        String n = wanted;
+        int i = 2;
+        while (taken.contains(n)) {
+            n = wanted + i++;
+        }
+        return n;
+    }
+
+    /** A copy of {@code a} outside any workspace. */
+    public static INDArray detachedCopy(INDArray a) {
+        try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+            return a.dup();
+        }
+    }
+
+    /** Copies parameters key by key (never by flat offset). */
+    public static void copyParams(org.deeplearning4j.nn.api.Layer from, org.deeplearning4j.nn.api.Layer to) {
+        for (Map.Entry<String, INDArray> e : from.paramTable().entrySet()) {
+            INDArray dst = to.paramTable().get(e.getKey());
+            if (dst == null || dst.length() != e.getValue().length()) {
+                throw new IllegalStateException("cannot copy parameter " + e.getKey() + " of layer "
+                        + from.conf().getLayer().getLayerName());
+            }
+            dst.assign(e.getValue().reshape(dst.shape()));
+        }
+    }
+}

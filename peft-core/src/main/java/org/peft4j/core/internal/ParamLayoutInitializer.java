@@ -1,0 +1,139 @@
+package org.peft4j.core.internal;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.deeplearning4j.nn.api.ParamInitializer;
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.layers.Layer;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.indexing.NDArrayIndex;
+import org.peft4j.core.FrozenDenseLayer;
+
+/**
+ * Parameter initializer for every {@link FrozenDenseLayer} (and tuner subclasses): the layout is
+ * whatever the configuration's {@link FrozenDenseLayer#paramShapes()} says, each parameter an
+ * {@code 'f'}-ordered view of consecutive elements of the layer's slice of the flat vector, and the
+ * gradient views mirror the parameter views exactly.
+ *
+ * <p>Thread-safety: stateless.
+ */
+public final class ParamLayoutInitializer implements ParamInitializer {
+
+    public static final ParamLayoutInitializer INSTANCE = new ParamLayoutInitializer();
+
+    private ParamLayoutInitializer() {
+    }
+
+    private static FrozenDenseLayer layout(Layer layer) {
+        if (!(layer instanceof FrozenDenseLayer)) {
+            throw new IllegalArgumentException("ParamLayoutInitializer serves FrozenDenseLayer only, got "
+                    + (layer == null ? "null" : layer.getClass().getName()));
+        }
+        return (FrozenDenseLayer) layer;
+    }
+
+    private static long length(long[] shape) {
+        long n = 1;
+        for (long s : shape) {
+            n = Math.multiplyExact(n, s);
+        }
+        return n;
+    }
+
+    @Override
+    public long numParams(NeuralNetConfiguration conf) {
+        return numParams(conf.getLayer());
+    }
+
+    @Override
+    public long numParams(Layer layer) {
+        long n = 0;
+        for (long[] shape : layout(layer).paramShapes().values()) {
+            n += length(shape);
+        }
+        return n;
+    }
+
+    @Override
+    public List<String> paramKeys(Layer layer) {
+        return new ArrayList<>(layout(layer).paramShapes().keySet());
+    }
+
+    @Override
+    public List<String> weightKeys(Layer layer) {
+        List<String> keys = new ArrayList<>();
+        for (String k : paramKeys(layer)) {
+            if (isWeightParam(layer, k)) {
+                keys.add(k);
+            }
+        }
+        return keys;
+    }
+
+    @Override
+    public List<String> biasKeys(Layer layer) {
+        List<String> keys = new ArrayList<>();
+        for (String k : paramKeys(layer)) {
+            if (isBiasParam(layer, k)) {
+                keys.add(k);
+            }
+        }
+        return keys;
+    }
+
+    @Override
+    public boolean isWeightParam(Layer layer, String key) {
+        return layout(layer).isWeightParam(key);
+    }
+
+    @Override
+    public boolean isBiasParam(Layer layer, String key) {
+        return FrozenDenseLayer.BIAS_KEY.equals(key) && layout(layer).paramShapes().containsKey(key);
+    }
+
+    @Override
+    public Map<String, INDArray> init(NeuralNetConfiguration conf, INDArray paramsView, boolean initializeParams) {
+        FrozenDenseLayer layer = layout(conf.getLayer());
+        Map<String, INDArray> views = views(layer, paramsView);
+        conf.clearVariables();
+        for (Map.Entry<String, INDArray> e : views.entrySet()) {
+            conf.addVariable(e.getKey());
+            if (initializeParams) {
+                layer.initParam(e.getKey(), e.getValue());
+            }
+        }
+        return views;
+    }
+
+    @Override
+    public Map<String, INDArray> getGradientsFromFlattened(NeuralNetConfiguration conf, INDArray gradientView) {
+        return views(layout(conf.getLayer()), gradientView);
+    }
+
+    private static Map<String, INDArray> views(FrozenDenseLayer layer, INDArray flat) {
+        Map<String, long[]> shapes = layer.paramShapes();
+        if (shapes.isEmpty()) {
+            return Collections.synchronizedMap(new LinkedHashMap<>());
+        }
+        long expected = 0;
+        for (long[] s : shapes.values()) {
+            expected += length(s);
+        }
+        if (flat == null || flat.length() != expected) {
+            throw new IllegalStateException("layer " + layer.getLayerName() + " expects " + expected
+                    + " parameters, got a view of " + (flat == null ? "null" : String.valueOf(flat.length())));
+        }
+        INDArray row = flat.reshape(flat.length());
+        Map<String, INDArray> out = new LinkedHashMap<>();
+        long offset = 0;
+        for (Map.Entry<String, long[]> e : shapes.entrySet()) {
+            long n = length(e.getValue());
+            out.put(e.getKey(), row.get(NDArrayIndex.interval(offset, offset + n)).reshape('f', e.getValue()));
+            offset += n;
+        }
+        return out;
+    }
+}

@@ -1,0 +1,279 @@
+package org.peft4j.lora;
+
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Objects;
+import java.util.Set;
+import org.deeplearning4j.nn.conf.layers.Layer;
+import org.peft4j.core.BiasMode;
+import org.peft4j.core.DenseTarget;
+import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.TargetModules;
+
+/**
+ * Configuration of a LoRA adapter, with Hugging Face PEFT's option names. Built once by
+ * {@link #builder()}, whose setters validate at once; immutable afterwards.
+ *
+ * <pre>{@code
+ * LoraConfig cfg = LoraConfig.builder()
+ *     .rank(8).alpha(16).dropout(0.05)
+ *     .targetModules("dense1", "dense2")      // or .targetModules(TargetModules.ALL_LINEAR), .targetModulesRegex("dense\\d")
+ *     .modulesToSave("output")
+ *     .build();
+ * }</pre>
+ *
+ * <p>Scaling of the update {@code A·B}: {@code alpha / rank}, or {@code alpha / √rank} with
+ * {@link Builder#useRsLora(boolean) rsLoRA} (arXiv 2312.03732).
+ *
+ * <p>Thread-safety: immutable; the builder is not thread-safe.
+ */
+public final class LoraConfig implements PeftConfig {
+
+    private final int rank;
+    private final double alpha;
+    private final double dropout;
+    private final TargetModules targetModules;
+    private final Set<Class<? extends Layer>> targetTypes;
+    private final List<String> modulesToSave;
+    private final BiasMode bias;
+    private final boolean useRsLora;
+    private final LoraInit initLoraWeights;
+
+    private LoraConfig(Builder b) {
+        this.rank = b.rank;
+        this.alpha = b.alpha;
+        this.dropout = b.dropout;
+        this.targetModules = b.targetModules;
+        this.targetTypes = Set.copyOf(b.targetTypes);
+        this.modulesToSave = List.copyOf(b.modulesToSave);
+        this.bias = b.bias;
+        this.useRsLora = b.useRsLora;
+        this.initLoraWeights = b.init;
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** A builder holding this config's values, to derive a variant. */
+    public Builder toBuilder() {
+        Builder b = new Builder();
+        b.rank = rank;
+        b.alpha = alpha;
+        b.dropout = dropout;
+        b.targetModules = targetModules;
+        b.targetTypes.addAll(targetTypes);
+        b.modulesToSave.addAll(modulesToSave);
+        b.bias = bias;
+        b.useRsLora = useRsLora;
+        b.init = initLoraWeights;
+        return b;
+    }
+
+    @Override
+    public String peftType() {
+        return "LORA";
+    }
+
+    public int rank() {
+        return rank;
+    }
+
+    public double alpha() {
+        return alpha;
+    }
+
+    public double dropout() {
+        return dropout;
+    }
+
+    /** {@code alpha / rank}, or {@code alpha / √rank} with rsLoRA. */
+    public double scaling() {
+        return useRsLora ? alpha / Math.sqrt(rank) : alpha / rank;
+    }
+
+    @Override
+    public TargetModules targetModules() {
+        return targetModules;
+    }
+
+    @Override
+    public Set<Class<? extends Layer>> targetTypes() {
+        return targetTypes;
+    }
+
+    @Override
+    public List<String> modulesToSave() {
+        return modulesToSave;
+    }
+
+    @Override
+    public BiasMode bias() {
+        return bias;
+    }
+
+    public boolean useRsLora() {
+        return useRsLora;
+    }
+
+    public LoraInit initLoraWeights() {
+        return initLoraWeights;
+    }
+
+    @Override
+    public FrozenDenseLayer adaptDense(DenseTarget target) {
+        return new LoraDenseLayer(target, this);
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        if (this == o) {
+            return true;
+        }
+        if (!(o instanceof LoraConfig)) {
+            return false;
+        }
+        LoraConfig c = (LoraConfig) o;
+        return rank == c.rank && Double.compare(alpha, c.alpha) == 0 && Double.compare(dropout, c.dropout) == 0
+                && targetModules.equals(c.targetModules) && targetTypes.equals(c.targetTypes)
+                && modulesToSave.equals(c.modulesToSave) && bias == c.bias && useRsLora == c.useRsLora
+                && initLoraWeights == c.initLoraWeights;
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(rank, alpha, dropout, targetModules, targetTypes, modulesToSave, bias, useRsLora,
+                initLoraWeights);
+    }
+
+    @Override
+    public String toString() {
+        return "LoraConfig(rank=" + rank + ", alpha=" + alpha + ", dropout=" + dropout + ", targetModules="
+                + targetModules + ", targetTypes=" + targetTypes.stream().map(Class::getSimpleName).sorted().toList()
+                + ", modulesToSave=" + modulesToSave + ", bias=" + bias.jsonName() + ", useRsLora=" + useRsLora
+                + ", initLoraWeights=" + initLoraWeights + ")";
+    }
+
+    /**
+     * Builds a {@link LoraConfig}. Every setter checks its argument at once and says what was wrong;
+     * {@link #build()} checks that target modules were given.
+     */
+    public static final class Builder {
+        private int rank = 8;
+        private double alpha = 8;
+        private double dropout = 0.0;
+        private TargetModules targetModules;
+        private final Set<Class<? extends Layer>> targetTypes = new LinkedHashSet<>();
+        private final Set<String> modulesToSave = new LinkedHashSet<>();
+        private BiasMode bias = BiasMode.NONE;
+        private boolean useRsLora;
+        private LoraInit init = LoraInit.KAIMING_UNIFORM;
+
+        private Builder() {
+        }
+
+        /** Rank {@code r} of the update (default 8). */
+        public Builder rank(int rank) {
+            if (rank <= 0) {
+                throw new IllegalArgumentException("rank must be positive; got " + rank);
+            }
+            this.rank = rank;
+            return this;
+        }
+
+        /** {@code lora_alpha} (default 8): the update is scaled by {@code alpha / rank}. */
+        public Builder alpha(double alpha) {
+            if (!(alpha > 0) || Double.isInfinite(alpha)) {
+                throw new IllegalArgumentException("alpha must be positive and finite; got " + alpha);
+            }
+            this.alpha = alpha;
+            return this;
+        }
+
+        /** Dropout probability on the LoRA branch's input, in [0, 1) (default 0). */
+        public Builder dropout(double dropout) {
+            if (!(dropout >= 0 && dropout < 1)) {
+                throw new IllegalArgumentException("dropout must be in [0, 1); got " + dropout);
+            }
+            this.dropout = dropout;
+            return this;
+        }
+
+        /** Target layers by exact name. */
+        public Builder targetModules(String... names) {
+            return targetModules(TargetModules.names(names));
+        }
+
+        /** Target layers by a selection ({@link TargetModules#ALL_LINEAR}, names or regex). */
+        public Builder targetModules(TargetModules targets) {
+            Objects.requireNonNull(targets, "targetModules must not be null");
+            if (this.targetModules != null) {
+                throw new IllegalStateException("targetModules was already set to " + this.targetModules);
+            }
+            this.targetModules = targets;
+            return this;
+        }
+
+        /** Target layers whose whole name matches {@code regex}. */
+        public Builder targetModulesRegex(String regex) {
+            return targetModules(TargetModules.regex(regex));
+        }
+
+        /** Keep only targets whose layer configuration is an instance of one of these types. */
+        @SafeVarargs
+        public final Builder targetTypes(Class<? extends Layer>... types) {
+            Objects.requireNonNull(types, "targetTypes must not be null");
+            for (Class<? extends Layer> t : types) {
+                Objects.requireNonNull(t, "targetTypes must not contain null");
+                this.targetTypes.add(t);
+            }
+            return this;
+        }
+
+        /** Layers trained in full alongside the adapter (e.g. a new head). */
+        public Builder modulesToSave(String... names) {
+            Objects.requireNonNull(names, "modulesToSave must not be null");
+            for (String n : names) {
+                if (n == null || n.isBlank()) {
+                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
+                            + Arrays.toString(names));
+                }
+                if (!modulesToSave.add(n)) {
+                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
+                }
+            }
+            return this;
+        }
+
+        /** Which biases train (default {@link BiasMode#NONE}). */
+        public Builder bias(BiasMode bias) {
+            this.bias = Objects.requireNonNull(bias, "bias must not be null");
+            return this;
+        }
+
+        /** Scale by {@code alpha / √rank} instead of {@code alpha / rank} (rsLoRA). */
+        public Builder useRsLora(boolean useRsLora) {
+            this.useRsLora = useRsLora;
+            return this;
+        }
+
+        /** Initialisation of {@code A} (default {@link LoraInit#KAIMING_UNIFORM}). */
+        public Builder initLoraWeights(LoraInit init) {
+            this.init = Objects.requireNonNull(init, "initLoraWeights must not be null");
+            return this;
+        }
+
+        /**
+         * @throws IllegalStateException if no target modules were set
+         */
+        public LoraConfig build() {
+            if (targetModules == null) {
+                throw new IllegalStateException("targetModules must be set: layer names, a regex, or "
+                        + "TargetModules.ALL_LINEAR");
+            }
+            return new LoraConfig(this);
+        }
+    }
+}
