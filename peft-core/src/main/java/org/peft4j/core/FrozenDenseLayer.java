@@ -39,7 +39,7 @@ import org.peft4j.core.internal.ParamLayoutInitializer;
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by
  * {@link PeftModel}'s merge/enable switches, which replace arrays rather than write into them.
  */
-public class FrozenDenseLayer extends FeedForwardLayer {
+public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
     private static final long serialVersionUID = 1L;
 
     /** Parameter key of the trainable bias (no underscore: DL4J splits gradient keys on the last one). */
@@ -85,11 +85,15 @@ public class FrozenDenseLayer extends FeedForwardLayer {
 
     /** The base model's name for this layer (a decomposed output layer's vertex name differs). */
     @JsonIgnore
+    @Override
     public String baseLayerName() {
         return baseLayerName;
     }
 
-    /** The frozen base weight {@code W [nIn, nOut]}; never written. */
+    /**
+     * The frozen base weight {@code W [nIn, nOut]} as a float array; never written. Layers that
+     * hold the weight in another form (4-bit blocks) return a dequantized copy.
+     */
     @JsonIgnore
     public INDArray frozenWeight() {
         return frozenWeight;
@@ -181,6 +185,31 @@ public class FrozenDenseLayer extends FeedForwardLayer {
     /** The change this layer's adapter makes to the weight, {@code ΔW [nIn, nOut]}, or null if none. */
     public INDArray deltaWeight(Map<String, INDArray> params) {
         return null;
+    }
+
+    /**
+     * How a trainable parameter of this layer is written to an adapter file: its key, the suffix
+     * after {@code base_model.model.<layer>.} (Hugging Face PEFT's names) and whether the
+     * matrix is transposed (DL4J keeps {@code [nIn, nOut]}, PyTorch {@code [out, in]}).
+     */
+    public record SavedTensor(String paramKey, String fileSuffix, boolean transposed) {
+    }
+
+    /** The tensors an adapter file holds for this layer. */
+    @Override
+    public java.util.List<SavedTensor> savedTensors() {
+        java.util.List<SavedTensor> l = new java.util.ArrayList<>();
+        if (trainableBias) {
+            l.add(new SavedTensor(BIAS_KEY, "bias", false));
+        }
+        return l;
+    }
+
+    /**
+     * Takes over the settings of another adapter with the same layout (for LoRA: alpha and
+     * scaling, dropout), when {@link PeftModel#setAdapter} switches to it.
+     */
+    public void adoptConfig(PeftConfig config) {
     }
 
     /** Creates the layer implementation; tuners return their own subclass. */

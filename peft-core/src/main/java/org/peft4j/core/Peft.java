@@ -1,18 +1,30 @@
 package org.peft4j.core;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.stream.Stream;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.peft4j.core.internal.AdapterFiles;
+import org.peft4j.core.internal.BaseFingerprint;
 import org.peft4j.core.internal.GraphRewriter;
 
 /**
- * Entry point: wraps a DL4J base model for parameter-efficient fine-tuning.
+ * Entry point: wraps a DL4J base model for parameter-efficient fine-tuning, and loads saved
+ * adapters onto a base model.
  *
  * <pre>{@code
  * PeftModel peft = Peft.wrap(graph, LoraConfig.builder().rank(8).alpha(16)
  *         .targetModules("dense1", "dense2").build());
  * peft.graph().fit(iterator, epochs);
+ * peft.saveAdapter(dir);
+ * PeftModel again = Peft.load(graph, dir);
  * }</pre>
  *
  * <p>The base model is never modified: wrapping builds a new configuration and a new graph, with
@@ -40,10 +52,18 @@ public final class Peft {
             throw new IllegalStateException("the base graph has no parameters yet; call init() on it before wrapping");
         }
         if (config.trainsEverything()) {
-            return new PeftModel(base.clone(), base.getConfiguration().clone(), config, Map.of());
+            return new PeftModel(base.clone(), base.getConfiguration().clone(), config, Map.of(),
+                    BaseFingerprint.of(base), Map.of());
         }
         GraphRewriter.Result r = GraphRewriter.rewrite(base, config);
-        return new PeftModel(r.graph(), base.getConfiguration().clone(), config, r.projectionVertexOf());
+        Map<String, Map<String, INDArray>> originals = new LinkedHashMap<>();
+        for (String s : config.modulesToSave()) {
+            Map<String, INDArray> t = new LinkedHashMap<>();
+            base.getLayer(s).paramTable().forEach((k, v) -> t.put(k, GraphRewriter.detachedCopy(v)));
+            originals.put(s, t);
+        }
+        return new PeftModel(r.graph(), base.getConfiguration().clone(), config, r.projectionVertexOf(),
+                BaseFingerprint.of(base), originals);
     }
 
     /**
@@ -57,5 +77,40 @@ public final class Peft {
             throw new IllegalStateException("the base network has no parameters yet; call init() on it before wrapping");
         }
         return wrap(base.toComputationGraph(), config);
+    }
+
+    /**
+     * Rebuilds a wrapped model from {@link PeftModel#saveAdapter} output: the adapter in {@code dir}
+     * becomes the default adapter, every sub-directory holding an adapter is loaded under its
+     * directory name. Everything is validated before anything is built; {@code base} is only read.
+     *
+     * @throws AdapterFormatException if a file is missing or malformed
+     * @throws IncompatibleAdapterException if the adapter was trained on another base model or
+     *     does not fit its layers
+     */
+    public static PeftModel load(ComputationGraph base, Path dir) throws IOException {
+        return load(base, dir, false);
+    }
+
+    /** As {@link #load(ComputationGraph, Path)}; {@code ignoreFingerprint} deliberately accepts other base weights. */
+    public static PeftModel load(ComputationGraph base, Path dir, boolean ignoreFingerprint) throws IOException {
+        Objects.requireNonNull(base, "base model must not be null");
+        Objects.requireNonNull(dir, "directory must not be null");
+        AdapterFiles.Loaded loaded = AdapterFiles.read(dir, BaseFingerprint.of(base), ignoreFingerprint);
+        PeftModel m;
+        try {
+            m = wrap(base, loaded.config());
+        } catch (IllegalArgumentException e) {
+            throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: " + e.getMessage());
+        }
+        AdapterFiles.assign(loaded, m.graph(), dir);
+        List<Path> subdirs;
+        try (Stream<Path> s = Files.list(dir)) {
+            subdirs = s.filter(p -> Files.isRegularFile(p.resolve(AdapterFiles.CONFIG_FILE))).sorted().toList();
+        }
+        for (Path sub : subdirs) {
+            m.loadAdapter(sub, sub.getFileName().toString(), ignoreFingerprint);
+        }
+        return m;
     }
 }

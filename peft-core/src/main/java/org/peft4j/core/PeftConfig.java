@@ -1,6 +1,7 @@
 package org.peft4j.core;
 
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -50,4 +51,34 @@ public interface PeftConfig {
      *     {@link #targetModules()} is null and this is never called)
      */
     FrozenDenseLayer adaptDense(DenseTarget target);
+
+    /**
+     * Builds the frozen replacement of a dense-type layer that is not targeted (default: a plain
+     * {@link FrozenDenseLayer}). QLoRA overrides it to hold those weights in 4 bits too.
+     */
+    default FrozenDenseLayer freezeDense(DenseTarget target) {
+        return new FrozenDenseLayer(target);
+    }
+
+    /**
+     * This config as the keys of Hugging Face PEFT's {@code adapter_config.json} (for LoRA:
+     * {@code peft_type}, {@code r}, {@code lora_alpha}, ...). Values are JSON-ready: strings,
+     * numbers, booleans, null, lists and maps of them. The inverse is the
+     * {@link PeftConfigFactory} registered for {@link #peftType()}.
+     *
+     * @throws UnsupportedOperationException for methods that produce no adapter file
+     */
+    default Map<String, Object> toAdapterConfig() {
+        throw new UnsupportedOperationException(peftType() + " produces no adapter file; save the whole graph "
+                + "with DL4J's ModelSerializer instead");
+    }
+
+    /**
+     * What fixes the parameter layout of the wrapped graph (targets, rank, trained biases and
+     * modules). Two adapters with equal signatures share one wrapped graph, so switching between
+     * them only copies their parameters.
+     */
+    default String layoutSignature() {
+        return peftType() + " " + targetModules() + " " + targetTypes() + " " + modulesToSave() + " " + bias();
+    }
 }

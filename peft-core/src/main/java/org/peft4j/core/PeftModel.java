@@ -1,10 +1,15 @@
 package org.peft4j.core;
 
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
+import java.util.regex.Pattern;
 import org.deeplearning4j.nn.api.Layer;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
@@ -13,6 +18,8 @@ import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.core.internal.AdapterFiles;
+import org.peft4j.core.internal.BaseFingerprint;
 import org.peft4j.core.internal.GraphRewriter;
 
 /**
@@ -20,52 +27,119 @@ import org.peft4j.core.internal.GraphRewriter;
  * ({@code fit}, {@code output}, listeners, {@code Evaluation}, early stopping all work unchanged)
  * whose parameter vector, gradient and optimizer state hold the trainable parameters only.
  *
- * <p>Adapters can be merged into the frozen weights ({@link #merge()}) for inference and unmerged
- * again exactly ({@link #unmerge()}: the unmerged base weight is kept, not recomputed), switched
- * off ({@link #disableAdapter()}), or folded into a plain graph of stock DL4J layers
- * ({@link #mergeAndUnload()}).
+ * <p><b>Merging.</b> Adapters can be merged into the frozen weights ({@link #merge()}) for
+ * inference and unmerged again exactly ({@link #unmerge()}: the unmerged base weight is kept, not
+ * recomputed), switched off ({@link #disableAdapter()}), or folded into a plain graph of stock DL4J
+ * layers ({@link #mergeAndUnload()}).
  *
- * <p>Thread-safety: not thread-safe. Merging and enabling change the layers the graph runs;
- * do not call them while another thread uses {@link #graph()}.
+ * <p><b>Several adapters over one base.</b> The adapter the model was wrapped with is named
+ * {@value #DEFAULT_ADAPTER}; {@link #addAdapter} adds more, {@link #setAdapter} activates one.
+ * An adapter is the whole trainable parameter vector (plus its optimizer state), so switching
+ * between adapters of the same layout ({@link PeftConfig#layoutSignature()}: same targets, rank,
+ * trained biases and modules) copies one vector into the graph: no rebuild, no copy of base
+ * weights. Switching to an adapter of another layout rebuilds the wrapped graph from the frozen
+ * base weights, and {@link #graph()} then returns the new graph.
+ *
+ * <p><b>Files.</b> {@link #saveAdapter(Path)} writes every adapter in Hugging Face PEFT's layout
+ * ({@code adapter_config.json} + {@code adapter_model.safetensors}; the default adapter in the
+ * directory, each other one in a sub-directory of its name); {@link Peft#load} reads them back.
+ * {@link #saveCheckpoint(Path)} adds the optimizer state and counters for {@link #resume}.
+ *
+ * <p><b>Thread-safety.</b> {@link #output(INDArray...)}, {@link #setAdapter}, {@link #addAdapter},
+ * {@link #deleteAdapter}, {@link #merge()}, {@link #unmerge()} and the file methods lock this
+ * model, so inference through {@link #output} on several threads while another thread switches
+ * adapters always yields outputs computed entirely with one adapter. Calling {@code graph().fit}
+ * or {@code graph().output} directly bypasses the lock (DL4J graphs are single-threaded): do that
+ * from one thread only.
  */
 public final class PeftModel {
 
-    private final ComputationGraph graph;
+    /** Name of the adapter a model is wrapped with. */
+    public static final String DEFAULT_ADAPTER = "default";
+
+    private static final Pattern ADAPTER_NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,99}");
+
+    private final Object lock = new Object();
     private final ComputationGraphConfiguration baseConf;
-    private final PeftConfig config;
     private final Map<String, String> projectionOf;
+    private final BaseFingerprint baseFingerprint;
+    private final Map<String, Map<String, INDArray>> savedModuleOriginals;
+    private final Map<String, Slot> adapters = new LinkedHashMap<>();
+    private ComputationGraph graph;
+    private String active = DEFAULT_ADAPTER;
+
+    /** A stored adapter: its config, and (unless active) its parameters and optimizer state. */
+    private static final class Slot {
+        final PeftConfig config;
+        INDArray params;
+        INDArray updaterState;
+
+        Slot(PeftConfig config) {
+            this.config = config;
+        }
+    }
 
     PeftModel(ComputationGraph graph, ComputationGraphConfiguration baseConf, PeftConfig config,
-              Map<String, String> projectionOf) {
+              Map<String, String> projectionOf, BaseFingerprint baseFingerprint,
+              Map<String, Map<String, INDArray>> savedModuleOriginals) {
         this.graph = graph;
         this.baseConf = baseConf;
-        this.config = config;
         this.projectionOf = Map.copyOf(projectionOf);
+        this.baseFingerprint = baseFingerprint;
+        this.savedModuleOriginals = savedModuleOriginals;
+        this.adapters.put(DEFAULT_ADAPTER, new Slot(config));
     }
 
     /** The wrapped graph, to train and run with plain DL4J. */
     public ComputationGraph graph() {
-        return graph;
+        synchronized (lock) {
+            return graph;
+        }
     }
 
-    /** The configuration this model was wrapped with. */
+    /** The configuration of the active adapter. */
     public PeftConfig config() {
-        return config;
+        synchronized (lock) {
+            return adapters.get(active).config;
+        }
+    }
+
+    /** The fingerprint of the base model (layer names, shapes, SHA-256 of the weights). */
+    public BaseFingerprint baseFingerprint() {
+        return baseFingerprint;
+    }
+
+    /** The base model's output layers that were split into a dense projection and a loss layer, and their projection vertex. */
+    public Map<String, String> projectionVertices() {
+        return projectionOf;
+    }
+
+    /** Runs the active adapter on {@code inputs} under this model's lock (see the class comment). */
+    public INDArray[] output(INDArray... inputs) {
+        synchronized (lock) {
+            INDArray[] out = graph.output(false, inputs);
+            INDArray[] detached = new INDArray[out.length];
+            for (int i = 0; i < out.length; i++) {
+                detached[i] = out[i].detach();
+            }
+            return detached;
+        }
     }
 
     /** Parameters that train: the length of the graph's parameter vector. */
     public long trainableParameters() {
-        return graph.numParams();
+        return graph().numParams();
     }
 
     /** Every parameter: trainable ones plus the frozen base weights held outside the parameter vector. */
     public long allParameters() {
+        ComputationGraph g = graph();
         long frozen = 0;
-        for (Layer l : graph.getLayers()) {
+        for (Layer l : g.getLayers()) {
             org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
             if (c instanceof FrozenDenseLayer) {
                 FrozenDenseLayer f = (FrozenDenseLayer) c;
-                frozen += f.frozenWeight().length();
+                frozen += f.getNIn() * f.getNOut();
                 if (f.frozenBias() != null && !f.isTrainableBias()) {
                     frozen += f.frozenBias().length();
                 }
@@ -73,7 +147,7 @@ public final class PeftModel {
                 frozen += ((FrozenParamsLayer) c).frozenParams().length();
             }
         }
-        return graph.numParams() + frozen;
+        return g.numParams() + frozen;
     }
 
     /** {@code "trainable params: N || all params: M || trainable%: P"}, as Hugging Face PEFT prints it. */
@@ -92,7 +166,7 @@ public final class PeftModel {
     /** The layers carrying an adapter, by their vertex name in {@link #graph()}. */
     public Map<String, FrozenDenseLayer> adaptedLayers() {
         Map<String, FrozenDenseLayer> m = new LinkedHashMap<>();
-        for (Layer l : graph.getLayers()) {
+        for (Layer l : graph().getLayers()) {
             org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
             if (c instanceof FrozenDenseLayer && ((FrozenDenseLayer) c).hasAdapter()) {
                 m.put(c.getLayerName(), (FrozenDenseLayer) c);
@@ -114,25 +188,29 @@ public final class PeftModel {
      * @throws IllegalStateException if already merged
      */
     public void merge() {
-        if (isMerged()) {
-            throw new IllegalStateException("adapters are already merged; call unmerge() first");
-        }
-        try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
-            for (Map.Entry<String, FrozenDenseLayer> e : adaptedLayers().entrySet()) {
-                FrozenDenseLayer f = e.getValue();
-                if (!f.isAdapterEnabled()) {
-                    continue;
+        synchronized (lock) {
+            if (isMerged()) {
+                throw new IllegalStateException("adapters are already merged; call unmerge() first");
+            }
+            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                for (Map.Entry<String, FrozenDenseLayer> e : adaptedLayers().entrySet()) {
+                    FrozenDenseLayer f = e.getValue();
+                    if (!f.isAdapterEnabled()) {
+                        continue;
+                    }
+                    INDArray delta = f.deltaWeight(graph.getLayer(e.getKey()).paramTable());
+                    f.setMergedWeight(f.frozenWeight().add(delta.castTo(f.frozenWeight().dataType())));
                 }
-                INDArray delta = f.deltaWeight(graph.getLayer(e.getKey()).paramTable());
-                f.setMergedWeight(f.frozenWeight().add(delta.castTo(f.frozenWeight().dataType())));
             }
         }
     }
 
     /** Restores the frozen base weights exactly (they were kept while merged). No-op if not merged. */
     public void unmerge() {
-        for (FrozenDenseLayer f : adaptedLayers().values()) {
-            f.setMergedWeight(null);
+        synchronized (lock) {
+            for (FrozenDenseLayer f : adaptedLayers().values()) {
+                f.setMergedWeight(null);
+            }
         }
     }
 
@@ -143,12 +221,18 @@ public final class PeftModel {
      * <pre>{@code try (var off = peft.disableAdapter()) { base = peft.graph().outputSingle(x); }}</pre>
      */
     public AdapterScope disableAdapter() {
-        Map<FrozenDenseLayer, Boolean> before = new LinkedHashMap<>();
-        for (FrozenDenseLayer f : adaptedLayers().values()) {
-            before.put(f, f.isAdapterEnabled());
-            f.setAdapterEnabled(false);
+        synchronized (lock) {
+            Map<FrozenDenseLayer, Boolean> before = new java.util.IdentityHashMap<>();
+            for (FrozenDenseLayer f : adaptedLayers().values()) {
+                before.put(f, f.isAdapterEnabled());
+                f.setAdapterEnabled(false);
+            }
+            return () -> {
+                synchronized (lock) {
+                    before.forEach(FrozenDenseLayer::setAdapterEnabled);
+                }
+            };
         }
-        return () -> before.forEach(FrozenDenseLayer::setAdapterEnabled);
     }
 
     /** A scope that re-enables adapters when closed; closing twice is harmless. */
@@ -158,18 +242,207 @@ public final class PeftModel {
         void close();
     }
 
+    // ---------------------------------------------------------------- named adapters
+
+    /** The adapters' names, the default first, in the order they were added. */
+    public List<String> adapterNames() {
+        synchronized (lock) {
+            return List.copyOf(adapters.keySet());
+        }
+    }
+
+    /** The active adapter's name. */
+    public String activeAdapter() {
+        synchronized (lock) {
+            return active;
+        }
+    }
+
+    /** The configuration of adapter {@code name}. */
+    public PeftConfig adapterConfig(String name) {
+        synchronized (lock) {
+            return slot(name).config;
+        }
+    }
+
+    private Slot slot(String name) {
+        Objects.requireNonNull(name, "adapter name must not be null");
+        Slot s = adapters.get(name);
+        if (s == null) {
+            throw new IllegalArgumentException("no adapter named \"" + name + "\"; adapters are " + adapters.keySet());
+        }
+        return s;
+    }
+
     /**
-     * A plain graph of the base model's own (stock DL4J) layers with every adapter folded into its
-     * weights and every trained module's parameters copied: zero inference overhead. This model
-     * is left as it was.
+     * Adds a fresh adapter (initialised as {@link Peft#wrap} would: LoRA's {@code B = 0}, trained
+     * modules at their base values) without activating it.
+     *
+     * @throws IllegalArgumentException if the name is taken or not a valid directory name, or the
+     *     config does not fit the base model
+     */
+    public void addAdapter(String name, PeftConfig config) {
+        synchronized (lock) {
+            checkNewName(name);
+            Objects.requireNonNull(config, "config must not be null");
+            GraphRewriter.Result fresh = GraphRewriter.rewrite(reconstructBase(), config);
+            Slot s = new Slot(config);
+            s.params = fresh.graph().params().dup();
+            adapters.put(name, s);
+        }
+    }
+
+    /**
+     * Adds an adapter with given parameters, by vertex name and parameter key of a graph wrapped
+     * with {@code config} (tensors missing from {@code params} keep their fresh initial values).
+     * Used by adapter loading and by adapter arithmetic such as weighted combinations.
+     */
+    public void addAdapter(String name, PeftConfig config, Map<String, Map<String, INDArray>> params) {
+        synchronized (lock) {
+            checkNewName(name);
+            Objects.requireNonNull(config, "config must not be null");
+            ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), config).graph();
+            for (Map.Entry<String, Map<String, INDArray>> e : params.entrySet()) {
+                Layer l = g.getLayer(e.getKey());
+                for (Map.Entry<String, INDArray> p : e.getValue().entrySet()) {
+                    INDArray dst = l == null ? null : l.paramTable().get(p.getKey());
+                    if (dst == null || dst.length() != p.getValue().length()) {
+                        throw new IllegalArgumentException("adapter \"" + name + "\": no parameter " + e.getKey() + "."
+                                + p.getKey() + " of " + (p.getValue().length()) + " elements in a graph wrapped with " + config);
+                    }
+                    dst.assign(p.getValue().reshape(dst.shape()));
+                }
+            }
+            Slot s = new Slot(config);
+            s.params = g.params().dup();
+            adapters.put(name, s);
+        }
+    }
+
+    private void checkNewName(String name) {
+        Objects.requireNonNull(name, "adapter name must not be null");
+        if (!ADAPTER_NAME.matcher(name).matches()) {
+            throw new IllegalArgumentException("adapter name \"" + name + "\" must be 1-100 letters, digits, '.', '_' or "
+                    + "'-', starting with a letter or digit (it names a directory when saved)");
+        }
+        if (adapters.containsKey(name)) {
+            throw new IllegalArgumentException("an adapter named \"" + name + "\" exists already; adapters are "
+                    + adapters.keySet());
+        }
+    }
+
+    /** The parameters of adapter {@code name}, by vertex name and key (copies). */
+    public Map<String, Map<String, INDArray>> adapterParameters(String name) {
+        synchronized (lock) {
+            slot(name);
+            return copyTables(graphHolding(name));
+        }
+    }
+
+    private static Map<String, Map<String, INDArray>> copyTables(ComputationGraph g) {
+        Map<String, Map<String, INDArray>> m = new LinkedHashMap<>();
+        for (Layer l : g.getLayers()) {
+            if (l.numParams() == 0) {
+                continue;
+            }
+            Map<String, INDArray> t = new LinkedHashMap<>();
+            l.paramTable().forEach((k, v) -> t.put(k, GraphRewriter.detachedCopy(v)));
+            m.put(l.conf().getLayer().getLayerName(), t);
+        }
+        return m;
+    }
+
+    /**
+     * Makes adapter {@code name} the active one. Same layout: copies its parameter vector and
+     * optimizer state into the graph. Other layout: rebuilds the graph ({@link #graph()} changes).
+     *
+     * @throws IllegalStateException while adapters are merged
+     */
+    public void setAdapter(String name) {
+        synchronized (lock) {
+            Slot target = slot(name);
+            if (name.equals(active)) {
+                return;
+            }
+            if (isMerged()) {
+                throw new IllegalStateException("adapters are merged; call unmerge() before switching adapters");
+            }
+            Slot current = adapters.get(active);
+            current.params = graph.params().dup();
+            INDArray state = graph.getUpdater(false) == null ? null : graph.getUpdater().getStateViewArray();
+            current.updaterState = state == null ? null : state.dup();
+            if (target.config.layoutSignature().equals(current.config.layoutSignature())) {
+                graph.params().assign(target.params);
+                for (FrozenDenseLayer f : adaptedLayers().values()) {
+                    f.adoptConfig(target.config);
+                }
+            } else {
+                ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), target.config).graph();
+                g.params().assign(target.params);
+                graph = g;
+            }
+            INDArray newState = graph.getUpdater(false) == null ? null : graph.getUpdater().getStateViewArray();
+            if (newState != null) {
+                if (target.updaterState != null && target.updaterState.length() == newState.length()) {
+                    newState.assign(target.updaterState);
+                } else {
+                    newState.assign(0);
+                }
+            }
+            target.params = null;
+            target.updaterState = null;
+            active = name;
+        }
+    }
+
+    /**
+     * Removes adapter {@code name}.
+     *
+     * @throws IllegalStateException if it is the active adapter (activate another one first)
+     */
+    public void deleteAdapter(String name) {
+        synchronized (lock) {
+            slot(name);
+            if (name.equals(active)) {
+                throw new IllegalStateException("adapter \"" + name + "\" is active; setAdapter(...) to another one "
+                        + "before deleting it");
+            }
+            adapters.remove(name);
+        }
+    }
+
+    // ---------------------------------------------------------------- plain graphs
+
+    /**
+     * A plain graph of the base model's own (stock DL4J) layers with the active adapter folded
+     * into its weights and every trained module's parameters copied: zero inference overhead.
+     * This model is left as it was.
      */
     public ComputationGraph mergeAndUnload() {
+        synchronized (lock) {
+            if (config().trainsEverything()) {
+                ComputationGraph out = new ComputationGraph(baseConf.clone());
+                out.init();
+                out.setParams(graph.params());
+                return out;
+            }
+            return plainGraph(true);
+        }
+    }
+
+    /** The base model as it was wrapped (adapters and training ignored), rebuilt from the frozen weights. */
+    public ComputationGraph reconstructBase() {
+        synchronized (lock) {
+            if (config().trainsEverything()) {
+                throw new IllegalStateException("full fine-tuning keeps no frozen copy of the base model");
+            }
+            return plainGraph(false);
+        }
+    }
+
+    private ComputationGraph plainGraph(boolean merged) {
         ComputationGraph out = new ComputationGraph(baseConf.clone());
         out.init();
-        if (config.trainsEverything()) {
-            out.setParams(graph.params());
-            return out;
-        }
         try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
             for (Map.Entry<String, GraphVertex> e : baseConf.getVertices().entrySet()) {
                 if (!(e.getValue() instanceof LayerVertex)) {
@@ -177,17 +450,16 @@ public final class PeftModel {
                 }
                 String name = e.getKey();
                 Layer target = out.getLayer(name);
-                String wrappedName = projectionOf.getOrDefault(name, name);
-                Layer wrapped = graph.getLayer(wrappedName);
+                Layer wrapped = graph.getLayer(projectionOf.getOrDefault(name, name));
                 org.deeplearning4j.nn.conf.layers.Layer c = wrapped.conf().getLayer();
                 if (c instanceof FrozenDenseLayer) {
                     FrozenDenseLayer f = (FrozenDenseLayer) c;
                     INDArray w = f.frozenWeight();
-                    if (f.hasAdapter() && f.isAdapterEnabled()) {
+                    if (merged && f.hasAdapter() && f.isAdapterEnabled()) {
                         w = w.add(f.deltaWeight(wrapped.paramTable()).castTo(w.dataType()));
                     }
                     target.getParam("W").assign(w);
-                    INDArray b = f.isTrainableBias() ? wrapped.getParam(FrozenDenseLayer.BIAS_KEY) : f.frozenBias();
+                    INDArray b = merged && f.isTrainableBias() ? wrapped.getParam(FrozenDenseLayer.BIAS_KEY) : f.frozenBias();
                     if (b != null) {
                         target.getParam("b").assign(b.reshape(target.getParam("b").shape()));
                     }
@@ -196,6 +468,8 @@ public final class PeftModel {
                     if (p != null) {
                         target.params().assign(p.reshape(target.params().shape()));
                     }
+                } else if (!merged && savedModuleOriginals.containsKey(name)) {
+                    savedModuleOriginals.get(name).forEach((k, v) -> target.getParam(k).assign(v));
                 } else if (target.numParams() > 0) {
                     GraphRewriter.copyParams(wrapped, target);
                 }
@@ -204,8 +478,89 @@ public final class PeftModel {
         return out;
     }
 
+    // ---------------------------------------------------------------- files
+
+    /**
+     * Writes every adapter in Hugging Face PEFT's layout: the default adapter's
+     * {@code adapter_config.json} and {@code adapter_model.safetensors} in {@code dir}, every other
+     * adapter in {@code dir/<name>/}. Each file is written atomically (temporary file, fsync, move).
+     *
+     * @throws UnsupportedOperationException for full fine-tuning and transfer learning (use ModelSerializer)
+     */
+    public void saveAdapter(Path dir) throws IOException {
+        synchronized (lock) {
+            for (String name : adapters.keySet()) {
+                Path target = name.equals(DEFAULT_ADAPTER) ? dir : dir.resolve(name);
+                PeftConfig c = adapters.get(name).config;
+                ComputationGraph g = graphHolding(name);
+                List<String> targets = new ArrayList<>();
+                for (Layer l : g.getLayers()) {
+                    if (l.conf().getLayer() instanceof FrozenDenseLayer && ((FrozenDenseLayer) l.conf().getLayer()).hasAdapter()) {
+                        targets.add(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName());
+                    }
+                }
+                AdapterFiles.save(c, baseFingerprint, g, target, targets);
+            }
+        }
+    }
+
+    /** A graph wrapped with adapter {@code name}'s config holding its parameters (the live graph when active). */
+    private ComputationGraph graphHolding(String name) {
+        Slot s = adapters.get(name);
+        if (name.equals(active)) {
+            return graph;
+        }
+        ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), s.config).graph();
+        g.params().assign(s.params);
+        return g;
+    }
+
+    /**
+     * Loads the adapter saved in {@code dir} (the files {@link #saveAdapter} writes for one adapter)
+     * as adapter {@code name}, without activating it. Everything is validated first; on any
+     * error this model is unchanged.
+     */
+    public void loadAdapter(Path dir, String name) throws IOException {
+        loadAdapter(dir, name, false);
+    }
+
+    /** As {@link #loadAdapter(Path, String)}; {@code ignoreFingerprint} accepts an adapter trained on other base weights. */
+    public void loadAdapter(Path dir, String name, boolean ignoreFingerprint) throws IOException {
+        synchronized (lock) {
+            checkNewName(name);
+            AdapterFiles.Loaded l = AdapterFiles.read(dir, baseFingerprint, ignoreFingerprint);
+            ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), l.config()).graph();
+            AdapterFiles.assign(l, g, dir);
+            Slot s = new Slot(l.config());
+            s.params = g.params().dup();
+            adapters.put(name, s);
+        }
+    }
+
+    /**
+     * Saves the adapters ({@link #saveAdapter}) plus what resuming training needs: the active
+     * adapter's optimizer state and the iteration and epoch counters.
+     */
+    public void saveCheckpoint(Path dir) throws IOException {
+        synchronized (lock) {
+            saveAdapter(dir);
+            AdapterFiles.saveTrainingState(graph, active, dir);
+        }
+    }
+
+    /**
+     * Rebuilds a model from {@link #saveCheckpoint} output so that training continues exactly as
+     * an uninterrupted run would.
+     */
+    public static PeftModel resume(ComputationGraph base, Path dir) throws IOException {
+        PeftModel m = Peft.load(base, dir);
+        AdapterFiles.restoreTrainingState(m, dir);
+        return m;
+    }
+
     @Override
     public String toString() {
-        return "PeftModel(" + Objects.toString(config) + ", " + trainableParametersSummary() + ")";
+        return "PeftModel(active=" + activeAdapter() + ", adapters=" + adapterNames() + ", " + config() + ", "
+                + trainableParametersSummary() + ")";
     }
 }

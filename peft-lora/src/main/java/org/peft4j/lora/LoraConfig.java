@@ -1,10 +1,13 @@
 package org.peft4j.lora;
 
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.TreeMap;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.peft4j.core.BiasMode;
 import org.peft4j.core.DenseTarget;
@@ -120,6 +123,46 @@ public final class LoraConfig implements PeftConfig {
 
     public LoraInit initLoraWeights() {
         return initLoraWeights;
+    }
+
+    /**
+     * Hugging Face PEFT's {@code adapter_config.json} keys. {@code target_modules} is a list of
+     * names, a regex string, or {@code "all-linear"}, as PEFT writes them; the type filter, which
+     * PEFT lacks, goes under the {@code peft4j} extension key by the caller.
+     */
+    @Override
+    public Map<String, Object> toAdapterConfig() {
+        Map<String, Object> m = new TreeMap<>();
+        m.put("peft_type", "LORA");
+        m.put("r", rank);
+        m.put("lora_alpha", alpha);
+        m.put("lora_dropout", dropout);
+        switch (targetModules.kind()) {
+            case NAMES:
+                m.put("target_modules", new ArrayList<>(targetModules.names()));
+                break;
+            case REGEX:
+                m.put("target_modules", targetModules.regex());
+                break;
+            default:
+                m.put("target_modules", "all-linear");
+        }
+        m.put("bias", bias.jsonName());
+        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new ArrayList<>(modulesToSave));
+        m.put("use_rslora", useRsLora);
+        m.put("use_dora", false);
+        m.put("fan_in_fan_out", false);
+        m.put("init_lora_weights", initLoraWeights == LoraInit.GAUSSIAN ? "gaussian" : Boolean.TRUE);
+        m.put("inference_mode", true);
+        m.put("task_type", null);
+        m.put("base_model_name_or_path", null);
+        return m;
+    }
+
+    @Override
+    public String layoutSignature() {
+        return "LORA r=" + rank + " targets=" + targetModules + " types=" + targetTypes.stream().map(Class::getName)
+                .sorted().toList() + " save=" + modulesToSave + " bias=" + bias.jsonName();
     }
 
     @Override

@@ -120,6 +120,27 @@ public class LoraDenseLayer extends FrozenDenseLayer {
         }
     }
 
+    @Override
+    public java.util.List<SavedTensor> savedTensors() {
+        java.util.List<SavedTensor> l = super.savedTensors();
+        l.add(new SavedTensor(LORA_A, "lora_A.weight", true));
+        l.add(new SavedTensor(LORA_B, "lora_B.weight", true));
+        return l;
+    }
+
+    @Override
+    public void adoptConfig(org.peft4j.core.PeftConfig config) {
+        LoraConfig c = (LoraConfig) config;
+        if (c.rank() != rank) {
+            throw new IllegalArgumentException("layer " + getLayerName() + " has rank " + rank + ", adapter has rank "
+                    + c.rank());
+        }
+        this.loraAlpha = c.alpha();
+        this.scaling = c.scaling();
+        this.loraDropout = c.dropout();
+        this.init = c.initLoraWeights();
+    }
+
     /** {@code ΔW = s · A·B [nIn, nOut]}. */
     @Override
     public INDArray deltaWeight(Map<String, INDArray> params) {

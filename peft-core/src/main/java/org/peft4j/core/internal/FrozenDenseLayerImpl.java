@@ -52,6 +52,19 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
                                    LayerWorkspaceMgr workspaceMgr) {
     }
 
+    /**
+     * {@code z = x·W} for the frozen weight (overwriting {@code z [batch, nOut]}). Overridden by
+     * layers that hold {@code W} in another form, e.g. 4-bit blocks.
+     */
+    protected void baseForward(INDArray x, INDArray z) {
+        x.mmuli(layerConf().effectiveWeight().castTo(dataType), z);
+    }
+
+    /** {@code eps = delta·Wᵀ} for the frozen weight (overwriting {@code eps [batch, nIn]}). */
+    protected void baseInputGradient(INDArray delta, INDArray eps) {
+        Nd4j.gemm(delta, layerConf().effectiveWeight().castTo(delta.dataType()), eps, false, true, 1.0, 0.0);
+    }
+
     /** Called after each backward pass: drop per-iteration state such as dropout masks. */
     protected void afterBackward() {
     }
@@ -71,9 +84,8 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
                     + c.getNIn() + "], got " + Arrays.toString(x.shape())
                     + (x.rank() != 2 ? " (rank " + x.rank() + "; a missing preprocessor?)" : ""));
         }
-        INDArray w = c.effectiveWeight().castTo(dataType);
         INDArray z = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType, x.size(0), c.getNOut());
-        x.mmuli(w, z);
+        baseForward(x, z);
         INDArray b = c.isTrainableBias() ? params.get(FrozenDenseLayer.BIAS_KEY) : c.frozenBias();
         if (b != null) {
             z.addiRowVector(b.castTo(dataType));
@@ -108,10 +120,9 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
             }
             INDArray epsNext = null;
             if (c.isInputGradient()) {
-                INDArray w = c.effectiveWeight().castTo(delta.dataType());
                 epsNext = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, delta.dataType(),
                         new long[] {delta.size(0), c.getNIn()}, 'f');
-                Nd4j.gemm(delta, w, epsNext, false, true, 1.0, 0.0);
+                baseInputGradient(delta, epsNext);
             }
             INDArray x = input.castTo(dataType);
             if (adapterActive()) {

@@ -168,7 +168,7 @@ public final class GraphRewriter {
                         detachedCopy(base.getLayer(name).getParam("W")),
                         hasBias(l) ? detachedCopy(base.getLayer(name).getParam("b")) : null,
                         trainableBias.get(name), upstreamTrains.get(name));
-                FrozenDenseLayer fl = targets.contains(name) ? config.adaptDense(t) : new FrozenDenseLayer(t);
+                FrozenDenseLayer fl = targets.contains(name) ? config.adaptDense(t) : config.freezeDense(t);
                 copyCommon((BaseLayer) l, fl);
                 if (l instanceof DenseLayer) {
                     fl.setLayerName(name);

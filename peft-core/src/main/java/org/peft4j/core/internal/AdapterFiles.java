@@ -1,0 +1,317 @@
+package org.peft4j.core.internal;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.ServiceLoader;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import org.deeplearning4j.nn.api.Layer;
+import org.deeplearning4j.nn.conf.layers.DenseLayer;
+import org.deeplearning4j.nn.conf.layers.OutputLayer;
+import org.deeplearning4j.nn.conf.layers.RnnOutputLayer;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.AdapterLayer;
+import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.IncompatibleAdapterException;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.PeftConfigFactory;
+import org.peft4j.core.PeftModel;
+import org.peft4j.core.io.AtomicFiles;
+import org.peft4j.core.io.SafeTensor;
+import org.peft4j.core.io.Safetensors;
+import org.peft4j.core.io.SafetensorsFile;
+
+/**
+ * Adapter files in Hugging Face PEFT's layout: {@code adapter_config.json} (sorted keys, two-space
+ * indent; peft4j's own keys under {@code "peft4j"}) and {@code adapter_model.safetensors} with
+ * tensors named {@code base_model.model.<layer>.<suffix>} in PyTorch orientation ({@code lora_A}
+ * {@code [r, in]}, {@code lora_B} {@code [out, r]}, trained dense modules {@code weight [out, in]},
+ * {@code bias [out]}; other trained modules under their DL4J parameter key and shape).
+ *
+ * <p>Loading validates the whole directory (JSON types, safetensors structure, base-model
+ * fingerprint, tensor names and shapes against the wrapped graph) before any parameter is written.
+ *
+ * <p>Thread-safety: stateless.
+ */
+public final class AdapterFiles {
+
+    public static final String CONFIG_FILE = "adapter_config.json";
+    public static final String WEIGHTS_FILE = "adapter_model.safetensors";
+    public static final String STATE_FILE = "training_state.safetensors";
+    static final String PREFIX = "base_model.model.";
+    private static final long MAX_CONFIG_BYTES = 16L << 20;
+
+    private AdapterFiles() {
+    }
+
+    /** This library's version, as written into adapter files. */
+    public static String libraryVersion() {
+        try (InputStream in = AdapterFiles.class.getResourceAsStream("/org/peft4j/core/version.properties")) {
+            Properties p = new Properties();
+            if (in != null) {
+                p.load(in);
+            }
+            return p.getProperty("version", "unknown");
+        } catch (IOException e) {
+            return "unknown";
+        }
+    }
+
+    /** One tensor of an adapter file and the parameter it belongs to. */
+    record Slot(String vertex, String key, boolean transposed, long[] fileShape) {
+    }
+
+    /** The tensors a graph's trainable parameters map to, by file name. */
+    static Map<String, Slot> layout(ComputationGraph g) {
+        Map<String, Slot> m = new TreeMap<>();
+        for (Layer l : g.getLayers()) {
+            if (l.numParams() == 0) {
+                continue;
+            }
+            org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
+            String vertex = c.getLayerName();
+            if (c instanceof AdapterLayer) {
+                AdapterLayer a = (AdapterLayer) c;
+                for (FrozenDenseLayer.SavedTensor st : a.savedTensors()) {
+                    INDArray p = l.getParam(st.paramKey());
+                    m.put(PREFIX + a.baseLayerName() + "." + st.fileSuffix(),
+                            new Slot(vertex, st.paramKey(), st.transposed(), fileShape(p, st.transposed())));
+                }
+            } else {
+                boolean dense = c instanceof DenseLayer || c instanceof OutputLayer || c instanceof RnnOutputLayer;
+                for (Map.Entry<String, INDArray> p : l.paramTable().entrySet()) {
+                    String suffix = dense && "W".equals(p.getKey()) ? "weight" : dense && "b".equals(p.getKey()) ? "bias" : p.getKey();
+                    boolean t = dense && "W".equals(p.getKey());
+                    m.put(PREFIX + vertex + "." + suffix, new Slot(vertex, p.getKey(), t, fileShape(p.getValue(), t)));
+                }
+            }
+        }
+        return m;
+    }
+
+    private static long[] fileShape(INDArray p, boolean transposed) {
+        long[] s = p.shape().clone();
+        if (transposed && s.length == 2) {
+            return new long[] {s[1], s[0]};
+        }
+        return s;
+    }
+
+    /** Writes one adapter: {@code g} is wrapped with {@code config} and holds the adapter's parameters. */
+    public static void save(PeftConfig config, BaseFingerprint fingerprint, ComputationGraph g, Path dir,
+                            List<String> resolvedTargets) throws IOException {
+        Map<String, Object> json = new TreeMap<>(config.toAdapterConfig());
+        if (!config.targetTypes().isEmpty()) {
+            json.put("target_modules", resolvedTargets);
+        }
+        Map<String, Object> ext = new TreeMap<>();
+        ext.put("library_version", libraryVersion());
+        ext.put("format_version", 1);
+        ext.put("base_model_fingerprint", fingerprint.toJson());
+        json.put("peft4j", ext);
+
+        Map<String, SafeTensor> tensors = new LinkedHashMap<>();
+        try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+            for (Map.Entry<String, Slot> e : layout(g).entrySet()) {
+                Slot s = e.getValue();
+                INDArray p = g.getLayer(s.vertex()).getParam(s.key());
+                INDArray oriented = s.transposed() && p.rank() == 2 ? p.transpose() : p;
+                tensors.put(e.getKey(), SafeTensor.ofFloats(s.fileShape(),
+                        oriented.castTo(DataType.FLOAT).dup('c').data().asFloat()));
+            }
+        }
+        Files.createDirectories(dir);
+        AtomicFiles.write(dir.resolve(WEIGHTS_FILE), Safetensors.toBytes(tensors, Map.of("format", "pt")));
+        AtomicFiles.write(dir.resolve(CONFIG_FILE), PeftJson.write(json).getBytes(StandardCharsets.UTF_8));
+    }
+
+    /** A validated adapter directory, not yet applied to any graph. */
+    public record Loaded(PeftConfig config, SafetensorsFile tensors) {
+    }
+
+    /**
+     * Reads and validates an adapter directory against a base model's fingerprint.
+     *
+     * @throws AdapterFormatException if a file is missing or malformed
+     * @throws IncompatibleAdapterException if the adapter was trained on another base model
+     */
+    public static Loaded read(Path dir, BaseFingerprint base, boolean ignoreFingerprint) throws IOException {
+        if (!Files.isDirectory(dir)) {
+            throw new AdapterFormatException("no adapter directory at " + dir);
+        }
+        Path configFile = dir.resolve(CONFIG_FILE);
+        if (!Files.isRegularFile(configFile, LinkOption.NOFOLLOW_LINKS)) {
+            throw new AdapterFormatException("no adapter in " + dir + ": " + CONFIG_FILE + " is missing");
+        }
+        if (Files.size(configFile) > MAX_CONFIG_BYTES) {
+            throw new AdapterFormatException(configFile + " is " + Files.size(configFile) + " bytes; an adapter config "
+                    + "is at most " + MAX_CONFIG_BYTES + " bytes");
+        }
+        String what = configFile.toString();
+        Map<String, Object> json = PeftJson.parseObject(Files.readAllBytes(configFile), what);
+        Object type = json.get("peft_type");
+        if (!(type instanceof String)) {
+            throw new AdapterFormatException(what + ": \"peft_type\" must be a string such as \"LORA\"; got " + type);
+        }
+        PeftConfigFactory factory = null;
+        List<String> known = new ArrayList<>();
+        for (PeftConfigFactory f : ServiceLoader.load(PeftConfigFactory.class, AdapterFiles.class.getClassLoader())) {
+            known.add(f.peftType());
+            if (f.peftType().equals(type)) {
+                factory = f;
+            }
+        }
+        if (factory == null) {
+            throw new AdapterFormatException(what + ": peft_type \"" + type + "\" is not supported; known types: " + known
+                    + " (is the tuner's module, e.g. peft-lora, on the classpath?)");
+        }
+        PeftConfig config;
+        try {
+            config = factory.fromAdapterConfig(json);
+        } catch (AdapterFormatException e) {
+            throw new AdapterFormatException(what + ": " + e.getMessage(), e);
+        }
+        Object ext = json.get("peft4j");
+        if (ext != null && !(ext instanceof Map)) {
+            throw new AdapterFormatException(what + ": \"peft4j\" must be an object");
+        }
+        if (!ignoreFingerprint && ext != null && ((Map<?, ?>) ext).get("base_model_fingerprint") != null) {
+            BaseFingerprint expected = BaseFingerprint.fromJson(((Map<?, ?>) ext).get("base_model_fingerprint"), what);
+            List<String> diff = expected.differences(base);
+            if (!diff.isEmpty()) {
+                throw new IncompatibleAdapterException("the adapter in " + dir + " was trained on another base model: "
+                        + String.join("; ", diff) + ". Load with ignoreFingerprint=true to apply it anyway.");
+            }
+        }
+        Path weights = dir.resolve(WEIGHTS_FILE);
+        if (!Files.isRegularFile(weights, LinkOption.NOFOLLOW_LINKS)) {
+            throw new AdapterFormatException("no adapter weights in " + dir + ": " + WEIGHTS_FILE + " is missing");
+        }
+        SafetensorsFile tensors = Safetensors.read(weights);
+        return new Loaded(config, tensors);
+    }
+
+    /**
+     * Checks that the file's tensors are exactly those a graph wrapped with the adapter's config
+     * trains (names and shapes), then writes them into {@code g}. Nothing is written on failure.
+     */
+    public static void assign(Loaded loaded, ComputationGraph g, Path dir) {
+        Map<String, Slot> expected = layout(g);
+        Map<String, SafeTensor> actual = loaded.tensors().tensors();
+        TreeSet<String> unknown = new TreeSet<>(actual.keySet());
+        unknown.removeAll(expected.keySet());
+        TreeSet<String> missing = new TreeSet<>(expected.keySet());
+        missing.removeAll(actual.keySet());
+        List<String> problems = new ArrayList<>();
+        if (!unknown.isEmpty()) {
+            problems.add("unknown tensors " + unknown);
+        }
+        if (!missing.isEmpty()) {
+            problems.add("missing tensors " + missing);
+        }
+        for (Map.Entry<String, Slot> e : expected.entrySet()) {
+            SafeTensor t = actual.get(e.getKey());
+            if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
+                problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
+                        + java.util.Arrays.toString(e.getValue().fileShape()));
+            }
+        }
+        if (!problems.isEmpty()) {
+            throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: "
+                    + String.join("; ", problems));
+        }
+        // a list, not a map: INDArray equality is by value, and fresh parameters (LoRA's B = 0) are equal
+        List<INDArray[]> writes = new ArrayList<>();
+        try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+            for (Map.Entry<String, Slot> e : expected.entrySet()) {
+                Slot s = e.getValue();
+                SafeTensor t = actual.get(e.getKey());
+                float[] values;
+                try {
+                    values = t.toFloats();
+                } catch (IllegalStateException ex) {
+                    throw new AdapterFormatException(e.getKey() + " in " + dir + " has dtype " + t.dtype()
+                            + "; adapter tensors must be F32, F16 or BF16");
+                }
+                INDArray p = g.getLayer(s.vertex()).getParam(s.key());
+                INDArray a = Nd4j.create(values, s.fileShape(), 'c').castTo(p.dataType());
+                writes.add(new INDArray[] {p, s.transposed() && a.rank() == 2 ? a.transpose() : a});
+            }
+            for (INDArray[] w : writes) {
+                w[0].assign(w[1].reshape(w[0].shape()));
+            }
+        }
+    }
+
+    /** Writes the optimizer state and iteration/epoch counters of {@code g} next to its adapter files. */
+    public static void saveTrainingState(ComputationGraph g, String activeAdapter, Path dir) throws IOException {
+        Map<String, SafeTensor> tensors = new LinkedHashMap<>();
+        INDArray state = g.getUpdater(false) == null ? null : g.getUpdater().getStateViewArray();
+        if (state != null) {
+            tensors.put("updater_state", SafeTensor.of(state.dup('c').reshape(state.length())));
+        }
+        Map<String, String> meta = new TreeMap<>();
+        meta.put("format", "pt");
+        meta.put("iteration_count", Integer.toString(g.getConfiguration().getIterationCount()));
+        meta.put("epoch_count", Integer.toString(g.getConfiguration().getEpochCount()));
+        meta.put("active_adapter", activeAdapter);
+        meta.put("library_version", libraryVersion());
+        AtomicFiles.write(dir.resolve(STATE_FILE), Safetensors.toBytes(tensors, meta));
+    }
+
+    /** Restores what {@link #saveTrainingState} wrote into the model's active graph. */
+    public static void restoreTrainingState(PeftModel model, Path dir) throws IOException {
+        Path file = dir.resolve(STATE_FILE);
+        if (!Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS)) {
+            throw new AdapterFormatException("no checkpoint in " + dir + ": " + STATE_FILE + " is missing");
+        }
+        SafetensorsFile f = Safetensors.read(file);
+        Map<String, String> meta = f.metadata();
+        int iteration = parseCount(meta, "iteration_count", file);
+        int epoch = parseCount(meta, "epoch_count", file);
+        String active = meta.getOrDefault("active_adapter", PeftModel.DEFAULT_ADAPTER);
+        if (!model.adapterNames().contains(active)) {
+            throw new AdapterFormatException(file + ": active adapter \"" + active + "\" is not among " + model.adapterNames());
+        }
+        model.setAdapter(active);
+        ComputationGraph g = model.graph();
+        SafeTensor state = f.tensors().get("updater_state");
+        if (state != null) {
+            INDArray view = g.getUpdater(true).getStateViewArray();
+            if (view == null || view.length() != state.elementCount()) {
+                throw new IncompatibleAdapterException(file + ": optimizer state has " + state.elementCount()
+                        + " values, the model's optimizer needs " + (view == null ? 0 : view.length()));
+            }
+            view.assign(state.toINDArray(view.dataType()).reshape(view.shape()));
+        }
+        g.getConfiguration().setIterationCount(iteration);
+        g.getConfiguration().setEpochCount(epoch);
+    }
+
+    private static int parseCount(Map<String, String> meta, String key, Path file) {
+        try {
+            int v = Integer.parseInt(meta.get(key));
+            if (v < 0) {
+                throw new NumberFormatException();
+            }
+            return v;
+        } catch (NumberFormatException e) {
+            throw new AdapterFormatException(file + ": metadata \"" + key + "\" must be a non-negative integer; got "
+                    + meta.get(key));
+        }
+    }
+}
