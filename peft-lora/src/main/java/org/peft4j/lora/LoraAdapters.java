@@ -1,0 +1,179 @@
+package org.peft4j.lora;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
+import org.peft4j.core.BiasMode;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.PeftModel;
+
+/**
+ * Arithmetic on LoRA adapters held by one {@link PeftModel}, as Hugging Face PEFT's
+ * {@code add_weighted_adapter}. With {@code c_i = √(w_i · s_i)} for adapter {@code i} of weight
+ * {@code w_i} and scaling {@code s_i}, per targeted layer:
+ * <ul>
+ *   <li>{@link Combination#LINEAR} (equal ranks): {@code A = Σ c_i A_i}, {@code B = Σ c_i B_i};</li>
+ *   <li>{@link Combination#CAT}: {@code A = [c_1 A_1 | c_2 A_2 | …]}, {@code B} stacked likewise, rank
+ *       {@code Σ r_i}, so that {@code A·B = Σ w_i s_i A_i B_i} exactly;</li>
+ *   <li>{@link Combination#SVD}: {@code ΔW = Σ w_i s_i A_i B_i} truncated to rank {@code r} by SVD,
+ *       {@code A = U_r S_r}, {@code B = V_rᵀ} (the best rank-r approximation in Frobenius norm).</li>
+ * </ul>
+ * The new adapter has {@code alpha = rank} (scaling 1), the sources' targets and dropout; it is
+ * added to the model, not activated. Sources must target the same layers and train no biases or
+ * whole modules.
+ *
+ * <p>Thread-safety: as {@link PeftModel} (its lock is taken by the calls made).
+ */
+public final class LoraAdapters {
+
+    /** How weighted adapters are combined. */
+    public enum Combination { LINEAR, CAT, SVD }
+
+    private LoraAdapters() {
+    }
+
+    /**
+     * Adds adapter {@code newName} combining {@code sources} with {@code weights}.
+     *
+     * @param svdRank the rank for {@link Combination#SVD} (ignored otherwise)
+     * @throws IllegalArgumentException naming the problem for unknown sources, unequal lengths,
+     *     non-LoRA sources, different targets, unequal ranks under LINEAR, or a bad rank
+     */
+    public static void addWeightedAdapter(PeftModel peft, List<String> sources, double[] weights,
+                                          Combination combination, String newName, int svdRank) {
+        Objects.requireNonNull(peft, "peft");
+        Objects.requireNonNull(sources, "sources");
+        Objects.requireNonNull(weights, "weights");
+        Objects.requireNonNull(combination, "combination");
+        if (sources.isEmpty() || sources.size() != weights.length) {
+            throw new IllegalArgumentException("give one weight per source adapter; got " + sources.size()
+                    + " sources and " + weights.length + " weights");
+        }
+        List<LoraConfig> configs = new ArrayList<>();
+        for (String s : sources) {
+            PeftConfig c = peft.adapterConfig(s);
+            if (!(c instanceof LoraConfig)) {
+                throw new IllegalArgumentException("adapter \"" + s + "\" is " + c.peftType() + ", not LORA");
+            }
+            LoraConfig l = (LoraConfig) c;
+            if (!l.modulesToSave().isEmpty() || l.bias() != BiasMode.NONE) {
+                throw new IllegalArgumentException("adapter \"" + s + "\" trains biases or whole modules; weighted "
+                        + "combinations cover LoRA factors only");
+            }
+            if (!configs.isEmpty() && (!l.targetModules().equals(configs.get(0).targetModules())
+                    || !l.targetTypes().equals(configs.get(0).targetTypes()))) {
+                throw new IllegalArgumentException("adapters \"" + sources.get(0) + "\" and \"" + s + "\" target different "
+                        + "layers (" + configs.get(0).targetModules() + " vs " + l.targetModules() + ")");
+            }
+            configs.add(l);
+        }
+        int rank;
+        switch (combination) {
+            case LINEAR:
+                rank = configs.get(0).rank();
+                for (LoraConfig c : configs) {
+                    if (c.rank() != rank) {
+                        throw new IllegalArgumentException("LINEAR needs sources of equal rank; got ranks "
+                                + configs.stream().map(LoraConfig::rank).toList() + " (use CAT or SVD)");
+                    }
+                }
+                break;
+            case CAT:
+                rank = configs.stream().mapToInt(LoraConfig::rank).sum();
+                break;
+            default:
+                if (svdRank <= 0) {
+                    throw new IllegalArgumentException("SVD needs a positive target rank; got " + svdRank);
+                }
+                rank = svdRank;
+        }
+        List<Map<String, Map<String, INDArray>>> params = new ArrayList<>();
+        for (String s : sources) {
+            params.add(peft.adapterParameters(s));
+        }
+        Map<String, Map<String, INDArray>> combined = new LinkedHashMap<>();
+        try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+            for (String layer : params.get(0).keySet()) {
+                INDArray[] ab = combine(layer, params, configs, weights, combination, rank);
+                Map<String, INDArray> t = new LinkedHashMap<>();
+                t.put(LoraDenseLayer.LORA_A, ab[0]);
+                t.put(LoraDenseLayer.LORA_B, ab[1]);
+                combined.put(layer, t);
+            }
+        }
+        LoraConfig first = configs.get(0);
+        LoraConfig config = first.toBuilder().rank(rank).alpha(rank).useRsLora(false).build();
+        peft.addAdapter(newName, config, combined);
+    }
+
+    private static INDArray[] combine(String layer, List<Map<String, Map<String, INDArray>>> params,
+                                      List<LoraConfig> configs, double[] weights, Combination how, int rank) {
+        int n = params.size();
+        INDArray[] as = new INDArray[n];
+        INDArray[] bs = new INDArray[n];
+        double[] c = new double[n];
+        for (int i = 0; i < n; i++) {
+            as[i] = params.get(i).get(layer).get(LoraDenseLayer.LORA_A).castTo(DataType.DOUBLE);
+            bs[i] = params.get(i).get(layer).get(LoraDenseLayer.LORA_B).castTo(DataType.DOUBLE);
+            double prod = weights[i] * configs.get(i).scaling();
+            if (prod < 0 && how != Combination.SVD) {
+                throw new IllegalArgumentException("weight " + weights[i] + " is negative: LINEAR and CAT take √(w·s); "
+                        + "use SVD for negative weights");
+            }
+            c[i] = Math.sqrt(Math.abs(prod));
+        }
+        DataType dt = params.get(0).get(layer).get(LoraDenseLayer.LORA_A).dataType();
+        long nIn = as[0].size(0);
+        long nOut = bs[0].size(1);
+        switch (how) {
+            case LINEAR: {
+                INDArray a = Nd4j.zeros(DataType.DOUBLE, nIn, rank);
+                INDArray b = Nd4j.zeros(DataType.DOUBLE, rank, nOut);
+                for (int i = 0; i < n; i++) {
+                    a.addi(as[i].mul(c[i]));
+                    b.addi(bs[i].mul(c[i]));
+                }
+                return new INDArray[] {a.castTo(dt), b.castTo(dt)};
+            }
+            case CAT: {
+                INDArray a = Nd4j.zeros(DataType.DOUBLE, nIn, rank);
+                INDArray b = Nd4j.zeros(DataType.DOUBLE, rank, nOut);
+                long at = 0;
+                for (int i = 0; i < n; i++) {
+                    long r = as[i].size(1);
+                    a.get(NDArrayIndex.all(), NDArrayIndex.interval(at, at + r)).assign(as[i].mul(c[i]));
+                    b.get(NDArrayIndex.interval(at, at + r), NDArrayIndex.all()).assign(bs[i].mul(c[i]));
+                    at += r;
+                }
+                return new INDArray[] {a.castTo(dt), b.castTo(dt)};
+            }
+            default: {
+                INDArray delta = Nd4j.zeros(DataType.DOUBLE, nIn, nOut);
+                for (int i = 0; i < n; i++) {
+                    delta.addi(as[i].mmul(bs[i]).muli(weights[i] * configs.get(i).scaling()));
+                }
+                long k = Math.min(nIn, nOut);
+                if (rank > k) {
+                    throw new IllegalArgumentException("SVD rank " + rank + " exceeds min(nIn, nOut) = " + k + " of layer "
+                            + layer);
+                }
+                INDArray m = delta.dup('f');
+                INDArray s = Nd4j.create(DataType.DOUBLE, k);
+                INDArray u = Nd4j.create(DataType.DOUBLE, new long[] {nIn, nIn}, 'f');
+                INDArray vt = Nd4j.create(DataType.DOUBLE, new long[] {nOut, nOut}, 'f');
+                Nd4j.getBlasWrapper().lapack().gesvd(m, s, u, vt);
+                INDArray a = u.get(NDArrayIndex.all(), NDArrayIndex.interval(0, rank)).mulRowVector(
+                        s.get(NDArrayIndex.interval(0, rank)).reshape(1, rank));
+                INDArray b = vt.get(NDArrayIndex.interval(0, rank), NDArrayIndex.all()).dup();
+                return new INDArray[] {a.castTo(dt), b.castTo(dt)};
+            }
+        }
+    }
+}
