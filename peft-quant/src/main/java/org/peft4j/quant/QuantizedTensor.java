@@ -269,31 +269,33 @@ public final class QuantizedTensor {
     /** The float32 tensor these codes stand for, flattened in C order (a new array). */
     public float[] dequantize() {
         float[] out = new float[length];
-        float[] pair = Blockwise4bit.pairTable(type);
-        if (length >= PARALLEL_THRESHOLD) {
-            int chunk = 1 << 16;
-            int chunks = (length + chunk - 1) / chunk;
-            IntStream.range(0, chunks).parallel().forEach(c -> {
-                int from = c * chunk;
-                int to = Math.min(length, from + chunk);
-                Blockwise4bit.dequantize(packed, scales, blockSize, pair, from, to, out, from);
-            });
-        } else {
-            Blockwise4bit.dequantize(packed, scales, blockSize, pair, 0, length, out, 0);
-        }
+        dequantize(0, length, out, 0);
         return out;
     }
 
     /**
      * Writes elements {@code [from, to)} (flat C-order indices) of the dequantized tensor into
-     * {@code out} starting at {@code outOffset}.
+     * {@code out} starting at {@code outOffset}. Ranges of a million elements or more are split
+     * over the common ForkJoin pool.
      *
      * @throws IndexOutOfBoundsException if the range is outside the tensor or the output
      */
     public void dequantize(int from, int to, float[] out, int outOffset) {
         Objects.checkFromToIndex(from, to, length);
         Objects.checkFromIndexSize(outOffset, to - from, out.length);
-        Blockwise4bit.dequantize(packed, scales, blockSize, Blockwise4bit.pairTable(type), from, to, out, outOffset);
+        float[] pair = Blockwise4bit.pairTable(type);
+        int count = to - from;
+        if (count >= PARALLEL_THRESHOLD) {
+            int chunk = 1 << 16;
+            int chunks = (count + chunk - 1) / chunk;
+            IntStream.range(0, chunks).parallel().forEach(c -> {
+                int start = from + c * chunk;
+                int end = Math.min(to, start + chunk);
+                Blockwise4bit.dequantize(packed, scales, blockSize, pair, start, end, out, outOffset + start - from);
+            });
+        } else {
+            Blockwise4bit.dequantize(packed, scales, blockSize, pair, from, to, out, outOffset);
+        }
     }
 
     /** The dequantized tensor as a new float32 C-order {@link INDArray} of {@link #shape()}. */

@@ -136,12 +136,15 @@ public final class Blockwise4bit {
                 out[o + e] = pair[2 * (packed[e >>> 1] & 0xFF) + 1] * s;
                 e++;
             }
-            int pairsEnd = end & ~1;
-            for (; e < pairsEnd; e += 2) {
-                int p = 2 * (packed[e >>> 1] & 0xFF);
-                out[o + e] = pair[p] * s;
-                out[o + e + 1] = pair[p + 1] * s;
+            int half = ((end & ~1) - e) >>> 1;
+            int pb = e >>> 1;
+            int ob = o + e;
+            for (int k = 0; k < half; k++) {
+                int p = (packed[pb + k] & 0xFF) << 1;
+                out[ob + 2 * k] = pair[p] * s;
+                out[ob + 2 * k + 1] = pair[p + 1] * s;
             }
+            e += 2 * half;
             if (e < end) {
                 out[o + e] = pair[2 * (packed[e >>> 1] & 0xFF)] * s;
                 e++;
