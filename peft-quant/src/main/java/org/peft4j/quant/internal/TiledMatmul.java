@@ -16,8 +16,9 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * <ul>
  *   <li>{@link #mmul}: {@code y = x · W}, accumulated tile by tile,
  *       {@code y += x[:, i0:i0+kt] · W[i0:i0+kt, :]} ({@code x [batch, nIn]}, {@code y [batch, nOut]});</li>
- *   <li>{@link #mmulTransposed}: {@code out[:, i0:i0+kt] = g · W[i0:i0+kt, :]ᵀ}
- *       ({@code g [batch, nOut]}, {@code out [batch, nIn]}).</li>
+ *   <li>{@link #mmulTransposed}: {@code outᵀ[i0:i0+kt, :] = W[i0:i0+kt, :] · gᵀ}
+ *       ({@code g [batch, nOut]}, {@code out [batch, nIn]}), computed as {@code outᵀ} so each tile
+ *       writes a contiguous slice.</li>
  * </ul>
  * ND4J has no 4-bit GEMM, and a hand-written Java GEMM would not approach its BLAS; so only the
  * dequantization is ours (parallel, from the packed codes into a small heap buffer and then one
@@ -65,7 +66,9 @@ public final class TiledMatmul {
     public static INDArray mmulTransposed(INDArray g, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                           int nIn, int nOut) {
         long batch = g.size(0);
-        INDArray out = Nd4j.create(DataType.FLOAT, batch, nIn);
+        // Computed as outT = W · gᵀ into a C-order [nIn, batch] array, whose row blocks are
+        // contiguous, so every tile's GEMM writes straight into its slice.
+        INDArray outT = Nd4j.create(DataType.FLOAT, new long[] {nIn, batch}, 'c');
         int kt = tileRows(nIn, nOut);
         INDArray tile;
         try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
@@ -75,11 +78,11 @@ public final class TiledMatmul {
             int rows = Math.min(kt, nIn - i0);
             fillTile(packed, scales, blockSize, pair, i0, rows, nOut, tile);
             INDArray w = rows == kt ? tile : tile.get(NDArrayIndex.interval(0, rows), NDArrayIndex.all());
-            INDArray part = Nd4j.gemm(g, w, false, true);
-            out.get(NDArrayIndex.all(), NDArrayIndex.interval(i0, i0 + rows)).assign(part);
+            INDArray dst = outT.get(NDArrayIndex.interval(i0, i0 + rows), NDArrayIndex.all());
+            Nd4j.gemm(w, g, dst, false, true, 1.0, 0.0);
         }
         tile.close();
-        return out;
+        return outT.transpose().dup('c');
     }
 
     /** Dequantizes rows {@code [i0, i0 + rows)} of W into the first {@code rows} rows of the tile. */
