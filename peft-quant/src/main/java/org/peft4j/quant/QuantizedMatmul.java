@@ -1,0 +1,142 @@
+package org.peft4j.quant;
+
+import java.util.Arrays;
+import java.util.Objects;
+
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.quant.internal.Blockwise4bit;
+import org.peft4j.quant.internal.Gemv4bit;
+import org.peft4j.quant.internal.TiledMatmul;
+
+/**
+ * Products with a 4-bit weight {@code Wq} of DL4J dense orientation {@code [nIn, nOut]}, without
+ * materialising {@code dequant(Wq)}:
+ * <ul>
+ *   <li>forward {@code y = x · dequant(Wq)}: {@code x [batch, nIn]} → {@code y [batch, nOut]};</li>
+ *   <li>backward epsilon {@code ε = g · dequant(Wq)ᵀ}: {@code g [batch, nOut]} → {@code ε [batch, nIn]}.</li>
+ * </ul>
+ * Batch 1 goes through a GEMV that reads the 4-bit codes directly (a 256-entry byte → two floats
+ * table times the block scale); larger batches dequantize a few rows at a time into a ~4 MiB float
+ * tile and call ND4J's GEMM on it, so peak extra memory is one tile. ND4J has no 4-bit type, which
+ * is why these kernels are hand-written; the batched path still leaves the flops to BLAS.
+ *
+ * <p>Inputs are read as float32 (other dtypes are cast); outputs are new float32 C-order arrays.
+ * Results equal {@code x.mmul(w.toINDArray())} up to float32 summation order.
+ *
+ * <p>Thread-safety: stateless; all methods may be called concurrently. Large products use the
+ * common ForkJoin pool.
+ */
+public final class QuantizedMatmul {
+    private QuantizedMatmul() {
+    }
+
+    /**
+     * {@code y = x · dequant(w)}.
+     *
+     * @param x [batch, nIn]
+     * @param w rank-2 quantized weight [nIn, nOut]
+     * @return y [batch, nOut], float32
+     * @throws IllegalArgumentException if the shapes do not match
+     */
+    public static INDArray mmul(INDArray x, QuantizedTensor w) {
+        int[] dims = dims(w);
+        int nIn = dims[0];
+        int nOut = dims[1];
+        check(x, "x", nIn, "nIn", w);
+        INDArray xf = x.castTo(DataType.FLOAT);
+        if (x.size(0) == 1) {
+            float[] xv = xf.dup('c').data().asFloat();
+            float[] y = new float[nOut];
+            gemv(xv, w, y);
+            return Nd4j.create(y, new long[] {1, nOut}, 'c');
+        }
+        return TiledMatmul.mmul(xf, w.packedArray(), w.scales(), w.blockSize(),
+                Blockwise4bit.pairTable(w.type()), nIn, nOut);
+    }
+
+    /**
+     * {@code ε = g · dequant(w)ᵀ} (the input gradient of {@code y = x · W}).
+     *
+     * @param g [batch, nOut]
+     * @param w rank-2 quantized weight [nIn, nOut]
+     * @return ε [batch, nIn], float32
+     * @throws IllegalArgumentException if the shapes do not match
+     */
+    public static INDArray mmulTransposed(INDArray g, QuantizedTensor w) {
+        int[] dims = dims(w);
+        int nIn = dims[0];
+        int nOut = dims[1];
+        check(g, "g", nOut, "nOut", w);
+        INDArray gf = g.castTo(DataType.FLOAT);
+        if (g.size(0) == 1) {
+            float[] gv = gf.dup('c').data().asFloat();
+            float[] out = new float[nIn];
+            gemvTransposed(gv, w, out);
+            return Nd4j.create(out, new long[] {1, nIn}, 'c');
+        }
+        return TiledMatmul.mmulTransposed(gf, w.packedArray(), w.scales(), w.blockSize(),
+                Blockwise4bit.pairTable(w.type()), nIn, nOut);
+    }
+
+    /**
+     * Batch-1 forward on plain arrays: {@code y[j] = Σ_i x[i] · dequant(w)[i, j]}; {@code y} is
+     * overwritten.
+     *
+     * @param x length nIn
+     * @param w rank-2 quantized weight [nIn, nOut]
+     * @param y length nOut
+     * @throws IllegalArgumentException if the lengths do not match
+     */
+    public static void gemv(float[] x, QuantizedTensor w, float[] y) {
+        int[] dims = dims(w);
+        checkLength(x, "x", dims[0], "nIn", w);
+        checkLength(y, "y", dims[1], "nOut", w);
+        Gemv4bit.gemv(w.packedArray(), w.scales(), w.blockSize(), Blockwise4bit.pairTable(w.type()),
+                dims[0], dims[1], x, 0, y, 0);
+    }
+
+    /**
+     * Batch-1 backward on plain arrays: {@code out[i] = Σ_j g[j] · dequant(w)[i, j]}; {@code out}
+     * is overwritten.
+     *
+     * @param g   length nOut
+     * @param w   rank-2 quantized weight [nIn, nOut]
+     * @param out length nIn
+     * @throws IllegalArgumentException if the lengths do not match
+     */
+    public static void gemvTransposed(float[] g, QuantizedTensor w, float[] out) {
+        int[] dims = dims(w);
+        checkLength(g, "g", dims[1], "nOut", w);
+        checkLength(out, "out", dims[0], "nIn", w);
+        Gemv4bit.gemvTransposed(w.packedArray(), w.scales(), w.blockSize(), Blockwise4bit.pairTable(w.type()),
+                dims[0], dims[1], g, 0, out, 0);
+    }
+
+    private static int[] dims(QuantizedTensor w) {
+        Objects.requireNonNull(w, "w must not be null");
+        long[] s = w.shape();
+        if (s.length != 2) {
+            throw new IllegalArgumentException("weight has shape " + Arrays.toString(s)
+                    + "; expected a matrix [nIn, nOut]");
+        }
+        return new int[] {(int) s[0], (int) s[1]};
+    }
+
+    private static void check(INDArray a, String name, int cols, String colName, QuantizedTensor w) {
+        Objects.requireNonNull(a, name + " must not be null");
+        if (a.rank() != 2 || a.size(1) != cols) {
+            throw new IllegalArgumentException(name + " has shape " + Arrays.toString(a.shape())
+                    + "; expected [batch, " + cols + "] (" + colName + " of weight " + Arrays.toString(w.shape()) + ")");
+        }
+    }
+
+    private static void checkLength(float[] a, String name, int expected, String what, QuantizedTensor w) {
+        Objects.requireNonNull(a, name + " must not be null");
+        if (a.length != expected) {
+            throw new IllegalArgumentException(name + " has length " + a.length + "; expected " + expected
+                    + " (" + what + " of weight " + Arrays.toString(w.shape()) + ")");
+        }
+    }
+}
