@@ -67,6 +67,8 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
     private boolean outputProjection;
     @JsonProperty("adapterEnabled")
     private boolean adapterEnabled = true;
+    @JsonProperty("skipBackprop")
+    private boolean skipBackprop;
 
     /** For JSON deserialization. */
     protected FrozenDenseLayer() {
@@ -74,10 +76,19 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
 
     /** A frozen copy of {@code target} with no adapter. */
     public FrozenDenseLayer(DenseTarget target) {
+        this(target, true);
+    }
+
+    /**
+     * For subclasses that hold the weight in another form (e.g. 4-bit blocks): with
+     * {@code keepFloatWeight = false} the float weight of {@code target} is not kept, and the
+     * subclass must override {@link #frozenWeight()} and {@link #frozenBytes()}.
+     */
+    protected FrozenDenseLayer(DenseTarget target, boolean keepFloatWeight) {
         this.baseLayerName = target.layerName();
         this.nIn = target.nIn();
         this.nOut = target.nOut();
-        this.frozenWeight = target.weight();
+        this.frozenWeight = keepFloatWeight ? target.weight() : null;
         this.frozenBias = target.bias();
         this.trainableBias = target.trainableBias() && target.bias() != null;
         this.inputGradient = target.inputGradient();
@@ -108,7 +119,30 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
     /** The weight forward uses: the merged weight while merged, else the frozen base weight. */
     @JsonIgnore
     public INDArray effectiveWeight() {
-        return mergedWeight != null ? mergedWeight : frozenWeight;
+        return mergedWeight != null ? mergedWeight : frozenWeight();
+    }
+
+    /** Bytes the frozen weight and bias occupy as held (not counting a merged copy). */
+    @JsonIgnore
+    public long frozenBytes() {
+        long b = frozenWeight.length() * frozenWeight.dataType().width();
+        return frozenBias == null ? b : b + frozenBias.length() * frozenBias.dataType().width();
+    }
+
+    /** Bytes of the frozen bias, or 0. */
+    @JsonIgnore
+    protected long frozenBiasBytes() {
+        return frozenBias == null ? 0 : frozenBias.length() * frozenBias.dataType().width();
+    }
+
+    /** True when nothing upstream or in this layer trains: DL4J then skips the layer in backprop. */
+    @JsonIgnore
+    public boolean isSkipBackprop() {
+        return skipBackprop;
+    }
+
+    public void setSkipBackprop(boolean skipBackprop) {
+        this.skipBackprop = skipBackprop;
     }
 
     @JsonIgnore
@@ -227,7 +261,7 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
         ret.setParamsViewArray(layerParamsView);
         ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
         ret.setConf(conf);
-        return ret;
+        return skipBackprop ? new org.deeplearning4j.nn.layers.FrozenLayer(ret) : ret;
     }
 
     @Override

@@ -150,6 +150,24 @@ public final class PeftModel {
         return g.numParams() + frozen;
     }
 
+    /**
+     * Bytes held by the frozen base weights outside the parameter vector (float or quantized, as
+     * held; merged copies not counted).
+     */
+    public long frozenBytes() {
+        long bytes = 0;
+        for (Layer l : graph().getLayers()) {
+            org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
+            if (c instanceof FrozenDenseLayer) {
+                bytes += ((FrozenDenseLayer) c).frozenBytes();
+            } else if (c instanceof FrozenParamsLayer && ((FrozenParamsLayer) c).frozenParams() != null) {
+                INDArray p = ((FrozenParamsLayer) c).frozenParams();
+                bytes += p.length() * p.dataType().width();
+            }
+        }
+        return bytes;
+    }
+
     /** {@code "trainable params: N || all params: M || trainable%: P"}, as Hugging Face PEFT prints it. */
     public String trainableParametersSummary() {
         long t = trainableParameters();

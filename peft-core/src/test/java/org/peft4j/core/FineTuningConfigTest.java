@@ -36,13 +36,13 @@ class FineTuningConfigTest {
         assertEquals(base.outputSingle(x), peft.graph().outputSingle(x));
 
         Map<String, INDArray> frozenBefore = Map.of("dense1",
-                ((FrozenParamsLayer) peft.graph().getLayer("dense1").conf().getLayer()).frozenParams().dup());
+                ((FrozenDenseLayer) peft.graph().getLayer("dense1").conf().getLayer()).frozenWeight().dup());
         DataSet ds = TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4);
         for (int i = 0; i < 5; i++) {
             peft.graph().fit(ds);
         }
         assertEquals(frozenBefore.get("dense1"),
-                ((FrozenParamsLayer) peft.graph().getLayer("dense1").conf().getLayer()).frozenParams());
+                ((FrozenDenseLayer) peft.graph().getLayer("dense1").conf().getLayer()).frozenWeight());
         assertNotEquals(base.getLayer("output").params(), peft.graph().getLayer("output").params());
         assertEquals(2 * head, peft.graph().getUpdater().getStateViewArray().length());
 

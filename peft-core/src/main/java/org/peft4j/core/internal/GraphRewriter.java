@@ -162,13 +162,14 @@ public final class GraphRewriter {
             if (saved.contains(name)) {
                 newVertices.put(name, lv.clone());
                 newInputs.put(name, inputs);
-            } else if (isDenseType(l) && live) {
+            } else if (isDenseType(l)) {
                 FeedForwardLayer ff = (FeedForwardLayer) l;
                 DenseTarget t = new DenseTarget(name, ff.getNIn(), ff.getNOut(),
                         detachedCopy(base.getLayer(name).getParam("W")),
                         hasBias(l) ? detachedCopy(base.getLayer(name).getParam("b")) : null,
                         trainableBias.get(name), upstreamTrains.get(name));
                 FrozenDenseLayer fl = targets.contains(name) ? config.adaptDense(t) : config.freezeDense(t);
+                fl.setSkipBackprop(!live);
                 copyCommon((BaseLayer) l, fl);
                 if (l instanceof DenseLayer) {
                     fl.setLayerName(name);
