@@ -385,7 +385,7 @@ public final class Safetensors {
             }
             JsonToken after = p.nextToken();
             if (after != null) {
-                throw fail(source, "unexpected " + describe(after) + " after the header object;"
+                throw fail(source, "found " + describe(after) + " after the header object;"
                         + " expected only space padding");
             }
         } catch (AdapterFormatException e) {
