@@ -9,10 +9,14 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * One tensor of a safetensors file: dtype, shape and its raw little-endian bytes in row-major
- * (C) order.
+ * One tensor as a safetensors file stores it: a {@link DType}, a shape and the elements in C
+ * (row-major) order as little-endian bytes. A shape of {@code []} is a scalar (one element); a
+ * shape containing {@code 0} has no elements and no bytes.
  *
- * <p>Thread-safety: immutable (every accessor returns a copy).
+ * <p>Instances are immutable: the factories copy the arrays they are given and every accessor
+ * returns a fresh copy, so a caller can never change a tensor after it was built.
+ *
+ * <p>Thread-safety: immutable, safe to share between threads.
  */
 public final class SafeTensor {
 
@@ -20,220 +24,302 @@ public final class SafeTensor {
     private final long[] shape;
     private final byte[] data;
 
+    /** Takes ownership of {@code shape} and {@code data}; callers pass private copies. */
     private SafeTensor(DType dtype, long[] shape, byte[] data) {
         this.dtype = dtype;
         this.shape = shape;
         this.data = data;
     }
 
-    /** Number of elements of {@code shape}, overflow-checked. */
-    static long elementCount(long[] shape) {
-        long n = 1;
-        for (long s : shape) {
-            if (s < 0) {
-                throw new IllegalArgumentException("negative dimension in shape " + Arrays.toString(shape));
-            }
-            n = Math.multiplyExact(n, s);
+    /**
+     * An {@link DType#F32} tensor.
+     *
+     * @param shape the shape, every entry {@code >= 0}; {@code []} for a scalar
+     * @param data the elements in C order; its length must be the product of {@code shape}
+     * @throws IllegalArgumentException if the shape is negative or does not match the data length
+     */
+    public static SafeTensor ofFloats(long[] shape, float[] data) {
+        Objects.requireNonNull(data, "data");
+        long[] s = checkedShape(shape);
+        long count = elementCountOrThrow(s);
+        if (count != data.length) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " holds " + count
+                    + " elements but " + data.length + " floats were given");
         }
-        return n;
+        ByteBuffer buf = ByteBuffer.allocate(Math.multiplyExact(data.length, 4))
+                .order(ByteOrder.LITTLE_ENDIAN);
+        buf.asFloatBuffer().put(data);
+        return new SafeTensor(DType.F32, s, buf.array());
     }
 
-    /** An F32 tensor. */
-    public static SafeTensor ofFloats(long[] shape, float[] values) {
-        Objects.requireNonNull(values, "values");
-        long[] s = shape.clone();
-        if (elementCount(s) != values.length) {
-            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " holds " + elementCount(s)
-                    + " elements; got " + values.length + " values");
-        }
-        ByteBuffer b = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-        b.asFloatBuffer().put(values);
-        return new SafeTensor(DType.F32, s, b.array());
-    }
-
-    /** A tensor from raw little-endian bytes. */
+    /**
+     * A tensor of any dtype from its raw little-endian bytes in C order.
+     *
+     * @throws IllegalArgumentException if the shape is negative or {@code littleEndianData} does
+     *     not hold exactly (product of shape) × {@code dtype.byteSize()} bytes
+     */
     public static SafeTensor ofBytes(DType dtype, long[] shape, byte[] littleEndianData) {
         Objects.requireNonNull(dtype, "dtype");
-        long[] s = shape.clone();
-        long bytes = Math.multiplyExact(elementCount(s), (long) dtype.byteSize());
+        Objects.requireNonNull(littleEndianData, "littleEndianData");
+        long[] s = checkedShape(shape);
+        long count = elementCountOrThrow(s);
+        long bytes;
+        try {
+            bytes = Math.multiplyExact(count, dtype.byteSize());
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " of " + dtype
+                    + " needs more than 2^63-1 bytes", e);
+        }
         if (bytes != littleEndianData.length) {
-            throw new IllegalArgumentException(dtype + " shape " + Arrays.toString(s) + " needs " + bytes + " bytes; got "
-                    + littleEndianData.length);
+            throw new IllegalArgumentException("shape " + Arrays.toString(s) + " of " + dtype
+                    + " needs " + bytes + " bytes but " + littleEndianData.length
+                    + " were given");
         }
         return new SafeTensor(dtype, s, littleEndianData.clone());
     }
 
-    /** A copy of an ND4J array (F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL), in C order. */
+    /**
+     * A copy of an ND4J array in C order. The dtype follows the array's data type: DOUBLE → F64,
+     * FLOAT → F32, HALF → F16, BFLOAT16 → BF16, LONG → I64, INT → I32, SHORT → I16, BYTE → I8,
+     * UBYTE → U8, BOOL → BOOL. Values are copied bit for bit.
+     *
+     * @throws IllegalArgumentException for any other data type (e.g. UTF8, UINT32)
+     */
     public static SafeTensor of(INDArray array) {
-        INDArray c = array.dup('c');
-        long[] shape = c.shape();
-        long n = c.length();
-        ByteBuffer b;
-        switch (c.dataType()) {
-            case FLOAT:
-                return ofFloats(shape, c.data().asFloat());
-            case DOUBLE: {
-                double[] v = c.data().asDouble();
-                b = ByteBuffer.allocate(v.length * 8).order(ByteOrder.LITTLE_ENDIAN);
-                b.asDoubleBuffer().put(v);
-                return new SafeTensor(DType.F64, shape, b.array());
-            }
-            case HALF:
-            case BFLOAT16: {
-                float[] v = c.castTo(DataType.FLOAT).data().asFloat();
-                b = ByteBuffer.allocate((int) n * 2).order(ByteOrder.LITTLE_ENDIAN);
-                boolean half = c.dataType() == DataType.HALF;
-                for (float f : v) {
-                    b.putShort(half ? floatToHalf(f) : (short) (Float.floatToRawIntBits(f) >>> 16));
-                }
-                return new SafeTensor(half ? DType.F16 : DType.BF16, shape, b.array());
-            }
-            case LONG: {
-                long[] v = c.data().asLong();
-                b = ByteBuffer.allocate(v.length * 8).order(ByteOrder.LITTLE_ENDIAN);
-                b.asLongBuffer().put(v);
-                return new SafeTensor(DType.I64, shape, b.array());
-            }
-            case INT: {
-                int[] v = c.data().asInt();
-                b = ByteBuffer.allocate(v.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-                b.asIntBuffer().put(v);
-                return new SafeTensor(DType.I32, shape, b.array());
-            }
-            case BYTE:
-            case UBYTE:
-            case BOOL: {
-                int[] v = c.castTo(DataType.INT).data().asInt();
-                byte[] out = new byte[v.length];
-                for (int i = 0; i < v.length; i++) {
-                    out[i] = (byte) v[i];
-                }
-                DType t = c.dataType() == DataType.BYTE ? DType.I8 : c.dataType() == DataType.UBYTE ? DType.U8 : DType.BOOL;
-                return new SafeTensor(t, shape, out);
-            }
-            default:
-                throw new IllegalArgumentException("no safetensors dtype for ND4J type " + c.dataType());
+        Objects.requireNonNull(array, "array");
+        DType dtype = dtypeOf(array.dataType());
+        long[] shape = array.shape().clone();
+        long count = elementCountOrThrow(shape);
+        int size = dtype.byteSize();
+        if (count == 0) {
+            return new SafeTensor(dtype, shape, new byte[0]);
         }
+        long nbytes = count * size; // cannot overflow: ND4J already holds that many bytes
+        if (nbytes > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("array of shape " + Arrays.toString(shape) + " ("
+                    + nbytes + " bytes) is too large for one safetensors tensor in memory");
+        }
+        INDArray c = array.dup('c');
+        ByteBuffer src = c.data().asNio().order(ByteOrder.nativeOrder());
+        src.position(0);
+        byte[] out = new byte[(int) nbytes];
+        ByteBuffer dst = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN);
+        int n = (int) count;
+        switch (size) {
+            case 1 -> src.get(out, 0, n);
+            case 2 -> {
+                for (int i = 0; i < n; i++) {
+                    dst.putShort(i * 2, src.getShort(i * 2));
+                }
+            }
+            case 4 -> {
+                for (int i = 0; i < n; i++) {
+                    dst.putInt(i * 4, src.getInt(i * 4));
+                }
+            }
+            case 8 -> {
+                for (int i = 0; i < n; i++) {
+                    dst.putLong(i * 8, src.getLong(i * 8));
+                }
+            }
+            default -> throw new AssertionError("element size " + size);
+        }
+        return new SafeTensor(dtype, shape, out);
     }
 
+    /** Wraps bytes the reader already copied out of a file; no further copy. */
+    static SafeTensor ofOwnedBytes(DType dtype, long[] shape, byte[] data) {
+        return new SafeTensor(dtype, shape, data);
+    }
+
+    /** The element type. */
     public DType dtype() {
         return dtype;
     }
 
+    /** A copy of the shape ({@code []} for a scalar). */
     public long[] shape() {
         return shape.clone();
     }
 
+    /** Number of elements: the product of the shape (1 for a scalar). */
     public long elementCount() {
-        return elementCount(shape);
+        return data.length / dtype.byteSize();
     }
 
-    /** The raw little-endian bytes (a copy). */
-    public byte[] rawBytes() {
-        return data.clone();
-    }
-
-    /** Byte count without copying. */
+    /** Number of data bytes, without copying them. */
     public int byteLength() {
         return data.length;
     }
 
-    byte[] rawBytesNoCopy() {
+    /** A copy of the elements as little-endian bytes in C order. */
+    public byte[] rawBytes() {
+        return data.clone();
+    }
+
+    /** The data bytes themselves, for writers in this package; never hand this out. */
+    byte[] internalBytes() {
         return data;
     }
 
     /**
-     * The values as floats: F32 as is, F16 and BF16 widened exactly, F64 rounded to nearest.
+     * The elements as floats in C order. F32 is returned as stored; F16 and BF16 are widened,
+     * which is exact (every F16 and BF16 value, including subnormals, infinities and NaN
+     * payloads, is representable as a float); F64 is narrowed with IEEE round-to-nearest-even,
+     * as a Java {@code (float)} cast does.
      *
-     * @throws IllegalStateException for integer and boolean dtypes
+     * @throws IllegalStateException if the dtype is not one of F32, F16, BF16, F64
      */
     public float[] toFloats() {
-        ByteBuffer b = ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN);
         int n = (int) elementCount();
         float[] out = new float[n];
+        ByteBuffer b = ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN);
         switch (dtype) {
-            case F32:
-                b.asFloatBuffer().get(out);
-                return out;
-            case F16:
+            case F32 -> b.asFloatBuffer().get(out);
+            case F64 -> {
                 for (int i = 0; i < n; i++) {
-                    out[i] = halfToFloat(b.getShort(2 * i));
+                    out[i] = (float) b.getDouble(i * 8);
                 }
-                return out;
-            case BF16:
+            }
+            case F16 -> {
                 for (int i = 0; i < n; i++) {
-                    out[i] = Float.intBitsToFloat((b.getShort(2 * i) & 0xFFFF) << 16);
+                    out[i] = halfToFloat(b.getShort(i * 2) & 0xFFFF);
                 }
-                return out;
-            case F64:
+            }
+            case BF16 -> {
                 for (int i = 0; i < n; i++) {
-                    out[i] = (float) b.getDouble(8 * i);
+                    out[i] = Float.intBitsToFloat((b.getShort(i * 2) & 0xFFFF) << 16);
                 }
-                return out;
-            default:
-                throw new IllegalStateException("a " + dtype + " tensor has no float values");
+            }
+            default -> throw new IllegalStateException("tensor has dtype " + dtype
+                    + ", expected a floating-point dtype (F32, F16, BF16 or F64) for toFloats();"
+                    + " use rawBytes() or toINDArray() instead");
         }
+        return out;
     }
 
-    /** The tensor as an ND4J array of {@code type} (float dtypes only), C order, its shape. */
+    /**
+     * The tensor as a new ND4J array of the given data type, in C order, with this tensor's
+     * shape. Integer and boolean tensors are converted exactly; floating-point tensors go through
+     * float (F32, F16, BF16) or double (F64) and are then cast to {@code type} by ND4J.
+     *
+     * @throws IllegalArgumentException if ND4J cannot represent the shape (e.g. rank above 32)
+     */
     public INDArray toINDArray(DataType type) {
-        if (dtype == DType.F64) {
-            double[] v = new double[(int) elementCount()];
-            ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN).asDoubleBuffer().get(v);
-            return Nd4j.create(v, shape, 'c').castTo(type);
+        Objects.requireNonNull(type, "type");
+        long[] s = shape.clone();
+        long[] strides = Nd4j.getStrides(s, 'c');
+        int n = (int) elementCount();
+        ByteBuffer b = ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN);
+        INDArray arr;
+        if (n == 0) {
+            arr = Nd4j.create(type, s);
+            return arr;
         }
-        return Nd4j.create(toFloats(), shape, 'c').castTo(type);
+        switch (dtype) {
+            case F32, F16, BF16 -> arr = Nd4j.create(toFloats(), s, strides, 'c', DataType.FLOAT);
+            case F64 -> {
+                double[] d = new double[n];
+                b.asDoubleBuffer().get(d);
+                arr = Nd4j.create(d, s, strides, 'c', DataType.DOUBLE);
+            }
+            case I64 -> {
+                long[] l = new long[n];
+                b.asLongBuffer().get(l);
+                arr = Nd4j.create(l, s, strides, 'c', DataType.LONG);
+            }
+            case I32, I16, I8, U8 -> {
+                int[] v = new int[n];
+                for (int i = 0; i < n; i++) {
+                    v[i] = switch (dtype) {
+                        case I32 -> b.getInt(i * 4);
+                        case I16 -> b.getShort(i * 2);
+                        case I8 -> data[i];
+                        default -> data[i] & 0xFF;
+                    };
+                }
+                arr = Nd4j.create(v, s, strides, 'c', DataType.INT);
+            }
+            case BOOL -> {
+                boolean[] v = new boolean[n];
+                for (int i = 0; i < n; i++) {
+                    v[i] = data[i] != 0;
+                }
+                arr = Nd4j.create(v, s, strides, 'c', DataType.BOOL);
+            }
+            default -> throw new AssertionError(dtype);
+        }
+        return arr.dataType() == type ? arr : arr.castTo(type);
     }
 
-    /** IEEE 754 binary16 to float, exact (Java 17 has no {@code Float.float16ToFloat}). */
-    static float halfToFloat(short h) {
-        int bits = h & 0xFFFF;
-        int sign = (bits & 0x8000) << 16;
-        int exp = (bits >>> 10) & 0x1F;
-        int mant = bits & 0x3FF;
-        if (exp == 0x1F) {
+    /** Exact IEEE 754 binary16 → binary32 widening. */
+    static float halfToFloat(int h) {
+        int sign = (h & 0x8000) << 16;
+        int exp = (h >>> 10) & 0x1F;
+        int mant = h & 0x3FF;
+        if (exp == 0x1F) { // infinity or NaN, payload kept
             return Float.intBitsToFloat(sign | 0x7F800000 | (mant << 13));
         }
-        if (exp == 0) {
+        if (exp == 0) { // zero or subnormal: mant × 2^-24, exact in float
             float v = mant * 0x1p-24f;
-            return sign == 0 ? v : -v;
+            return sign != 0 ? -v : v;
         }
-        return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
+        return Float.intBitsToFloat(sign | ((exp - 15 + 127) << 23) | (mant << 13));
     }
 
-    /** Float to IEEE 754 binary16, rounding to nearest even; overflow gives infinity. */
-    static short floatToHalf(float f) {
-        int bits = Float.floatToRawIntBits(f);
-        int sign = (bits >>> 16) & 0x8000;
-        int abs = bits & 0x7FFFFFFF;
-        if (abs >= 0x7F800000) {
-            return (short) (sign | 0x7C00 | (abs > 0x7F800000 ? 0x200 : 0));
-        }
-        if (abs >= 0x477FF000) {
-            return (short) (sign | 0x7C00);
-        }
-        if (abs < 0x38800000) {
-            // subnormal half: value / 2^-24, rounded to nearest even
-            float scaled = Float.intBitsToFloat(abs) * 0x1p24f;
-            return (short) (sign | (int) Math.rint(scaled));
-        }
-        int exp = ((abs >>> 23) - 112) << 10;
-        int mant = abs & 0x7FFFFF;
-        int half = exp | (mant >>> 13);
-        int rest = mant & 0x1FFF;
-        if (rest > 0x1000 || (rest == 0x1000 && (half & 1) == 1)) {
-            half++;
-        }
-        return (short) (sign | half);
+    static DType dtypeOf(DataType t) {
+        return switch (t) {
+            case DOUBLE -> DType.F64;
+            case FLOAT -> DType.F32;
+            case HALF -> DType.F16;
+            case BFLOAT16 -> DType.BF16;
+            case LONG -> DType.I64;
+            case INT -> DType.I32;
+            case SHORT -> DType.I16;
+            case BYTE -> DType.I8;
+            case UBYTE -> DType.U8;
+            case BOOL -> DType.BOOL;
+            default -> throw new IllegalArgumentException("ND4J data type " + t
+                    + " has no safetensors dtype; supported: DOUBLE, FLOAT, HALF, BFLOAT16, LONG,"
+                    + " INT, SHORT, BYTE, UBYTE, BOOL");
+        };
     }
 
+    private static long[] checkedShape(long[] shape) {
+        Objects.requireNonNull(shape, "shape");
+        long[] s = shape.clone();
+        for (int i = 0; i < s.length; i++) {
+            if (s[i] < 0) {
+                throw new IllegalArgumentException("shape " + Arrays.toString(s)
+                        + " has a negative dimension at index " + i);
+            }
+        }
+        return s;
+    }
+
+    private static long elementCountOrThrow(long[] shape) {
+        try {
+            return elementCount(shape);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(shape)
+                    + " has more than 2^63-1 elements", e);
+        }
+    }
+
+    /** Product of the shape with overflow checking; throws ArithmeticException on overflow. */
+    static long elementCount(long[] shape) {
+        long count = 1;
+        for (long d : shape) {
+            count = Math.multiplyExact(count, d);
+        }
+        return count;
+    }
+
+    /** Equal dtype, shape and bytes. */
     @Override
     public boolean equals(Object o) {
-        if (!(o instanceof SafeTensor)) {
-            return false;
-        }
-        SafeTensor t = (SafeTensor) o;
-        return dtype == t.dtype && Arrays.equals(shape, t.shape) && Arrays.equals(data, t.data);
+        return o instanceof SafeTensor t && dtype == t.dtype && Arrays.equals(shape, t.shape)
+                && Arrays.equals(data, t.data);
     }
 
     @Override
@@ -241,8 +327,10 @@ public final class SafeTensor {
         return 31 * (31 * dtype.hashCode() + Arrays.hashCode(shape)) + Arrays.hashCode(data);
     }
 
+    /** For example {@code SafeTensor[dtype=F32, shape=[2, 3], bytes=24]}. */
     @Override
     public String toString() {
-        return "SafeTensor(" + dtype + " " + Arrays.toString(shape) + ")";
+        return "SafeTensor[dtype=" + dtype + ", shape=" + Arrays.toString(shape) + ", bytes="
+                + data.length + "]";
     }
 }
