@@ -1,15 +1,19 @@
 package org.peft4j.quant;
 
 import java.util.Arrays;
+import java.util.Map;
 import java.util.Objects;
 import java.util.stream.IntStream;
 
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.io.SafeTensor;
 import org.peft4j.quant.internal.BlockScales;
 import org.peft4j.quant.internal.Blockwise4bit;
 import org.peft4j.quant.internal.Blockwise8bit;
+import org.peft4j.quant.internal.QuantStateIo;
 
 /**
  * A tensor stored as 4-bit codes (NF4 or FP4) with one scale per block, bitsandbytes-compatible.
@@ -301,6 +305,55 @@ public final class QuantizedTensor {
     /** The dequantized tensor as a new float32 C-order {@link INDArray} of {@link #shape()}. */
     public INDArray toINDArray() {
         return Nd4j.create(dequantize(), shape.clone(), 'c');
+    }
+
+    /**
+     * The tensors bitsandbytes writes for a 4-bit parameter, keyed {@code prefix + ".weight"} (U8
+     * packed codes of shape {@code [ceil(n/2), 1]}, like bitsandbytes' {@code Params4bit}),
+     * {@code ".weight.absmax"} (F32, or the U8 absmax codes when double-quantized),
+     * {@code ".weight.quant_map"} (F32 [16]), when double-quantized {@code ".weight.nested_absmax"}
+     * (F32) and {@code ".weight.nested_quant_map"} (F32 [256]), and
+     * {@code ".weight.quant_state.bitsandbytes__nf4"} (or {@code __fp4}): U8 bytes of the JSON
+     * {@code QuantState.as_dict(packed=True)} holds ({@code quant_type, blocksize, dtype, shape} and
+     * {@code nested_blocksize, nested_dtype, nested_offset}). The map keeps insertion order.
+     *
+     * @param prefix the module name, e.g. {@code model.layers.0.mlp.down_proj}
+     */
+    public Map<String, SafeTensor> toTensors(String prefix) {
+        Objects.requireNonNull(prefix, "prefix must not be null");
+        return QuantStateIo.toTensors(prefix, type, blockSize, shape, packed, scales);
+    }
+
+    /**
+     * Reads the tensors written by {@link #toTensors(String)} or by bitsandbytes for the 4-bit
+     * parameter {@code prefix}; other keys in the map are ignored. The stored {@code dtype} (the
+     * original tensor's, e.g. bfloat16) is not kept: this class always dequantizes to float32. The
+     * stored {@code nested_quant_map} is used as is, as bitsandbytes does.
+     *
+     * @throws AdapterFormatException if an entry is missing, has the wrong dtype or length for the
+     *                                stated shape and block size, the quant state JSON is
+     *                                malformed, or the stored 4-bit map is not the NF4/FP4 table
+     */
+    public static QuantizedTensor fromTensors(String prefix, Map<String, SafeTensor> tensors) {
+        Objects.requireNonNull(prefix, "prefix must not be null");
+        Objects.requireNonNull(tensors, "tensors must not be null");
+        QuantStateIo.Parts p = QuantStateIo.fromTensors(prefix, tensors);
+        try {
+            if (p.absmaxCodes() == null) {
+                return fromParts(p.type(), p.blockSize(), p.shape(), p.packed(), p.absmax());
+            }
+            QuantSpec.checkBlockSize(p.blockSize());
+            long[] s = checkShape(p.shape());
+            int n = (int) product(s);
+            checkPacked(p.packed(), n, s);
+            QuantizedTensor plainCheck = fromParts(p.type(), p.blockSize(), s, p.packed(), p.absmaxCodes(),
+                    p.nestedAbsmax(), p.offset());
+            return new QuantizedTensor(p.type(), p.blockSize(), s, n, plainCheck.packed,
+                    BlockScales.nested(plainCheck.scales.codesArray(), plainCheck.scales.nestedArray(), p.offset(),
+                            p.nestedMap().clone(), QuantSpec.NESTED_BLOCK_SIZE));
+        } catch (IllegalArgumentException e) {
+            throw new AdapterFormatException("4-bit tensor " + prefix + ".weight is inconsistent: " + e.getMessage(), e);
+        }
     }
 
     // Package-private views for the kernels (no copies).
