@@ -7,6 +7,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
@@ -94,9 +95,22 @@ public final class Peft {
 
     /** As {@link #load(ComputationGraph, Path)}; {@code ignoreFingerprint} deliberately accepts other base weights. */
     public static PeftModel load(ComputationGraph base, Path dir, boolean ignoreFingerprint) throws IOException {
+        return load(base, dir, UnaryOperator.identity(), ignoreFingerprint);
+    }
+
+    /**
+     * As {@link #load(ComputationGraph, Path, boolean)}, with {@code configure} turning each config
+     * read from a file into the one to wrap with, e.g. a LoRA config into QLoRA over a 4-bit base:
+     * {@code c -> QLoraConfig.of((LoraConfig) c, spec)}. The model applies it to adapters it
+     * loads later too.
+     */
+    public static PeftModel load(ComputationGraph base, Path dir, UnaryOperator<PeftConfig> configure,
+                                 boolean ignoreFingerprint) throws IOException {
         Objects.requireNonNull(base, "base model must not be null");
         Objects.requireNonNull(dir, "directory must not be null");
-        AdapterFiles.Loaded loaded = AdapterFiles.read(dir, BaseFingerprint.of(base), ignoreFingerprint);
+        Objects.requireNonNull(configure, "configure must not be null");
+        AdapterFiles.Loaded read = AdapterFiles.read(dir, BaseFingerprint.of(base), ignoreFingerprint);
+        AdapterFiles.Loaded loaded = new AdapterFiles.Loaded(configure.apply(read.config()), read.tensors());
         PeftModel m;
         try {
             m = wrap(base, loaded.config());
@@ -104,6 +118,7 @@ public final class Peft {
             throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: " + e.getMessage());
         }
         AdapterFiles.assign(loaded, m.graph(), dir);
+        m.setLoadConfigurer(configure);
         List<Path> subdirs;
         try (Stream<Path> s = Files.list(dir)) {
             subdirs = s.filter(p -> Files.isRegularFile(p.resolve(AdapterFiles.CONFIG_FILE))).sorted().toList();

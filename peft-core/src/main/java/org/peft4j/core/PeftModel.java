@@ -67,6 +67,7 @@ public final class PeftModel {
     private final Map<String, Slot> adapters = new LinkedHashMap<>();
     private ComputationGraph graph;
     private String active = DEFAULT_ADAPTER;
+    private java.util.function.UnaryOperator<PeftConfig> loadConfigurer = java.util.function.UnaryOperator.identity();
 
     /** A stored adapter: its config, and (unless active) its parameters and optimizer state. */
     private static final class Slot {
@@ -546,12 +547,20 @@ public final class PeftModel {
     public void loadAdapter(Path dir, String name, boolean ignoreFingerprint) throws IOException {
         synchronized (lock) {
             checkNewName(name);
-            AdapterFiles.Loaded l = AdapterFiles.read(dir, baseFingerprint, ignoreFingerprint);
+            AdapterFiles.Loaded read = AdapterFiles.read(dir, baseFingerprint, ignoreFingerprint);
+            AdapterFiles.Loaded l = new AdapterFiles.Loaded(loadConfigurer.apply(read.config()), read.tensors());
             ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), l.config()).graph();
             AdapterFiles.assign(l, g, dir);
             Slot s = new Slot(l.config());
             s.params = g.params().dup();
             adapters.put(name, s);
+        }
+    }
+
+    /** How configs read from adapter files are turned into the configs to wrap with (see {@link Peft#load}). */
+    void setLoadConfigurer(java.util.function.UnaryOperator<PeftConfig> configure) {
+        synchronized (lock) {
+            this.loadConfigurer = configure;
         }
     }
 

@@ -57,7 +57,12 @@ public class LoraDenseLayer extends FrozenDenseLayer {
     }
 
     LoraDenseLayer(DenseTarget target, LoraConfig config) {
-        super(target);
+        this(target, config, true);
+    }
+
+    /** For subclasses that hold the frozen weight in another form (QLoRA); see {@link FrozenDenseLayer}. */
+    protected LoraDenseLayer(DenseTarget target, LoraConfig config, boolean keepFloatWeight) {
+        super(target, keepFloatWeight);
         this.rank = config.rank();
         this.loraAlpha = config.alpha();
         this.scaling = config.scaling();
@@ -130,7 +135,7 @@ public class LoraDenseLayer extends FrozenDenseLayer {
 
     @Override
     public void adoptConfig(org.peft4j.core.PeftConfig config) {
-        LoraConfig c = (LoraConfig) config;
+        LoraConfig c = config instanceof LoraBased ? ((LoraBased) config).lora() : (LoraConfig) config;
         if (c.rank() != rank) {
             throw new IllegalArgumentException("layer " + getLayerName() + " has rank " + rank + ", adapter has rank "
                     + c.rank());

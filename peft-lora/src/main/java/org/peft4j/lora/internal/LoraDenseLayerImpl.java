@@ -24,7 +24,7 @@ import org.peft4j.lora.LoraDenseLayer;
  *
  * <p>Thread-safety: one instance is used by one thread at a time.
  */
-public final class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
+public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
     private static final long serialVersionUID = 1L;
 
     private INDArray dropoutMask;

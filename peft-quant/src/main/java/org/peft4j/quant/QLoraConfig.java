@@ -1,0 +1,128 @@
+package org.peft4j.quant;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import org.deeplearning4j.nn.conf.layers.Layer;
+import org.peft4j.core.BiasMode;
+import org.peft4j.core.DenseTarget;
+import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.TargetModules;
+import org.peft4j.lora.LoraBased;
+import org.peft4j.lora.LoraConfig;
+
+/**
+ * QLoRA: a {@link LoraConfig} whose targeted layers keep their frozen base weight as 4-bit blocks
+ * ({@link QuantSpec}: NF4 by default, block 64, optionally double-quantized), and, with
+ * {@link #quantizeFrozenLayers(boolean)}, every other dense-type layer too.
+ *
+ * <pre>{@code
+ * PeftModel peft = Peft.wrap(graph, QLoraConfig.of(
+ *         LoraConfig.builder().rank(16).alpha(32).targetModules(TargetModules.ALL_LINEAR).build(),
+ *         QuantSpec.nf4().withDoubleQuant(true).withBlockSize(64)));
+ * }</pre>
+ *
+ * The adapter file is an ordinary LoRA adapter ({@code peft_type} {@code "LORA"}), exactly as PEFT
+ * saves an adapter trained on a bitsandbytes 4-bit base; load it onto a quantized base with
+ * {@code Peft.load(base, dir, c -> QLoraConfig.of((LoraConfig) c, spec), false)}.
+ *
+ * <p>Thread-safety: immutable.
+ */
+public final class QLoraConfig implements PeftConfig, LoraBased {
+
+    private final LoraConfig lora;
+    private final QuantSpec spec;
+    private final boolean quantizeFrozenLayers;
+
+    private QLoraConfig(LoraConfig lora, QuantSpec spec, boolean quantizeFrozenLayers) {
+        this.lora = Objects.requireNonNull(lora, "lora config must not be null");
+        this.spec = Objects.requireNonNull(spec, "quant spec must not be null");
+        this.quantizeFrozenLayers = quantizeFrozenLayers;
+    }
+
+    /** QLoRA with the targeted layers' base weights quantized by {@code spec}. */
+    public static QLoraConfig of(LoraConfig lora, QuantSpec spec) {
+        return new QLoraConfig(lora, spec, false);
+    }
+
+    /** The same config, also quantizing (or not) the dense layers that carry no adapter. */
+    public QLoraConfig quantizeFrozenLayers(boolean on) {
+        return new QLoraConfig(lora, spec, on);
+    }
+
+    @Override
+    public LoraConfig lora() {
+        return lora;
+    }
+
+    public QuantSpec spec() {
+        return spec;
+    }
+
+    public boolean quantizesFrozenLayers() {
+        return quantizeFrozenLayers;
+    }
+
+    @Override
+    public String peftType() {
+        return lora.peftType();
+    }
+
+    @Override
+    public TargetModules targetModules() {
+        return lora.targetModules();
+    }
+
+    @Override
+    public Set<Class<? extends Layer>> targetTypes() {
+        return lora.targetTypes();
+    }
+
+    @Override
+    public List<String> modulesToSave() {
+        return lora.modulesToSave();
+    }
+
+    @Override
+    public BiasMode bias() {
+        return lora.bias();
+    }
+
+    @Override
+    public FrozenDenseLayer adaptDense(DenseTarget target) {
+        return new QLoraDenseLayer(target, lora, spec);
+    }
+
+    @Override
+    public FrozenDenseLayer freezeDense(DenseTarget target) {
+        return quantizeFrozenLayers ? new QuantizedDenseLayer(target, spec) : new FrozenDenseLayer(target);
+    }
+
+    @Override
+    public Map<String, Object> toAdapterConfig() {
+        return lora.toAdapterConfig();
+    }
+
+    @Override
+    public String layoutSignature() {
+        return lora.layoutSignature() + " quant=" + spec + " frozenQuantized=" + quantizeFrozenLayers;
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof QLoraConfig && ((QLoraConfig) o).lora.equals(lora) && ((QLoraConfig) o).spec.equals(spec)
+                && ((QLoraConfig) o).quantizeFrozenLayers == quantizeFrozenLayers;
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(lora, spec, quantizeFrozenLayers);
+    }
+
+    @Override
+    public String toString() {
+        return "QLoraConfig(" + lora + ", " + spec + ", quantizeFrozenLayers=" + quantizeFrozenLayers + ")";
+    }
+}

@@ -1,0 +1,170 @@
+package org.peft4j.quant;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.File;
+import java.nio.file.Path;
+import java.util.Map;
+import org.deeplearning4j.nn.api.Layer;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.deeplearning4j.util.ModelSerializer;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.dataset.DataSet;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.learning.config.Adam;
+import org.nd4j.linalg.learning.config.NoOp;
+import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.Peft;
+import org.peft4j.core.PeftModel;
+import org.peft4j.core.TargetModules;
+import org.peft4j.core.testing.GradientChecks;
+import org.peft4j.core.testing.TinyGraphs;
+import org.peft4j.lora.LoraConfig;
+import org.peft4j.lora.LoraDenseLayer;
+
+/** QLoRA: LoRA over a 4-bit NF4 base (issue #4). */
+class QLoraTest {
+
+    private static final QuantSpec NF4_DQ = QuantSpec.nf4().withDoubleQuant(true).withBlockSize(64);
+
+    private static LoraConfig lora() {
+        return LoraConfig.builder().rank(4).alpha(8).targetModules(TargetModules.ALL_LINEAR).build();
+    }
+
+    private static double maxAbsDiff(INDArray a, INDArray b) {
+        return a.castTo(DataType.DOUBLE).sub(b.castTo(DataType.DOUBLE)).amaxNumber().doubleValue();
+    }
+
+    @Test
+    void frozenWeightsAreHeldInFourBitsWithDoubleQuantization() {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-3), 1, 256, 256, 16);
+        PeftModel peft = Peft.wrap(base, QLoraConfig.of(lora(), NF4_DQ).quantizeFrozenLayers(true));
+        long quantizedBytes = 0;
+        long floatBytes = 0;
+        long heldBytes = 0;
+        for (Layer l : peft.graph().getLayers()) {
+            Object c = l.conf().getLayer();
+            QuantizedTensor q = c instanceof QLoraDenseLayer ? ((QLoraDenseLayer) c).quantizedWeight()
+                    : c instanceof QuantizedDenseLayer ? ((QuantizedDenseLayer) c).quantizedWeight() : null;
+            if (q == null) {
+                continue;
+            }
+            floatBytes += 4L * q.length();
+            quantizedBytes += q.memoryBytes();
+            // what the tensor actually holds: packed codes, 8-bit block scales, nested scales, offset
+            heldBytes += q.packedCodes().length + q.absmaxCodes().length + 4L * q.nestedAbsmax().length + 4;
+            assertEquals(((FrozenDenseLayer) c).frozenBytes() - biasBytes((FrozenDenseLayer) c), q.memoryBytes());
+        }
+        assertEquals(heldBytes, quantizedBytes);
+        assertEquals(4L * (256 * 256 * 3 + 256 * 16), floatBytes, "all four weight matrices are quantized");
+        double ratio = (double) quantizedBytes / floatBytes;
+        assertTrue(ratio <= 0.14, "4-bit footprint ratio " + ratio);
+    }
+
+    private static long biasBytes(FrozenDenseLayer f) {
+        return f.frozenBias() == null ? 0 : 4L * f.frozenBias().length();
+    }
+
+    /** The base with each dense weight replaced by its NF4-dequantized value, as a float layer would hold it. */
+    private static ComputationGraph dequantizedBase(ComputationGraph base, PeftModel qlora) {
+        ComputationGraph copy = base.clone();
+        for (Map.Entry<String, FrozenDenseLayer> e : qlora.adaptedLayers().entrySet()) {
+            String name = e.getValue().baseLayerName();
+            copy.getLayer(name).getParam("W").assign(e.getValue().frozenWeight().castTo(copy.params().dataType()));
+        }
+        return copy;
+    }
+
+    @Test
+    void qloraLayerMatchesAFloatLoraLayerHoldingTheDequantizedWeightsAndPassesGradientChecks() {
+        GradientChecks.useDoublePrecision();
+        try {
+            ComputationGraph base = TinyGraphs.mlp(DataType.DOUBLE, new NoOp(), 3, 5, 6, 3);
+            LoraConfig cfg = LoraConfig.builder().rank(2).alpha(4).targetModules("dense1", "dense2", "output")
+                    .modulesToSave("dense0").build();
+            PeftModel q = Peft.wrap(base, QLoraConfig.of(cfg, QuantSpec.nf4().withBlockSize(32)));
+            PeftModel f = Peft.wrap(dequantizedBase(base, q), cfg);
+            Nd4j.getRandom().setSeed(5);
+            for (String n : q.adaptedLayers().keySet()) {
+                INDArray b = Nd4j.randn(DataType.DOUBLE, q.graph().getLayer(n).getParam(LoraDenseLayer.LORA_B).shape());
+                q.graph().getLayer(n).getParam(LoraDenseLayer.LORA_B).assign(b);
+                f.graph().getLayer(n).getParam(LoraDenseLayer.LORA_B).assign(b);
+                f.graph().getLayer(n).getParam(LoraDenseLayer.LORA_A).assign(q.graph().getLayer(n).getParam(LoraDenseLayer.LORA_A));
+            }
+            DataSet ds = TinyGraphs.classification(DataType.DOUBLE, 4, 4, 5, 3);
+            assertTrue(maxAbsDiff(q.graph().outputSingle(ds.getFeatures()), f.graph().outputSingle(ds.getFeatures())) < 1e-12);
+            q.graph().setInput(0, ds.getFeatures());
+            q.graph().setLabel(0, ds.getLabels());
+            q.graph().computeGradientAndScore();
+            f.graph().setInput(0, ds.getFeatures());
+            f.graph().setLabel(0, ds.getLabels());
+            f.graph().computeGradientAndScore();
+            assertTrue(maxAbsDiff(q.graph().getFlattenedGradients(), f.graph().getFlattenedGradients()) < 1e-12,
+                    "the quantization is the only difference");
+            assertTrue(GradientChecks.passes(q.graph(), ds.getFeatures(), ds.getLabels()));
+        } finally {
+            Nd4j.setDefaultDataTypes(DataType.FLOAT, DataType.FLOAT);
+        }
+    }
+
+    @Test
+    void fusedKernelsAgreeWithTheDequantizedWeightInFloat() {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-3), 4, 70, 96, 5);
+        PeftModel q = Peft.wrap(base, QLoraConfig.of(lora(), NF4_DQ).quantizeFrozenLayers(true));
+        PeftModel f = Peft.wrap(dequantizedBase(base, q), lora());
+        for (String n : q.adaptedLayers().keySet()) {
+            f.graph().getLayer(n).getParam(LoraDenseLayer.LORA_A).assign(q.graph().getLayer(n).getParam(LoraDenseLayer.LORA_A));
+        }
+        INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 7, 70, 5).getFeatures();
+        INDArray qo = q.graph().outputSingle(x);
+        ComputationGraph unloaded = q.mergeAndUnload();
+        assertTrue(maxAbsDiff(qo, unloaded.outputSingle(x)) < 1e-4, "mergeAndUnload gives a float graph of the dequantized base");
+        for (Layer l : unloaded.getLayers()) {
+            assertTrue(l.conf().getLayer().getClass().getName().startsWith("org.deeplearning4j"), "stock layer");
+        }
+    }
+
+    @Test
+    void adaptersTrainedOnAQuantizedBaseSaveAndLoadLikeAnyOther(@TempDir Path dir) throws Exception {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 5, 8, 16, 4);
+        QLoraConfig cfg = QLoraConfig.of(lora(), NF4_DQ);
+        PeftModel q = Peft.wrap(base, cfg);
+        DataSet ds = TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4);
+        for (int i = 0; i < 3; i++) {
+            q.graph().fit(ds);
+        }
+        q.saveAdapter(dir);
+        PeftModel back = Peft.load(base, dir, c -> QLoraConfig.of((LoraConfig) c, NF4_DQ), false);
+        assertInstanceOf(QLoraConfig.class, back.config());
+        INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 16, 8, 4).getFeatures();
+        assertEquals(q.graph().outputSingle(x), back.graph().outputSingle(x));
+
+        File f = dir.resolve("graph.zip").toFile();
+        ModelSerializer.writeModel(q.graph(), f, true);
+        ComputationGraph restored = ModelSerializer.restoreComputationGraph(f, true);
+        assertEquals(q.graph().outputSingle(x), restored.outputSingle(x), "4-bit weights survive ModelSerializer");
+        assertEquals(q.graph().outputSingle(x), q.graph().clone().outputSingle(x), "and clone()");
+    }
+
+    @Test
+    void qloraTrainsAsWellAsFloatLora() {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(5e-3), 6, 32, 64, 6);
+        DataSet train = TinyGraphs.classification(DataType.FLOAT, 11, 512, 32, 6);
+        LoraConfig cfg = LoraConfig.builder().rank(8).alpha(16).targetModulesRegex("dense\\d|output").build();
+        PeftModel f = Peft.wrap(base, cfg);
+        PeftModel q = Peft.wrap(base, QLoraConfig.of(cfg, NF4_DQ));
+        for (int i = 0; i < 25; i++) {
+            f.graph().fit(train);
+            q.graph().fit(train);
+        }
+        double lf = f.graph().score(train);
+        double lq = q.graph().score(train);
+        assertTrue(Math.abs(lq - lf) <= 0.05 * lf, "QLoRA loss " + lq + " vs LoRA " + lf);
+        assertTrue(lf < 0.8 * base.score(train), "training reduced the loss: " + base.score(train) + " -> " + lf);
+    }
+}
