@@ -162,6 +162,23 @@ public class MultiHeadAttention extends BlockLayer {
     }
 
     @Override
+    public boolean equals(Object o) {
+        if (this == o) {
+            return true;
+        }
+        if (!(o instanceof MultiHeadAttention) || !super.equals(o)) {
+            return false;
+        }
+        MultiHeadAttention other = (MultiHeadAttention) o;
+        return heads == other.heads && headSize == other.headSize && causal == other.causal && bias == other.bias;
+    }
+
+    @Override
+    public int hashCode() {
+        return java.util.Objects.hash(super.hashCode(), heads, headSize, causal, bias);
+    }
+
+    @Override
     public String toString() {
         return "MultiHeadAttention(name=" + getLayerName() + ", nIn=" + nIn + ", nOut=" + nOut + ", heads=" + heads
                 + ", headSize=" + headSize + ", causal=" + causal + ", bias=" + bias + ")";

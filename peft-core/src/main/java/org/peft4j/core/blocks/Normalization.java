@@ -98,6 +98,23 @@ public abstract class Normalization extends BlockLayer {
     }
 
     @Override
+    public boolean equals(Object o) {
+        if (this == o) {
+            return true;
+        }
+        if (!(o instanceof Normalization) || !super.equals(o)) {
+            return false;
+        }
+        Normalization other = (Normalization) o;
+        return Double.compare(eps, other.eps) == 0 && centered() == other.centered();
+    }
+
+    @Override
+    public int hashCode() {
+        return java.util.Objects.hash(super.hashCode(), eps, centered());
+    }
+
+    @Override
     public String toString() {
         return getClass().getSimpleName() + "(name=" + getLayerName() + ", size=" + nOut + ", eps=" + eps + ")";
     }

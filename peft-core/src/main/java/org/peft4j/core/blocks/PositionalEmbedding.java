@@ -115,6 +115,23 @@ public class PositionalEmbedding extends BlockLayer {
     }
 
     @Override
+    public boolean equals(Object o) {
+        if (this == o) {
+            return true;
+        }
+        if (!(o instanceof PositionalEmbedding) || !super.equals(o)) {
+            return false;
+        }
+        PositionalEmbedding other = (PositionalEmbedding) o;
+        return maxLength == other.maxLength && Double.compare(initStd, other.initStd) == 0;
+    }
+
+    @Override
+    public int hashCode() {
+        return java.util.Objects.hash(super.hashCode(), maxLength, initStd);
+    }
+
+    @Override
     public String toString() {
         return "PositionalEmbedding(name=" + getLayerName() + ", maxLength=" + maxLength + ", size=" + nOut + ")";
     }

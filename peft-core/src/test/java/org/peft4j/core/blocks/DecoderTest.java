@@ -148,6 +148,28 @@ class DecoderTest {
     }
 
     @Test
+    void modelSerializerRoundTripGivesIdenticalOutputs() throws java.io.IOException {
+        ComputationGraph g = tiny(1, DataType.FLOAT);
+        java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+        org.deeplearning4j.util.ModelSerializer.writeModel(g, bytes, true);
+        ComputationGraph back = org.deeplearning4j.util.ModelSerializer.restoreComputationGraph(
+                new java.io.ByteArrayInputStream(bytes.toByteArray()), true);
+        INDArray x = tokens(DataType.FLOAT, new double[] {4, 3, 2, 1});
+        assertTrue(g.outputSingle(x).equalsWithEps(back.outputSingle(x), 0));
+    }
+
+    @Test
+    void dropoutTrainsAndLeavesInferenceDeterministic() {
+        ComputationGraph g = Transformers.decoder().vocabSize(6).maxLength(6).dModel(8).heads(2).layers(1)
+                .dropout(0.2).seed(5).build();
+        INDArray x = tokens(DataType.FLOAT, new double[] {1, 2, 3, 4});
+        INDArray y = Nd4j.createFromArray(new float[] {2, 3, 4, 5}).reshape(1, 1, 4);
+        g.fit(new DataSet(x, y));
+        assertTrue(Double.isFinite(g.score()));
+        assertTrue(g.outputSingle(x).equalsWithEps(g.outputSingle(x), 0));
+    }
+
+    @Test
     void lossDropsOnARepetitiveSequence() {
         ComputationGraph g = Transformers.decoder().vocabSize(6).maxLength(12).dModel(16).heads(2).layers(1)
                 .updater(new Adam(1e-2)).seed(3).build();
