@@ -23,10 +23,18 @@ public final class GradientChecks {
 
     /** True if every parameter gradient of {@code g} matches finite differences. */
     public static boolean passes(ComputationGraph g, INDArray input, INDArray labels) {
+        return passes(g, input, labels, null, null);
+    }
+
+    /** As {@link #passes(ComputationGraph, INDArray, INDArray)} with a feature mask and a label mask (either may be null). */
+    public static boolean passes(ComputationGraph g, INDArray input, INDArray labels, INDArray inputMask,
+                                 INDArray labelMask) {
         return GradientCheckUtil.checkGradients(new GradientCheckUtil.GraphConfig()
                 .net(g)
                 .inputs(new INDArray[] {input})
                 .labels(new INDArray[] {labels})
+                .inputMask(inputMask == null ? null : new INDArray[] {inputMask})
+                .labelMask(labelMask == null ? null : new INDArray[] {labelMask})
                 .epsilon(1e-6)
                 .maxRelError(1e-5)
                 .minAbsoluteError(1e-9)

@@ -1,0 +1,21 @@
+/**
+ * Transformer building blocks for DL4J 1.0.0-M2.1 with hand-written, gradient-checked backward
+ * passes, and a GPT-style decoder builder.
+ *
+ * <ul>
+ *   <li>{@link org.peft4j.core.blocks.Transformers#decoder()}: a decoder-only language model as an
+ *       ordinary {@code ComputationGraph} whose attention projections are stock dense layers
+ *       ({@code block{i}.attn.q/k/v/o}), so every tuner adapts them like any dense layer.</li>
+ *   <li>{@link org.peft4j.core.blocks.AttentionCore}: the parameter-free multi-head attention vertex
+ *       (causal and key-padding masks).</li>
+ *   <li>{@link org.peft4j.core.blocks.MultiHeadAttention}: fused attention with the parameter layout
+ *       of DL4J's {@code SelfAttentionLayer}, and {@link org.peft4j.core.blocks.Attention#fromStock}
+ *       to swap it in (the stock layer's gradients are 2× too large in M2.1).</li>
+ *   <li>{@link org.peft4j.core.blocks.LayerNorm}, {@link org.peft4j.core.blocks.RmsNorm},
+ *       {@link org.peft4j.core.blocks.PositionalEmbedding}, {@link org.peft4j.core.blocks.ExactGelu}.</li>
+ * </ul>
+ * Sequences use DL4J's recurrent layout {@code [batch, features, time]} (NCW); masks are DL4J
+ * feature masks {@code [batch, time]}, 1 = keep. Parameter keys never contain {@code _}; layer
+ * names use dots.
+ */
+package org.peft4j.core.blocks;
