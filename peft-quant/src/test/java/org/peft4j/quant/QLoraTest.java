@@ -167,4 +167,44 @@ class QLoraTest {
         assertTrue(Math.abs(lq - lf) <= 0.05 * lf, "QLoRA loss " + lq + " vs LoRA " + lf);
         assertTrue(lf < 0.8 * base.score(train), "training reduced the loss: " + base.score(train) + " -> " + lf);
     }
+
+    @Test
+    void mergingIntoFourBitsIsExplicitAndReportsItsError() {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 5, 8, 64, 4);
+        PeftModel q = Peft.wrap(base, QLoraConfig.of(lora(), NF4_DQ));
+        DataSet ds = TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4);
+        for (int i = 0; i < 5; i++) {
+            q.graph().fit(ds);
+        }
+        QLora.QuantizedMerge m = QLora.mergeIntoQuantized(q, NF4_DQ);
+        assertEquals(java.util.Set.of("dense0", "dense1", "dense2"), m.weights().keySet());
+        for (Map.Entry<String, Double> e : m.relativeError().entrySet()) {
+            FrozenDenseLayer f = q.adaptedLayers().get(e.getKey());
+            INDArray exact = f.frozenWeight().add(f.deltaWeight(q.graph().getLayer(e.getKey()).paramTable()));
+            double err = m.weights().get(e.getKey()).toINDArray().sub(exact).norm2Number().doubleValue()
+                    / exact.norm2Number().doubleValue();
+            assertEquals(err, e.getValue(), 1e-6);
+            assertTrue(e.getValue() > 0 && e.getValue() < 0.2, e.getKey() + " error " + e.getValue());
+        }
+    }
+
+    @Test
+    void theQuantizedBaseSavesAndReadsBackWithBitsandbytesKeys(@TempDir Path dir) throws Exception {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 5, 8, 64, 4);
+        PeftModel q = Peft.wrap(base, QLoraConfig.of(lora(), NF4_DQ).quantizeFrozenLayers(true));
+        Path file = dir.resolve("base-nf4.safetensors");
+        QLora.saveQuantizedBase(q, file);
+        org.peft4j.core.io.SafetensorsFile f = org.peft4j.core.io.Safetensors.read(file);
+        assertTrue(f.tensors().containsKey("dense1.weight.quant_state.bitsandbytes__nf4"), f.tensors().keySet().toString());
+        assertTrue(f.tensors().containsKey("dense1.weight.nested_absmax"));
+        assertTrue(f.tensors().containsKey("output.bias"));
+        Map<String, QuantizedTensor> back = QLora.readQuantizedBase(file);
+        assertEquals(java.util.Set.of("dense0", "dense1", "dense2", "output"), back.keySet());
+        for (Layer l : q.graph().getLayers()) {
+            QuantizedTensor t = QLora.quantizedWeight(l.conf().getLayer());
+            if (t != null) {
+                assertEquals(t, back.get(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName()));
+            }
+        }
+    }
 }
