@@ -25,8 +25,13 @@ final class BenchGraphs {
      * weight matrices of {@code d × d}, Adam.
      */
     static ComputationGraph mlp(int d, int layers) {
+        return mlp(d, layers, new Adam(1e-3));
+    }
+
+    /** As {@link #mlp(int, int)} with the given updater. */
+    static ComputationGraph mlp(int d, int layers, org.nd4j.linalg.learning.config.IUpdater updater) {
         ComputationGraphConfiguration.GraphBuilder b = new NeuralNetConfiguration.Builder()
-                .seed(1).dataType(DataType.FLOAT).updater(new Adam(1e-3)).weightInit(WeightInit.XAVIER)
+                .seed(1).dataType(DataType.FLOAT).updater(updater).weightInit(WeightInit.XAVIER)
                 .graphBuilder().addInputs("in");
         String prev = "in";
         for (int i = 0; i < layers - 1; i++) {

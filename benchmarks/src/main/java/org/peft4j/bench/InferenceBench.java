@@ -22,7 +22,8 @@ import org.peft4j.lora.LoraConfig;
 /**
  * Inference ({@code output}) of a 4-layer d = 1024 MLP: the base graph, the graph with unmerged
  * LoRA adapters (r = 8 on every weight matrix), and the same adapters merged
- * ({@link PeftModel#merge()}). Targets: unmerged ≤ 1.10 × base; merged = base.
+ * ({@link PeftModel#merge()}), and QLoRA over the NF4 base. Targets: unmerged ≤ 1.10 × base;
+ * merged = base; QLoRA at batch 1 faster than the float base.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -40,6 +41,7 @@ public class InferenceBench {
     private ComputationGraph base;
     private ComputationGraph unmerged;
     private ComputationGraph merged;
+    private ComputationGraph qlora;
     private INDArray x;
 
     @Setup(Level.Trial)
@@ -50,6 +52,8 @@ public class InferenceBench {
         PeftModel m = Peft.wrap(base, cfg);
         m.merge();
         merged = m.graph();
+        qlora = Peft.wrap(base, org.peft4j.quant.QLoraConfig.of(cfg,
+                org.peft4j.quant.QuantSpec.nf4().withDoubleQuant(true))).graph();
         x = BenchGraphs.features(batch, D);
     }
 
@@ -66,5 +70,11 @@ public class InferenceBench {
     @Benchmark
     public INDArray loraMergedForward() {
         return merged.outputSingle(x);
+    }
+
+    /** LoRA over the NF4 base: at batch 1 the 4-bit GEMV reads 7.7× fewer weight bytes than float. */
+    @Benchmark
+    public INDArray qloraForward() {
+        return qlora.outputSingle(x);
     }
 }
