@@ -2,6 +2,7 @@ package org.peft4j.core;
 
 import java.util.List;
 import java.util.Set;
+import org.deeplearning4j.nn.graph.ComputationGraph;
 
 /**
  * What {@link Peft#wrap} needs to know of a tuning method: which layers it targets, which it trains
@@ -50,4 +51,18 @@ public interface PeftConfig {
      *     {@link #targetModules()} is null and this is never called)
      */
     FrozenDenseLayer adaptDense(DenseTarget target);
+
+    /**
+     * Structural edits beyond adapting dense layers in place: layers inserted after or before a
+     * vertex (bottleneck adapters, prompt tuning) or vertices replaced (prefix tuning). Called once
+     * by {@link Peft#wrap} before anything is built, with the base graph to read (never write):
+     * its configuration for names and sizes, its weights for data-dependent initialisation.
+     * Default: none.
+     *
+     * @throws IllegalArgumentException if the config does not fit {@code base}; the message says
+     *     what was found and what exists
+     */
+    default List<GraphEdit> graphEdits(ComputationGraph base) {
+        return List.of();
+    }
 }
