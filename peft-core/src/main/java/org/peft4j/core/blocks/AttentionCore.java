@@ -1,0 +1,146 @@
+package org.peft4j.core.blocks;
+
+import java.util.Objects;
+import org.deeplearning4j.nn.conf.graph.GraphVertex;
+import org.deeplearning4j.nn.conf.inputs.InputType;
+import org.deeplearning4j.nn.conf.inputs.InvalidInputTypeException;
+import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
+import org.deeplearning4j.nn.conf.memory.MemoryReport;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.shade.jackson.annotation.JsonProperty;
+import org.peft4j.core.blocks.internal.AttentionCoreVertex;
+
+/**
+ * The parameter-free core of a decomposed multi-head attention: a graph vertex with three inputs,
+ * queries, keys and values, already projected (by separate dense layers, so that every tuner
+ * adapts them like any other dense layer), and one output:
+ * <pre>
+ *   q, k [b, h·d, T]   v [b, h·dv, T]   →   out [b, h·dv, T]
+ *   out_h = V_h · softmax_keys(Q_hᵀK_h / √d + mask)ᵀ        (head h = features h·d … h·d + d − 1)
+ * </pre>
+ * Each input may be a sequence in DL4J's recurrent layout {@code [b, f, T]} (NCW) or, as a dense
+ * layer applied per time step emits it, DL4J's time-distributed rows {@code [b·T, f]} (row
+ * {@code b + B·t}, the layout of {@code RnnToFeedForwardPreProcessor}); the output is always NCW and
+ * the input gradients come back in each input's own layout.
+ *
+ * <p>Masks: the key-padding mask is the feature mask reaching the keys input (DL4J's
+ * {@code feedForwardMaskArrays}: {@code [b, T]}, or {@code [b·T, 1]} after a per-time-step dense
+ * layer), 1 = keep; with {@link #isCausal()} query {@code i} sees keys {@code j ≤ i} only. Masked
+ * keys get zero probability; a query left with no key outputs 0 (never NaN). The output mask is
+ * the key mask as {@code [b, T]}. Backward is hand-written (see
+ * {@code org.peft4j.core.blocks.internal.AttentionKernel}): a SameDiff vertex would return doubled
+ * gradients in DL4J 1.0.0-M2.1.
+ *
+ * <p>Thread-safety: a configuration is immutable.
+ */
+public class AttentionCore extends GraphVertex {
+    private static final long serialVersionUID = 1L;
+
+    @JsonProperty("heads")
+    private int heads;
+    @JsonProperty("causal")
+    private boolean causal;
+
+    /** For JSON deserialization. */
+    protected AttentionCore() {
+    }
+
+    /**
+     * @param heads number of heads; the query/key and value widths must be divisible by it
+     * @param causal whether query {@code i} attends to keys {@code j ≤ i} only
+     */
+    public AttentionCore(int heads, boolean causal) {
+        if (heads <= 0) {
+            throw new IllegalArgumentException("AttentionCore: heads must be positive, got " + heads);
+        }
+        this.heads = heads;
+        this.causal = causal;
+    }
+
+    public int getHeads() {
+        return heads;
+    }
+
+    public boolean isCausal() {
+        return causal;
+    }
+
+    @Override
+    public AttentionCore clone() {
+        return new AttentionCore(heads, causal);
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof AttentionCore && ((AttentionCore) o).heads == heads && ((AttentionCore) o).causal == causal;
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(heads, causal);
+    }
+
+    @Override
+    public long numParams(boolean backprop) {
+        return 0;
+    }
+
+    @Override
+    public int minVertexInputs() {
+        return 3;
+    }
+
+    @Override
+    public int maxVertexInputs() {
+        return 3;
+    }
+
+    @Override
+    public org.deeplearning4j.nn.graph.vertex.GraphVertex instantiate(ComputationGraph graph, String name, int idx,
+            INDArray paramsView, boolean initializeParams, DataType networkDatatype) {
+        return new AttentionCoreVertex(graph, name, idx, networkDatatype, heads, causal);
+    }
+
+    private static long size(InputType t) {
+        if (t instanceof InputType.InputTypeRecurrent) {
+            return ((InputType.InputTypeRecurrent) t).getSize();
+        }
+        if (t instanceof InputType.InputTypeFeedForward) {
+            return ((InputType.InputTypeFeedForward) t).getSize();
+        }
+        throw new InvalidInputTypeException("AttentionCore expects recurrent or time-distributed feed-forward "
+                + "inputs, got " + t);
+    }
+
+    @Override
+    public InputType getOutputType(int layerIndex, InputType... vertexInputs) throws InvalidInputTypeException {
+        if (vertexInputs == null || vertexInputs.length != 3) {
+            throw new InvalidInputTypeException("AttentionCore takes exactly 3 inputs (q, k, v), got "
+                    + (vertexInputs == null ? 0 : vertexInputs.length));
+        }
+        long dq = size(vertexInputs[0]);
+        long dk = size(vertexInputs[1]);
+        long dv = size(vertexInputs[2]);
+        if (dq != dk || dq % heads != 0 || dv % heads != 0) {
+            throw new InvalidInputTypeException("AttentionCore: query width " + dq + " and key width " + dk
+                    + " must be equal and, like the value width " + dv + ", divisible by heads " + heads);
+        }
+        long t = vertexInputs[0] instanceof InputType.InputTypeRecurrent
+                ? ((InputType.InputTypeRecurrent) vertexInputs[0]).getTimeSeriesLength() : -1;
+        return InputType.recurrent(dv, t);
+    }
+
+    @Override
+    public MemoryReport getMemoryReport(InputType... inputTypes) {
+        InputType out = getOutputType(-1, inputTypes);
+        return new LayerMemoryReport.Builder(null, AttentionCore.class, inputTypes[0], out)
+                .standardMemory(0, 0).workingMemory(0, 0, 0, 0).cacheMemory(0, 0).build();
+    }
+
+    @Override
+    public String toString() {
+        return "AttentionCore(heads=" + heads + ", causal=" + causal + ")";
+    }
+}

@@ -1,0 +1,121 @@
+package org.peft4j.core.blocks;
+
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.inputs.InputType;
+import org.deeplearning4j.optimize.api.TrainingListener;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.shade.jackson.annotation.JsonProperty;
+import org.peft4j.core.blocks.internal.PositionalEmbeddingImpl;
+
+/**
+ * Learned absolute positional embedding: a table {@code W [maxLength, d]} (key {@code W}) whose first
+ * {@code T} rows are added to a sequence {@code x [batch, d, T]}:
+ * {@code y[b, :, t] = x[b, :, t] + W[t, :]}, {@code T ≤ maxLength} (a longer input fails with a
+ * message naming both lengths). Backward: {@code dx = dy}, {@code dW[t, :] = Σ_b dy[b, :, t]} for
+ * {@code t < T}, zero for the rows not used. {@code W} starts as {@code N(0, initStd²)} from ND4J's
+ * seeded generator (GPT-2 uses a standard deviation of 0.01–0.02).
+ *
+ * <p>DL4J 1.0.0-M2.1 has no positional embedding layer, hence this one.
+ *
+ * <p>Thread-safety: a configuration is not mutated after a graph is built from it.
+ */
+public class PositionalEmbedding extends BlockLayer {
+    private static final long serialVersionUID = 1L;
+
+    public static final String WEIGHT_KEY = "W";
+    public static final double DEFAULT_INIT_STD = 0.02;
+
+    @JsonProperty("maxLength")
+    private long maxLength;
+    @JsonProperty("initStd")
+    private double initStd;
+
+    /** For JSON deserialization. */
+    protected PositionalEmbedding() {
+    }
+
+    /** A table of {@code maxLength} positions of {@code size} features, initial std 0.02. */
+    public PositionalEmbedding(long maxLength, long size) {
+        this(maxLength, size, DEFAULT_INIT_STD);
+    }
+
+    public PositionalEmbedding(long maxLength, long size, double initStd) {
+        if (maxLength <= 0) {
+            throw new IllegalArgumentException("PositionalEmbedding: maxLength must be positive, got " + maxLength);
+        }
+        if (size <= 0) {
+            throw new IllegalArgumentException("PositionalEmbedding: size must be positive, got " + size);
+        }
+        if (!(initStd >= 0) || Double.isInfinite(initStd)) {
+            throw new IllegalArgumentException("PositionalEmbedding: initStd must be finite and not negative, got "
+                    + initStd);
+        }
+        this.maxLength = maxLength;
+        this.nIn = size;
+        this.nOut = size;
+        this.initStd = initStd;
+    }
+
+    /** The longest sequence this table covers. */
+    public long maxLength() {
+        return maxLength;
+    }
+
+    @Override
+    public Map<String, long[]> paramShapes() {
+        Map<String, long[]> m = new LinkedHashMap<>();
+        m.put(WEIGHT_KEY, new long[] {maxLength, nOut});
+        return m;
+    }
+
+    @Override
+    public void initParam(String key, INDArray view) {
+        if (!WEIGHT_KEY.equals(key)) {
+            throw new IllegalArgumentException("unknown parameter key \"" + key + "\" for layer " + getLayerName());
+        }
+        view.assign(Nd4j.randn(view.dataType(), view.shape()).muli(initStd));
+    }
+
+    @Override
+    public boolean isWeightParam(String key) {
+        return WEIGHT_KEY.equals(key);
+    }
+
+    @Override
+    public InputType getOutputType(int layerIndex, InputType inputType) {
+        if (!(inputType instanceof InputType.InputTypeRecurrent)) {
+            throw new IllegalStateException("layer \"" + getLayerName() + "\" (PositionalEmbedding) expects recurrent "
+                    + "input [batch, " + nOut + ", time], got " + inputType);
+        }
+        return super.getOutputType(layerIndex, inputType);
+    }
+
+    @Override
+    public void setNIn(InputType inputType, boolean override) {
+        super.setNIn(inputType, override);
+        nOut = nIn;
+    }
+
+    @Override
+    public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
+            Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
+            boolean initializeParams, DataType networkDataType) {
+        PositionalEmbeddingImpl ret = new PositionalEmbeddingImpl(conf, networkDataType);
+        ret.setListeners(listeners);
+        ret.setIndex(layerIndex);
+        ret.setParamsViewArray(layerParamsView);
+        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
+        ret.setConf(conf);
+        return ret;
+    }
+
+    @Override
+    public String toString() {
+        return "PositionalEmbedding(name=" + getLayerName() + ", maxLength=" + maxLength + ", size=" + nOut + ")";
+    }
+}

@@ -1,0 +1,133 @@
+package org.peft4j.core.blocks.internal;
+
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.impl.broadcast.BroadcastAddOp;
+import org.nd4j.linalg.api.ops.impl.broadcast.BroadcastDivOp;
+import org.nd4j.linalg.api.ops.impl.broadcast.BroadcastMulOp;
+import org.nd4j.linalg.api.ops.impl.broadcast.BroadcastSubOp;
+import org.nd4j.linalg.api.ops.impl.transforms.custom.SoftMax;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.ops.transforms.Transforms;
+
+/**
+ * Multi-head scaled dot-product attention, forward and backward, written once for every attention
+ * block of peft4j. Internal layout: {@code Q [b, h, Tq, d]}, {@code K [b, h, Tk, d]},
+ * {@code V [b, h, Tk, dv]} (any strides), with
+ * <pre>
+ *   S = scale · Q·Kᵀ                       [b, h, Tq, Tk]
+ *   P = softmax over keys of S, restricted to the allowed keys M (0 elsewhere)
+ *   O = P·V                                [b, h, Tq, dv]
+ * </pre>
+ * The softmax subtracts the row maximum; disallowed entries are pushed to {@code -1e30} before the
+ * maximum and multiplied by {@code M = 0} after the exponential, so they have exactly zero
+ * probability, and a row with no allowed key gives {@code P = 0} and {@code O = 0} rather than NaN
+ * (the denominator is {@code max(Σ, 1)}, exact because an allowed row always holds {@code exp(0) = 1}).
+ *
+ * <p>Backward, for {@code dO = ∂L/∂O}:
+ * <pre>
+ *   dV = Pᵀ·dO      dP = dO·Vᵀ      dS = P ⊙ (dP − rowsum(dP ⊙ P))
+ *   dQ = scale · dS·K               dK = scale · dSᵀ·Q
+ * </pre>
+ * Masked entries have {@code P = 0}, hence {@code dS = 0}: no gradient flows through them.
+ *
+ * <p>Why by hand: ND4J's {@code dot_product_attention} op has no causal mask and, through
+ * SameDiff-based DL4J layers, returns doubled gradients in 1.0.0-M2.1; the stock triangular-mask op
+ * has no gradient. Here the batched matmuls and the softmax still run in ND4J's native kernels.
+ *
+ * <p>Thread-safety: stateless.
+ */
+public final class AttentionKernel {
+
+    /** Score given to disallowed entries before the softmax maximum. */
+    static final double MASKED_SCORE = -1e30;
+
+    private AttentionKernel() {
+    }
+
+    /** Forward result: the attention output and the probabilities (kept for the backward pass). */
+    public record Forward(INDArray out, INDArray probs) {
+    }
+
+    /** Input gradients of the backward pass, in the layouts of Q, K and V. */
+    public record Backward(INDArray dq, INDArray dk, INDArray dv) {
+    }
+
+    /**
+     * The allowed-key mask {@code M [b, Tq, Tk]} (1 = attend, 0 = masked) combining a causal mask
+     * ({@code key ≤ query}, positions aligned at the start) and a key-padding mask
+     * {@code keyMask [b, Tk]} (1 = keep), or null when neither applies.
+     */
+    public static INDArray allowedKeys(long batch, long tq, long tk, boolean causal, INDArray keyMask, DataType dt) {
+        if (!causal && keyMask == null) {
+            return null;
+        }
+        INDArray m;
+        if (keyMask != null) {
+            if (keyMask.rank() != 2 || keyMask.size(0) != batch || keyMask.size(1) != tk) {
+                throw new IllegalArgumentException("key-padding mask must be [batch, time] = [" + batch + ", " + tk
+                        + "], got " + java.util.Arrays.toString(keyMask.shape()));
+            }
+            m = Nd4j.createUninitialized(dt, batch, tq, tk);
+            // m[b, i, j] = keyMask[b, j]
+            m.assign(0);
+            Nd4j.getExecutioner().exec(new BroadcastAddOp(m, keyMask.castTo(dt), m, 0, 2));
+        } else {
+            m = Nd4j.ones(dt, batch, tq, tk);
+        }
+        if (causal) {
+            INDArray tri = Nd4j.createUninitialized(dt, tq, tk);
+            double[] t = new double[Math.toIntExact(tq * tk)];
+            for (int i = 0; i < tq; i++) {
+                for (int j = 0; j <= i && j < tk; j++) {
+                    t[(int) (i * tk + j)] = 1.0;
+                }
+            }
+            tri.assign(Nd4j.createFromArray(t).reshape(tq, tk).castTo(dt));
+            Nd4j.getExecutioner().exec(new BroadcastMulOp(m, tri, m, 1, 2));
+        }
+        return m;
+    }
+
+    /**
+     * @param q {@code [b, h, Tq, d]}
+     * @param k {@code [b, h, Tk, d]}
+     * @param v {@code [b, h, Tk, dv]}
+     * @param scale usually {@code 1/√d}
+     * @param allowed {@code [b, Tq, Tk]} from {@link #allowedKeys}, or null for no mask
+     */
+    public static Forward forward(INDArray q, INDArray k, INDArray v, double scale, INDArray allowed) {
+        INDArray s = Nd4j.matmul(q, k, false, true, false);
+        s.muli(scale);
+        INDArray p;
+        if (allowed == null) {
+            p = Nd4j.exec(new SoftMax(s, s, -1))[0];
+        } else {
+            // s += (M - 1) · 1e30, broadcast over heads
+            INDArray push = allowed.sub(1.0).muli(-MASKED_SCORE);
+            Nd4j.getExecutioner().exec(new BroadcastAddOp(s, push, s, 0, 2, 3));
+            INDArray max = s.max(3);
+            Nd4j.getExecutioner().exec(new BroadcastSubOp(s, max, s, 0, 1, 2));
+            Transforms.exp(s, false);
+            Nd4j.getExecutioner().exec(new BroadcastMulOp(s, allowed, s, 0, 2, 3));
+            INDArray sum = s.sum(3);
+            Transforms.max(sum, 1.0, false);
+            Nd4j.getExecutioner().exec(new BroadcastDivOp(s, sum, s, 0, 1, 2));
+            p = s;
+        }
+        INDArray out = Nd4j.matmul(p, v, false, false, false);
+        return new Forward(out, p);
+    }
+
+    /** Backward of {@link #forward}; {@code probs} is {@link Forward#probs()}, {@code dOut [b, h, Tq, dv]}. */
+    public static Backward backward(INDArray q, INDArray k, INDArray v, INDArray probs, INDArray dOut, double scale) {
+        INDArray dv = Nd4j.matmul(probs, dOut, true, false, false);
+        INDArray dp = Nd4j.matmul(dOut, v, false, true, false);
+        INDArray rowDot = dp.mul(probs).sum(3);
+        Nd4j.getExecutioner().exec(new BroadcastSubOp(dp, rowDot, dp, 0, 1, 2));
+        INDArray ds = dp.muli(probs).muli(scale);
+        INDArray dq = Nd4j.matmul(ds, k, false, false, false);
+        INDArray dk = Nd4j.matmul(ds, q, true, false, false);
+        return new Backward(dq, dk, dv);
+    }
+}
