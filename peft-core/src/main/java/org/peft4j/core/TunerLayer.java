@@ -17,7 +17,8 @@ public interface TunerLayer {
 
     /**
      * Set by {@link Peft#wrap}: whether anything upstream trains, so the layer must pass an
-     * epsilon down (when false it may return none and save the work).
+     * epsilon down (when false it may return none and save the work). For a replacement, only the
+     * replaced vertex's original inputs count: its extra inputs (e.g. a prefix) always get theirs.
      */
     void setInputGradient(boolean inputGradient);
 

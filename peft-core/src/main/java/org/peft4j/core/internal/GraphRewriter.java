@@ -168,7 +168,15 @@ public final class GraphRewriter {
             List<String> inputs = new ArrayList<>(e.getValue());
             GraphEdit edit = topo.edits.get(name);
             if (edit != null) {
-                newVertices.put(name, editVertex(edit, vertices, reference, upstreamTrains.get(name)));
+                boolean inputGradient = upstreamTrains.get(name);
+                if (edit.kind() == GraphEdit.Kind.REPLACE) {
+                    // a replacement passes epsilons to its original inputs only when something above them trains
+                    inputGradient = false;
+                    for (String in : conf.getVertexInputs().get(name)) {
+                        inputGradient |= trainable.contains(in) || upstreamTrains.getOrDefault(in, false);
+                    }
+                }
+                newVertices.put(name, editVertex(edit, vertices, reference, inputGradient));
                 newInputs.put(name, inputs);
                 continue;
             }
@@ -269,7 +277,8 @@ public final class GraphRewriter {
         for (GraphEdit e : edits) {
             String a = e.anchor();
             boolean isInput = networkInputs.contains(a);
-            if (!t.inputs.containsKey(a) && !(isInput && e.kind() == GraphEdit.Kind.INSERT_AFTER)) {
+            boolean inputAnchorOk = isInput && (e.kind() == GraphEdit.Kind.INSERT_AFTER || e.kind() == GraphEdit.Kind.ADD);
+            if (!t.inputs.containsKey(a) && !inputAnchorOk) {
                 throw new IllegalArgumentException("graph edit " + e + ": no vertex named \"" + a
                         + "\"; layers are: " + describeLayers(conf));
             }
@@ -310,13 +319,30 @@ public final class GraphRewriter {
                     break;
                 }
                 case REPLACE:
+                    requireKnown(e, e.inputs(), t, networkInputs, conf);
+                    t.inputs.get(a).addAll(e.inputs());
                     t.edits.put(a, e);
+                    break;
+                case ADD:
+                    requireKnown(e, e.inputs(), t, networkInputs, conf);
+                    t.inputs.put(e.name(), new ArrayList<>(e.inputs()));
+                    t.edits.put(e.name(), e);
                     break;
                 default:
                     throw new AssertionError(e.kind());
             }
         }
         return t;
+    }
+
+    private static void requireKnown(GraphEdit e, List<String> names, Topology t, Set<String> networkInputs,
+                                     ComputationGraphConfiguration conf) {
+        for (String n : names) {
+            if (!t.inputs.containsKey(n) && !networkInputs.contains(n)) {
+                throw new IllegalArgumentException("graph edit " + e + ": no vertex or input named \"" + n
+                        + "\"; layers are: " + describeLayers(conf));
+            }
+        }
     }
 
     private static long editParams(GraphEdit e) {
@@ -335,7 +361,7 @@ public final class GraphRewriter {
         }
         Layer l = e.layer().clone();
         l.setLayerName(e.name());
-        GraphVertex anchor = base.get(e.anchor());
+        GraphVertex anchor = e.kind() == GraphEdit.Kind.ADD ? null : base.get(e.anchor());
         Layer anchorLayer = layerOf(anchor);
         Layer from = anchorLayer instanceof BaseLayer && ((BaseLayer) anchorLayer).getIUpdater() != null
                 ? anchorLayer : reference;
