@@ -6,7 +6,9 @@ import org.deeplearning4j.nn.graph.ComputationGraph;
 
 /**
  * What {@link Peft#wrap} needs to know of a tuning method: which layers it targets, which it trains
- * in full, which biases train, and how it adapts one targeted dense-type layer.
+ * in full, which biases train, how it adapts one targeted dense-type layer ({@link #adaptDense}:
+ * LoRA, IA3) and which structural edits it makes to the graph ({@link #graphEdits}: layers
+ * inserted by bottleneck adapters and prompt tuning, attention cores replaced by prefix tuning).
  *
  * <p>Implementations are immutable value objects built by a validating builder (for example
  * {@code org.peft4j.lora.LoraConfig}). The family is open across modules (Java's {@code sealed}

@@ -44,7 +44,7 @@ class PrefixTuningTest {
     void reparameterisedPrefixesMatchFiniteDifferences() {
         GradientChecks.useDoublePrecision();
         ComputationGraph base = TinyDecoders.forGradientCheck(5);
-        PeftModel peft = Peft.wrap(base, PrefixConfig.builder().numVirtualTokens(2).encoderHiddenSize(3).build());
+        PeftModel peft = Peft.wrap(base, PrefixConfig.builder().numVirtualTokens(2).encoderHiddenSize(2).build());
         DataSet ds = TinyDecoders.domain(DataType.DOUBLE, 6, 2, 3, 5, 2, 0.2);
         assertTrue(GradientChecks.passes(peft.graph(), ds.getFeatures(), ds.getLabels()));
     }
