@@ -19,6 +19,7 @@ import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
 import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.internal.ParamLayout;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 
 /**
@@ -39,7 +40,7 @@ import org.peft4j.core.internal.ParamLayoutInitializer;
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by
  * {@link PeftModel}'s merge/enable switches, which replace arrays rather than write into them.
  */
-public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
+public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, ParamLayout {
     private static final long serialVersionUID = 1L;
 
     /** Parameter key of the trainable bias (no underscore: DL4J splits gradient keys on the last one). */
@@ -59,6 +60,10 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
     @JsonSerialize(using = NDArraySerializer.class)
     @JsonDeserialize(using = NDArrayDeSerializer.class)
     private INDArray mergedWeight;
+    @JsonProperty("mergedBias")
+    @JsonSerialize(using = NDArraySerializer.class)
+    @JsonDeserialize(using = NDArrayDeSerializer.class)
+    private INDArray mergedBias;
     @JsonProperty("trainableBias")
     private boolean trainableBias;
     @JsonProperty("inputGradient")
@@ -155,6 +160,20 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
         this.mergedWeight = merged;
     }
 
+    /**
+     * The merged bias {@code b + Δb} forward uses while merged, or null when the adapter leaves the
+     * bias alone (then forward uses the trainable or frozen bias as usual).
+     */
+    @JsonIgnore
+    public INDArray mergedBias() {
+        return mergedBias;
+    }
+
+    /** Sets (or clears, with null) the merged bias; see {@link #deltaBias}. */
+    public void setMergedBias(INDArray merged) {
+        this.mergedBias = merged;
+    }
+
     @JsonIgnore
     public boolean isTrainableBias() {
         return trainableBias;
@@ -194,6 +213,7 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
      * The trainable parameters in flat-vector order, key to shape. Every parameter is an
      * {@code 'f'}-ordered view of the layer's slice of the flat vector.
      */
+    @Override
     public Map<String, long[]> paramShapes() {
         Map<String, long[]> m = new LinkedHashMap<>();
         if (trainableBias) {
@@ -203,11 +223,19 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
     }
 
     /** Whether {@code key} is a weight (gets weight regularization) rather than a bias. */
+    @Override
     public boolean isWeightParam(String key) {
         return false;
     }
 
+    /** Only the trainable bias {@code b}. */
+    @Override
+    public boolean isBiasParam(String key) {
+        return BIAS_KEY.equals(key) && trainableBias;
+    }
+
     /** Writes the initial value of parameter {@code key} into {@code view}. */
+    @Override
     public void initParam(String key, INDArray view) {
         if (BIAS_KEY.equals(key)) {
             view.assign(frozenBias.reshape(view.shape()));
@@ -244,6 +272,17 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer {
      * scaling, dropout), when {@link PeftModel#setAdapter} switches to it.
      */
     public void adoptConfig(PeftConfig config) {
+    }
+
+    /**
+     * The change this layer's adapter makes to the bias, {@code Δb [nOut]}, or null if none (the
+     * default: LoRA leaves the bias alone; IA3 on a non-feedforward target scales it).
+     *
+     * @param params the layer's parameter table
+     * @param bias the bias in use, {@code [nOut]}: the trainable one when it trains, else the frozen one
+     */
+    public INDArray deltaBias(Map<String, INDArray> params, INDArray bias) {
+        return null;
     }
 
     /** Creates the layer implementation; tuners return their own subclass. */

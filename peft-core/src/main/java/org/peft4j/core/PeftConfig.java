@@ -3,10 +3,13 @@ package org.peft4j.core;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.deeplearning4j.nn.graph.ComputationGraph;
 
 /**
  * What {@link Peft#wrap} needs to know of a tuning method: which layers it targets, which it trains
- * in full, which biases train, and how it adapts one targeted dense-type layer.
+ * in full, which biases train, how it adapts one targeted dense-type layer ({@link #adaptDense}:
+ * LoRA, IA3) and which structural edits it makes to the graph ({@link #graphEdits}: layers
+ * inserted by bottleneck adapters and prompt tuning, attention cores replaced by prefix tuning).
  *
  * <p>Implementations are immutable value objects built by a validating builder (for example
  * {@code org.peft4j.lora.LoraConfig}). The family is open across modules (Java's {@code sealed}
@@ -80,5 +83,19 @@ public interface PeftConfig {
      */
     default String layoutSignature() {
         return peftType() + " " + targetModules() + " " + targetTypes() + " " + modulesToSave() + " " + bias();
+    }
+
+    /**
+     * Structural edits beyond adapting dense layers in place: layers inserted after or before a
+     * vertex (bottleneck adapters, prompt tuning) or vertices replaced (prefix tuning). Called once
+     * by {@link Peft#wrap} before anything is built, with the base graph to read (never write):
+     * its configuration for names and sizes, its weights for data-dependent initialisation.
+     * Default: none.
+     *
+     * @throws IllegalArgumentException if the config does not fit {@code base}; the message says
+     *     what was found and what exists
+     */
+    default List<GraphEdit> graphEdits(ComputationGraph base) {
+        return List.of();
     }
 }

@@ -194,6 +194,37 @@ public final class PeftModel {
         return Collections.unmodifiableMap(m);
     }
 
+    /**
+     * The layers and vertices a tuner added or replaced ({@link TunerLayer}: bottleneck adapters,
+     * prompts, prefix-aware attention), by vertex name in {@link #graph()}.
+     */
+    public Map<String, TunerLayer> tunerLayers() {
+        Map<String, TunerLayer> m = new LinkedHashMap<>();
+        for (Map.Entry<String, GraphVertex> e : graph().getConfiguration().getVertices().entrySet()) {
+            GraphVertex v = e.getValue();
+            Object c = v instanceof LayerVertex ? ((LayerVertex) v).getLayerConf().getLayer() : v;
+            if (c instanceof TunerLayer) {
+                m.put(e.getKey(), (TunerLayer) c);
+            }
+        }
+        return Collections.unmodifiableMap(m);
+    }
+
+    private void refuseUnmergeable(String operation) {
+        Map<String, TunerLayer> added = tunerLayers();
+        if (!added.isEmpty()) {
+            throw new IllegalStateException(operation + ": " + config().peftType() + " adds layers that no stock DL4J "
+                    + "layer can absorb " + added.keySet() + ", so there is nothing to merge into the base weights; "
+                    + "run graph() as it is, or use disableAdapter() for the base model's outputs. Tuners that "
+                    + "merge: LoRA, IA3");
+        }
+    }
+
+    /** The bias forward uses when unmerged: the trainable one when it trains, else the frozen one (or null). */
+    private static INDArray biasInUse(FrozenDenseLayer f, Map<String, INDArray> params) {
+        return f.isTrainableBias() ? params.get(FrozenDenseLayer.BIAS_KEY) : f.frozenBias();
+    }
+
     /** Whether the adapters are merged into the frozen weights. */
     public boolean isMerged() {
         return adaptedLayers().values().stream().anyMatch(FrozenDenseLayer::isMerged);
@@ -208,6 +239,7 @@ public final class PeftModel {
      */
     public void merge() {
         synchronized (lock) {
+            refuseUnmergeable("merge()");
             if (isMerged()) {
                 throw new IllegalStateException("adapters are already merged; call unmerge() first");
             }
@@ -217,7 +249,12 @@ public final class PeftModel {
                     if (!f.isAdapterEnabled()) {
                         continue;
                     }
-                    INDArray delta = f.deltaWeight(graph.getLayer(e.getKey()).paramTable());
+                    Map<String, INDArray> params = graph.getLayer(e.getKey()).paramTable();
+                    INDArray delta = f.deltaWeight(params);
+                    INDArray bias = biasInUse(f, params);
+                    INDArray deltaBias = bias == null ? null : f.deltaBias(params, bias);
+                    f.setMergedBias(deltaBias == null ? null : bias.reshape(bias.length()).add(
+                            deltaBias.reshape(bias.length()).castTo(bias.dataType())));
                     f.setMergedWeight(f.frozenWeight().add(delta.castTo(f.frozenWeight().dataType())));
                 }
             }
@@ -229,6 +266,7 @@ public final class PeftModel {
         synchronized (lock) {
             for (FrozenDenseLayer f : adaptedLayers().values()) {
                 f.setMergedWeight(null);
+                f.setMergedBias(null);
             }
         }
     }
@@ -246,9 +284,15 @@ public final class PeftModel {
                 before.put(f, f.isAdapterEnabled());
                 f.setAdapterEnabled(false);
             }
+            Map<TunerLayer, Boolean> beforeAdded = new java.util.IdentityHashMap<>();
+            for (TunerLayer t : tunerLayers().values()) {
+                beforeAdded.put(t, t.isAdapterEnabled());
+                t.setAdapterEnabled(false);
+            }
             return () -> {
                 synchronized (lock) {
                     before.forEach(FrozenDenseLayer::setAdapterEnabled);
+                    beforeAdded.forEach(TunerLayer::setAdapterEnabled);
                 }
             };
         }
@@ -436,9 +480,13 @@ public final class PeftModel {
      * A plain graph of the base model's own (stock DL4J) layers with the active adapter folded
      * into its weights and every trained module's parameters copied: zero inference overhead.
      * This model is left as it was.
+     *
+     * @throws IllegalStateException if the tuner adds layers that have no stock equivalent
+     *     (bottleneck adapters, prefix and prompt tuning); LoRA and IA3 merge
      */
     public ComputationGraph mergeAndUnload() {
         synchronized (lock) {
+            refuseUnmergeable("mergeAndUnload()");
             if (config().trainsEverything()) {
                 ComputationGraph out = new ComputationGraph(baseConf.clone());
                 out.init();
@@ -474,11 +522,15 @@ public final class PeftModel {
                 if (c instanceof FrozenDenseLayer) {
                     FrozenDenseLayer f = (FrozenDenseLayer) c;
                     INDArray w = f.frozenWeight();
+                    INDArray b = merged ? biasInUse(f, wrapped.paramTable()) : f.frozenBias();
                     if (merged && f.hasAdapter() && f.isAdapterEnabled()) {
                         w = w.add(f.deltaWeight(wrapped.paramTable()).castTo(w.dataType()));
+                        INDArray db = b == null ? null : f.deltaBias(wrapped.paramTable(), b);
+                        if (db != null) {
+                            b = b.reshape(b.length()).add(db.reshape(b.length()).castTo(b.dataType()));
+                        }
                     }
                     target.getParam("W").assign(w);
-                    INDArray b = merged && f.isTrainableBias() ? wrapped.getParam(FrozenDenseLayer.BIAS_KEY) : f.frozenBias();
                     if (b != null) {
                         target.getParam("b").assign(b.reshape(target.getParam("b").shape()));
                     }

@@ -16,9 +16,13 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.FrozenDenseLayer;
 
 /**
- * Implementation of {@link FrozenDenseLayer}: forward {@code z = x·W + b (+ adapter)},
+ * Implementation of {@link FrozenDenseLayer}: forward {@code z = x'·W + b (+ adapter)} with
+ * {@code x' = }{@link #adapterInput}{@code (x)} (just {@code x} unless a tuner scales the input),
  * backward {@code eps_in = delta·Wᵀ (+ adapter)} with no weight gradient for {@code W}. Tuners
- * extend it through {@link #addAdapterOutput} and {@link #adapterBackward}.
+ * extend it through four hooks, called only while the adapter is active (present, enabled, not
+ * merged): {@link #adapterInput} (what {@code W} sees), {@link #addAdapterOutput} (changes
+ * {@code z} in place), {@link #adapterDelta} (maps {@code dL/dz} to the gradient at {@code x'·W + b})
+ * and {@link #adapterBackward} (parameter gradients, adapter part of the input gradient).
  *
  * <p>Written by hand because DL4J's dense layer always computes the weight gradient, and its
  * parameters must be in the flat vector; here the frozen weight is a configuration field.
@@ -37,16 +41,41 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
         return c.hasAdapter() && c.isAdapterEnabled() && !c.isMerged();
     }
 
-    /** Adds the adapter's contribution to {@code z [batch, nOut]} in place; {@code x [batch, nIn]}. */
-    protected void addAdapterOutput(INDArray x, INDArray z, boolean training, LayerWorkspaceMgr workspaceMgr) {
+    /**
+     * The input the frozen weight multiplies, {@code x' [batch, nIn]}; default {@code x} itself.
+     * IA3 on a feedforward target returns {@code x ⊙ l}. An override must not write into {@code x}.
+     */
+    protected INDArray adapterInput(INDArray x, boolean training, LayerWorkspaceMgr workspaceMgr) {
+        return x;
+    }
+
+    /**
+     * Changes {@code z [batch, nOut]} in place, which holds {@code x'·W + b} on entry: LoRA adds its
+     * branch, IA3 on a non-feedforward target multiplies by its scale; {@code x [batch, nIn]}.
+     * Called with {@code forBackprop} true when the backward pass recomputes the forward pass, so an
+     * implementation may keep what {@link #adapterDelta} needs (in a {@code BP_WORKING_MEM} array).
+     */
+    protected void addAdapterOutput(INDArray x, INDArray z, boolean training, boolean forBackprop,
+                                    LayerWorkspaceMgr workspaceMgr) {
+    }
+
+    /**
+     * Maps {@code delta = dL/dz [batch, nOut]} to the gradient at {@code x'·W + b}, from which the
+     * bias gradient and the base part of the input gradient are computed; default {@code delta}.
+     * An implementation may write into {@code delta} and may compute parameter gradients here (it
+     * reports them to the {@link Gradient} in {@link #adapterBackward}, after the bias).
+     */
+    protected INDArray adapterDelta(INDArray x, INDArray delta, LayerWorkspaceMgr workspaceMgr) {
+        return delta;
     }
 
     /**
      * Writes the adapter's parameter gradients into their gradient views (and into {@code g}) and,
      * when {@code epsOut} is not null, adds the adapter's part of the input gradient to it.
+     * {@code epsOut} holds {@code delta·Wᵀ} on entry, the gradient with respect to {@code x'}.
      *
      * @param x the layer input {@code [batch, nIn]} (after the layer's own input dropout)
-     * @param delta {@code dL/dz [batch, nOut]}
+     * @param delta the result of {@link #adapterDelta}, {@code [batch, nOut]}
      */
     protected void adapterBackward(INDArray x, INDArray delta, Gradient g, INDArray epsOut,
                                    LayerWorkspaceMgr workspaceMgr) {
@@ -84,14 +113,16 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
                     + c.getNIn() + "], got " + Arrays.toString(x.shape())
                     + (x.rank() != 2 ? " (rank " + x.rank() + "; a missing preprocessor?)" : ""));
         }
+        boolean active = adapterActive();
         INDArray z = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType, x.size(0), c.getNOut());
-        baseForward(x, z);
-        INDArray b = c.isTrainableBias() ? params.get(FrozenDenseLayer.BIAS_KEY) : c.frozenBias();
+        baseForward(active ? adapterInput(x, training, workspaceMgr) : x, z);
+        INDArray b = c.isMerged() && c.mergedBias() != null ? c.mergedBias()
+                : c.isTrainableBias() ? params.get(FrozenDenseLayer.BIAS_KEY) : c.frozenBias();
         if (b != null) {
             z.addiRowVector(b.castTo(dataType));
         }
-        if (adapterActive()) {
-            addAdapterOutput(x, z, training, workspaceMgr);
+        if (active) {
+            addAdapterOutput(x, z, training, forBackprop, workspaceMgr);
         }
         if (maskArray != null && !c.isOutputProjection()) {
             applyMask(z);
@@ -112,6 +143,11 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
             if (maskArray != null) {
                 applyMask(delta);
             }
+            INDArray x = input.castTo(dataType);
+            boolean active = adapterActive();
+            if (active) {
+                delta = adapterDelta(x, delta, workspaceMgr);
+            }
             Gradient g = new DefaultGradient();
             if (c.isTrainableBias()) {
                 INDArray biasGrad = gradientViews.get(FrozenDenseLayer.BIAS_KEY);
@@ -124,8 +160,7 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
                         new long[] {delta.size(0), c.getNIn()}, 'f');
                 baseInputGradient(delta, epsNext);
             }
-            INDArray x = input.castTo(dataType);
-            if (adapterActive()) {
+            if (active) {
                 adapterBackward(x, delta, g, epsNext, workspaceMgr);
             } else if (gradientViews != null) {
                 for (Map.Entry<String, INDArray> e : gradientViews.entrySet()) {

@@ -37,8 +37,10 @@ import org.peft4j.core.BiasMode;
 import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.FrozenParamsLayer;
+import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
+import org.peft4j.core.TunerLayer;
 
 /**
  * Builds the wrapped graph of {@link org.peft4j.core.Peft#wrap}: validates the config against
@@ -50,6 +52,9 @@ import org.peft4j.core.TargetModules;
  *   <li>other layers with parameters become {@link FrozenParamsLayer}s;</li>
  *   <li>{@code modulesToSave} layers stay as they are, with all their parameters trainable;</li>
  *   <li>vertices upstream of everything trainable are wrapped so DL4J skips them in backprop;</li>
+ *   <li>the tuner's {@link GraphEdit}s insert new layers after or before vertices, or replace
+ *       vertices; new layers train in full, and the vertices between them and the loss pass
+ *       epsilons;</li>
  *   <li>a targeted or frozen output layer is split into a dense projection
  *       ({@code <name>-dense}) and a parameter-free loss layer that keeps the name {@code <name>},
  *       with the original activation and loss function.</li>
@@ -102,9 +107,11 @@ public final class GraphRewriter {
 
         for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
             Layer l = layerOf(e.getValue());
-            if (l instanceof FrozenDenseLayer || l instanceof FrozenParamsLayer) {
+            if (l instanceof FrozenDenseLayer || l instanceof FrozenParamsLayer || l instanceof TunerLayer
+                    || e.getValue() instanceof TunerLayer) {
+                String type = (l == null ? e.getValue() : l).getClass().getSimpleName();
                 throw new IllegalArgumentException("the graph is already wrapped (layer \"" + e.getKey() + "\" is a "
-                        + l.getClass().getSimpleName() + "); wrap the original base graph, or call mergeAndUnload() "
+                        + type + "); wrap the original base graph, or call mergeAndUnload() "
                         + "on the PeftModel to get a plain graph first");
             }
         }
@@ -126,13 +133,21 @@ public final class GraphRewriter {
             }
         }
 
+        List<GraphEdit> editList = config.graphEdits(base);
+        Topology topo = applyEdits(conf, editList, targets, saved);
+
         BiasMode biasMode = config.bias();
         Set<String> trainable = new HashSet<>(targets);
         trainable.addAll(saved);
+        for (Map.Entry<String, GraphEdit> e : topo.edits.entrySet()) {
+            if (editParams(e.getValue()) > 0) {
+                trainable.add(e.getKey());
+            }
+        }
         Map<String, Boolean> trainableBias = new HashMap<>();
         for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
             Layer l = layerOf(e.getValue());
-            if (isDenseType(l) && !saved.contains(e.getKey())) {
+            if (isDenseType(l) && !saved.contains(e.getKey()) && !topo.edits.containsKey(e.getKey())) {
                 boolean tb = hasBias(l) && (biasMode == BiasMode.ALL
                         || (biasMode == BiasMode.LORA_ONLY && targets.contains(e.getKey())));
                 trainableBias.put(e.getKey(), tb);
@@ -142,15 +157,30 @@ public final class GraphRewriter {
             }
         }
 
-        Map<String, Boolean> upstreamTrains = upstreamTrains(conf, trainable);
+        Map<String, Boolean> upstreamTrains = upstreamTrains(topo.inputs, trainable);
+        Layer reference = referenceLayer(conf);
 
         Map<String, GraphVertex> newVertices = new LinkedHashMap<>();
         Map<String, List<String>> newInputs = new LinkedHashMap<>();
         Map<String, String> projectionOf = new LinkedHashMap<>();
-        for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
+        for (Map.Entry<String, List<String>> e : topo.inputs.entrySet()) {
             String name = e.getKey();
-            GraphVertex v = e.getValue();
-            List<String> inputs = new ArrayList<>(conf.getVertexInputs().get(name));
+            List<String> inputs = new ArrayList<>(e.getValue());
+            GraphEdit edit = topo.edits.get(name);
+            if (edit != null) {
+                boolean inputGradient = upstreamTrains.get(name);
+                if (edit.kind() == GraphEdit.Kind.REPLACE) {
+                    // a replacement passes epsilons to its original inputs only when something above them trains
+                    inputGradient = false;
+                    for (String in : conf.getVertexInputs().get(name)) {
+                        inputGradient |= trainable.contains(in) || upstreamTrains.getOrDefault(in, false);
+                    }
+                }
+                newVertices.put(name, editVertex(edit, vertices, reference, inputGradient));
+                newInputs.put(name, inputs);
+                continue;
+            }
+            GraphVertex v = vertices.get(name);
             boolean live = trainable.contains(name) || upstreamTrains.get(name) || outputs.contains(name);
             Layer l = layerOf(v);
             if (l == null) {
@@ -176,7 +206,7 @@ public final class GraphRewriter {
                     newVertices.put(name, layerVertex(lv, fl, lv.getPreProcessor()));
                     newInputs.put(name, inputs);
                 } else {
-                    String dense = uniqueName(name + DENSE_SUFFIX, vertices.keySet());
+                    String dense = uniqueName(name + DENSE_SUFFIX, topo.inputs.keySet());
                     fl.setLayerName(dense);
                     fl.setActivationFn(new ActivationIdentity());
                     fl.setOutputProjection(true);
@@ -230,6 +260,151 @@ public final class GraphRewriter {
         return new Result(g, projectionOf);
     }
 
+    /** The base graph's wiring after the tuner's edits: vertex inputs in order, and which vertices are new. */
+    private static final class Topology {
+        final Map<String, List<String>> inputs = new LinkedHashMap<>();
+        final Map<String, GraphEdit> edits = new LinkedHashMap<>();
+    }
+
+    /** Applies {@code edits} in order to the wiring of {@code conf}; validates every anchor and name. */
+    private static Topology applyEdits(ComputationGraphConfiguration conf, List<GraphEdit> edits,
+                                       Set<String> targets, Set<String> saved) {
+        Topology t = new Topology();
+        for (String v : conf.getVertices().keySet()) {
+            t.inputs.put(v, new ArrayList<>(conf.getVertexInputs().getOrDefault(v, List.of())));
+        }
+        Set<String> networkInputs = new HashSet<>(conf.getNetworkInputs());
+        Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
+        for (GraphEdit e : edits) {
+            String a = e.anchor();
+            boolean isInput = networkInputs.contains(a);
+            boolean inputAnchorOk = isInput && (e.kind() == GraphEdit.Kind.INSERT_AFTER || e.kind() == GraphEdit.Kind.ADD);
+            if (!t.inputs.containsKey(a) && !inputAnchorOk) {
+                throw new IllegalArgumentException("graph edit " + e + ": no vertex named \"" + a
+                        + "\"; layers are: " + describeLayers(conf));
+            }
+            if (e.kind() != GraphEdit.Kind.REPLACE
+                    && (t.inputs.containsKey(e.name()) || networkInputs.contains(e.name()))) {
+                throw new IllegalArgumentException("graph edit " + e + ": a vertex named \"" + e.name()
+                        + "\" already exists; choose another name");
+            }
+            if (t.edits.containsKey(a) && e.kind() == GraphEdit.Kind.REPLACE) {
+                throw new IllegalArgumentException("graph edit " + e + ": \"" + a + "\" is itself new or already "
+                        + "replaced by " + t.edits.get(a));
+            }
+            if (e.kind() == GraphEdit.Kind.REPLACE && (targets.contains(a) || saved.contains(a))) {
+                throw new IllegalArgumentException("graph edit " + e + ": \"" + a + "\" is also a target or in "
+                        + "modulesToSave; a vertex can be changed one way only");
+            }
+            switch (e.kind()) {
+                case INSERT_AFTER:
+                    if (outputs.contains(a)) {
+                        throw new IllegalArgumentException("graph edit " + e + ": \"" + a + "\" is a network output; "
+                                + "insert before it instead");
+                    }
+                    for (List<String> in : t.inputs.values()) {
+                        in.replaceAll(x -> x.equals(a) ? e.name() : x);
+                    }
+                    t.inputs.put(e.name(), new ArrayList<>(List.of(a)));
+                    t.edits.put(e.name(), e);
+                    break;
+                case INSERT_BEFORE: {
+                    List<String> in = t.inputs.get(a);
+                    if (in.size() != 1) {
+                        throw new IllegalArgumentException("graph edit " + e + ": \"" + a + "\" has " + in.size()
+                                + " inputs " + in + "; a layer can be inserted before a single-input vertex only");
+                    }
+                    t.inputs.put(e.name(), new ArrayList<>(in));
+                    in.set(0, e.name());
+                    t.edits.put(e.name(), e);
+                    break;
+                }
+                case REPLACE:
+                    requireKnown(e, e.inputs(), t, networkInputs, conf);
+                    t.inputs.get(a).addAll(e.inputs());
+                    t.edits.put(a, e);
+                    break;
+                case ADD:
+                    requireKnown(e, e.inputs(), t, networkInputs, conf);
+                    t.inputs.put(e.name(), new ArrayList<>(e.inputs()));
+                    t.edits.put(e.name(), e);
+                    break;
+                default:
+                    throw new AssertionError(e.kind());
+            }
+        }
+        return t;
+    }
+
+    private static void requireKnown(GraphEdit e, List<String> names, Topology t, Set<String> networkInputs,
+                                     ComputationGraphConfiguration conf) {
+        for (String n : names) {
+            if (!t.inputs.containsKey(n) && !networkInputs.contains(n)) {
+                throw new IllegalArgumentException("graph edit " + e + ": no vertex or input named \"" + n
+                        + "\"; layers are: " + describeLayers(conf));
+            }
+        }
+    }
+
+    private static long editParams(GraphEdit e) {
+        return e.layer() != null ? e.layer().initializer().numParams(e.layer()) : e.vertex().numParams(true);
+    }
+
+    /** The vertex configuration of a new or replacing layer, with training settings filled in. */
+    private static GraphVertex editVertex(GraphEdit e, Map<String, GraphVertex> base, Layer reference,
+                                          boolean inputGradient) {
+        if (e.vertex() != null) {
+            GraphVertex v = e.vertex().clone();
+            if (v instanceof TunerLayer) {
+                ((TunerLayer) v).setInputGradient(inputGradient);
+            }
+            return v;
+        }
+        Layer l = e.layer().clone();
+        l.setLayerName(e.name());
+        GraphVertex anchor = e.kind() == GraphEdit.Kind.ADD ? null : base.get(e.anchor());
+        Layer anchorLayer = layerOf(anchor);
+        Layer from = anchorLayer instanceof BaseLayer && ((BaseLayer) anchorLayer).getIUpdater() != null
+                ? anchorLayer : reference;
+        if (l instanceof BaseLayer && ((BaseLayer) l).getIUpdater() == null && from instanceof BaseLayer) {
+            BaseLayer b = (BaseLayer) l;
+            BaseLayer f = (BaseLayer) from;
+            b.setIUpdater(f.getIUpdater());
+            b.setBiasUpdater(f.getBiasUpdater());
+            b.setRegularization(f.getRegularization());
+            b.setRegularizationBias(f.getRegularizationBias());
+            b.setGradientNormalization(f.getGradientNormalization());
+            b.setGradientNormalizationThreshold(f.getGradientNormalizationThreshold());
+        }
+        if (l instanceof TunerLayer) {
+            ((TunerLayer) l).setInputGradient(inputGradient);
+        }
+        LayerVertex template = anchor instanceof LayerVertex ? (LayerVertex) anchor : firstLayerVertex(base);
+        InputPreProcessor pre = e.kind() == GraphEdit.Kind.REPLACE && anchor instanceof LayerVertex
+                ? ((LayerVertex) anchor).getPreProcessor() : null;
+        return layerVertex(template, l, pre);
+    }
+
+    private static LayerVertex firstLayerVertex(Map<String, GraphVertex> vertices) {
+        for (GraphVertex v : vertices.values()) {
+            if (v instanceof LayerVertex) {
+                return (LayerVertex) v;
+            }
+        }
+        throw new IllegalArgumentException("the base graph has no layers");
+    }
+
+    /** The first layer with an updater: where new layers take their training settings from. */
+    private static Layer referenceLayer(ComputationGraphConfiguration conf) {
+        for (GraphVertex v : conf.getVertices().values()) {
+            Layer l = layerOf(v);
+            if (l instanceof BaseLayer && ((BaseLayer) l).getIUpdater() != null) {
+                return l;
+            }
+        }
+        return null;
+    }
+
     private static Set<String> selectTargets(ComputationGraphConfiguration conf, PeftConfig config, Set<String> outputs) {
         TargetModules tm = config.targetModules();
         Set<String> targets = new HashSet<>();
@@ -276,16 +451,16 @@ public final class GraphRewriter {
     }
 
     /** For each vertex, whether any vertex strictly upstream of it has trainable parameters. */
-    static Map<String, Boolean> upstreamTrains(ComputationGraphConfiguration conf, Set<String> trainable) {
+    static Map<String, Boolean> upstreamTrains(Map<String, List<String>> inputs, Set<String> trainable) {
         Map<String, Boolean> memo = new HashMap<>();
-        for (String v : conf.getVertices().keySet()) {
-            memo.put(v, upstream(conf, v, trainable));
+        for (String v : inputs.keySet()) {
+            memo.put(v, upstream(inputs, v, trainable));
         }
         return memo;
     }
 
-    private static boolean upstream(ComputationGraphConfiguration conf, String start, Set<String> trainable) {
-        Deque<String> todo = new ArrayDeque<>(conf.getVertexInputs().getOrDefault(start, List.of()));
+    private static boolean upstream(Map<String, List<String>> inputs, String start, Set<String> trainable) {
+        Deque<String> todo = new ArrayDeque<>(inputs.getOrDefault(start, List.of()));
         Set<String> seen = new HashSet<>();
         while (!todo.isEmpty()) {
             String v = todo.pop();
@@ -295,7 +470,7 @@ public final class GraphRewriter {
             if (trainable.contains(v)) {
                 return true;
             }
-            todo.addAll(conf.getVertexInputs().getOrDefault(v, List.of()));
+            todo.addAll(inputs.getOrDefault(v, List.of()));
         }
         return false;
     }

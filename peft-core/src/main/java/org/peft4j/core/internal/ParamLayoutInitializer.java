@@ -13,8 +13,9 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.peft4j.core.FrozenDenseLayer;
 
 /**
- * Parameter initializer for every {@link FrozenDenseLayer} (and tuner subclasses): the layout is
- * whatever the configuration's {@link FrozenDenseLayer#paramShapes()} says, each parameter an
+ * Parameter initializer for every {@link ParamLayout} layer ({@link FrozenDenseLayer}, its tuner
+ * subclasses, layers tuners insert): the layout is whatever the configuration's
+ * {@link ParamLayout#paramShapes()} says, each parameter an
  * {@code 'f'}-ordered view of consecutive elements of the layer's slice of the flat vector, and the
  * gradient views mirror the parameter views exactly.
  *
@@ -27,12 +28,12 @@ public final class ParamLayoutInitializer implements ParamInitializer {
     private ParamLayoutInitializer() {
     }
 
-    private static FrozenDenseLayer layout(Layer layer) {
-        if (!(layer instanceof FrozenDenseLayer)) {
-            throw new IllegalArgumentException("ParamLayoutInitializer serves FrozenDenseLayer only, got "
+    private static ParamLayout layout(Layer layer) {
+        if (!(layer instanceof ParamLayout)) {
+            throw new IllegalArgumentException("ParamLayoutInitializer serves ParamLayout layers only, got "
                     + (layer == null ? "null" : layer.getClass().getName()));
         }
-        return (FrozenDenseLayer) layer;
+        return (ParamLayout) layer;
     }
 
     private static long length(long[] shape) {
@@ -91,12 +92,12 @@ public final class ParamLayoutInitializer implements ParamInitializer {
 
     @Override
     public boolean isBiasParam(Layer layer, String key) {
-        return FrozenDenseLayer.BIAS_KEY.equals(key) && layout(layer).paramShapes().containsKey(key);
+        return layout(layer).isBiasParam(key);
     }
 
     @Override
     public Map<String, INDArray> init(NeuralNetConfiguration conf, INDArray paramsView, boolean initializeParams) {
-        FrozenDenseLayer layer = layout(conf.getLayer());
+        ParamLayout layer = layout(conf.getLayer());
         Map<String, INDArray> views = views(layer, paramsView);
         conf.clearVariables();
         for (Map.Entry<String, INDArray> e : views.entrySet()) {
@@ -113,7 +114,7 @@ public final class ParamLayoutInitializer implements ParamInitializer {
         return views(layout(conf.getLayer()), gradientView);
     }
 
-    private static Map<String, INDArray> views(FrozenDenseLayer layer, INDArray flat) {
+    private static Map<String, INDArray> views(ParamLayout layer, INDArray flat) {
         Map<String, long[]> shapes = layer.paramShapes();
         if (shapes.isEmpty()) {
             return Collections.synchronizedMap(new LinkedHashMap<>());
@@ -123,7 +124,7 @@ public final class ParamLayoutInitializer implements ParamInitializer {
             expected += length(s);
         }
         if (flat == null || flat.length() != expected) {
-            throw new IllegalStateException("layer " + layer.getLayerName() + " expects " + expected
+            throw new IllegalStateException("layer " + ((Layer) layer).getLayerName() + " expects " + expected
                     + " parameters, got a view of " + (flat == null ? "null" : String.valueOf(flat.length())));
         }
         INDArray row = flat.reshape(flat.length());

@@ -55,7 +55,8 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
     }
 
     @Override
-    protected void addAdapterOutput(INDArray x, INDArray z, boolean training, LayerWorkspaceMgr mgr) {
+    protected void addAdapterOutput(INDArray x, INDArray z, boolean training, boolean forBackprop,
+                                    LayerWorkspaceMgr mgr) {
         LoraDenseLayer c = lora();
         INDArray xd = branchInput(x, training, ArrayType.FF_WORKING_MEM, mgr);
         INDArray h = mgr.createUninitialized(ArrayType.FF_WORKING_MEM, dataType, x.size(0), c.rank());

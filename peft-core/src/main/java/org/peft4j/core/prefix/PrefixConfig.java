@@ -1,0 +1,312 @@
+package org.peft4j.core.prefix;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
+import org.deeplearning4j.nn.conf.graph.GraphVertex;
+import org.deeplearning4j.nn.conf.graph.LayerVertex;
+import org.deeplearning4j.nn.conf.layers.BaseLayer;
+import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
+import org.deeplearning4j.nn.conf.layers.Layer;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.core.BiasMode;
+import org.peft4j.core.DenseTarget;
+import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.GraphEdit;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.PeftModel;
+import org.peft4j.core.TargetModules;
+import org.peft4j.core.blocks.AttentionCore;
+import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
+
+/**
+ * Configuration of prefix tuning (Li &amp; Liang, arXiv 2101.00190), with Hugging Face PEFT's option
+ * names: every {@link AttentionCore} of the base graph (each {@code block{i}.attn.core} of a peft4j
+ * decoder) is replaced by a {@link PrefixAttentionCore} that attends to {@code p}
+ * ({@link #numVirtualTokens()}) trainable key and value vectors before the real keys and values.
+ * The vectors come from a {@link PrefixEncoderLayer} named {@code block{i}.attn.prefix} (added
+ * next to the core, reading the graph's input for the batch size only), so DL4J's parameter
+ * vector, updater and serializers handle them like any layer's. The rest of the base model is
+ * frozen. With {@code p = 0} the cores are replaced by prefix-free equivalents: the base model.
+ *
+ * <pre>{@code
+ * PeftModel peft = Peft.wrap(decoder, PrefixConfig.builder().numVirtualTokens(8).build());
+ * // with PEFT's prefix_projection: a tanh MLP produces the prefixes during training
+ * PeftModel reparam = Peft.wrap(decoder, PrefixConfig.builder().numVirtualTokens(8).encoderHiddenSize(32).build());
+ * PrefixConfig.foldReparameterization(reparam);   // for inference: evaluate the MLP once, keep the prefixes
+ * }</pre>
+ *
+ * <p>Reparameterisation: with {@link Builder#encoderHiddenSize(int)} each prefix layer holds a small
+ * tanh MLP (see {@link PrefixEncoderLayer}) instead of the prefixes; HF PEFT shares one MLP across
+ * layers, here each core has its own. After training, {@link #foldReparameterization(PeftModel)}
+ * replaces the MLP's output by fixed prefixes stored in the layers' configurations (they travel with
+ * {@code clone()}, the configuration JSON and {@code ModelSerializer}); training a folded model is
+ * refused until {@link #unfoldReparameterization(PeftModel)}. Prefix tuning cannot be merged into
+ * stock layers ({@link PeftModel#mergeAndUnload()} refuses it). The prefix parameters take the
+ * updater of each core's key projection. The graph's first input must be the tokens
+ * {@code [batch, time]} (as in {@code Transformers.decoder()}).
+ *
+ * <p>Thread-safety: immutable; the builder is not thread-safe. Folding changes the model: not
+ * while another thread uses it.
+ */
+public final class PrefixConfig implements PeftConfig {
+
+    private final int numVirtualTokens;
+    private final int encoderHiddenSize;
+    private final List<String> modulesToSave;
+
+    private PrefixConfig(Builder b) {
+        this.numVirtualTokens = b.numVirtualTokens;
+        this.encoderHiddenSize = b.encoderHiddenSize;
+        this.modulesToSave = List.copyOf(b.modulesToSave);
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** A builder holding this config's values, to derive a variant. */
+    public Builder toBuilder() {
+        Builder b = new Builder();
+        b.numVirtualTokens = numVirtualTokens;
+        b.encoderHiddenSize = encoderHiddenSize;
+        b.modulesToSave.addAll(modulesToSave);
+        return b;
+    }
+
+    @Override
+    public String peftType() {
+        return "PREFIX_TUNING";
+    }
+
+    /** {@code p}, the prefix length (0: the base model exactly). */
+    public int numVirtualTokens() {
+        return numVirtualTokens;
+    }
+
+    /** Hidden size of the reparameterisation MLP; 0 for plain prefixes. */
+    public int encoderHiddenSize() {
+        return encoderHiddenSize;
+    }
+
+    /** PEFT's {@code prefix_projection}: whether an MLP produces the prefixes. */
+    public boolean prefixProjection() {
+        return encoderHiddenSize > 0;
+    }
+
+    /** Prefix tuning adapts no layer in place: null. */
+    @Override
+    public TargetModules targetModules() {
+        return null;
+    }
+
+    @Override
+    public Set<Class<? extends Layer>> targetTypes() {
+        return Set.of();
+    }
+
+    @Override
+    public List<String> modulesToSave() {
+        return modulesToSave;
+    }
+
+    @Override
+    public BiasMode bias() {
+        return BiasMode.NONE;
+    }
+
+    @Override
+    public FrozenDenseLayer adaptDense(DenseTarget target) {
+        throw new UnsupportedOperationException(peftType() + " replaces attention cores; it adapts no layer in place");
+    }
+
+    /**
+     * Per {@link AttentionCore} vertex: {@link GraphEdit#add} of its {@link PrefixEncoderLayer}
+     * and {@link GraphEdit#replace(String, GraphVertex, String...)} of the core.
+     *
+     * @throws IllegalArgumentException if the graph has no attention core, or a core's key or value
+     *     input is not a layer with a known width
+     */
+    @Override
+    public List<GraphEdit> graphEdits(ComputationGraph base) {
+        ComputationGraphConfiguration conf = base.getConfiguration();
+        List<GraphEdit> edits = new ArrayList<>();
+        String tokens = conf.getNetworkInputs().get(0);
+        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
+            if (e.getValue().getClass() != AttentionCore.class) {
+                continue;
+            }
+            String core = e.getKey();
+            AttentionCore ac = (AttentionCore) e.getValue();
+            if (numVirtualTokens == 0) {
+                edits.add(GraphEdit.replace(core, new PrefixAttentionCore(ac, 0)));
+                continue;
+            }
+            List<String> in = conf.getVertexInputs().get(core);
+            Layer k = layerOf(conf, in.get(1));
+            Layer v = layerOf(conf, in.get(2));
+            if (!(k instanceof FeedForwardLayer) || !(v instanceof FeedForwardLayer)) {
+                throw new IllegalArgumentException("prefix tuning: the key and value inputs of attention core \""
+                        + core + "\" (" + in.get(1) + ", " + in.get(2) + ") must be layers with nOut to size the prefixes");
+            }
+            PrefixEncoderLayer prefix = new PrefixEncoderLayer(numVirtualTokens, ((FeedForwardLayer) k).getNOut(),
+                    ((FeedForwardLayer) v).getNOut(), encoderHiddenSize);
+            if (k instanceof BaseLayer) {
+                prefix.setIUpdater(((BaseLayer) k).getIUpdater());
+            }
+            String prefixName = prefixName(core);
+            edits.add(GraphEdit.add(prefixName, prefix, tokens));
+            edits.add(GraphEdit.replace(core, new PrefixAttentionCore(ac, numVirtualTokens), prefixName));
+        }
+        if (edits.isEmpty()) {
+            throw new IllegalArgumentException("prefix tuning: the graph has no attention core (AttentionCore vertex) "
+                    + "to extend; build the base with org.peft4j.core.blocks.Transformers.decoder(). Vertices are: "
+                    + GraphRewriter.describeLayers(conf));
+        }
+        return edits;
+    }
+
+    /** {@code block0.attn.core} → {@code block0.attn.prefix}; otherwise {@code <core>.prefix}. */
+    static String prefixName(String core) {
+        return core.endsWith(".core") ? core.substring(0, core.length() - ".core".length()) + ".prefix" : core + ".prefix";
+    }
+
+    private static Layer layerOf(ComputationGraphConfiguration conf, String name) {
+        GraphVertex v = conf.getVertices().get(name);
+        return v instanceof LayerVertex ? ((LayerVertex) v).getLayerConf().getLayer() : null;
+    }
+
+    private static List<org.deeplearning4j.nn.api.Layer> prefixLayers(PeftModel model) {
+        List<org.deeplearning4j.nn.api.Layer> out = new ArrayList<>();
+        for (org.deeplearning4j.nn.api.Layer l : model.graph().getLayers()) {
+            if (l.conf().getLayer() instanceof PrefixEncoderLayer) {
+                out.add(l);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Evaluates each prefix layer's reparameterisation MLP once and stores the resulting prefix
+     * {@code [dk + dv, p]} in the layer's configuration; forward then uses it directly. For
+     * inference: training a folded model throws an {@link IllegalStateException}.
+     *
+     * @return how many prefix layers were folded (0 for plain prefixes, which need no folding)
+     * @throws IllegalStateException if already folded
+     */
+    public static int foldReparameterization(PeftModel model) {
+        Objects.requireNonNull(model, "model must not be null");
+        int n = 0;
+        try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+            for (org.deeplearning4j.nn.api.Layer l : prefixLayers(model)) {
+                PrefixEncoderLayer c = (PrefixEncoderLayer) l.conf().getLayer();
+                if (c.encoderHiddenSize() == 0) {
+                    continue;
+                }
+                if (c.foldedPrefix() != null) {
+                    throw new IllegalStateException("prefix layer \"" + c.getLayerName() + "\" is already folded; "
+                            + "call unfoldReparameterization first");
+                }
+                INDArray p = ((PrefixEncoderLayerImpl) l).prefix().dup();
+                c.setFoldedPrefix(p);
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /** Drops the folded prefixes so the MLPs train again; returns how many layers were unfolded. */
+    public static int unfoldReparameterization(PeftModel model) {
+        Objects.requireNonNull(model, "model must not be null");
+        int n = 0;
+        for (org.deeplearning4j.nn.api.Layer l : prefixLayers(model)) {
+            PrefixEncoderLayer c = (PrefixEncoderLayer) l.conf().getLayer();
+            if (c.foldedPrefix() != null) {
+                c.setFoldedPrefix(null);
+                n++;
+            }
+        }
+        return n;
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        if (!(o instanceof PrefixConfig)) {
+            return false;
+        }
+        PrefixConfig c = (PrefixConfig) o;
+        return numVirtualTokens == c.numVirtualTokens && encoderHiddenSize == c.encoderHiddenSize
+                && modulesToSave.equals(c.modulesToSave);
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(numVirtualTokens, encoderHiddenSize, modulesToSave);
+    }
+
+    @Override
+    public String toString() {
+        return "PrefixConfig(numVirtualTokens=" + numVirtualTokens + ", encoderHiddenSize=" + encoderHiddenSize
+                + ", modulesToSave=" + modulesToSave + ")";
+    }
+
+    /** Builds a {@link PrefixConfig}; setters validate at once. */
+    public static final class Builder {
+        private int numVirtualTokens = -1;
+        private int encoderHiddenSize;
+        private final Set<String> modulesToSave = new LinkedHashSet<>();
+
+        private Builder() {
+        }
+
+        /** {@code p ≥ 0}: the prefix length (required; 0 gives the base model). */
+        public Builder numVirtualTokens(int p) {
+            if (p < 0) {
+                throw new IllegalArgumentException("numVirtualTokens must not be negative; got " + p);
+            }
+            this.numVirtualTokens = p;
+            return this;
+        }
+
+        /** Train the prefixes through a tanh MLP of this hidden size (PEFT's {@code prefix_projection}). */
+        public Builder encoderHiddenSize(int size) {
+            if (size <= 0) {
+                throw new IllegalArgumentException("encoderHiddenSize must be positive; got " + size);
+            }
+            this.encoderHiddenSize = size;
+            return this;
+        }
+
+        /** Layers trained in full alongside the prefixes. */
+        public Builder modulesToSave(String... names) {
+            Objects.requireNonNull(names, "modulesToSave must not be null");
+            for (String n : names) {
+                if (n == null || n.isBlank()) {
+                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
+                            + Arrays.toString(names));
+                }
+                if (!modulesToSave.add(n)) {
+                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
+                }
+            }
+            return this;
+        }
+
+        /** @throws IllegalStateException if numVirtualTokens was not set */
+        public PrefixConfig build() {
+            if (numVirtualTokens < 0) {
+                throw new IllegalStateException("numVirtualTokens must be set (0 or more)");
+            }
+            return new PrefixConfig(this);
+        }
+    }
+}

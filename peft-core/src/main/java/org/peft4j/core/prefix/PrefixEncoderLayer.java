@@ -1,0 +1,258 @@
+package org.peft4j.core.prefix;
+
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.deeplearning4j.nn.api.ParamInitializer;
+import org.deeplearning4j.nn.conf.InputPreProcessor;
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.inputs.InputType;
+import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
+import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
+import org.deeplearning4j.nn.conf.memory.MemoryReport;
+import org.deeplearning4j.optimize.api.TrainingListener;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.serde.jackson.shaded.NDArrayDeSerializer;
+import org.nd4j.serde.jackson.shaded.NDArraySerializer;
+import org.nd4j.shade.jackson.annotation.JsonIgnore;
+import org.nd4j.shade.jackson.annotation.JsonProperty;
+import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
+import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
+import org.peft4j.core.TunerLayer;
+import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.ParamLayoutInitializer;
+import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
+
+/**
+ * The trainable key/value prefix of one attention core (prefix tuning, Li &amp; Liang,
+ * arXiv 2101.00190), as a layer so that DL4J's parameter vector, updater and serializers treat it
+ * like any layer. It reads the graph's token input only for the mini-batch size and emits the
+ * prefix broadcast over the batch, {@code [batch, dk + dv, p]}: features {@code 0 … dk−1} are the
+ * key prefix {@code Pk [dk, p]}, the rest the value prefix {@code Pv [dv, p]}; the matching
+ * {@link PrefixAttentionCore} reads it as its fourth input.
+ *
+ * <pre>
+ *   plain:   P = [Pk ; Pv]                        params prefixK [dk, p], prefixV [dv, p]
+ *   reparam: H = tanh(Eᵀ·W1 + b1)  [p, e]    P = (H·W2 + b2)ᵀ  [dk + dv, p]
+ *            params prefixEmb E [dk, p], prefixW1 [dk, e], prefixB1 [e], prefixW2 [e, dk + dv], prefixB2 [dk + dv]
+ * </pre>
+ * Backward, with {@code G = Σ_batch dL/dout [dk + dv, p]}: plain {@code dPk, dPv = G}; reparam
+ * {@code dY = Gᵀ}, {@code dW2 = Hᵀ·dY}, {@code db2 = Σ_p dY}, {@code dZ = (dY·W2ᵀ) ⊙ (1 − H²)},
+ * {@code dW1 = E·dZ}, {@code db1 = Σ_p dZ}, {@code dE = W1·dZᵀ}. No epsilon for the token input.
+ * Initialisation: prefixes and embeddings {@code N(0, 1)} (PyTorch's embedding default, as HF PEFT),
+ * MLP weights uniform in {@code ±1/√fanIn}, biases zero; no weight decay on any of them.
+ *
+ * <p>{@link PrefixConfig#foldReparameterization} stores the MLP's output in this configuration
+ * ({@link #foldedPrefix()}); forward then skips the MLP and backward is refused.
+ *
+ * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
+ * flags of {@link TunerLayer} and by folding.
+ */
+public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout, TunerLayer {
+    private static final long serialVersionUID = 1L;
+
+    public static final String PREFIX_K = "prefixK";
+    public static final String PREFIX_V = "prefixV";
+    public static final String PREFIX_EMB = "prefixEmb";
+    public static final String PREFIX_W1 = "prefixW1";
+    public static final String PREFIX_B1 = "prefixB1";
+    public static final String PREFIX_W2 = "prefixW2";
+    public static final String PREFIX_B2 = "prefixB2";
+
+    @JsonProperty("numVirtualTokens")
+    private int numVirtualTokens;
+    @JsonProperty("keySize")
+    private long keySize;
+    @JsonProperty("valueSize")
+    private long valueSize;
+    @JsonProperty("encoderHiddenSize")
+    private int encoderHiddenSize;
+    @JsonProperty("adapterEnabled")
+    private boolean adapterEnabled = true;
+    @JsonProperty("foldedPrefix")
+    @JsonSerialize(using = NDArraySerializer.class)
+    @JsonDeserialize(using = NDArrayDeSerializer.class)
+    private INDArray foldedPrefix;
+
+    /** For JSON deserialization. */
+    protected PrefixEncoderLayer() {
+    }
+
+    /**
+     * @param numVirtualTokens {@code p > 0}
+     * @param keySize {@code dk}
+     * @param valueSize {@code dv}
+     * @param encoderHiddenSize {@code e}, 0 for plain prefixes
+     */
+    public PrefixEncoderLayer(int numVirtualTokens, long keySize, long valueSize, int encoderHiddenSize) {
+        if (numVirtualTokens <= 0 || keySize <= 0 || valueSize <= 0 || encoderHiddenSize < 0) {
+            throw new IllegalArgumentException("prefix encoder: need p > 0, dk > 0, dv > 0, e >= 0; got p="
+                    + numVirtualTokens + ", dk=" + keySize + ", dv=" + valueSize + ", e=" + encoderHiddenSize);
+        }
+        this.numVirtualTokens = numVirtualTokens;
+        this.keySize = keySize;
+        this.valueSize = valueSize;
+        this.encoderHiddenSize = encoderHiddenSize;
+        this.nOut = keySize + valueSize;
+    }
+
+    @JsonIgnore
+    public int numVirtualTokens() {
+        return numVirtualTokens;
+    }
+
+    @JsonIgnore
+    public long keySize() {
+        return keySize;
+    }
+
+    @JsonIgnore
+    public long valueSize() {
+        return valueSize;
+    }
+
+    @JsonIgnore
+    public int encoderHiddenSize() {
+        return encoderHiddenSize;
+    }
+
+    /** The folded prefix {@code [dk + dv, p]} forward uses instead of the MLP, or null. */
+    @JsonIgnore
+    public INDArray foldedPrefix() {
+        return foldedPrefix;
+    }
+
+    /** Sets (or clears, with null) the folded prefix {@code [dk + dv, p]}. */
+    public void setFoldedPrefix(INDArray prefix) {
+        this.foldedPrefix = prefix;
+    }
+
+    /** The token input never needs a gradient: ignored. */
+    @Override
+    public void setInputGradient(boolean inputGradient) {
+    }
+
+    @Override
+    @JsonIgnore
+    public boolean isInputGradient() {
+        return false;
+    }
+
+    @Override
+    @JsonIgnore
+    public boolean isAdapterEnabled() {
+        return adapterEnabled;
+    }
+
+    @Override
+    public void setAdapterEnabled(boolean enabled) {
+        this.adapterEnabled = enabled;
+    }
+
+    @Override
+    public Map<String, long[]> paramShapes() {
+        Map<String, long[]> m = new LinkedHashMap<>();
+        long p = numVirtualTokens;
+        if (encoderHiddenSize == 0) {
+            m.put(PREFIX_K, new long[] {keySize, p});
+            m.put(PREFIX_V, new long[] {valueSize, p});
+        } else {
+            long e = encoderHiddenSize;
+            m.put(PREFIX_EMB, new long[] {keySize, p});
+            m.put(PREFIX_W1, new long[] {keySize, e});
+            m.put(PREFIX_B1, new long[] {e});
+            m.put(PREFIX_W2, new long[] {e, keySize + valueSize});
+            m.put(PREFIX_B2, new long[] {keySize + valueSize});
+        }
+        return m;
+    }
+
+    /** No weight decay on prefixes: neither weights nor biases for DL4J. */
+    @Override
+    public boolean isWeightParam(String key) {
+        return false;
+    }
+
+    @Override
+    public void initParam(String key, INDArray view) {
+        switch (key) {
+            case PREFIX_K:
+            case PREFIX_V:
+            case PREFIX_EMB:
+                view.assign(Nd4j.randn(view.dataType(), view.shape()));
+                break;
+            case PREFIX_W1:
+            case PREFIX_W2: {
+                double bound = 1.0 / Math.sqrt(view.size(0));
+                view.assign(Nd4j.rand(view.dataType(), view.shape()).muli(2 * bound).subi(bound));
+                break;
+            }
+            case PREFIX_B1:
+            case PREFIX_B2:
+                view.assign(0);
+                break;
+            default:
+                throw new IllegalArgumentException("unknown parameter key \"" + key + "\" for layer " + getLayerName()
+                        + "; keys are " + paramShapes().keySet());
+        }
+    }
+
+    @Override
+    public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
+            Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
+            boolean initializeParams, DataType networkDataType) {
+        PrefixEncoderLayerImpl ret = new PrefixEncoderLayerImpl(conf, networkDataType);
+        ret.setListeners(listeners);
+        ret.setIndex(layerIndex);
+        ret.setParamsViewArray(layerParamsView);
+        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
+        ret.setConf(conf);
+        return ret;
+    }
+
+    @Override
+    public ParamInitializer initializer() {
+        return ParamLayoutInitializer.INSTANCE;
+    }
+
+    @Override
+    public InputType getOutputType(int layerIndex, InputType inputType) {
+        return InputType.recurrent(keySize + valueSize, numVirtualTokens);
+    }
+
+    @Override
+    public void setNIn(InputType inputType, boolean override) {
+        // reads only the mini-batch size of its input
+    }
+
+    @Override
+    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
+        return null;
+    }
+
+    @Override
+    public LayerMemoryReport getMemoryReport(InputType inputType) {
+        long numParams = initializer().numParams(this);
+        long updaterState = getIUpdater() == null ? 0 : getIUpdater().stateSize(numParams);
+        InputType out = getOutputType(-1, inputType);
+        return new LayerMemoryReport.Builder(layerName, getClass(), inputType, out)
+                .standardMemory(numParams, updaterState)
+                .workingMemory(0, 0, 0, out.arrayElementsPerExample())
+                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
+                .build();
+    }
+
+    @Override
+    public boolean isPretrainParam(String paramName) {
+        return false;
+    }
+
+    @Override
+    public String toString() {
+        return "PrefixEncoderLayer(name=" + getLayerName() + ", p=" + numVirtualTokens + ", dk=" + keySize + ", dv="
+                + valueSize + ", encoderHiddenSize=" + encoderHiddenSize + ", folded=" + (foldedPrefix != null)
+                + ", enabled=" + adapterEnabled + ")";
+    }
+}

@@ -1,0 +1,192 @@
+package org.peft4j.core.prompt;
+
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.deeplearning4j.nn.api.ParamInitializer;
+import org.deeplearning4j.nn.conf.InputPreProcessor;
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.inputs.InputType;
+import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
+import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
+import org.deeplearning4j.nn.conf.memory.MemoryReport;
+import org.deeplearning4j.optimize.api.TrainingListener;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.serde.jackson.shaded.NDArrayDeSerializer;
+import org.nd4j.serde.jackson.shaded.NDArraySerializer;
+import org.nd4j.shade.jackson.annotation.JsonIgnore;
+import org.nd4j.shade.jackson.annotation.JsonProperty;
+import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
+import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
+import org.peft4j.core.TunerLayer;
+import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.ParamLayoutInitializer;
+import org.peft4j.core.prompt.internal.PromptLayerImpl;
+
+/**
+ * Prompt tuning's trainable soft prompt (Lester et al., arXiv 2104.08691), inserted after the
+ * token embedding: it prepends {@code p} virtual-token embeddings to every sequence.
+ *
+ * <pre>
+ *   x [batch, d, T] (NCW)   →   y = [E ; x] [batch, d, p + T]      E [d, p] (param "prompt")
+ *   mask [batch, T]         →   [1 … 1 ; mask] [batch, p + T]      (virtual tokens always real)
+ *   backward: dE = Σ_batch dy[:, :, :p]     dx = dy[:, :, p:]
+ * </pre>
+ * Downstream layers see sequences of length {@code p + T} (a positional table must cover it);
+ * a {@link PromptTrimLayer} before the output layer removes the first {@code p} positions again so
+ * the labels keep their length {@code T}. The prompt's initial value is fixed at wrap time
+ * ({@link PromptInit}) and kept in this configuration. No weight decay on the prompt. With
+ * {@code p = 0}, or disabled, the layer passes its input and mask through unchanged.
+ *
+ * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
+ * flags of {@link TunerLayer}.
+ */
+public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayout, TunerLayer {
+    private static final long serialVersionUID = 1L;
+
+    /** Parameter key of the virtual-token embeddings {@code E [d, p]}. */
+    public static final String PROMPT_KEY = "prompt";
+
+    @JsonProperty("numVirtualTokens")
+    private int numVirtualTokens;
+    @JsonProperty("initialPrompt")
+    @JsonSerialize(using = NDArraySerializer.class)
+    @JsonDeserialize(using = NDArrayDeSerializer.class)
+    private INDArray initialPrompt;
+    @JsonProperty("inputGradient")
+    private boolean inputGradient = true;
+    @JsonProperty("adapterEnabled")
+    private boolean adapterEnabled = true;
+
+    /** For JSON deserialization. */
+    protected PromptEmbeddingLayer() {
+    }
+
+    /**
+     * @param size the embedding width {@code d}
+     * @param initialPrompt the initial {@code E [d, p]} (p may be 0: then null is accepted)
+     */
+    public PromptEmbeddingLayer(long size, INDArray initialPrompt) {
+        if (size <= 0) {
+            throw new IllegalArgumentException("prompt: embedding width must be positive; got " + size);
+        }
+        if (initialPrompt != null && (initialPrompt.rank() != 2 || initialPrompt.size(0) != size)) {
+            throw new IllegalArgumentException("prompt: initial prompt must be [" + size + ", p], got "
+                    + java.util.Arrays.toString(initialPrompt.shape()));
+        }
+        this.nIn = size;
+        this.nOut = size;
+        this.initialPrompt = initialPrompt;
+        this.numVirtualTokens = initialPrompt == null ? 0 : (int) initialPrompt.size(1);
+    }
+
+    @JsonIgnore
+    public int numVirtualTokens() {
+        return numVirtualTokens;
+    }
+
+    @Override
+    public void setInputGradient(boolean inputGradient) {
+        this.inputGradient = inputGradient;
+    }
+
+    @Override
+    @JsonIgnore
+    public boolean isInputGradient() {
+        return inputGradient;
+    }
+
+    @Override
+    @JsonIgnore
+    public boolean isAdapterEnabled() {
+        return adapterEnabled;
+    }
+
+    @Override
+    public void setAdapterEnabled(boolean enabled) {
+        this.adapterEnabled = enabled;
+    }
+
+    @Override
+    public Map<String, long[]> paramShapes() {
+        Map<String, long[]> m = new LinkedHashMap<>();
+        if (numVirtualTokens > 0) {
+            m.put(PROMPT_KEY, new long[] {nIn, numVirtualTokens});
+        }
+        return m;
+    }
+
+    @Override
+    public boolean isWeightParam(String key) {
+        return false;
+    }
+
+    @Override
+    public void initParam(String key, INDArray view) {
+        if (!PROMPT_KEY.equals(key)) {
+            throw new IllegalArgumentException("unknown parameter key \"" + key + "\" for layer " + getLayerName()
+                    + "; keys are " + paramShapes().keySet());
+        }
+        view.assign(initialPrompt.castTo(view.dataType()));
+    }
+
+    @Override
+    public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
+            Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
+            boolean initializeParams, DataType networkDataType) {
+        PromptLayerImpl ret = new PromptLayerImpl(conf, networkDataType);
+        ret.setListeners(listeners);
+        ret.setIndex(layerIndex);
+        ret.setParamsViewArray(layerParamsView);
+        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
+        ret.setConf(conf);
+        return ret;
+    }
+
+    @Override
+    public ParamInitializer initializer() {
+        return ParamLayoutInitializer.INSTANCE;
+    }
+
+    @Override
+    public InputType getOutputType(int layerIndex, InputType inputType) {
+        if (inputType instanceof InputType.InputTypeRecurrent) {
+            long t = ((InputType.InputTypeRecurrent) inputType).getTimeSeriesLength();
+            return InputType.recurrent(nOut, t > 0 ? t + numVirtualTokens : t);
+        }
+        return inputType;
+    }
+
+    @Override
+    public void setNIn(InputType inputType, boolean override) {
+        // the width is fixed by the embedding it follows
+    }
+
+    @Override
+    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
+        return null;
+    }
+
+    @Override
+    public LayerMemoryReport getMemoryReport(InputType inputType) {
+        long numParams = initializer().numParams(this);
+        long updaterState = getIUpdater() == null ? 0 : getIUpdater().stateSize(numParams);
+        return new LayerMemoryReport.Builder(layerName, getClass(), inputType, getOutputType(-1, inputType))
+                .standardMemory(numParams, updaterState)
+                .workingMemory(0, 0, 0, 0)
+                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
+                .build();
+    }
+
+    @Override
+    public boolean isPretrainParam(String paramName) {
+        return false;
+    }
+
+    @Override
+    public String toString() {
+        return "PromptEmbeddingLayer(name=" + getLayerName() + ", d=" + nIn + ", p=" + numVirtualTokens
+                + ", enabled=" + adapterEnabled + ")";
+    }
+}

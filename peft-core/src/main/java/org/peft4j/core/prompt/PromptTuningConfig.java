@@ -1,0 +1,310 @@
+package org.peft4j.core.prompt;
+
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Objects;
+import java.util.Set;
+import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
+import org.deeplearning4j.nn.conf.graph.GraphVertex;
+import org.deeplearning4j.nn.conf.graph.LayerVertex;
+import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
+import org.deeplearning4j.nn.conf.layers.Layer;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.core.BiasMode;
+import org.peft4j.core.DenseTarget;
+import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.GraphEdit;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.TargetModules;
+import org.peft4j.core.blocks.Transformers;
+import org.peft4j.core.internal.GraphRewriter;
+
+/**
+ * Configuration of prompt tuning (Lester et al., arXiv 2104.08691), with Hugging Face PEFT's option
+ * names: {@code p} ({@link #numVirtualTokens()}) trainable embeddings are prepended to every
+ * sequence right after the token embedding, and removed again before the output layer; the whole
+ * base model is frozen.
+ *
+ * <pre>{@code
+ * PeftModel peft = Peft.wrap(decoder, PromptTuningConfig.builder().numVirtualTokens(8).build());
+ * PeftModel text = Peft.wrap(decoder, PromptTuningConfig.builder().numVirtualTokens(8)
+ *         .initFromTokens(5, 17, 3).build());          // PEFT's prompt_tuning_init="TEXT"
+ * }</pre>
+ *
+ * Two layers are inserted: a {@link PromptEmbeddingLayer} named {@code <embedding>.prompt} after
+ * the embedding layer ({@code embed.tokens} by default) and a {@link PromptTrimLayer} named
+ * {@code <output>.trim} before the output layer ({@code head} by default). Inputs, feature masks
+ * ({@code [batch, T]}, extended with ones for the virtual tokens) and labels keep the caller's
+ * length {@code T}; a positional table between them must cover {@code p + T} positions, so
+ * sequences may be at most {@code maxLength − p} long. Prompt tuning cannot be merged into stock
+ * layers ({@link org.peft4j.core.PeftModel#mergeAndUnload()} refuses it).
+ *
+ * <p>Thread-safety: immutable; the builder is not thread-safe.
+ */
+public final class PromptTuningConfig implements PeftConfig {
+
+    private final int numVirtualTokens;
+    private final PromptInit init;
+    private final List<Integer> initTokens;
+    private final String embeddingLayer;
+    private final String outputLayer;
+    private final List<String> modulesToSave;
+
+    private PromptTuningConfig(Builder b) {
+        this.numVirtualTokens = b.numVirtualTokens;
+        this.init = b.init;
+        this.initTokens = List.copyOf(b.initTokens);
+        this.embeddingLayer = b.embeddingLayer;
+        this.outputLayer = b.outputLayer;
+        this.modulesToSave = List.copyOf(b.modulesToSave);
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** A builder holding this config's values, to derive a variant. */
+    public Builder toBuilder() {
+        Builder b = new Builder();
+        b.numVirtualTokens = numVirtualTokens;
+        b.init = init;
+        b.initTokens.addAll(initTokens);
+        b.embeddingLayer = embeddingLayer;
+        b.outputLayer = outputLayer;
+        b.modulesToSave.addAll(modulesToSave);
+        return b;
+    }
+
+    @Override
+    public String peftType() {
+        return "PROMPT_TUNING";
+    }
+
+    /** {@code p}: virtual tokens (0: the base model exactly). */
+    public int numVirtualTokens() {
+        return numVirtualTokens;
+    }
+
+    public PromptInit init() {
+        return init;
+    }
+
+    /** The token ids whose embeddings start the prompt ({@link PromptInit#TEXT}); empty for random. */
+    public List<Integer> initTokens() {
+        return initTokens;
+    }
+
+    /** The token embedding the prompt follows. */
+    public String embeddingLayer() {
+        return embeddingLayer;
+    }
+
+    /** The output layer before which the virtual positions are dropped. */
+    public String outputLayer() {
+        return outputLayer;
+    }
+
+    @Override
+    public TargetModules targetModules() {
+        return null;
+    }
+
+    @Override
+    public Set<Class<? extends Layer>> targetTypes() {
+        return Set.of();
+    }
+
+    @Override
+    public List<String> modulesToSave() {
+        return modulesToSave;
+    }
+
+    @Override
+    public BiasMode bias() {
+        return BiasMode.NONE;
+    }
+
+    @Override
+    public FrozenDenseLayer adaptDense(DenseTarget target) {
+        throw new UnsupportedOperationException(peftType() + " inserts layers; it adapts no layer in place");
+    }
+
+    /**
+     * The prompt after {@link #embeddingLayer()} and the trim before {@link #outputLayer()}.
+     *
+     * @throws IllegalArgumentException if either layer is missing, the embedding has no weight
+     *     table {@code W [vocab, d]}, or an init token id is outside the vocabulary
+     */
+    @Override
+    public List<GraphEdit> graphEdits(ComputationGraph base) {
+        ComputationGraphConfiguration conf = base.getConfiguration();
+        Layer emb = layerOf(conf, embeddingLayer);
+        if (!(emb instanceof FeedForwardLayer)) {
+            throw new IllegalArgumentException("prompt tuning: no embedding layer named \"" + embeddingLayer
+                    + "\"; layers are: " + GraphRewriter.describeLayers(conf));
+        }
+        if (layerOf(conf, outputLayer) == null || !conf.getNetworkOutputs().contains(outputLayer)) {
+            throw new IllegalArgumentException("prompt tuning: no output layer named \"" + outputLayer
+                    + "\"; outputs are " + conf.getNetworkOutputs());
+        }
+        long d = ((FeedForwardLayer) emb).getNOut();
+        INDArray prompt = null;
+        if (numVirtualTokens > 0) {
+            INDArray table = base.getLayer(embeddingLayer).getParam("W");
+            if (table == null || table.rank() != 2 || table.size(1) != d) {
+                throw new IllegalArgumentException("prompt tuning: layer \"" + embeddingLayer + "\" has no embedding "
+                        + "table W [vocab, " + d + "]");
+            }
+            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                prompt = initialPrompt(table.castTo(DataType.DOUBLE), d);
+            }
+        }
+        return List.of(
+                GraphEdit.insertAfter(embeddingLayer, embeddingLayer + ".prompt", new PromptEmbeddingLayer(d, prompt)),
+                GraphEdit.insertBefore(outputLayer, outputLayer + ".trim", new PromptTrimLayer(d, numVirtualTokens)));
+    }
+
+    private INDArray initialPrompt(INDArray table, long d) {
+        long vocab = table.size(0);
+        INDArray prompt = Nd4j.create(DataType.DOUBLE, d, numVirtualTokens);
+        if (init == PromptInit.TEXT) {
+            for (int id : initTokens) {
+                if (id >= vocab) {
+                    throw new IllegalArgumentException("prompt tuning: init token id " + id + " is outside the vocabulary "
+                            + "of \"" + embeddingLayer + "\" (" + vocab + " tokens)");
+                }
+            }
+            for (int j = 0; j < numVirtualTokens; j++) {
+                prompt.getColumn(j).assign(table.getRow(initTokens.get(j % initTokens.size())));
+            }
+        } else {
+            double std = table.stdNumber().doubleValue();
+            prompt.assign(Nd4j.randn(DataType.DOUBLE, d, numVirtualTokens).muli(std > 0 ? std : 1.0));
+        }
+        return prompt;
+    }
+
+    private static Layer layerOf(ComputationGraphConfiguration conf, String name) {
+        GraphVertex v = conf.getVertices().get(name);
+        return v instanceof LayerVertex ? ((LayerVertex) v).getLayerConf().getLayer() : null;
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        if (!(o instanceof PromptTuningConfig)) {
+            return false;
+        }
+        PromptTuningConfig c = (PromptTuningConfig) o;
+        return numVirtualTokens == c.numVirtualTokens && init == c.init && initTokens.equals(c.initTokens)
+                && embeddingLayer.equals(c.embeddingLayer) && outputLayer.equals(c.outputLayer)
+                && modulesToSave.equals(c.modulesToSave);
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(numVirtualTokens, init, initTokens, embeddingLayer, outputLayer, modulesToSave);
+    }
+
+    @Override
+    public String toString() {
+        return "PromptTuningConfig(numVirtualTokens=" + numVirtualTokens + ", init=" + init + ", initTokens=" + initTokens
+                + ", embeddingLayer=" + embeddingLayer + ", outputLayer=" + outputLayer + ", modulesToSave="
+                + modulesToSave + ")";
+    }
+
+    /** Builds a {@link PromptTuningConfig}; setters validate at once. */
+    public static final class Builder {
+        private int numVirtualTokens = -1;
+        private PromptInit init = PromptInit.RANDOM;
+        private final List<Integer> initTokens = new java.util.ArrayList<>();
+        private String embeddingLayer = Transformers.TOKEN_EMBEDDING;
+        private String outputLayer = Transformers.OUTPUT;
+        private final Set<String> modulesToSave = new LinkedHashSet<>();
+
+        private Builder() {
+        }
+
+        /** {@code p ≥ 0} (required; 0 gives the base model). */
+        public Builder numVirtualTokens(int p) {
+            if (p < 0) {
+                throw new IllegalArgumentException("numVirtualTokens must not be negative; got " + p);
+            }
+            this.numVirtualTokens = p;
+            return this;
+        }
+
+        /** Random init (the default): normal with the base embedding table's standard deviation. */
+        public Builder initRandom() {
+            this.init = PromptInit.RANDOM;
+            this.initTokens.clear();
+            return this;
+        }
+
+        /** TEXT init: the base embedding rows of these token ids, repeated to fill {@code p}. */
+        public Builder initFromTokens(int... tokenIds) {
+            Objects.requireNonNull(tokenIds, "tokenIds must not be null");
+            if (tokenIds.length == 0) {
+                throw new IllegalArgumentException("initFromTokens: give at least one token id");
+            }
+            for (int id : tokenIds) {
+                if (id < 0) {
+                    throw new IllegalArgumentException("initFromTokens: token ids must not be negative; got "
+                            + Arrays.toString(tokenIds));
+                }
+            }
+            this.init = PromptInit.TEXT;
+            this.initTokens.clear();
+            for (int id : tokenIds) {
+                this.initTokens.add(id);
+            }
+            return this;
+        }
+
+        /** The embedding layer the prompt follows (default {@code embed.tokens}). */
+        public Builder embeddingLayer(String name) {
+            this.embeddingLayer = requireName(name, "embeddingLayer");
+            return this;
+        }
+
+        /** The output layer before which virtual positions are dropped (default {@code head}). */
+        public Builder outputLayer(String name) {
+            this.outputLayer = requireName(name, "outputLayer");
+            return this;
+        }
+
+        private static String requireName(String name, String what) {
+            if (name == null || name.isBlank()) {
+                throw new IllegalArgumentException(what + " must not be null or blank");
+            }
+            return name;
+        }
+
+        /** Layers trained in full alongside the prompt. */
+        public Builder modulesToSave(String... names) {
+            Objects.requireNonNull(names, "modulesToSave must not be null");
+            for (String n : names) {
+                if (n == null || n.isBlank()) {
+                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
+                            + Arrays.toString(names));
+                }
+                if (!modulesToSave.add(n)) {
+                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
+                }
+            }
+            return this;
+        }
+
+        /** @throws IllegalStateException if numVirtualTokens was not set */
+        public PromptTuningConfig build() {
+            if (numVirtualTokens < 0) {
+                throw new IllegalStateException("numVirtualTokens must be set (0 or more)");
+            }
+            return new PromptTuningConfig(this);
+        }
+    }
+}
