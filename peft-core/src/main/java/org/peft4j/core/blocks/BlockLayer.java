@@ -8,7 +8,8 @@ import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
 import org.deeplearning4j.nn.conf.memory.MemoryReport;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.peft4j.core.blocks.internal.BlockParamInitializer;
+import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.ParamLayoutInitializer;
 
 /**
  * Common base of the transformer block layers of this package: a layer over sequences in DL4J's
@@ -22,7 +23,7 @@ import org.peft4j.core.blocks.internal.BlockParamInitializer;
  *
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it.
  */
-public abstract class BlockLayer extends FeedForwardLayer {
+public abstract class BlockLayer extends FeedForwardLayer implements ParamLayout {
     private static final long serialVersionUID = 1L;
 
     /** For subclasses and JSON deserialization. */
@@ -30,17 +31,32 @@ public abstract class BlockLayer extends FeedForwardLayer {
     }
 
     /** The parameters in flat-vector order, key to shape. */
+    @Override
     public abstract Map<String, long[]> paramShapes();
 
     /** Writes the initial value of parameter {@code key} into {@code view} (same shape as declared). */
+    @Override
     public abstract void initParam(String key, INDArray view);
 
     /** Whether {@code key} is a weight (gets weight regularization) rather than a bias or gain. */
+    @Override
     public abstract boolean isWeightParam(String key);
+
+    /** Every parameter that is not a weight (biases, gains) gets bias regularization. */
+    @Override
+    public boolean isBiasParam(String key) {
+        return paramShapes().containsKey(key) && !isWeightParam(key);
+    }
+
+    /** Block parameters are {@code 'c'}-ordered views. */
+    @Override
+    public char paramOrder() {
+        return 'c';
+    }
 
     @Override
     public ParamInitializer initializer() {
-        return BlockParamInitializer.INSTANCE;
+        return ParamLayoutInitializer.INSTANCE;
     }
 
     @Override

@@ -13,8 +13,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 public interface ParamLayout {
 
     /**
-     * The trainable parameters in flat-vector order, key to shape. Every parameter is an
-     * {@code 'f'}-ordered view of consecutive elements of the layer's slice of the flat vector.
+     * The trainable parameters in flat-vector order, key to shape. Every parameter is a view of
+     * consecutive elements of the layer's slice of the flat vector, in {@link #paramOrder()}.
      */
     Map<String, long[]> paramShapes();
 
@@ -28,4 +28,9 @@ public interface ParamLayout {
 
     /** Writes the initial value of parameter {@code key} into {@code view}. */
     void initParam(String key, INDArray view);
+
+    /** Order of the parameter views over the flat vector: {@code 'f'} (default) or {@code 'c'}. */
+    default char paramOrder() {
+        return 'f';
+    }
 }

@@ -132,7 +132,7 @@ public final class ParamLayoutInitializer implements ParamInitializer {
         long offset = 0;
         for (Map.Entry<String, long[]> e : shapes.entrySet()) {
             long n = length(e.getValue());
-            out.put(e.getKey(), row.get(NDArrayIndex.interval(offset, offset + n)).reshape('f', e.getValue()));
+            out.put(e.getKey(), row.get(NDArrayIndex.interval(offset, offset + n)).reshape(layer.paramOrder(), e.getValue()));
             offset += n;
         }
         return out;
