@@ -115,9 +115,15 @@ public final class PeftModel {
         return projectionOf;
     }
 
-    /** Runs the active adapter on {@code inputs} under this model's lock (see the class comment). */
+    /**
+     * Runs the active adapter on {@code inputs} under this model's lock (see the class comment).
+     * Clears the labels and masks left on the graph by the last {@code fit} first: in DL4J
+     * 1.0.0-M2.1 {@code ComputationGraph.batchSize()} prefers stale labels, and preprocessors of
+     * per-time-step layers then reshape a batch of another size wrongly.
+     */
     public INDArray[] output(INDArray... inputs) {
         synchronized (lock) {
+            graph.clear();
             INDArray[] out = graph.output(false, inputs);
             INDArray[] detached = new INDArray[out.length];
             for (int i = 0; i < out.length; i++) {

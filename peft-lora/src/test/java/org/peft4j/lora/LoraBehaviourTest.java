@@ -71,6 +71,15 @@ class LoraBehaviourTest {
     }
 
     @Test
+    void outputAfterFitAcceptsAnotherBatchSizeOnSequences() {
+        ComputationGraph base = TinyGraphs.sequence(DataType.FLOAT, new Adam(1e-2), 3, 5, 8, 3);
+        PeftModel peft = Peft.wrap(base, lora("proj", "step", "output"));
+        peft.graph().fit(TinyGraphs.sequences(DataType.FLOAT, 2, 4, 5, 3, 6));
+        INDArray out = peft.output(TinyGraphs.sequences(DataType.FLOAT, 2, 3, 5, 3, 6).getFeatures())[0];
+        assertArrayEquals(new long[] {3, 3, 6}, out.shape());
+    }
+
+    @Test
     void fitLeavesFrozenWeightsBitForBitAndChangesAdapters() {
         ComputationGraph base = baseMlp();
         PeftModel peft = Peft.wrap(base, lora("dense1", "output"));
