@@ -11,6 +11,7 @@ import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.nd4j.common.primitives.Pair;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.FrozenDenseLayer;
@@ -98,10 +99,24 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
     protected void afterBackward() {
     }
 
+    /**
+     * Whether the backward pass may reuse the pre-activation {@code z} of the training forward pass
+     * instead of recomputing it (DL4J's dense layer recomputes it, one more {@code x·W} per step).
+     * Implementations whose {@link #addAdapterOutput} must run again with {@code forBackprop} (IA3
+     * keeps what its backward needs there) return false.
+     */
+    protected boolean forwardReusable() {
+        return true;
+    }
+
     @Override
     protected INDArray preOutput(boolean training, LayerWorkspaceMgr workspaceMgr) {
         return preOutput(training, false, workspaceMgr);
     }
+
+    /** {@code z} of the last training forward pass (detached), and the input it was computed from. */
+    private INDArray cachedZ;
+    private INDArray cachedInput;
 
     private INDArray preOutput(boolean training, boolean forBackprop, LayerWorkspaceMgr workspaceMgr) {
         assertInputSet(forBackprop);
@@ -127,6 +142,12 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
         if (maskArray != null && !c.isOutputProjection()) {
             applyMask(z);
         }
+        if (training && !forBackprop && forwardReusable()) {
+            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                cachedZ = z.dup();
+            }
+            cachedInput = input;
+        }
         return z;
     }
 
@@ -138,7 +159,8 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
                     + "base weight; call unmerge() before training");
         }
         try {
-            INDArray z = preOutput(true, true, workspaceMgr);
+            INDArray z = cachedZ != null && cachedInput == input && forwardReusable()
+                    ? workspaceMgr.dup(ArrayType.BP_WORKING_MEM, cachedZ) : preOutput(true, true, workspaceMgr);
             INDArray delta = c.getActivationFn().backprop(z, epsilon).getFirst();
             if (maskArray != null) {
                 applyMask(delta);
@@ -175,6 +197,8 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
             }
             return new Pair<>(g, epsNext);
         } finally {
+            cachedZ = null;
+            cachedInput = null;
             afterBackward();
         }
     }
@@ -197,6 +221,8 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
     @Override
     public void clear() {
         super.clear();
+        cachedZ = null;
+        cachedInput = null;
         afterBackward();
     }
 }

@@ -39,6 +39,11 @@ public final class Ia3DenseLayerImpl extends FrozenDenseLayerImpl {
     }
 
     @Override
+    protected boolean forwardReusable() {
+        return false;
+    }
+
+    @Override
     protected INDArray adapterInput(INDArray x, boolean training, LayerWorkspaceMgr mgr) {
         if (!feedforward()) {
             return x;
