@@ -1,0 +1,69 @@
+package org.peft4j.examples;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import me.tongfei.progressbar.ConsoleProgressBarConsumer;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.nd4j.linalg.dataset.DataSet;
+
+/**
+ * Plain next-character training: {@code steps} calls of {@link ComputationGraph#fit(DataSet)} on
+ * random windows, with a progress bar (step, loss, ETA) on standard error and a memory sample
+ * after every step.
+ *
+ * <p>Thread-safety: stateless.
+ */
+final class TrainingLoop {
+
+    /**
+     * What one run measured.
+     *
+     * @param losses training loss after each step
+     * @param msPerStep mean milliseconds per step, the first (warm-up) step excluded
+     */
+    record Outcome(List<Double> losses, double msPerStep) {
+    }
+
+    private TrainingLoop() {
+    }
+
+    static Outcome run(ComputationGraph graph, TextStream text, int steps, int batch, int seqLen, Random rnd,
+                       String task, MemoryProbe probe, boolean progress) {
+        List<Double> losses = new ArrayList<>(steps);
+        long timed = 0;
+        ProgressBarBuilder pbb = new ProgressBarBuilder().setTaskName(String.format("%-9s", task)).setInitialMax(steps)
+                .setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(500).showSpeed()
+                .setConsumer(new ConsoleProgressBarConsumer(System.err, 110)).setMaxRenderedLength(110)
+                .setUnit(" steps", 1).setSpeedUnit(java.time.temporal.ChronoUnit.SECONDS);
+        try (ProgressBar pb = progress ? pbb.build() : null) {
+            for (int s = 0; s < steps; s++) {
+                DataSet ds = text.randomBatch(batch, seqLen, rnd);
+                long t0 = System.nanoTime();
+                graph.fit(ds);
+                long dt = System.nanoTime() - t0;
+                if (s > 0) {
+                    timed += dt;
+                }
+                double loss = graph.score();
+                losses.add(loss);
+                probe.sample();
+                if (pb != null) {
+                    pb.step();
+                    pb.setExtraMessage(String.format(java.util.Locale.ROOT, "loss %.3f", loss));
+                }
+            }
+        }
+        double ms = steps > 1 ? timed / 1e6 / (steps - 1) : 0;
+        return new Outcome(losses, ms);
+    }
+
+    /** Formats a duration as {@code 1m 05s}. */
+    static String human(Duration d) {
+        return String.format(java.util.Locale.ROOT, "%dm %02ds", d.toMinutes(), d.toSecondsPart());
+    }
+}

@@ -1,0 +1,67 @@
+package org.peft4j.examples;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** The main example end to end on tiny settings (issue #6). */
+class FineTuneExampleTest {
+
+    @Test
+    void everyMethodBeatsTheZeroShotBaselineAndItsFilesAreWritten(@TempDir Path dir) throws Exception {
+        FineTuneExample ex = new FineTuneExample();
+        FineTuneExample.commandLine(ex).parseArgs("--steps", "30", "--pretrain-steps", "30", "--max-chars", "20000",
+                "--eval-windows", "32", "--sample-chars", "5", "--d-model", "32", "--heads", "2", "--layers", "1",
+                "--seq-len", "32", "--batch", "16", "--no-progress", "--out", dir.resolve("out").toString(),
+                "--cache-dir", dir.resolve("cache").toString());
+        FineTuneExample.Outcome o = ex.runExperiment();
+
+        List<MethodResult> rows = o.rows();
+        assertEquals(TuningMethods.ZERO_SHOT, rows.get(0).method());
+        assertEquals(TuningMethods.all().size(), rows.size(), "every registered method ran");
+        double zeroShot = rows.get(0).target().loss();
+        for (MethodResult r : rows.subList(1, rows.size())) {
+            assertTrue(r.target().loss() < zeroShot, r.method() + " held-out loss " + r.target().loss()
+                    + " should beat zero-shot " + zeroShot);
+            assertTrue(r.reloadMaxAbsDiff() <= 1e-5, r.method() + ": the reloaded adapter gives other outputs ("
+                    + r.reloadMaxAbsDiff() + ")");
+            assertTrue(r.savedBytes() > 0, r.method() + " saved nothing");
+        }
+        for (String f : List.of("results.md", "results.csv", "samples.md", "loss-curves.png")) {
+            Path p = dir.resolve("out").resolve(f);
+            assertTrue(Files.size(p) > 0, f + " written");
+        }
+        assertTrue(Files.isRegularFile(dir.resolve("out/adapters/lora-qv/adapter_model.safetensors")));
+        assertTrue(Files.readString(dir.resolve("out/results.csv")).lines().count() == rows.size() + 1);
+
+        FineTuneExample again = new FineTuneExample();
+        FineTuneExample.commandLine(again).parseArgs("--steps", "1", "--pretrain-steps", "30", "--max-chars", "20000",
+                "--eval-windows", "16", "--sample-chars", "1", "--d-model", "32", "--heads", "2", "--layers", "1",
+                "--seq-len", "32", "--batch", "16", "--no-progress", "--method", "lora-qv",
+                "--out", dir.resolve("out2").toString(), "--cache-dir", dir.resolve("cache").toString());
+        assertTrue(again.runExperiment().pretrainedFromCache(), "the pretrained model is cached");
+    }
+
+    @Test
+    void badFlagsGetAClearMessageAndExitCodeTwo() {
+        StringWriter err = new StringWriter();
+        CommandLine cl = FineTuneExample.commandLine(new FineTuneExample());
+        cl.setErr(new PrintWriter(err));
+        assertEquals(2, cl.execute("--method", "lora-qv,nonsense"));
+        assertTrue(err.toString().contains("unknown method \"nonsense\""), err.toString());
+        err.getBuffer().setLength(0);
+        assertEquals(2, cl.execute("--steps", "0"));
+        assertTrue(err.toString().contains("--steps must be positive; got 0"), err.toString());
+        err.getBuffer().setLength(0);
+        assertEquals(2, cl.execute("--no-such-flag"));
+        assertTrue(err.toString().contains("Unknown option"), err.toString());
+    }
+}
