@@ -251,10 +251,17 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, 
 
     /**
      * How a trainable parameter of this layer is written to an adapter file: its key, the suffix
-     * after {@code base_model.model.<layer>.} (Hugging Face PEFT's names) and whether the
-     * matrix is transposed (DL4J keeps {@code [nIn, nOut]}, PyTorch {@code [out, in]}).
+     * after {@code base_model.model.<layer>.} (Hugging Face PEFT's names), whether the matrix is
+     * transposed (DL4J keeps {@code [nIn, nOut]}, PyTorch {@code [out, in]}), and optionally the
+     * shape written instead of the parameter's own (same elements in the same order, e.g. IA3's
+     * {@code [out, 1]}).
      */
-    public record SavedTensor(String paramKey, String fileSuffix, boolean transposed) {
+    public record SavedTensor(String paramKey, String fileSuffix, boolean transposed, long[] fileShape) {
+
+        /** A tensor stored in the parameter's own shape (transposed for a matrix when asked). */
+        public SavedTensor(String paramKey, String fileSuffix, boolean transposed) {
+            this(paramKey, fileSuffix, transposed, null);
+        }
     }
 
     /** The tensors an adapter file holds for this layer. */

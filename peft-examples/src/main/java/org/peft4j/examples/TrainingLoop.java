@@ -49,7 +49,8 @@ final class TrainingLoop {
                 if (s > 0) {
                     timed += dt;
                 }
-                double loss = graph.score();
+                // DL4J's score of a sequence output sums the loss over time steps: per character is / seqLen
+                double loss = graph.score() / seqLen;
                 losses.add(loss);
                 probe.sample();
                 if (pb != null) {

@@ -97,6 +97,36 @@ public final class Ia3Config implements PeftConfig {
         return modulesToSave;
     }
 
+    /**
+     * Hugging Face PEFT's {@code adapter_config.json} keys for IA3 ({@code target_modules} and
+     * {@code feedforward_modules} as name lists or regex strings, as PEFT writes them).
+     */
+    @Override
+    public java.util.Map<String, Object> toAdapterConfig() {
+        java.util.Map<String, Object> m = new java.util.TreeMap<>();
+        m.put("peft_type", "IA3");
+        m.put("target_modules", targetsJson(targetModules));
+        m.put("feedforward_modules", feedforwardModules == null ? null : targetsJson(feedforwardModules));
+        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new java.util.ArrayList<>(modulesToSave));
+        m.put("fan_in_fan_out", false);
+        m.put("init_ia3_weights", true);
+        m.put("inference_mode", true);
+        m.put("task_type", null);
+        m.put("base_model_name_or_path", null);
+        return m;
+    }
+
+    private static Object targetsJson(TargetModules t) {
+        switch (t.kind()) {
+            case NAMES:
+                return new java.util.ArrayList<>(t.names());
+            case REGEX:
+                return t.regex();
+            default:
+                return "all-linear";
+        }
+    }
+
     /** IA3 trains no base biases. */
     @Override
     public BiasMode bias() {

@@ -68,6 +68,17 @@ public class Ia3DenseLayer extends FrozenDenseLayer {
         return m;
     }
 
+    /**
+     * Written as Hugging Face PEFT writes IA3: {@code ia3_l} with shape {@code [out, 1]}, or
+     * {@code [1, in]} for a feed-forward (input-scaling) target.
+     */
+    @Override
+    public java.util.List<SavedTensor> savedTensors() {
+        java.util.List<SavedTensor> l = super.savedTensors();
+        l.add(new SavedTensor(IA3_KEY, "ia3_l", false, feedforward ? new long[] {1, nIn} : new long[] {nOut, 1}));
+        return l;
+    }
+
     @Override
     public void initParam(String key, INDArray view) {
         if (IA3_KEY.equals(key)) {

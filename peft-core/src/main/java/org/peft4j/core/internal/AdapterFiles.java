@@ -88,8 +88,13 @@ public final class AdapterFiles {
                 AdapterLayer a = (AdapterLayer) c;
                 for (FrozenDenseLayer.SavedTensor st : a.savedTensors()) {
                     INDArray p = l.getParam(st.paramKey());
+                    long[] shape = st.fileShape() != null ? st.fileShape().clone() : fileShape(p, st.transposed());
+                    if (SafeTensorCounts.product(shape) != p.length()) {
+                        throw new IllegalStateException("saved shape " + java.util.Arrays.toString(shape) + " of " + vertex
+                                + "." + st.paramKey() + " does not hold its " + p.length() + " elements");
+                    }
                     m.put(PREFIX + a.baseLayerName() + "." + st.fileSuffix(),
-                            new Slot(vertex, st.paramKey(), st.transposed(), fileShape(p, st.transposed())));
+                            new Slot(vertex, st.paramKey(), st.transposed(), shape));
                 }
             } else {
                 boolean dense = c instanceof DenseLayer || c instanceof OutputLayer || c instanceof RnnOutputLayer;
@@ -101,6 +106,17 @@ public final class AdapterFiles {
             }
         }
         return m;
+    }
+
+    /** Element counts of shapes. */
+    private static final class SafeTensorCounts {
+        static long product(long[] shape) {
+            long n = 1;
+            for (long d : shape) {
+                n = Math.multiplyExact(n, d);
+            }
+            return n;
+        }
     }
 
     private static long[] fileShape(INDArray p, boolean transposed) {

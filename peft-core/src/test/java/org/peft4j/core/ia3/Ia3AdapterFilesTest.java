@@ -1,0 +1,71 @@
+package org.peft4j.core.ia3;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.dataset.DataSet;
+import org.nd4j.linalg.learning.config.Adam;
+import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.Peft;
+import org.peft4j.core.PeftModel;
+import org.peft4j.core.io.SafetensorsFile;
+import org.peft4j.core.io.Safetensors;
+import org.peft4j.core.testing.TinyGraphs;
+
+/** IA3 adapters saved in Hugging Face PEFT's layout and loaded back. */
+class Ia3AdapterFilesTest {
+
+    private static ComputationGraph base() {
+        return TinyGraphs.mlp(DataType.FLOAT, new Adam(2e-2), 42, 8, 16, 4);
+    }
+
+    @Test
+    void savedIa3ReloadsToTheSameOutputsWithPeftTensorNames(@TempDir Path dir) throws Exception {
+        PeftModel peft = Peft.wrap(base(), Ia3Config.builder().targetModules("dense1", "dense2")
+                .feedforwardModules("dense2").build());
+        DataSet ds = TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4);
+        for (int i = 0; i < 3; i++) {
+            peft.graph().fit(ds);
+        }
+        peft.saveAdapter(dir);
+        SafetensorsFile f = Safetensors.read(dir.resolve("adapter_model.safetensors"));
+        assertArrayEquals(new long[] {16, 1}, f.get("base_model.model.dense1.ia3_l").shape(), "output scaling [out, 1]");
+        assertArrayEquals(new long[] {1, 16}, f.get("base_model.model.dense2.ia3_l").shape(), "input scaling [1, in]");
+        String json = Files.readString(dir.resolve("adapter_config.json"), StandardCharsets.UTF_8);
+        assertTrue(json.contains("\"peft_type\": \"IA3\""), json);
+        assertTrue(json.contains("\"feedforward_modules\": [\n    \"dense2\"\n  ]"), json);
+
+        PeftModel back = Peft.load(base(), dir);
+        assertInstanceOf(Ia3Config.class, back.config());
+        INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 16, 8, 4).getFeatures();
+        assertEquals(peft.graph().outputSingle(x), back.graph().outputSingle(x));
+        Path again = dir.resolve("again");
+        back.saveAdapter(again);
+        assertArrayEquals(Files.readAllBytes(dir.resolve("adapter_model.safetensors")),
+                Files.readAllBytes(again.resolve("adapter_model.safetensors")));
+        assertArrayEquals(Files.readAllBytes(dir.resolve("adapter_config.json")),
+                Files.readAllBytes(again.resolve("adapter_config.json")));
+    }
+
+    @Test
+    void aConfigWithWrongTypesIsRefused(@TempDir Path dir) throws Exception {
+        Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build()).saveAdapter(dir);
+        Path config = dir.resolve("adapter_config.json");
+        Files.writeString(config, Files.readString(config).replace("\"target_modules\": [\n    \"dense1\"\n  ]",
+                "\"target_modules\": 7"));
+        AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), dir));
+        assertTrue(e.getMessage().contains("\"target_modules\" must be a list of layer names or a string; got 7"),
+                e.getMessage());
+    }
+}
