@@ -1,6 +1,5 @@
 package org.peft4j.core.ia3;
 
-import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -16,6 +15,7 @@ import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
+import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
 
 /**
@@ -202,11 +202,7 @@ public final class Ia3Config implements PeftConfig {
 
         /** Target layers by a selection ({@link TargetModules#ALL_LINEAR}, names or regex). */
         public Builder targetModules(TargetModules targets) {
-            Objects.requireNonNull(targets, "targetModules must not be null");
-            if (this.targetModules != null) {
-                throw new IllegalStateException("targetModules was already set to " + this.targetModules);
-            }
-            this.targetModules = targets;
+            this.targetModules = ConfigChecks.setTargetModulesOnce(this.targetModules, targets);
             return this;
         }
 
@@ -241,26 +237,13 @@ public final class Ia3Config implements PeftConfig {
         /** Keep only targets whose layer configuration is an instance of one of these types. */
         @SafeVarargs
         public final Builder targetTypes(Class<? extends Layer>... types) {
-            Objects.requireNonNull(types, "targetTypes must not be null");
-            for (Class<? extends Layer> t : types) {
-                Objects.requireNonNull(t, "targetTypes must not contain null");
-                this.targetTypes.add(t);
-            }
+            ConfigChecks.addTargetTypes(targetTypes, types);
             return this;
         }
 
         /** Layers trained in full alongside the scales (e.g. a new head). */
         public Builder modulesToSave(String... names) {
-            Objects.requireNonNull(names, "modulesToSave must not be null");
-            for (String n : names) {
-                if (n == null || n.isBlank()) {
-                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
-                            + Arrays.toString(names));
-                }
-                if (!modulesToSave.add(n)) {
-                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
-                }
-            }
+            ConfigChecks.addModulesToSave(modulesToSave, names);
             return this;
         }
 
@@ -269,10 +252,7 @@ public final class Ia3Config implements PeftConfig {
          * @throws IllegalArgumentException if feedforward modules given by name are not targets
          */
         public Ia3Config build() {
-            if (targetModules == null) {
-                throw new IllegalStateException("targetModules must be set: layer names, a regex, or "
-                        + "TargetModules.ALL_LINEAR");
-            }
+            ConfigChecks.requireTargetModules(targetModules);
             if (feedforwardModules != null && feedforwardModules.kind() == TargetModules.Kind.NAMES
                     && targetModules.kind() != TargetModules.Kind.ALL_LINEAR) {
                 Set<String> stray = new TreeSet<>();

@@ -1,7 +1,6 @@
 package org.peft4j.core.prefix;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -25,6 +24,7 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftModel;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.blocks.AttentionCore;
+import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
 import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
 
@@ -288,16 +288,7 @@ public final class PrefixConfig implements PeftConfig {
 
         /** Layers trained in full alongside the prefixes. */
         public Builder modulesToSave(String... names) {
-            Objects.requireNonNull(names, "modulesToSave must not be null");
-            for (String n : names) {
-                if (n == null || n.isBlank()) {
-                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
-                            + Arrays.toString(names));
-                }
-                if (!modulesToSave.add(n)) {
-                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
-                }
-            }
+            ConfigChecks.addModulesToSave(modulesToSave, names);
             return this;
         }
 
