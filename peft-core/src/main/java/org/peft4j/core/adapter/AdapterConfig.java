@@ -7,7 +7,6 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
-import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
@@ -20,6 +19,7 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.internal.Vertices;
 
 /**
  * Configuration of bottleneck adapters: a {@link BottleneckAdapterLayer}
@@ -174,7 +174,7 @@ public final class AdapterConfig implements PeftConfig {
         }
         List<GraphEdit> edits = new ArrayList<>();
         for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
-            Layer l = e.getValue() instanceof LayerVertex ? ((LayerVertex) e.getValue()).getLayerConf().getLayer() : null;
+            Layer l = Vertices.layerOf(e.getValue());
             if (!insertAfter.matches(e.getKey(), GraphRewriter.isDenseType(l), outputs.contains(e.getKey()))) {
                 continue;
             }

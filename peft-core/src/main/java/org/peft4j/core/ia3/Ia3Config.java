@@ -17,6 +17,7 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.internal.Vertices;
 
 /**
  * Configuration of IA3 ("Infused Adapter by Inhibiting and Amplifying Inner Activations",
@@ -127,8 +128,7 @@ public final class Ia3Config implements PeftConfig {
                 continue;
             }
             any = true;
-            Layer l = e.getValue() instanceof org.deeplearning4j.nn.conf.graph.LayerVertex
-                    ? ((org.deeplearning4j.nn.conf.graph.LayerVertex) e.getValue()).getLayerConf().getLayer() : null;
+            Layer l = Vertices.layerOf(e.getValue());
             boolean dense = GraphRewriter.isDenseType(l);
             boolean typed = targetTypes.isEmpty() || targetTypes.stream().anyMatch(c -> c.isInstance(l));
             if (!targetModules.matches(e.getKey(), dense, outputs.contains(e.getKey())) || !typed) {
