@@ -8,7 +8,6 @@ import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
-import org.deeplearning4j.nn.conf.memory.MemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -301,12 +300,8 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, 
     public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
             Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
             boolean initializeParams, DataType networkDataType) {
-        FrozenDenseLayerImpl ret = newImpl(conf, networkDataType);
-        ret.setListeners(listeners);
-        ret.setIndex(layerIndex);
-        ret.setParamsViewArray(layerParamsView);
-        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
-        ret.setConf(conf);
+        FrozenDenseLayerImpl ret = ParamLayoutInitializer.attach(newImpl(conf, networkDataType), conf, listeners,
+                layerIndex, layerParamsView, initializeParams);
         return skipBackprop ? new org.deeplearning4j.nn.layers.FrozenLayer(ret) : ret;
     }
 
@@ -318,13 +313,7 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, 
     @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
         InputType outputType = getOutputType(-1, inputType);
-        long numParams = initializer().numParams(this);
-        long updaterState = getIUpdater() == null ? 0 : getIUpdater().stateSize(numParams);
-        return new LayerMemoryReport.Builder(layerName, getClass(), inputType, outputType)
-                .standardMemory(numParams, updaterState)
-                .workingMemory(0, 0, 0, outputType.arrayElementsPerExample())
-                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
-                .build();
+        return ParamLayoutInitializer.memoryReport(this, inputType, outputType, outputType.arrayElementsPerExample());
     }
 
     @Override

@@ -1,7 +1,6 @@
 package org.peft4j.lora;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -14,6 +13,7 @@ import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
+import org.peft4j.core.internal.ConfigChecks;
 
 /**
  * Configuration of a LoRA adapter, with Hugging Face PEFT's option names. Built once by
@@ -251,11 +251,7 @@ public final class LoraConfig implements PeftConfig {
 
         /** Target layers by a selection ({@link TargetModules#ALL_LINEAR}, names or regex). */
         public Builder targetModules(TargetModules targets) {
-            Objects.requireNonNull(targets, "targetModules must not be null");
-            if (this.targetModules != null) {
-                throw new IllegalStateException("targetModules was already set to " + this.targetModules);
-            }
-            this.targetModules = targets;
+            this.targetModules = ConfigChecks.setTargetModulesOnce(this.targetModules, targets);
             return this;
         }
 
@@ -267,26 +263,13 @@ public final class LoraConfig implements PeftConfig {
         /** Keep only targets whose layer configuration is an instance of one of these types. */
         @SafeVarargs
         public final Builder targetTypes(Class<? extends Layer>... types) {
-            Objects.requireNonNull(types, "targetTypes must not be null");
-            for (Class<? extends Layer> t : types) {
-                Objects.requireNonNull(t, "targetTypes must not contain null");
-                this.targetTypes.add(t);
-            }
+            ConfigChecks.addTargetTypes(targetTypes, types);
             return this;
         }
 
         /** Layers trained in full alongside the adapter (e.g. a new head). */
         public Builder modulesToSave(String... names) {
-            Objects.requireNonNull(names, "modulesToSave must not be null");
-            for (String n : names) {
-                if (n == null || n.isBlank()) {
-                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
-                            + Arrays.toString(names));
-                }
-                if (!modulesToSave.add(n)) {
-                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
-                }
-            }
+            ConfigChecks.addModulesToSave(modulesToSave, names);
             return this;
         }
 
@@ -312,10 +295,7 @@ public final class LoraConfig implements PeftConfig {
          * @throws IllegalStateException if no target modules were set
          */
         public LoraConfig build() {
-            if (targetModules == null) {
-                throw new IllegalStateException("targetModules must be set: layer names, a regex, or "
-                        + "TargetModules.ALL_LINEAR");
-            }
+            ConfigChecks.requireTargetModules(targetModules);
             return new LoraConfig(this);
         }
     }

@@ -1,14 +1,12 @@
 package org.peft4j.core.adapter;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
-import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
@@ -19,7 +17,9 @@ import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
+import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.internal.Vertices;
 
 /**
  * Configuration of bottleneck adapters: a {@link BottleneckAdapterLayer}
@@ -174,7 +174,7 @@ public final class AdapterConfig implements PeftConfig {
         }
         List<GraphEdit> edits = new ArrayList<>();
         for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
-            Layer l = e.getValue() instanceof LayerVertex ? ((LayerVertex) e.getValue()).getLayerConf().getLayer() : null;
+            Layer l = Vertices.layerOf(e.getValue());
             if (!insertAfter.matches(e.getKey(), GraphRewriter.isDenseType(l), outputs.contains(e.getKey()))) {
                 continue;
             }
@@ -302,16 +302,7 @@ public final class AdapterConfig implements PeftConfig {
 
         /** Layers trained in full alongside the adapters (e.g. a new head). */
         public Builder modulesToSave(String... names) {
-            Objects.requireNonNull(names, "modulesToSave must not be null");
-            for (String n : names) {
-                if (n == null || n.isBlank()) {
-                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
-                            + Arrays.toString(names));
-                }
-                if (!modulesToSave.add(n)) {
-                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
-                }
-            }
+            ConfigChecks.addModulesToSave(modulesToSave, names);
             return this;
         }
 

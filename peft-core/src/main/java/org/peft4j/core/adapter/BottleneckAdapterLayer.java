@@ -9,7 +9,6 @@ import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
-import org.deeplearning4j.nn.conf.memory.MemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.activations.IActivation;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -152,13 +151,8 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
     public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
             Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
             boolean initializeParams, DataType networkDataType) {
-        BottleneckAdapterLayerImpl ret = new BottleneckAdapterLayerImpl(conf, networkDataType);
-        ret.setListeners(listeners);
-        ret.setIndex(layerIndex);
-        ret.setParamsViewArray(layerParamsView);
-        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
-        ret.setConf(conf);
-        return ret;
+        return ParamLayoutInitializer.attach(new BottleneckAdapterLayerImpl(conf, networkDataType), conf, listeners,
+                layerIndex, layerParamsView, initializeParams);
     }
 
     @Override
@@ -192,13 +186,7 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
 
     @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
-        long numParams = initializer().numParams(this);
-        long updaterState = getIUpdater() == null ? 0 : getIUpdater().stateSize(numParams);
-        return new LayerMemoryReport.Builder(layerName, getClass(), inputType, inputType)
-                .standardMemory(numParams, updaterState)
-                .workingMemory(0, 0, 0, bottleneckSize)
-                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
-                .build();
+        return ParamLayoutInitializer.memoryReport(this, inputType, inputType, bottleneckSize);
     }
 
     @Override

@@ -6,7 +6,6 @@ import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.inputs.InputType;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
-import org.deeplearning4j.nn.conf.memory.MemoryReport;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.peft4j.core.internal.ParamLayout;
 import org.peft4j.core.internal.ParamLayoutInitializer;
@@ -94,13 +93,7 @@ public abstract class BlockLayer extends FeedForwardLayer implements ParamLayout
     @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
         InputType outputType = getOutputType(-1, inputType);
-        long numParams = initializer().numParams(this);
-        long updaterState = getIUpdater() == null ? 0 : getIUpdater().stateSize(numParams);
-        return new LayerMemoryReport.Builder(layerName, getClass(), inputType, outputType)
-                .standardMemory(numParams, updaterState)
-                .workingMemory(0, 0, 0, outputType.arrayElementsPerExample())
-                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
-                .build();
+        return ParamLayoutInitializer.memoryReport(this, inputType, outputType, outputType.arrayElementsPerExample());
     }
 
     @Override

@@ -12,6 +12,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.peft4j.core.blocks.internal.MultiHeadAttentionImpl;
+import org.peft4j.core.internal.ParamLayoutInitializer;
 
 /**
  * Multi-head self-attention with input and output projections in one layer, a drop-in, correct
@@ -152,13 +153,8 @@ public class MultiHeadAttention extends BlockLayer {
     public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
             Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
             boolean initializeParams, DataType networkDataType) {
-        MultiHeadAttentionImpl ret = new MultiHeadAttentionImpl(conf, networkDataType);
-        ret.setListeners(listeners);
-        ret.setIndex(layerIndex);
-        ret.setParamsViewArray(layerParamsView);
-        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
-        ret.setConf(conf);
-        return ret;
+        return ParamLayoutInitializer.attach(new MultiHeadAttentionImpl(conf, networkDataType), conf, listeners,
+                layerIndex, layerParamsView, initializeParams);
     }
 
     @Override

@@ -11,6 +11,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.peft4j.core.blocks.internal.PositionalEmbeddingImpl;
+import org.peft4j.core.internal.ParamLayoutInitializer;
 
 /**
  * Learned absolute positional embedding: a table {@code W [maxLength, d]} (key {@code W}) whose first
@@ -105,13 +106,8 @@ public class PositionalEmbedding extends BlockLayer {
     public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
             Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
             boolean initializeParams, DataType networkDataType) {
-        PositionalEmbeddingImpl ret = new PositionalEmbeddingImpl(conf, networkDataType);
-        ret.setListeners(listeners);
-        ret.setIndex(layerIndex);
-        ret.setParamsViewArray(layerParamsView);
-        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
-        ret.setConf(conf);
-        return ret;
+        return ParamLayoutInitializer.attach(new PositionalEmbeddingImpl(conf, networkDataType), conf, listeners,
+                layerIndex, layerParamsView, initializeParams);
     }
 
     @Override

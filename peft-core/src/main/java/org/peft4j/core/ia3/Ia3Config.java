@@ -1,6 +1,5 @@
 package org.peft4j.core.ia3;
 
-import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -16,7 +15,9 @@ import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
+import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.internal.Vertices;
 
 /**
  * Configuration of IA3 ("Infused Adapter by Inhibiting and Amplifying Inner Activations",
@@ -157,8 +158,7 @@ public final class Ia3Config implements PeftConfig {
                 continue;
             }
             any = true;
-            Layer l = e.getValue() instanceof org.deeplearning4j.nn.conf.graph.LayerVertex
-                    ? ((org.deeplearning4j.nn.conf.graph.LayerVertex) e.getValue()).getLayerConf().getLayer() : null;
+            Layer l = Vertices.layerOf(e.getValue());
             boolean dense = GraphRewriter.isDenseType(l);
             boolean typed = targetTypes.isEmpty() || targetTypes.stream().anyMatch(c -> c.isInstance(l));
             if (!targetModules.matches(e.getKey(), dense, outputs.contains(e.getKey())) || !typed) {
@@ -232,11 +232,7 @@ public final class Ia3Config implements PeftConfig {
 
         /** Target layers by a selection ({@link TargetModules#ALL_LINEAR}, names or regex). */
         public Builder targetModules(TargetModules targets) {
-            Objects.requireNonNull(targets, "targetModules must not be null");
-            if (this.targetModules != null) {
-                throw new IllegalStateException("targetModules was already set to " + this.targetModules);
-            }
-            this.targetModules = targets;
+            this.targetModules = ConfigChecks.setTargetModulesOnce(this.targetModules, targets);
             return this;
         }
 
@@ -271,26 +267,13 @@ public final class Ia3Config implements PeftConfig {
         /** Keep only targets whose layer configuration is an instance of one of these types. */
         @SafeVarargs
         public final Builder targetTypes(Class<? extends Layer>... types) {
-            Objects.requireNonNull(types, "targetTypes must not be null");
-            for (Class<? extends Layer> t : types) {
-                Objects.requireNonNull(t, "targetTypes must not contain null");
-                this.targetTypes.add(t);
-            }
+            ConfigChecks.addTargetTypes(targetTypes, types);
             return this;
         }
 
         /** Layers trained in full alongside the scales (e.g. a new head). */
         public Builder modulesToSave(String... names) {
-            Objects.requireNonNull(names, "modulesToSave must not be null");
-            for (String n : names) {
-                if (n == null || n.isBlank()) {
-                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
-                            + Arrays.toString(names));
-                }
-                if (!modulesToSave.add(n)) {
-                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
-                }
-            }
+            ConfigChecks.addModulesToSave(modulesToSave, names);
             return this;
         }
 
@@ -299,10 +282,7 @@ public final class Ia3Config implements PeftConfig {
          * @throws IllegalArgumentException if feedforward modules given by name are not targets
          */
         public Ia3Config build() {
-            if (targetModules == null) {
-                throw new IllegalStateException("targetModules must be set: layer names, a regex, or "
-                        + "TargetModules.ALL_LINEAR");
-            }
+            ConfigChecks.requireTargetModules(targetModules);
             if (feedforwardModules != null && feedforwardModules.kind() == TargetModules.Kind.NAMES
                     && targetModules.kind() != TargetModules.Kind.ALL_LINEAR) {
                 Set<String> stray = new TreeSet<>();

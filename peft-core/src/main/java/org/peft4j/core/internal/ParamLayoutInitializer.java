@@ -1,13 +1,19 @@
 package org.peft4j.core.internal;
 
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.deeplearning4j.nn.api.ParamInitializer;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.inputs.InputType;
+import org.deeplearning4j.nn.conf.layers.BaseLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
+import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
+import org.deeplearning4j.nn.conf.memory.MemoryReport;
+import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.peft4j.core.FrozenDenseLayer;
@@ -17,7 +23,9 @@ import org.peft4j.core.FrozenDenseLayer;
  * subclasses, layers tuners insert): the layout is whatever the configuration's
  * {@link ParamLayout#paramShapes()} says, each parameter an
  * {@code 'f'}-ordered view of consecutive elements of the layer's slice of the flat vector, and the
- * gradient views mirror the parameter views exactly.
+ * gradient views mirror the parameter views exactly. {@link #attach} and {@link #memoryReport} are
+ * the parts of {@code Layer.instantiate} and {@code Layer.getMemoryReport} that every such layer
+ * shares.
  *
  * <p>Thread-safety: stateless.
  */
@@ -26,6 +34,39 @@ public final class ParamLayoutInitializer implements ParamInitializer {
     public static final ParamLayoutInitializer INSTANCE = new ParamLayoutInitializer();
 
     private ParamLayoutInitializer() {
+    }
+
+    /**
+     * Wires a new layer implementation for {@code conf}, as a layer configuration's
+     * {@code instantiate} does: listeners, index, the layer's slice of the flat parameter vector and
+     * the parameter views over it (initialised when {@code initializeParams}), then the configuration.
+     *
+     * @return {@code impl}
+     */
+    public static <T extends org.deeplearning4j.nn.api.Layer> T attach(T impl, NeuralNetConfiguration conf,
+            Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
+            boolean initializeParams) {
+        impl.setListeners(listeners);
+        impl.setIndex(layerIndex);
+        impl.setParamsViewArray(layerParamsView);
+        impl.setParamTable(INSTANCE.init(conf, layerParamsView, initializeParams));
+        impl.setConf(conf);
+        return impl;
+    }
+
+    /**
+     * The memory report of a {@link ParamLayout} layer: its parameters and their updater state,
+     * {@code workingPerExample} elements of working memory per example, no cache.
+     */
+    public static LayerMemoryReport memoryReport(BaseLayer layer, InputType inputType, InputType outputType,
+            long workingPerExample) {
+        long numParams = INSTANCE.numParams(layer);
+        long updaterState = layer.getIUpdater() == null ? 0 : layer.getIUpdater().stateSize(numParams);
+        return new LayerMemoryReport.Builder(layer.getLayerName(), layer.getClass(), inputType, outputType)
+                .standardMemory(numParams, updaterState)
+                .workingMemory(0, 0, 0, workingPerExample)
+                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
+                .build();
     }
 
     private static ParamLayout layout(Layer layer) {

@@ -1,7 +1,6 @@
 package org.peft4j.core.prefix;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -9,7 +8,6 @@ import java.util.Objects;
 import java.util.Set;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
-import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.layers.BaseLayer;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
@@ -25,7 +23,9 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftModel;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.blocks.AttentionCore;
+import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.internal.Vertices;
 import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
 
 /**
@@ -152,8 +152,8 @@ public final class PrefixConfig implements PeftConfig {
                 continue;
             }
             List<String> in = conf.getVertexInputs().get(core);
-            Layer k = layerOf(conf, in.get(1));
-            Layer v = layerOf(conf, in.get(2));
+            Layer k = Vertices.layerOf(conf, in.get(1));
+            Layer v = Vertices.layerOf(conf, in.get(2));
             if (!(k instanceof FeedForwardLayer) || !(v instanceof FeedForwardLayer)) {
                 throw new IllegalArgumentException("prefix tuning: the key and value inputs of attention core \""
                         + core + "\" (" + in.get(1) + ", " + in.get(2) + ") must be layers with nOut to size the prefixes");
@@ -178,11 +178,6 @@ public final class PrefixConfig implements PeftConfig {
     /** {@code block0.attn.core} → {@code block0.attn.prefix}; otherwise {@code <core>.prefix}. */
     static String prefixName(String core) {
         return core.endsWith(".core") ? core.substring(0, core.length() - ".core".length()) + ".prefix" : core + ".prefix";
-    }
-
-    private static Layer layerOf(ComputationGraphConfiguration conf, String name) {
-        GraphVertex v = conf.getVertices().get(name);
-        return v instanceof LayerVertex ? ((LayerVertex) v).getLayerConf().getLayer() : null;
     }
 
     private static List<org.deeplearning4j.nn.api.Layer> prefixLayers(PeftModel model) {
@@ -288,16 +283,7 @@ public final class PrefixConfig implements PeftConfig {
 
         /** Layers trained in full alongside the prefixes. */
         public Builder modulesToSave(String... names) {
-            Objects.requireNonNull(names, "modulesToSave must not be null");
-            for (String n : names) {
-                if (n == null || n.isBlank()) {
-                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
-                            + Arrays.toString(names));
-                }
-                if (!modulesToSave.add(n)) {
-                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
-                }
-            }
+            ConfigChecks.addModulesToSave(modulesToSave, names);
             return this;
         }
 

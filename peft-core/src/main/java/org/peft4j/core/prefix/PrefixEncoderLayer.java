@@ -9,7 +9,6 @@ import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
-import org.deeplearning4j.nn.conf.memory.MemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -203,13 +202,8 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
             Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
             boolean initializeParams, DataType networkDataType) {
-        PrefixEncoderLayerImpl ret = new PrefixEncoderLayerImpl(conf, networkDataType);
-        ret.setListeners(listeners);
-        ret.setIndex(layerIndex);
-        ret.setParamsViewArray(layerParamsView);
-        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
-        ret.setConf(conf);
-        return ret;
+        return ParamLayoutInitializer.attach(new PrefixEncoderLayerImpl(conf, networkDataType), conf, listeners,
+                layerIndex, layerParamsView, initializeParams);
     }
 
     @Override
@@ -234,14 +228,8 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
 
     @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
-        long numParams = initializer().numParams(this);
-        long updaterState = getIUpdater() == null ? 0 : getIUpdater().stateSize(numParams);
         InputType out = getOutputType(-1, inputType);
-        return new LayerMemoryReport.Builder(layerName, getClass(), inputType, out)
-                .standardMemory(numParams, updaterState)
-                .workingMemory(0, 0, 0, out.arrayElementsPerExample())
-                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
-                .build();
+        return ParamLayoutInitializer.memoryReport(this, inputType, out, out.arrayElementsPerExample());
     }
 
     @Override

@@ -9,7 +9,6 @@ import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
-import org.deeplearning4j.nn.conf.memory.MemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -104,13 +103,8 @@ public class PromptTrimLayer extends FeedForwardLayer implements ParamLayout, Tu
     public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
             Collection<TrainingListener> listeners, int layerIndex, INDArray layerParamsView,
             boolean initializeParams, DataType networkDataType) {
-        PromptLayerImpl ret = new PromptLayerImpl(conf, networkDataType);
-        ret.setListeners(listeners);
-        ret.setIndex(layerIndex);
-        ret.setParamsViewArray(layerParamsView);
-        ret.setParamTable(initializer().init(conf, layerParamsView, initializeParams));
-        ret.setConf(conf);
-        return ret;
+        return ParamLayoutInitializer.attach(new PromptLayerImpl(conf, networkDataType), conf, listeners,
+                layerIndex, layerParamsView, initializeParams);
     }
 
     @Override
@@ -139,10 +133,7 @@ public class PromptTrimLayer extends FeedForwardLayer implements ParamLayout, Tu
 
     @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
-        return new LayerMemoryReport.Builder(layerName, getClass(), inputType, getOutputType(-1, inputType))
-                .standardMemory(0, 0).workingMemory(0, 0, 0, 0)
-                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
-                .build();
+        return ParamLayoutInitializer.memoryReport(this, inputType, getOutputType(-1, inputType), 0);
     }
 
     @Override

@@ -6,8 +6,6 @@ import java.util.List;
 import java.util.Objects;
 import java.util.Set;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
-import org.deeplearning4j.nn.conf.graph.GraphVertex;
-import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
@@ -22,7 +20,9 @@ import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.blocks.Transformers;
+import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.internal.Vertices;
 
 /**
  * Configuration of prompt tuning (Lester et al., arXiv 2104.08691), with Hugging Face PEFT's option
@@ -143,12 +143,12 @@ public final class PromptTuningConfig implements PeftConfig {
     @Override
     public List<GraphEdit> graphEdits(ComputationGraph base) {
         ComputationGraphConfiguration conf = base.getConfiguration();
-        Layer emb = layerOf(conf, embeddingLayer);
+        Layer emb = Vertices.layerOf(conf, embeddingLayer);
         if (!(emb instanceof FeedForwardLayer)) {
             throw new IllegalArgumentException("prompt tuning: no embedding layer named \"" + embeddingLayer
                     + "\"; layers are: " + GraphRewriter.describeLayers(conf));
         }
-        if (layerOf(conf, outputLayer) == null || !conf.getNetworkOutputs().contains(outputLayer)) {
+        if (Vertices.layerOf(conf, outputLayer) == null || !conf.getNetworkOutputs().contains(outputLayer)) {
             throw new IllegalArgumentException("prompt tuning: no output layer named \"" + outputLayer
                     + "\"; outputs are " + conf.getNetworkOutputs());
         }
@@ -187,11 +187,6 @@ public final class PromptTuningConfig implements PeftConfig {
             prompt.assign(Nd4j.randn(DataType.DOUBLE, d, numVirtualTokens).muli(std > 0 ? std : 1.0));
         }
         return prompt;
-    }
-
-    private static Layer layerOf(ComputationGraphConfiguration conf, String name) {
-        GraphVertex v = conf.getVertices().get(name);
-        return v instanceof LayerVertex ? ((LayerVertex) v).getLayerConf().getLayer() : null;
     }
 
     @Override
@@ -286,16 +281,7 @@ public final class PromptTuningConfig implements PeftConfig {
 
         /** Layers trained in full alongside the prompt. */
         public Builder modulesToSave(String... names) {
-            Objects.requireNonNull(names, "modulesToSave must not be null");
-            for (String n : names) {
-                if (n == null || n.isBlank()) {
-                    throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
-                            + Arrays.toString(names));
-                }
-                if (!modulesToSave.add(n)) {
-                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
-                }
-            }
+            ConfigChecks.addModulesToSave(modulesToSave, names);
             return this;
         }
 
