@@ -24,11 +24,14 @@ import org.peft4j.quant.QuantizedTensor;
  * (float[] API and the INDArray API with its copies) against ND4J's float32 GEMM on the same
  * shape with preallocated output. Batch-1 decoding is memory bound, so reading 4.1 bits instead of
  * 32 per weight should win. Target: NF4 ≥ 2× faster than float.
+ *
+ * <p>The fork adds the Vector API module; {@code VectorKernels} uses it on Java 25+ (run the jar
+ * with that JDK to measure the vector kernel) and keeps the scalar kernel on Java 17.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
-@Fork(value = 1, jvmArgsAppend = {"-Xmx3g"})
+@Fork(value = 1, jvmArgsAppend = {"-Xmx3g", "--add-modules=jdk.incubator.vector"})
 public class Nf4GemvBench {
     @Param({"4096"})
     int n;

@@ -17,6 +17,9 @@ import java.util.stream.IntStream;
  * {@code y} element is loaded and stored once per four rows. The transposed kernel sums
  * {@code table[code] · g[j]} over a block and multiplies by the block scale once.
  *
+ * <p>On JVMs where {@link VectorKernels} enables them, the forward product runs
+ * {@link Gemv4bitVector} instead (a table permutation per vector of codes).
+ *
  * <p>Work is split over the common ForkJoin pool (output columns for the forward kernel, rows for
  * the transposed one) when the matrix is large.
  *
@@ -28,9 +31,20 @@ public final class Gemv4bit {
     private Gemv4bit() {
     }
 
-    /** {@code y = x · W}; {@code y} is overwritten. */
+    /**
+     * {@code y = x · W}; {@code y} is overwritten. Runs the Vector API kernel when
+     * {@link VectorKernels#enabled()} and it handles the shape, the scalar kernel otherwise.
+     */
     public static void gemv(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                             int nIn, int nOut, float[] x, int xOff, float[] y, int yOff) {
+        if (!VectorKernels.gemv(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff)) {
+            gemvScalar(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff);
+        }
+    }
+
+    /** {@code y = x · W} with the scalar kernel whatever {@link VectorKernels} decided; {@code y} is overwritten. */
+    public static void gemvScalar(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                  int nIn, int nOut, float[] x, int xOff, float[] y, int yOff) {
         int tasks = (long) nIn * nOut >= PARALLEL_WORK ? Math.max(1, Math.min(parallelism(), nOut / blockSize)) : 1;
         if (tasks <= 1) {
             gemvColumns(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff, 0, nOut);
