@@ -17,7 +17,7 @@ package org.peft4j.core.blocks;
 public class LayerNorm extends Normalization {
     private static final long serialVersionUID = 1L;
 
-    /** The default {@code eps}, as in GPT-2 and BERT. */
+    /** The default {@code eps}, as in GPT-2 (BERT uses 1e-12; see {@code Transformers.encoder()}). */
     public static final double DEFAULT_EPS = 1e-5;
 
     /** For JSON deserialization. */

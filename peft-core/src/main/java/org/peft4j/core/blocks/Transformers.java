@@ -9,6 +9,9 @@ import org.deeplearning4j.nn.conf.graph.ElementWiseVertex;
 import org.deeplearning4j.nn.conf.graph.PreprocessorVertex;
 import org.deeplearning4j.nn.conf.layers.DenseLayer;
 import org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer;
+import org.deeplearning4j.nn.conf.layers.GlobalPoolingLayer;
+import org.deeplearning4j.nn.conf.layers.OutputLayer;
+import org.deeplearning4j.nn.conf.layers.PoolingType;
 import org.deeplearning4j.nn.conf.layers.RnnOutputLayer;
 import org.deeplearning4j.nn.conf.preprocessor.FeedForwardToRnnPreProcessor;
 import org.deeplearning4j.nn.conf.preprocessor.RnnToFeedForwardPreProcessor;
@@ -22,7 +25,10 @@ import org.nd4j.linalg.learning.config.IUpdater;
 import org.nd4j.linalg.lossfunctions.LossFunctions;
 
 /**
- * Builders of transformer models as ordinary DL4J {@link ComputationGraph}s.
+ * Builders of transformer models as ordinary DL4J {@link ComputationGraph}s: a GPT-style decoder
+ * ({@link #decoder()}) and a BERT-style encoder ({@link #encoder()}). Both use the same layer names
+ * ({@code embed.tokens}, {@code embed.pos}, {@code block{i}.attn.q/k/v/o}, {@code block{i}.mlp.up/down},
+ * {@code block{i}.ln1/ln2}), so a tuner configuration written for one finds its targets in the other.
  *
  * <p>Thread-safety: stateless; each builder is for one thread.
  */
@@ -30,14 +36,20 @@ public final class Transformers {
 
     /** Name of the graph input: token ids {@code [batch, time]}. */
     public static final String INPUT = "tokens";
-    /** Name of the output layer: next-token probabilities {@code [batch, vocabSize, time]}. */
+    /** Name of the decoder's output layer: next-token probabilities {@code [batch, vocabSize, time]}. */
     public static final String OUTPUT = "head";
     /** Name of the token embedding. */
     public static final String TOKEN_EMBEDDING = "embed.tokens";
     /** Name of the positional embedding. */
     public static final String POSITION_EMBEDDING = "embed.pos";
-    /** Name of the final normalization. */
+    /** Name of the decoder's final normalization. */
     public static final String FINAL_NORM = "final.ln";
+    /** Name of the encoder's embedding normalization. */
+    public static final String EMBEDDING_NORM = "embed.ln";
+    /** Name of the encoder's masked mean pooling, {@code [batch, dModel]}: the output of a headless encoder. */
+    public static final String POOL = "pool";
+    /** Name of the encoder's optional classification head, {@code [batch, classes]}. */
+    public static final String CLASSIFIER = "classifier";
 
     private Transformers() {
     }
@@ -47,9 +59,219 @@ public final class Transformers {
         return new DecoderBuilder();
     }
 
+    /** A builder of a BERT-style encoder; see {@link EncoderBuilder}. */
+    public static EncoderBuilder encoder() {
+        return new EncoderBuilder();
+    }
+
     /** The name prefix of block {@code i}: {@code block{i}}. */
     public static String block(int i) {
         return "block" + i;
+    }
+
+    /**
+     * The settings both builders share: sizes, dropout, seed, updater, data type and the MLP
+     * activation. Setters validate at once and return the concrete builder. Not thread-safe.
+     *
+     * @param <B> the concrete builder
+     */
+    public abstract static class ModelBuilder<B extends ModelBuilder<B>> {
+        long vocabSize = -1;
+        long maxLength = -1;
+        long dModel = -1;
+        int heads = -1;
+        int layers = -1;
+        int mlpRatio = 4;
+        double dropout;
+        long seed = 12345;
+        IUpdater updater = new Adam(1e-3);
+        DataType dataType = DataType.FLOAT;
+        IActivation mlpActivation;
+
+        ModelBuilder(IActivation mlpActivation) {
+            this.mlpActivation = mlpActivation;
+        }
+
+        @SuppressWarnings("unchecked")
+        private B self() {
+            return (B) this;
+        }
+
+        static long positive(String what, long v) {
+            if (v <= 0) {
+                throw new IllegalArgumentException(what + " must be positive, got " + v);
+            }
+            return v;
+        }
+
+        /** Number of token ids; ids run from 0 to vocabSize − 1. Required. */
+        public B vocabSize(long vocabSize) {
+            this.vocabSize = positive("vocabSize", vocabSize);
+            return self();
+        }
+
+        /** Longest sequence (size of the positional table). Required. */
+        public B maxLength(long maxLength) {
+            this.maxLength = positive("maxLength", maxLength);
+            return self();
+        }
+
+        /** Width {@code d} of the residual stream. Required; divisible by heads. */
+        public B dModel(long dModel) {
+            this.dModel = positive("dModel", dModel);
+            return self();
+        }
+
+        /** Attention heads per block. Required. */
+        public B heads(int heads) {
+            this.heads = (int) positive("heads", heads);
+            return self();
+        }
+
+        /** Number of blocks. Required. */
+        public B layers(int layers) {
+            this.layers = (int) positive("layers", layers);
+            return self();
+        }
+
+        /** Width of the MLP hidden layer as a multiple of dModel; default 4. */
+        public B mlpRatio(int mlpRatio) {
+            this.mlpRatio = (int) positive("mlpRatio", mlpRatio);
+            return self();
+        }
+
+        /** Probability of dropping an activation, in [0, 1); default 0 (no dropout). */
+        public B dropout(double dropout) {
+            if (!(dropout >= 0 && dropout < 1)) {
+                throw new IllegalArgumentException("dropout must be in [0, 1), got " + dropout);
+            }
+            this.dropout = dropout;
+            return self();
+        }
+
+        /** Seed of the parameter initialization; default 12345. */
+        public B seed(long seed) {
+            this.seed = seed;
+            return self();
+        }
+
+        /** Updater of every parameter; default Adam(1e-3). */
+        public B updater(IUpdater updater) {
+            this.updater = Objects.requireNonNull(updater, "updater must not be null");
+            return self();
+        }
+
+        /** Network data type; default FLOAT. */
+        public B dataType(DataType dataType) {
+            Objects.requireNonNull(dataType, "dataType must not be null");
+            if (!dataType.isFPType()) {
+                throw new IllegalArgumentException("dataType must be a floating-point type, got " + dataType);
+            }
+            this.dataType = dataType;
+            return self();
+        }
+
+        /**
+         * Activation of {@code mlp.up}. The decoder's default is DL4J's {@code Activation.GELU} (the
+         * sigmoid approximation {@code x·σ(1.702·x)}), the encoder's is {@link ExactGelu} (the erf form
+         * BERT uses).
+         */
+        public B mlpActivation(IActivation activation) {
+            this.mlpActivation = Objects.requireNonNull(activation, "mlpActivation must not be null");
+            return self();
+        }
+
+        private static void require(String what, long v) {
+            if (v <= 0) {
+                throw new IllegalStateException(what + " was not set; call " + what + "(...) before build()");
+            }
+        }
+
+        /** The configuration, validated. */
+        public abstract ComputationGraphConfiguration configuration();
+
+        /** Builds and initializes the graph. */
+        public ComputationGraph build() {
+            ComputationGraph graph = new ComputationGraph(configuration());
+            graph.init();
+            return graph;
+        }
+
+        /** Checks the required sizes and starts a graph with input {@link #INPUT}. */
+        ComputationGraphConfiguration.GraphBuilder start() {
+            require("vocabSize", vocabSize);
+            require("maxLength", maxLength);
+            require("dModel", dModel);
+            require("heads", heads);
+            require("layers", layers);
+            if (dModel % heads != 0) {
+                throw new IllegalArgumentException("dModel " + dModel + " must be divisible by heads " + heads
+                        + " (head size = dModel / heads)");
+            }
+            Math.multiplyExact(dModel, (long) mlpRatio);
+            return new NeuralNetConfiguration.Builder()
+                    .seed(seed)
+                    .dataType(dataType)
+                    .updater(updater)
+                    .weightInit(WeightInit.XAVIER)
+                    .graphBuilder()
+                    .addInputs(INPUT);
+        }
+
+        /** {@code embed.tokens} (no bias) → {@code embed.pos}; returns the name of the last vertex. */
+        String embeddings(ComputationGraphConfiguration.GraphBuilder g) {
+            g.addLayer(TOKEN_EMBEDDING, new EmbeddingSequenceLayer.Builder().nIn(vocabSize).nOut(dModel).hasBias(false)
+                    .outputDataFormat(RNNFormat.NCW).build(), INPUT);
+            g.addLayer(POSITION_EMBEDDING, new PositionalEmbedding(maxLength, dModel), TOKEN_EMBEDDING);
+            return POSITION_EMBEDDING;
+        }
+
+        /**
+         * The attention sub-block of block {@code p} reading {@code in}: q/k/v → core → o → reshape, then
+         * {@code p.attn.residual = residual + attention}; returns the residual's name.
+         */
+        String attention(ComputationGraphConfiguration.GraphBuilder g, String p, String in, String residual,
+                         boolean causal) {
+            IActivation id = Activation.IDENTITY.getActivationFunction();
+            for (String proj : new String[] {"q", "k", "v"}) {
+                g.addLayer(p + ".attn." + proj, dense(dModel, dModel, id, 0), perStep(), in);
+            }
+            g.addVertex(p + ".attn.core", new AttentionCore(heads, causal), p + ".attn.q", p + ".attn.k", p + ".attn.v");
+            g.addLayer(p + ".attn.o", dense(dModel, dModel, id, dropout), perStep(), p + ".attn.core");
+            g.addVertex(p + ".attn.reshape", new PreprocessorVertex(new FeedForwardToRnnPreProcessor(RNNFormat.NCW)),
+                    p + ".attn.o");
+            g.addVertex(p + ".attn.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), residual,
+                    p + ".attn.reshape");
+            return p + ".attn.residual";
+        }
+
+        /**
+         * The MLP sub-block of block {@code p} reading {@code in}: up → down → reshape, then
+         * {@code p.mlp.residual = residual + mlp}; returns the residual's name.
+         */
+        String mlp(ComputationGraphConfiguration.GraphBuilder g, String p, String in, String residual) {
+            long hidden = dModel * mlpRatio;
+            g.addLayer(p + ".mlp.up", dense(dModel, hidden, mlpActivation, 0), perStep(), in);
+            g.addLayer(p + ".mlp.down", dense(hidden, dModel, Activation.IDENTITY.getActivationFunction(), dropout),
+                    p + ".mlp.up");
+            g.addVertex(p + ".mlp.reshape", new PreprocessorVertex(new FeedForwardToRnnPreProcessor(RNNFormat.NCW)),
+                    p + ".mlp.down");
+            g.addVertex(p + ".mlp.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), residual,
+                    p + ".mlp.reshape");
+            return p + ".mlp.residual";
+        }
+
+        private static DenseLayer dense(long nIn, long nOut, IActivation act, double dropout) {
+            DenseLayer.Builder b = new DenseLayer.Builder().nIn(nIn).nOut(nOut).activation(act);
+            if (dropout > 0) {
+                b.dropOut(new Dropout(1.0 - dropout));
+            }
+            return b.build();
+        }
+
+        private static RnnToFeedForwardPreProcessor perStep() {
+            return new RnnToFeedForwardPreProcessor(RNNFormat.NCW);
+        }
     }
 
     /**
@@ -80,182 +302,120 @@ public final class Transformers {
      *
      * <p>Setters validate at once; {@link #build()} checks the combination. Not thread-safe.
      */
-    public static final class DecoderBuilder {
-        private long vocabSize = -1;
-        private long maxLength = -1;
-        private long dModel = -1;
-        private int heads = -1;
-        private int layers = -1;
-        private int mlpRatio = 4;
-        private double dropout;
-        private long seed = 12345;
-        private IUpdater updater = new Adam(1e-3);
-        private DataType dataType = DataType.FLOAT;
-        private IActivation mlpActivation = Activation.GELU.getActivationFunction();
+    public static final class DecoderBuilder extends ModelBuilder<DecoderBuilder> {
 
         private DecoderBuilder() {
+            super(Activation.GELU.getActivationFunction());
         }
 
-        private static long positive(String what, long v) {
-            if (v <= 0) {
-                throw new IllegalArgumentException(what + " must be positive, got " + v);
+        @Override
+        public ComputationGraphConfiguration configuration() {
+            ComputationGraphConfiguration.GraphBuilder g = start();
+            String x = embeddings(g);
+            for (int i = 0; i < layers; i++) {
+                String p = block(i);
+                g.addLayer(p + ".ln1", new LayerNorm(dModel), x);
+                String attn = attention(g, p, p + ".ln1", x, true);
+                g.addLayer(p + ".ln2", new LayerNorm(dModel), attn);
+                x = mlp(g, p, p + ".ln2", attn);
             }
-            return v;
+            g.addLayer(FINAL_NORM, new LayerNorm(dModel), x);
+            g.addLayer(OUTPUT, new RnnOutputLayer.Builder(LossFunctions.LossFunction.SPARSE_MCXENT).nIn(dModel)
+                    .nOut(vocabSize).activation(Activation.SOFTMAX).dataFormat(RNNFormat.NCW).build(), FINAL_NORM);
+            g.setOutputs(OUTPUT);
+            return g.build();
+        }
+    }
+
+    /**
+     * A BERT-style (post-norm, bidirectional) encoder with masked mean pooling, the shape of
+     * sentence-transformers models such as all-MiniLM-L6-v2. Input {@code tokens} {@code [batch, time]}
+     * (token ids as floating-point values, time ≤ maxLength) with an optional feature mask
+     * {@code [batch, time]} (1 = real token, 0 = padding); output {@code pool} {@code [batch, d]}, or
+     * {@code classifier} {@code [batch, classes]} when {@link #classes(int)} asks for a head:
+     * <pre>
+     * tokens → embed.tokens (EmbeddingSequenceLayer, no bias, [b, d, T]) → embed.pos (PositionalEmbedding)
+     *   → embed.ln (LayerNorm)                                         = x
+     * for each block i:
+     *   x → block{i}.attn.q | .k | .v  (DenseLayer, identity, per time step)
+     *     → block{i}.attn.core (AttentionCore, not causal, key-padding mask) → block{i}.attn.o
+     *     → block{i}.attn.reshape
+     *   block{i}.attn.residual = x + attn;   block{i}.ln1 = LayerNorm(block{i}.attn.residual)
+     *   block{i}.ln1 → block{i}.mlp.up (DenseLayer, ExactGelu, mlpRatio·d) → block{i}.mlp.down → block{i}.mlp.reshape
+     *   block{i}.mlp.residual = block{i}.ln1 + mlp;   block{i}.ln2 = LayerNorm(block{i}.mlp.residual) = x
+     * pool (GlobalPoolingLayer AVG over the unmasked time steps, [b, d])
+     *   [→ classifier (OutputLayer, softmax, MCXENT, classes)]
+     * </pre>
+     * The names are the decoder's, with {@code ln1}/{@code ln2} the post-attention and post-MLP
+     * norms, so tuner configurations written for the decoder (LoRA on {@code attn.q|v}, IA3 on
+     * {@code attn.k|v} and {@code mlp.down}, Houlsby/Pfeiffer adapters after {@code attn.o}/{@code mlp.down})
+     * apply unchanged. Every LayerNorm uses {@link #layerNormEps(double)} (default {@code 1e-12}, BERT's).
+     *
+     * <p>Token types: BERT adds a token-type (segment) embedding row to every position. This encoder
+     * is single-segment (type 0 everywhere), so that row is a constant vector added at every time step
+     * and is folded into the positional table: {@code embed.pos.W[t] = position[t] + tokenType[0]}
+     * (what {@code org.peft4j.core.onnx.BertOnnxImport} writes). Sentence pairs with type 1 are not
+     * represented.
+     *
+     * <p>Padding: the key-padding mask keeps padded tokens out of every attention, and the pooling
+     * averages the unmasked steps only, so padding never changes {@code pool}. Dropout (probability
+     * {@code p}) is DL4J input dropout on {@code attn.o} and {@code mlp.down}, as in the decoder.
+     *
+     * <p>Setters validate at once; {@link #build()} checks the combination. Not thread-safe.
+     */
+    public static final class EncoderBuilder extends ModelBuilder<EncoderBuilder> {
+        /** BERT's LayerNorm epsilon. */
+        public static final double BERT_LAYER_NORM_EPS = 1e-12;
+
+        private double layerNormEps = BERT_LAYER_NORM_EPS;
+        private int classes;
+
+        private EncoderBuilder() {
+            super(new ExactGelu());
         }
 
-        /** Number of token ids; ids run from 0 to vocabSize − 1. Required. */
-        public DecoderBuilder vocabSize(long vocabSize) {
-            this.vocabSize = positive("vocabSize", vocabSize);
-            return this;
-        }
-
-        /** Longest sequence (size of the positional table). Required. */
-        public DecoderBuilder maxLength(long maxLength) {
-            this.maxLength = positive("maxLength", maxLength);
-            return this;
-        }
-
-        /** Width {@code d} of the residual stream. Required; divisible by heads. */
-        public DecoderBuilder dModel(long dModel) {
-            this.dModel = positive("dModel", dModel);
-            return this;
-        }
-
-        /** Attention heads per block. Required. */
-        public DecoderBuilder heads(int heads) {
-            this.heads = (int) positive("heads", heads);
-            return this;
-        }
-
-        /** Number of blocks. Required. */
-        public DecoderBuilder layers(int layers) {
-            this.layers = (int) positive("layers", layers);
-            return this;
-        }
-
-        /** Width of the MLP hidden layer as a multiple of dModel; default 4. */
-        public DecoderBuilder mlpRatio(int mlpRatio) {
-            this.mlpRatio = (int) positive("mlpRatio", mlpRatio);
-            return this;
-        }
-
-        /** Probability of dropping an activation, in [0, 1); default 0 (no dropout). */
-        public DecoderBuilder dropout(double dropout) {
-            if (!(dropout >= 0 && dropout < 1)) {
-                throw new IllegalArgumentException("dropout must be in [0, 1), got " + dropout);
+        /** The {@code eps} of every LayerNorm; default {@code 1e-12} (BERT). */
+        public EncoderBuilder layerNormEps(double eps) {
+            if (!(eps > 0) || Double.isInfinite(eps)) {
+                throw new IllegalArgumentException("layerNormEps must be a positive finite number, got " + eps);
             }
-            this.dropout = dropout;
-            return this;
-        }
-
-        /** Seed of the parameter initialization; default 12345. */
-        public DecoderBuilder seed(long seed) {
-            this.seed = seed;
-            return this;
-        }
-
-        /** Updater of every parameter; default Adam(1e-3). */
-        public DecoderBuilder updater(IUpdater updater) {
-            this.updater = Objects.requireNonNull(updater, "updater must not be null");
-            return this;
-        }
-
-        /** Network data type; default FLOAT. */
-        public DecoderBuilder dataType(DataType dataType) {
-            Objects.requireNonNull(dataType, "dataType must not be null");
-            if (!dataType.isFPType()) {
-                throw new IllegalArgumentException("dataType must be a floating-point type, got " + dataType);
-            }
-            this.dataType = dataType;
+            this.layerNormEps = eps;
             return this;
         }
 
         /**
-         * Activation of {@code mlp.up}; default DL4J's {@code Activation.GELU} (the sigmoid
-         * approximation {@code x·σ(1.702·x)}, see {@link ExactGelu} for the erf form BERT uses).
+         * Adds the classification head {@code classifier} (OutputLayer, softmax, MCXENT) with
+         * {@code classes} outputs after {@code pool}; labels are one-hot {@code [batch, classes]}.
+         * Without this call the graph has no head and its output is {@code pool}.
          */
-        public DecoderBuilder mlpActivation(IActivation activation) {
-            this.mlpActivation = Objects.requireNonNull(activation, "mlpActivation must not be null");
+        public EncoderBuilder classes(int classes) {
+            if (classes < 2) {
+                throw new IllegalArgumentException("classes must be at least 2, got " + classes);
+            }
+            this.classes = classes;
             return this;
         }
 
-        private void require(String what, long v) {
-            if (v <= 0) {
-                throw new IllegalStateException(what + " was not set; call " + what + "(...) before build()");
-            }
-        }
-
-        /** The configuration, validated. */
+        @Override
         public ComputationGraphConfiguration configuration() {
-            require("vocabSize", vocabSize);
-            require("maxLength", maxLength);
-            require("dModel", dModel);
-            require("heads", heads);
-            require("layers", layers);
-            if (dModel % heads != 0) {
-                throw new IllegalArgumentException("dModel " + dModel + " must be divisible by heads " + heads
-                        + " (head size = dModel / heads)");
-            }
-            long d = dModel;
-            long hidden = Math.multiplyExact(d, (long) mlpRatio);
-            ComputationGraphConfiguration.GraphBuilder g = new NeuralNetConfiguration.Builder()
-                    .seed(seed)
-                    .dataType(dataType)
-                    .updater(updater)
-                    .weightInit(WeightInit.XAVIER)
-                    .graphBuilder()
-                    .addInputs(INPUT);
-            g.addLayer(TOKEN_EMBEDDING, new EmbeddingSequenceLayer.Builder().nIn(vocabSize).nOut(d).hasBias(false)
-                    .outputDataFormat(RNNFormat.NCW).build(), INPUT);
-            g.addLayer(POSITION_EMBEDDING, new PositionalEmbedding(maxLength, d), TOKEN_EMBEDDING);
-            String x = POSITION_EMBEDDING;
+            ComputationGraphConfiguration.GraphBuilder g = start();
+            g.addLayer(EMBEDDING_NORM, new LayerNorm(dModel, layerNormEps), embeddings(g));
+            String x = EMBEDDING_NORM;
             for (int i = 0; i < layers; i++) {
                 String p = block(i);
-                g.addLayer(p + ".ln1", new LayerNorm(d), x);
-                for (String proj : new String[] {"q", "k", "v"}) {
-                    g.addLayer(p + ".attn." + proj, dense(d, d, Activation.IDENTITY.getActivationFunction(), 0),
-                            perStep(), p + ".ln1");
-                }
-                g.addVertex(p + ".attn.core", new AttentionCore(heads, true), p + ".attn.q", p + ".attn.k", p + ".attn.v");
-                g.addLayer(p + ".attn.o", dense(d, d, Activation.IDENTITY.getActivationFunction(), dropout), perStep(),
-                        p + ".attn.core");
-                g.addVertex(p + ".attn.reshape", new PreprocessorVertex(new FeedForwardToRnnPreProcessor(RNNFormat.NCW)),
-                        p + ".attn.o");
-                g.addVertex(p + ".attn.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), x, p + ".attn.reshape");
-                g.addLayer(p + ".ln2", new LayerNorm(d), p + ".attn.residual");
-                g.addLayer(p + ".mlp.up", dense(d, hidden, mlpActivation, 0), perStep(), p + ".ln2");
-                g.addLayer(p + ".mlp.down", dense(hidden, d, Activation.IDENTITY.getActivationFunction(), dropout),
-                        p + ".mlp.up");
-                g.addVertex(p + ".mlp.reshape", new PreprocessorVertex(new FeedForwardToRnnPreProcessor(RNNFormat.NCW)),
-                        p + ".mlp.down");
-                g.addVertex(p + ".mlp.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), p + ".attn.residual",
-                        p + ".mlp.reshape");
-                x = p + ".mlp.residual";
+                g.addLayer(p + ".ln1", new LayerNorm(dModel, layerNormEps), attention(g, p, x, x, false));
+                g.addLayer(p + ".ln2", new LayerNorm(dModel, layerNormEps), mlp(g, p, p + ".ln1", p + ".ln1"));
+                x = p + ".ln2";
             }
-            g.addLayer(FINAL_NORM, new LayerNorm(d), x);
-            g.addLayer(OUTPUT, new RnnOutputLayer.Builder(LossFunctions.LossFunction.SPARSE_MCXENT).nIn(d).nOut(vocabSize)
-                    .activation(Activation.SOFTMAX).dataFormat(RNNFormat.NCW).build(), FINAL_NORM);
-            g.setOutputs(OUTPUT);
+            g.addLayer(POOL, new GlobalPoolingLayer.Builder(PoolingType.AVG).collapseDimensions(true).build(), x);
+            if (classes > 0) {
+                g.addLayer(CLASSIFIER, new OutputLayer.Builder(LossFunctions.LossFunction.MCXENT).nIn(dModel)
+                        .nOut(classes).activation(Activation.SOFTMAX).build(), POOL);
+                g.setOutputs(CLASSIFIER);
+            } else {
+                g.setOutputs(POOL);
+            }
             return g.build();
-        }
-
-        /** Builds and initializes the graph. */
-        public ComputationGraph build() {
-            ComputationGraph graph = new ComputationGraph(configuration());
-            graph.init();
-            return graph;
-        }
-
-        private static DenseLayer dense(long nIn, long nOut, IActivation act, double dropout) {
-            DenseLayer.Builder b = new DenseLayer.Builder().nIn(nIn).nOut(nOut).activation(act);
-            if (dropout > 0) {
-                b.dropOut(new Dropout(1.0 - dropout));
-            }
-            return b.build();
-        }
-
-        private static RnnToFeedForwardPreProcessor perStep() {
-            return new RnnToFeedForwardPreProcessor(RNNFormat.NCW);
         }
     }
 }

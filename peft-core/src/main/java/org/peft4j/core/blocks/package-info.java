@@ -1,11 +1,14 @@
 /**
  * Transformer building blocks for DL4J 1.0.0-M2.1 with hand-written, gradient-checked backward
- * passes, and a GPT-style decoder builder.
+ * passes, and builders of a GPT-style decoder and a BERT-style encoder.
  *
  * <ul>
  *   <li>{@link org.peft4j.core.blocks.Transformers#decoder()}: a decoder-only language model as an
  *       ordinary {@code ComputationGraph} whose attention projections are stock dense layers
  *       ({@code block{i}.attn.q/k/v/o}), so every tuner adapts them like any dense layer.</li>
+ *   <li>{@link org.peft4j.core.blocks.Transformers#encoder()}: a post-norm, bidirectional BERT-style
+ *       encoder with masked mean pooling ({@code pool}) and an optional classifier, with the
+ *       decoder's layer names.</li>
  *   <li>{@link org.peft4j.core.blocks.AttentionCore}: the parameter-free multi-head attention vertex
  *       (causal and key-padding masks).</li>
  *   <li>{@link org.peft4j.core.blocks.MultiHeadAttention}: fused attention with the parameter layout

@@ -158,6 +158,8 @@ public final class GraphRewriter {
         }
 
         Map<String, Boolean> upstreamTrains = upstreamTrains(topo.inputs, trainable);
+        Map<String, Boolean> inputGradients = inputGradients(topo, conf, vertices, saved, trainable, upstreamTrains,
+                outputs);
         Layer reference = referenceLayer(conf);
 
         Map<String, GraphVertex> newVertices = new LinkedHashMap<>();
@@ -168,15 +170,8 @@ public final class GraphRewriter {
             List<String> inputs = new ArrayList<>(e.getValue());
             GraphEdit edit = topo.edits.get(name);
             if (edit != null) {
-                boolean inputGradient = upstreamTrains.get(name);
-                if (edit.kind() == GraphEdit.Kind.REPLACE) {
-                    // a replacement passes epsilons to its original inputs only when something above them trains
-                    inputGradient = false;
-                    for (String in : conf.getVertexInputs().get(name)) {
-                        inputGradient |= trainable.contains(in) || upstreamTrains.getOrDefault(in, false);
-                    }
-                }
-                newVertices.put(name, editVertex(edit, vertices, reference, inputGradient));
+                newVertices.put(name, editVertex(edit, vertices, reference,
+                        inputGradients.getOrDefault(name, upstreamTrains.get(name))));
                 newInputs.put(name, inputs);
                 continue;
             }
@@ -197,7 +192,7 @@ public final class GraphRewriter {
                 DenseTarget t = new DenseTarget(name, ff.getNIn(), ff.getNOut(),
                         detachedCopy(base.getLayer(name).getParam("W")),
                         hasBias(l) ? detachedCopy(base.getLayer(name).getParam("b")) : null,
-                        trainableBias.get(name), upstreamTrains.get(name));
+                        trainableBias.get(name), inputGradients.get(name));
                 FrozenDenseLayer fl = targets.contains(name) ? config.adaptDense(t) : config.freezeDense(t);
                 fl.setSkipBackprop(!live);
                 copyCommon((BaseLayer) l, fl);
@@ -448,6 +443,64 @@ public final class GraphRewriter {
         StringJoiner j = new StringJoiner(", ", "[", "]");
         types.forEach(t -> j.add(t.getSimpleName()));
         return j.toString();
+    }
+
+    /**
+     * Whether each edit and each frozen or adapted dense-type layer must pass an epsilon to its inputs.
+     * It must when something upstream trains; and it must also when one of its inputs feeds another
+     * consumer that does pass an epsilon (a residual add, say), even though nothing upstream trains:
+     * DL4J 1.0.0-M2.1 sums the epsilons of a vertex with several consumers with {@code addi}, which
+     * throws a NullPointerException when a null epsilon follows a real one (and drops the real one when
+     * it comes first). Layers DL4J skips in backprop (wrapped as frozen: not live) contribute nothing.
+     */
+    private static Map<String, Boolean> inputGradients(Topology topo, ComputationGraphConfiguration conf,
+            Map<String, GraphVertex> vertices, Set<String> saved, Set<String> trainable,
+            Map<String, Boolean> upstreamTrains, Set<String> outputs) {
+        Map<String, Boolean> gated = new LinkedHashMap<>();
+        Map<String, Boolean> live = new HashMap<>();
+        for (Map.Entry<String, List<String>> e : topo.inputs.entrySet()) {
+            String name = e.getKey();
+            GraphEdit edit = topo.edits.get(name);
+            if (edit != null) {
+                boolean inputGradient = upstreamTrains.get(name);
+                if (edit.kind() == GraphEdit.Kind.REPLACE) {
+                    // a replacement passes epsilons to its original inputs only when something above them trains
+                    inputGradient = false;
+                    for (String in : conf.getVertexInputs().get(name)) {
+                        inputGradient |= trainable.contains(in) || upstreamTrains.getOrDefault(in, false);
+                    }
+                }
+                if (edit.vertex() instanceof TunerLayer || edit.layer() instanceof TunerLayer) {
+                    gated.put(name, inputGradient);
+                }
+                live.put(name, true);
+                continue;
+            }
+            live.put(name, trainable.contains(name) || upstreamTrains.get(name) || outputs.contains(name));
+            if (isDenseType(layerOf(vertices.get(name))) && !saved.contains(name)) {
+                gated.put(name, upstreamTrains.get(name));
+            }
+        }
+        Map<String, List<String>> consumers = new HashMap<>();
+        topo.inputs.forEach((v, ins) -> ins.forEach(in -> consumers.computeIfAbsent(in, k -> new ArrayList<>()).add(v)));
+        boolean changed = true;
+        while (changed) {
+            changed = false;
+            for (Map.Entry<String, Boolean> g : gated.entrySet()) {
+                if (g.getValue() || !live.get(g.getKey())) {
+                    continue;
+                }
+                for (String in : topo.inputs.get(g.getKey())) {
+                    for (String sibling : consumers.getOrDefault(in, List.of())) {
+                        if (!sibling.equals(g.getKey()) && live.get(sibling) && gated.getOrDefault(sibling, true)) {
+                            g.setValue(true);
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        return gated;
     }
 
     /** For each vertex, whether any vertex strictly upstream of it has trainable parameters. */
