@@ -5,8 +5,10 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import org.knowm.xchart.BitmapEncoder;
 import org.knowm.xchart.XYChart;
 import org.knowm.xchart.XYChartBuilder;
@@ -98,16 +100,33 @@ final class ComparisonReport {
 
     /** Training loss (exponential moving average, 0.1) per method against the step. */
     static XYChart chart(List<MethodResult> rows) {
-        XYChart c = new XYChartBuilder().width(900).height(560).title("Fine-tuning on the held-out language")
-                .xAxisTitle("step").yAxisTitle("training loss (nats/char, EMA 0.1)").build();
-        c.getStyler().setMarkerSize(0);
-        int steps = 1;
+        Map<String, List<Double>> curves = new LinkedHashMap<>();
+        rows.forEach(r -> curves.put(r.method(), r.trainLoss()));
+        XYChart c = lossChart("Fine-tuning on the held-out language", "training loss (nats/char, EMA 0.1)", curves);
+        int steps = Math.max(1, rows.stream().mapToInt(r -> r.trainLoss().size()).max().orElse(1));
         for (MethodResult r : rows) {
-            List<Double> curve = r.trainLoss();
+            if (r.trainLoss().isEmpty()) {
+                XYSeries s = c.addSeries(r.method() + " (held-out)", new double[] {1, steps},
+                        new double[] {r.target().loss(), r.target().loss()});
+                s.setMarker(SeriesMarkers.NONE);
+            }
+        }
+        return c;
+    }
+
+    /**
+     * A chart of training-loss curves against the step, each smoothed by an exponential moving
+     * average (0.1); empty curves are skipped.
+     */
+    static XYChart lossChart(String title, String yTitle, Map<String, List<Double>> curves) {
+        XYChart c = new XYChartBuilder().width(900).height(560).title(title).xAxisTitle("step").yAxisTitle(yTitle)
+                .build();
+        c.getStyler().setMarkerSize(0);
+        for (Map.Entry<String, List<Double>> e : curves.entrySet()) {
+            List<Double> curve = e.getValue();
             if (curve.isEmpty()) {
                 continue;
             }
-            steps = Math.max(steps, curve.size());
             double[] x = new double[curve.size()];
             double[] y = new double[curve.size()];
             double ema = curve.get(0);
@@ -116,14 +135,7 @@ final class ComparisonReport {
                 x[i] = i + 1;
                 y[i] = ema;
             }
-            c.addSeries(r.method(), x, y).setMarker(SeriesMarkers.NONE);
-        }
-        for (MethodResult r : rows) {
-            if (r.trainLoss().isEmpty()) {
-                XYSeries s = c.addSeries(r.method() + " (held-out)", new double[] {1, steps},
-                        new double[] {r.target().loss(), r.target().loss()});
-                s.setMarker(SeriesMarkers.NONE);
-            }
+            c.addSeries(e.getKey(), x, y).setMarker(SeriesMarkers.NONE);
         }
         return c;
     }

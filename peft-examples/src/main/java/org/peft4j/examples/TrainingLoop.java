@@ -4,17 +4,18 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
+import java.util.function.BiConsumer;
+import java.util.function.Supplier;
 import me.tongfei.progressbar.ConsoleProgressBarConsumer;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
 import me.tongfei.progressbar.ProgressBarStyle;
 import org.deeplearning4j.nn.graph.ComputationGraph;
-import org.nd4j.linalg.dataset.DataSet;
 
 /**
- * Plain next-character training: {@code steps} calls of {@link ComputationGraph#fit(DataSet)} on
- * random windows, with a progress bar (step, loss, ETA) on standard error and a memory sample
- * after every step.
+ * Plain training: {@code steps} calls of {@link ComputationGraph#fit} on random batches (windows of
+ * text for the character models, e-mails for the spam classifier), with a progress bar (step,
+ * loss, ETA) on standard error and a memory sample after every step.
  *
  * <p>Thread-safety: stateless.
  */
@@ -34,6 +35,19 @@ final class TrainingLoop {
 
     static Outcome run(ComputationGraph graph, TextStream text, int steps, int batch, int seqLen, Random rnd,
                        String task, MemoryProbe probe, boolean progress) {
+        // DL4J's score of a sequence output sums the loss over time steps: per character is / seqLen
+        return run(graph, () -> text.randomBatch(batch, seqLen, rnd), ComputationGraph::fit, 1.0 / seqLen, steps,
+                task, probe, progress);
+    }
+
+    /**
+     * {@code steps} times: take a batch from {@code batches} (not timed), {@code fit} it (timed),
+     * record {@code graph.score() * lossScale}, sample memory and advance the progress bar.
+     *
+     * @param <B> the batch type ({@code DataSet} or {@code MultiDataSet})
+     */
+    static <B> Outcome run(ComputationGraph graph, Supplier<B> batches, BiConsumer<ComputationGraph, B> fit,
+                           double lossScale, int steps, String task, MemoryProbe probe, boolean progress) {
         List<Double> losses = new ArrayList<>(steps);
         long timed = 0;
         ProgressBarBuilder pbb = new ProgressBarBuilder().setTaskName(String.format("%-9s", task)).setInitialMax(steps)
@@ -42,15 +56,14 @@ final class TrainingLoop {
                 .setUnit(" steps", 1).setSpeedUnit(java.time.temporal.ChronoUnit.SECONDS);
         try (ProgressBar pb = progress ? pbb.build() : null) {
             for (int s = 0; s < steps; s++) {
-                DataSet ds = text.randomBatch(batch, seqLen, rnd);
+                B batch = batches.get();
                 long t0 = System.nanoTime();
-                graph.fit(ds);
+                fit.accept(graph, batch);
                 long dt = System.nanoTime() - t0;
                 if (s > 0) {
                     timed += dt;
                 }
-                // DL4J's score of a sequence output sums the loss over time steps: per character is / seqLen
-                double loss = graph.score() / seqLen;
+                double loss = graph.score() * lossScale;
                 losses.add(loss);
                 probe.sample();
                 if (pb != null) {
