@@ -28,7 +28,7 @@ final class AdapterFiles {
     }
 
     /** Whether the method writes an adapter file (every tuner that implements {@code toAdapterConfig}). */
-    private static boolean hasAdapterFile(PeftModel peft) {
+    static boolean hasAdapterFile(PeftModel peft) {
         try {
             peft.config().toAdapterConfig();
             return true;
