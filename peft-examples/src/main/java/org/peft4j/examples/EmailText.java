@@ -116,7 +116,7 @@ final class EmailText {
         }
     }
 
-    /** The parts of a multipart entity; with no usable boundary, the body as one plain part. */
+    /** The parts of a multipart entity; with no usable boundary or no part, the body as one plain part. */
     private static List<Part> split(Part p) {
         Matcher m = BOUNDARY.matcher(p.header("content-type"));
         if (!m.find()) {
@@ -131,7 +131,7 @@ final class EmailText {
                 parts.add(Part.parse(piece.startsWith("\n") ? "\n" + piece : piece));
             }
         }
-        return parts;
+        return parts.isEmpty() ? List.of(new Part(Map.of(), p.body())) : parts;
     }
 
     private static String decodeBody(Part p) {
