@@ -68,10 +68,11 @@ final class SpamData {
         List<Email> testAll = new ArrayList<>(testHam);
         testAll.addAll(testSpam);
         Collections.shuffle(testAll, rnd);
-        String description = String.format(java.util.Locale.ROOT,
-                "train %s (%s available: %s); held-out test %s (%s)", trainGroups,
-                SpamAssassinCorpus.describe(concat(trainHam, trainSpam)), SpamAssassinCorpus.describe(train),
-                testGroups, SpamAssassinCorpus.describe(testAll));
+        String used = SpamAssassinCorpus.describe(concat(trainHam, trainSpam));
+        String available = SpamAssassinCorpus.describe(train);
+        String description = String.format(java.util.Locale.ROOT, "train %s (%s); held-out test %s (%s)", trainGroups,
+                used.equals(available) ? used : used + " of " + available, testGroups,
+                SpamAssassinCorpus.describe(testAll));
         return new SpamData(texts(trainHam), texts(trainSpam), texts(testAll),
                 testAll.stream().map(Email::spam).toList(), description);
     }
