@@ -2,6 +2,7 @@ package org.peft4j.core.prompt;
 
 import java.util.Collection;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import org.deeplearning4j.nn.api.ParamInitializer;
 import org.deeplearning4j.nn.conf.InputPreProcessor;
@@ -18,6 +19,8 @@ import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
+import org.peft4j.core.AdapterLayer;
+import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
 import org.peft4j.core.internal.ParamLayout;
 import org.peft4j.core.internal.ParamLayoutInitializer;
@@ -38,15 +41,23 @@ import org.peft4j.core.prompt.internal.PromptLayerImpl;
  * ({@link PromptInit}) and kept in this configuration. No weight decay on the prompt. With
  * {@code p = 0}, or disabled, the layer passes its input and mask through unchanged.
  *
+ * <p>In adapter files ({@link AdapterLayer}) the prompt is Hugging Face PEFT's
+ * {@code prompt_embeddings [p, d]}, i.e. {@code Eᵀ}: one row per virtual token.
+ *
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
  * flags of {@link TunerLayer}.
  */
-public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayout, TunerLayer {
+public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayout, TunerLayer, AdapterLayer {
     private static final long serialVersionUID = 1L;
 
     /** Parameter key of the virtual-token embeddings {@code E [d, p]}. */
     public static final String PROMPT_KEY = "prompt";
 
+    /** Name of the model-level tensor holding the prompt in adapter files, as Hugging Face PEFT names it. */
+    public static final String FILE_TENSOR = "prompt_embeddings";
+
+    @JsonProperty("embeddingLayer")
+    private String embeddingLayer;
     @JsonProperty("numVirtualTokens")
     private int numVirtualTokens;
     @JsonProperty("initialPrompt")
@@ -63,10 +74,12 @@ public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayou
     }
 
     /**
+     * @param embeddingLayer the base model's token embedding this layer follows
      * @param size the embedding width {@code d}
      * @param initialPrompt the initial {@code E [d, p]} (p may be 0: then null is accepted)
      */
-    public PromptEmbeddingLayer(long size, INDArray initialPrompt) {
+    public PromptEmbeddingLayer(String embeddingLayer, long size, INDArray initialPrompt) {
+        this.embeddingLayer = java.util.Objects.requireNonNull(embeddingLayer, "embeddingLayer must not be null");
         if (size <= 0) {
             throw new IllegalArgumentException("prompt: embedding width must be positive; got " + size);
         }
@@ -83,6 +96,27 @@ public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayou
     @JsonIgnore
     public int numVirtualTokens() {
         return numVirtualTokens;
+    }
+
+    /** The token embedding this prompt follows. */
+    @Override
+    public String baseLayerName() {
+        return embeddingLayer;
+    }
+
+    /** None of its own: the prompt is the model-level {@value #FILE_TENSOR} ({@link #sharedBlocks()}). */
+    @Override
+    public List<FrozenDenseLayer.SavedTensor> savedTensors() {
+        return List.of();
+    }
+
+    /** The whole of {@value #FILE_TENSOR} {@code [p, d]}, held as {@code E [d, p]}; none when {@code p = 0}. */
+    @Override
+    public List<SharedBlock> sharedBlocks() {
+        if (numVirtualTokens == 0) {
+            return List.of();
+        }
+        return List.of(new SharedBlock(FILE_TENSOR, new long[] {numVirtualTokens, nIn}, 0, nIn, PROMPT_KEY));
     }
 
     @Override
