@@ -4,11 +4,8 @@ import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.deeplearning4j.nn.api.ParamInitializer;
-import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
-import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.activations.IActivation;
@@ -21,7 +18,7 @@ import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
 import org.peft4j.core.adapter.internal.BottleneckAdapterLayerImpl;
-import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 
 /**
@@ -57,7 +54,7 @@ import org.peft4j.core.internal.ParamLayoutInitializer;
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
  * flags of {@link TunerLayer}.
  */
-public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLayout, TunerLayer, AdapterLayer {
+public class BottleneckAdapterLayer extends BaseTunerLayer implements AdapterLayer {
     private static final long serialVersionUID = 1L;
 
     /** Parameter key of the down-projection {@code Wd [d, m]}. */
@@ -73,10 +70,6 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
     private String insertedAfter;
     @JsonProperty("bottleneckSize")
     private long bottleneckSize;
-    @JsonProperty("inputGradient")
-    private boolean inputGradient = true;
-    @JsonProperty("adapterEnabled")
-    private boolean adapterEnabled = true;
 
     /** For JSON deserialization. */
     protected BottleneckAdapterLayer() {
@@ -121,28 +114,6 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
     }
 
     @Override
-    public void setInputGradient(boolean inputGradient) {
-        this.inputGradient = inputGradient;
-    }
-
-    @Override
-    @JsonIgnore
-    public boolean isInputGradient() {
-        return inputGradient;
-    }
-
-    @Override
-    @JsonIgnore
-    public boolean isAdapterEnabled() {
-        return adapterEnabled;
-    }
-
-    @Override
-    public void setAdapterEnabled(boolean enabled) {
-        this.adapterEnabled = enabled;
-    }
-
-    @Override
     public Map<String, long[]> paramShapes() {
         Map<String, long[]> m = new LinkedHashMap<>();
         m.put(DOWN_W, new long[] {nIn, bottleneckSize});
@@ -183,11 +154,6 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
                 layerIndex, layerParamsView, initializeParams);
     }
 
-    @Override
-    public ParamInitializer initializer() {
-        return ParamLayoutInitializer.INSTANCE;
-    }
-
     /** The output has the input's type: {@code [batch, d]} or {@code [batch, d, time]}. */
     @Override
     public InputType getOutputType(int layerIndex, InputType inputType) {
@@ -206,25 +172,14 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
         }
     }
 
-    /** Works on feed-forward and NCW sequence input alike: no preprocessor. */
-    @Override
-    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
-        return null;
-    }
-
     @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
         return ParamLayoutInitializer.memoryReport(this, inputType, inputType, bottleneckSize);
     }
 
     @Override
-    public boolean isPretrainParam(String paramName) {
-        return false;
-    }
-
-    @Override
     public String toString() {
         return "BottleneckAdapterLayer(name=" + getLayerName() + ", after=" + insertedAfter + ", d=" + nIn + ", m=" + bottleneckSize
-                + ", nonlinearity=" + activationFn + ", enabled=" + adapterEnabled + ")";
+                + ", nonlinearity=" + activationFn + ", enabled=" + isAdapterEnabled() + ")";
     }
 }

@@ -4,11 +4,8 @@ import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.deeplearning4j.nn.api.ParamInitializer;
-import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
-import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -17,13 +14,14 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.serde.jackson.shaded.NDArrayDeSerializer;
 import org.nd4j.serde.jackson.shaded.NDArraySerializer;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
+import org.nd4j.shade.jackson.annotation.JsonIgnoreProperties;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
 import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
-import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
 
@@ -61,10 +59,14 @@ import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
  * {@code transform.2.weight [dk + dv, e]}, {@code transform.2.bias [dk + dv]}. PEFT itself keeps only
  * {@code prompt_embeddings} and drops the MLP.
  *
+ * <p>The token input never needs a gradient, so this layer has no {@code inputGradient} flag (not in
+ * its JSON either).
+ *
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
  * flags of {@link TunerLayer} and by folding.
  */
-public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout, TunerLayer, AdapterLayer {
+@JsonIgnoreProperties({"inputGradient"})
+public class PrefixEncoderLayer extends BaseTunerLayer implements AdapterLayer {
     private static final long serialVersionUID = 1L;
 
     public static final String PREFIX_K = "prefixK";
@@ -92,8 +94,6 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     private long valueSize;
     @JsonProperty("encoderHiddenSize")
     private int encoderHiddenSize;
-    @JsonProperty("adapterEnabled")
-    private boolean adapterEnabled = true;
     @JsonProperty("foldedPrefix")
     @JsonSerialize(using = NDArraySerializer.class)
     @JsonDeserialize(using = NDArrayDeSerializer.class)
@@ -230,17 +230,6 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     }
 
     @Override
-    @JsonIgnore
-    public boolean isAdapterEnabled() {
-        return adapterEnabled;
-    }
-
-    @Override
-    public void setAdapterEnabled(boolean enabled) {
-        this.adapterEnabled = enabled;
-    }
-
-    @Override
     public Map<String, long[]> paramShapes() {
         Map<String, long[]> m = new LinkedHashMap<>();
         long p = numVirtualTokens;
@@ -297,11 +286,6 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     }
 
     @Override
-    public ParamInitializer initializer() {
-        return ParamLayoutInitializer.INSTANCE;
-    }
-
-    @Override
     public InputType getOutputType(int layerIndex, InputType inputType) {
         return InputType.recurrent(keySize + valueSize, numVirtualTokens);
     }
@@ -312,25 +296,15 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     }
 
     @Override
-    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
-        return null;
-    }
-
-    @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
         InputType out = getOutputType(-1, inputType);
         return ParamLayoutInitializer.memoryReport(this, inputType, out, out.arrayElementsPerExample());
     }
 
     @Override
-    public boolean isPretrainParam(String paramName) {
-        return false;
-    }
-
-    @Override
     public String toString() {
         return "PrefixEncoderLayer(name=" + getLayerName() + ", p=" + numVirtualTokens + ", dk=" + keySize + ", dv="
                 + valueSize + ", encoderHiddenSize=" + encoderHiddenSize + ", folded=" + (foldedPrefix != null)
-                + ", enabled=" + adapterEnabled + ")";
+                + ", enabled=" + isAdapterEnabled() + ")";
     }
 }

@@ -4,11 +4,8 @@ import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.deeplearning4j.nn.api.ParamInitializer;
-import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
-import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -22,7 +19,7 @@ import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
 import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
-import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 import org.peft4j.core.prompt.internal.PromptLayerImpl;
 
@@ -47,7 +44,7 @@ import org.peft4j.core.prompt.internal.PromptLayerImpl;
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
  * flags of {@link TunerLayer}.
  */
-public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayout, TunerLayer, AdapterLayer {
+public class PromptEmbeddingLayer extends BaseTunerLayer implements AdapterLayer {
     private static final long serialVersionUID = 1L;
 
     /** Parameter key of the virtual-token embeddings {@code E [d, p]}. */
@@ -64,10 +61,6 @@ public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayou
     @JsonSerialize(using = NDArraySerializer.class)
     @JsonDeserialize(using = NDArrayDeSerializer.class)
     private INDArray initialPrompt;
-    @JsonProperty("inputGradient")
-    private boolean inputGradient = true;
-    @JsonProperty("adapterEnabled")
-    private boolean adapterEnabled = true;
 
     /** For JSON deserialization. */
     protected PromptEmbeddingLayer() {
@@ -120,28 +113,6 @@ public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayou
     }
 
     @Override
-    public void setInputGradient(boolean inputGradient) {
-        this.inputGradient = inputGradient;
-    }
-
-    @Override
-    @JsonIgnore
-    public boolean isInputGradient() {
-        return inputGradient;
-    }
-
-    @Override
-    @JsonIgnore
-    public boolean isAdapterEnabled() {
-        return adapterEnabled;
-    }
-
-    @Override
-    public void setAdapterEnabled(boolean enabled) {
-        this.adapterEnabled = enabled;
-    }
-
-    @Override
     public Map<String, long[]> paramShapes() {
         Map<String, long[]> m = new LinkedHashMap<>();
         if (numVirtualTokens > 0) {
@@ -173,11 +144,6 @@ public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayou
     }
 
     @Override
-    public ParamInitializer initializer() {
-        return ParamLayoutInitializer.INSTANCE;
-    }
-
-    @Override
     public InputType getOutputType(int layerIndex, InputType inputType) {
         if (inputType instanceof InputType.InputTypeRecurrent) {
             long t = ((InputType.InputTypeRecurrent) inputType).getTimeSeriesLength();
@@ -192,23 +158,13 @@ public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayou
     }
 
     @Override
-    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
-        return null;
-    }
-
-    @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
         return ParamLayoutInitializer.memoryReport(this, inputType, getOutputType(-1, inputType), 0);
     }
 
     @Override
-    public boolean isPretrainParam(String paramName) {
-        return false;
-    }
-
-    @Override
     public String toString() {
         return "PromptEmbeddingLayer(name=" + getLayerName() + ", d=" + nIn + ", p=" + numVirtualTokens
-                + ", enabled=" + adapterEnabled + ")";
+                + ", enabled=" + isAdapterEnabled() + ")";
     }
 }
