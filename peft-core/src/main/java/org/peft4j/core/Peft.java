@@ -110,7 +110,7 @@ public final class Peft {
         Objects.requireNonNull(dir, "directory must not be null");
         Objects.requireNonNull(configure, "configure must not be null");
         AdapterFiles.Loaded read = AdapterFiles.read(dir, BaseFingerprint.of(base), ignoreFingerprint);
-        AdapterFiles.Loaded loaded = new AdapterFiles.Loaded(configure.apply(read.config()), read.tensors());
+        AdapterFiles.Loaded loaded = read.withConfig(configure.apply(read.config()));
         PeftModel m;
         try {
             m = wrap(base, loaded.config());

@@ -77,6 +77,28 @@ public interface PeftConfig {
     }
 
     /**
+     * {@link #toAdapterConfig()} completed with what only the wrapped graph knows (for prompt and
+     * prefix tuning: {@code token_dim}, {@code num_layers}, {@code num_attention_heads}). This is
+     * what adapter files hold. A {@code "peft4j"} entry holding a map is merged into peft4j's own
+     * extension object of the file (keys Hugging Face PEFT does not know). Default:
+     * {@link #toAdapterConfig()}.
+     *
+     * @param wrapped a graph wrapped with this config
+     */
+    default Map<String, Object> toAdapterConfig(ComputationGraph wrapped) {
+        return toAdapterConfig();
+    }
+
+    /**
+     * The keys of {@link #toAdapterConfig(ComputationGraph)} that describe the base model rather than
+     * the method (e.g. {@code token_dim}). Loading compares them between the file and the graph the
+     * adapter goes onto, and refuses the adapter if one differs. Default: none.
+     */
+    default Set<String> baseModelKeys() {
+        return Set.of();
+    }
+
+    /**
      * What fixes the parameter layout of the wrapped graph (targets, rank, trained biases and
      * modules). Two adapters with equal signatures share one wrapped graph, so switching between
      * them only copies their parameters.

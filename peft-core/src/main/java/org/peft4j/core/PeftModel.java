@@ -606,7 +606,7 @@ public final class PeftModel {
         synchronized (lock) {
             checkNewName(name);
             AdapterFiles.Loaded read = AdapterFiles.read(dir, baseFingerprint, ignoreFingerprint);
-            AdapterFiles.Loaded l = new AdapterFiles.Loaded(loadConfigurer.apply(read.config()), read.tensors());
+            AdapterFiles.Loaded l = read.withConfig(loadConfigurer.apply(read.config()));
             ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), l.config()).graph();
             AdapterFiles.assign(l, g, dir);
             Slot s = new Slot(l.config());

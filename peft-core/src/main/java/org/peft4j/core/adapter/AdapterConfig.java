@@ -94,9 +94,13 @@ public final class AdapterConfig implements PeftConfig {
         return b;
     }
 
+    /**
+     * {@code "BOTTLENECK"}: a peft4j extension, Hugging Face PEFT has no bottleneck adapter type
+     * (the files say so in their {@code peft4j.note}).
+     */
     @Override
     public String peftType() {
-        return "BOTTLENECK_ADAPTER";
+        return "BOTTLENECK";
     }
 
     public Architecture architecture() {
@@ -149,6 +153,41 @@ public final class AdapterConfig implements PeftConfig {
         return BiasMode.NONE;
     }
 
+    /**
+     * The keys of {@code adapter_config.json}, in Hugging Face PEFT's style (PEFT itself has no
+     * bottleneck type; the option names follow AdapterHub's bottleneck configs where they exist):
+     * {@code peft_type "BOTTLENECK"}, {@code architecture} ({@code "HOULSBY"}, {@code "PFEIFFER"},
+     * {@code "CUSTOM"}), {@code insert_after} (layer names, or a regex string), exactly one of
+     * {@code bottleneck_size} and {@code reduction_factor} (the other null), {@code non_linearity}
+     * (a DL4J activation name in lower case, e.g. {@code "relu"}), {@code modules_to_save}.
+     */
+    @Override
+    public Map<String, Object> toAdapterConfig() {
+        Map<String, Object> m = new java.util.TreeMap<>();
+        m.put("peft_type", peftType());
+        m.put("architecture", architecture.name());
+        m.put("insert_after", insertAfter.kind() == TargetModules.Kind.NAMES ? new ArrayList<>(insertAfter.names())
+                : insertAfter.regex());
+        m.put("bottleneck_size", bottleneckSize > 0 ? bottleneckSize : null);
+        m.put("reduction_factor", bottleneckSize > 0 ? null : reductionFactor);
+        m.put("non_linearity", nonlinearity.name().toLowerCase(java.util.Locale.ROOT));
+        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new ArrayList<>(modulesToSave));
+        m.put("inference_mode", true);
+        m.put("task_type", null);
+        m.put("base_model_name_or_path", null);
+        m.put("peft4j", Map.of("note", "peft_type BOTTLENECK is a peft4j extension: Hugging Face PEFT has no "
+                + "bottleneck adapter type and cannot load this file. Tensors adapter_down/adapter_up are stored "
+                + "in PyTorch orientation [out, in]."));
+        return m;
+    }
+
+    /** Insert points, sizes and activation (the activation lives in the inserted layers' configuration). */
+    @Override
+    public String layoutSignature() {
+        return peftType() + " " + architecture + " after=" + insertAfter + " factor=" + reductionFactor + " m="
+                + bottleneckSize + " act=" + nonlinearity + " save=" + modulesToSave;
+    }
+
     @Override
     public FrozenDenseLayer adaptDense(DenseTarget target) {
         throw new UnsupportedOperationException(peftType() + " inserts layers; it adapts no layer in place");
@@ -184,7 +223,7 @@ public final class AdapterConfig implements PeftConfig {
                         + ", whose feature size is unknown; insert adapters after layers with nOut (dense, LSTM, ...)");
             }
             long d = ((FeedForwardLayer) l).getNOut();
-            BottleneckAdapterLayer adapter = new BottleneckAdapterLayer(d, bottleneckFor(d), nonlinearity.getActivationFunction());
+            BottleneckAdapterLayer adapter = new BottleneckAdapterLayer(e.getKey(), d, bottleneckFor(d), nonlinearity.getActivationFunction());
             edits.add(GraphEdit.insertAfter(e.getKey(), e.getKey() + NAME_SUFFIX, adapter));
         }
         if (edits.isEmpty()) {

@@ -2,12 +2,10 @@ package org.peft4j.core.adapter;
 
 import java.util.Collection;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
-import org.deeplearning4j.nn.api.ParamInitializer;
-import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
-import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.activations.IActivation;
@@ -16,9 +14,11 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
+import org.peft4j.core.AdapterLayer;
+import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
 import org.peft4j.core.adapter.internal.BottleneckAdapterLayerImpl;
-import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 
 /**
@@ -45,10 +45,16 @@ import org.peft4j.core.internal.ParamLayoutInitializer;
  * biases bias decay). Disabled ({@link org.peft4j.core.PeftModel#disableAdapter()}), the layer
  * passes its input through unchanged.
  *
+ * <p>In adapter files ({@link AdapterLayer}) the tensors are named after the layer the adapter
+ * follows, in PyTorch orientation, as AdapterHub's bottleneck adapters name them:
+ * {@code base_model.model.<layer>.adapter_down.weight [m, d]} ({@code Wdᵀ}),
+ * {@code .adapter_down.bias [m]}, {@code .adapter_up.weight [d, m]} ({@code Wuᵀ}),
+ * {@code .adapter_up.bias [d]}.
+ *
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
  * flags of {@link TunerLayer}.
  */
-public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLayout, TunerLayer {
+public class BottleneckAdapterLayer extends BaseTunerLayer implements AdapterLayer {
     private static final long serialVersionUID = 1L;
 
     /** Parameter key of the down-projection {@code Wd [d, m]}. */
@@ -60,26 +66,26 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
     /** Parameter key of the up-projection bias {@code bu [d]}. */
     public static final String UP_B = "upB";
 
+    @JsonProperty("insertedAfter")
+    private String insertedAfter;
     @JsonProperty("bottleneckSize")
     private long bottleneckSize;
-    @JsonProperty("inputGradient")
-    private boolean inputGradient = true;
-    @JsonProperty("adapterEnabled")
-    private boolean adapterEnabled = true;
 
     /** For JSON deserialization. */
     protected BottleneckAdapterLayer() {
     }
 
     /**
+     * @param insertedAfter the base model's name for the layer it follows (names its tensors in adapter files)
      * @param size the feature size {@code d} of the layer it follows
      * @param bottleneckSize {@code m}
      * @param nonlinearity {@code act}
      */
-    public BottleneckAdapterLayer(long size, long bottleneckSize, IActivation nonlinearity) {
+    public BottleneckAdapterLayer(String insertedAfter, long size, long bottleneckSize, IActivation nonlinearity) {
         if (size <= 0 || bottleneckSize <= 0) {
             throw new IllegalArgumentException("adapter sizes must be positive; got d=" + size + ", m=" + bottleneckSize);
         }
+        this.insertedAfter = java.util.Objects.requireNonNull(insertedAfter, "insertedAfter must not be null");
         this.nIn = size;
         this.nOut = size;
         this.bottleneckSize = bottleneckSize;
@@ -92,26 +98,19 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
         return bottleneckSize;
     }
 
+    /** The layer this adapter follows. */
     @Override
-    public void setInputGradient(boolean inputGradient) {
-        this.inputGradient = inputGradient;
+    public String baseLayerName() {
+        return insertedAfter;
     }
 
+    /** {@code adapter_down.weight [m, d]}, {@code adapter_down.bias [m]}, {@code adapter_up.weight [d, m]}, {@code adapter_up.bias [d]}. */
     @Override
-    @JsonIgnore
-    public boolean isInputGradient() {
-        return inputGradient;
-    }
-
-    @Override
-    @JsonIgnore
-    public boolean isAdapterEnabled() {
-        return adapterEnabled;
-    }
-
-    @Override
-    public void setAdapterEnabled(boolean enabled) {
-        this.adapterEnabled = enabled;
+    public List<FrozenDenseLayer.SavedTensor> savedTensors() {
+        return List.of(new FrozenDenseLayer.SavedTensor(DOWN_W, "adapter_down.weight", true),
+                new FrozenDenseLayer.SavedTensor(DOWN_B, "adapter_down.bias", false),
+                new FrozenDenseLayer.SavedTensor(UP_W, "adapter_up.weight", true),
+                new FrozenDenseLayer.SavedTensor(UP_B, "adapter_up.bias", false));
     }
 
     @Override
@@ -155,11 +154,6 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
                 layerIndex, layerParamsView, initializeParams);
     }
 
-    @Override
-    public ParamInitializer initializer() {
-        return ParamLayoutInitializer.INSTANCE;
-    }
-
     /** The output has the input's type: {@code [batch, d]} or {@code [batch, d, time]}. */
     @Override
     public InputType getOutputType(int layerIndex, InputType inputType) {
@@ -178,25 +172,14 @@ public class BottleneckAdapterLayer extends FeedForwardLayer implements ParamLay
         }
     }
 
-    /** Works on feed-forward and NCW sequence input alike: no preprocessor. */
-    @Override
-    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
-        return null;
-    }
-
     @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
         return ParamLayoutInitializer.memoryReport(this, inputType, inputType, bottleneckSize);
     }
 
     @Override
-    public boolean isPretrainParam(String paramName) {
-        return false;
-    }
-
-    @Override
     public String toString() {
-        return "BottleneckAdapterLayer(name=" + getLayerName() + ", d=" + nIn + ", m=" + bottleneckSize
-                + ", nonlinearity=" + activationFn + ", enabled=" + adapterEnabled + ")";
+        return "BottleneckAdapterLayer(name=" + getLayerName() + ", after=" + insertedAfter + ", d=" + nIn + ", m=" + bottleneckSize
+                + ", nonlinearity=" + activationFn + ", enabled=" + isAdapterEnabled() + ")";
     }
 }

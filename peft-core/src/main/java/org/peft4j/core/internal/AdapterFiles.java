@@ -23,6 +23,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.FrozenDenseLayer;
@@ -40,7 +41,9 @@ import org.peft4j.core.io.SafetensorsFile;
  * indent; peft4j's own keys under {@code "peft4j"}) and {@code adapter_model.safetensors} with
  * tensors named {@code base_model.model.<layer>.<suffix>} in PyTorch orientation ({@code lora_A}
  * {@code [r, in]}, {@code lora_B} {@code [out, r]}, trained dense modules {@code weight [out, in]},
- * {@code bias [out]}; other trained modules under their DL4J parameter key and shape).
+ * {@code bias [out]}; other trained modules under their DL4J parameter key and shape), plus
+ * model-level tensors assembled from the column blocks of several layers
+ * ({@link AdapterLayer#sharedBlocks()}: prompt learning's {@code prompt_embeddings}).
  *
  * <p>Loading validates the whole directory (JSON types, safetensors structure, base-model
  * fingerprint, tensor names and shapes against the wrapped graph) before any parameter is written.
@@ -108,6 +111,62 @@ public final class AdapterFiles {
         return m;
     }
 
+    /** A model-level tensor and the blocks of it each layer holds. */
+    record Shared(long[] fileShape, List<Part> parts) {
+    }
+
+    /** One layer's block of a model-level tensor. */
+    record Part(String vertex, AdapterLayer layer, AdapterLayer.SharedBlock block) {
+    }
+
+    /**
+     * The model-level tensors of a graph, by file name, checked for consistency: every block of a
+     * tensor declares the same shape, and the blocks tile its columns exactly.
+     */
+    static Map<String, Shared> sharedLayout(ComputationGraph g) {
+        Map<String, Shared> m = new TreeMap<>();
+        for (Layer l : g.getLayers()) {
+            org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
+            if (!(c instanceof AdapterLayer)) {
+                continue;
+            }
+            for (AdapterLayer.SharedBlock b : ((AdapterLayer) c).sharedBlocks()) {
+                Shared s = m.computeIfAbsent(b.fileName(), k -> new Shared(b.fileShape(), new ArrayList<>()));
+                if (!java.util.Arrays.equals(s.fileShape(), b.fileShape())) {
+                    throw new IllegalStateException("layers disagree on the shape of " + b.fileName() + ": "
+                            + java.util.Arrays.toString(s.fileShape()) + " and " + b + " of " + c.getLayerName());
+                }
+                if (b.paramKey() != null) {
+                    INDArray p = l.getParam(b.paramKey());
+                    if (p == null || p.rank() != 2 || p.size(0) != b.columns() || p.size(1) != b.fileShape()[0]) {
+                        throw new IllegalStateException("block " + b + " of " + c.getLayerName() + ": parameter "
+                                + b.paramKey() + " must be [" + b.columns() + ", " + b.fileShape()[0] + "], is "
+                                + (p == null ? "missing" : java.util.Arrays.toString(p.shape())));
+                    }
+                }
+                s.parts().add(new Part(c.getLayerName(), (AdapterLayer) c, b));
+            }
+        }
+        for (Map.Entry<String, Shared> e : m.entrySet()) {
+            List<Part> parts = new ArrayList<>(e.getValue().parts());
+            parts.sort(java.util.Comparator.comparingLong(p -> p.block().columnOffset()));
+            long next = 0;
+            for (Part p : parts) {
+                if (p.block().columnOffset() != next) {
+                    throw new IllegalStateException("the blocks of " + e.getKey() + " do not tile its columns: "
+                            + (p.block().columnOffset() < next ? "overlap" : "gap") + " at column " + next + "; blocks "
+                            + parts.stream().map(x -> x.vertex() + ": " + x.block()).toList());
+                }
+                next += p.block().columns();
+            }
+            if (next != e.getValue().fileShape()[1]) {
+                throw new IllegalStateException("the blocks of " + e.getKey() + " cover " + next + " of its "
+                        + e.getValue().fileShape()[1] + " columns");
+            }
+        }
+        return m;
+    }
+
     /** Element counts of shapes. */
     private static final class SafeTensorCounts {
         static long product(long[] shape) {
@@ -130,11 +189,15 @@ public final class AdapterFiles {
     /** Writes one adapter: {@code g} is wrapped with {@code config} and holds the adapter's parameters. */
     public static void save(PeftConfig config, BaseFingerprint fingerprint, ComputationGraph g, Path dir,
                             List<String> resolvedTargets) throws IOException {
-        Map<String, Object> json = new TreeMap<>(config.toAdapterConfig());
+        Map<String, Object> json = new TreeMap<>(config.toAdapterConfig(g));
         if (!config.targetTypes().isEmpty()) {
             json.put("target_modules", resolvedTargets);
         }
         Map<String, Object> ext = new TreeMap<>();
+        Object configExt = json.remove("peft4j");
+        if (configExt instanceof Map) {
+            ((Map<?, ?>) configExt).forEach((k, v) -> ext.put(String.valueOf(k), v));
+        }
         ext.put("library_version", libraryVersion());
         ext.put("format_version", 1);
         ext.put("base_model_fingerprint", fingerprint.toJson());
@@ -149,14 +212,45 @@ public final class AdapterFiles {
                 tensors.put(e.getKey(), SafeTensor.ofFloats(s.fileShape(),
                         oriented.castTo(DataType.FLOAT).dup('c').data().asFloat()));
             }
+            for (Map.Entry<String, Shared> e : sharedLayout(g).entrySet()) {
+                if (tensors.containsKey(e.getKey())) {
+                    throw new IllegalStateException("two tensors named " + e.getKey());
+                }
+                long[] shape = e.getValue().fileShape();
+                int rows = Math.toIntExact(shape[0]);
+                int total = Math.toIntExact(shape[1]);
+                float[] out = new float[Math.multiplyExact(rows, total)];
+                for (Part p : e.getValue().parts()) {
+                    AdapterLayer.SharedBlock b = p.block();
+                    Layer l = g.getLayer(p.vertex());
+                    INDArray v = b.paramKey() != null ? l.getParam(b.paramKey()).transpose()
+                            : p.layer().sharedBlockValue(b, l.paramTable());
+                    int cols = Math.toIntExact(b.columns());
+                    if (v.rank() != 2 || v.size(0) != rows || v.size(1) != cols) {
+                        throw new IllegalStateException("block " + b + " of " + p.vertex() + " has shape "
+                                + java.util.Arrays.toString(v.shape()) + ", expected [" + rows + ", " + cols + "]");
+                    }
+                    float[] f = v.castTo(DataType.FLOAT).dup('c').data().asFloat();
+                    int off = Math.toIntExact(b.columnOffset());
+                    for (int r = 0; r < rows; r++) {
+                        System.arraycopy(f, r * cols, out, r * total + off, cols);
+                    }
+                }
+                tensors.put(e.getKey(), SafeTensor.ofFloats(shape, out));
+            }
         }
         Files.createDirectories(dir);
         AtomicFiles.write(dir.resolve(WEIGHTS_FILE), Safetensors.toBytes(tensors, Map.of("format", "pt")));
         AtomicFiles.write(dir.resolve(CONFIG_FILE), PeftJson.write(json).getBytes(StandardCharsets.UTF_8));
     }
 
-    /** A validated adapter directory, not yet applied to any graph. */
-    public record Loaded(PeftConfig config, SafetensorsFile tensors) {
+    /** A validated adapter directory, not yet applied to any graph; {@code json} is the parsed config file. */
+    public record Loaded(PeftConfig config, SafetensorsFile tensors, Map<String, Object> json) {
+
+        /** The same files, to be applied with another config (e.g. QLoRA for a LoRA file). */
+        public Loaded withConfig(PeftConfig other) {
+            return new Loaded(other, tensors, json);
+        }
     }
 
     /**
@@ -218,7 +312,7 @@ public final class AdapterFiles {
             throw new AdapterFormatException("no adapter weights in " + dir + ": " + WEIGHTS_FILE + " is missing");
         }
         SafetensorsFile tensors = Safetensors.read(weights);
-        return new Loaded(config, tensors);
+        return new Loaded(config, tensors, json);
     }
 
     /**
@@ -227,12 +321,15 @@ public final class AdapterFiles {
      */
     public static void assign(Loaded loaded, ComputationGraph g, Path dir) {
         Map<String, Slot> expected = layout(g);
+        Map<String, Shared> shared = sharedLayout(g);
         Map<String, SafeTensor> actual = loaded.tensors().tensors();
         TreeSet<String> unknown = new TreeSet<>(actual.keySet());
         unknown.removeAll(expected.keySet());
+        unknown.removeAll(shared.keySet());
         TreeSet<String> missing = new TreeSet<>(expected.keySet());
+        missing.addAll(shared.keySet());
         missing.removeAll(actual.keySet());
-        List<String> problems = new ArrayList<>();
+        List<String> problems = new ArrayList<>(baseModelDifferences(loaded, g));
         if (!unknown.isEmpty()) {
             problems.add("unknown tensors " + unknown);
         }
@@ -240,6 +337,13 @@ public final class AdapterFiles {
             problems.add("missing tensors " + missing);
         }
         for (Map.Entry<String, Slot> e : expected.entrySet()) {
+            SafeTensor t = actual.get(e.getKey());
+            if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
+                problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
+                        + java.util.Arrays.toString(e.getValue().fileShape()));
+            }
+        }
+        for (Map.Entry<String, Shared> e : shared.entrySet()) {
             SafeTensor t = actual.get(e.getKey());
             if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
                 problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
@@ -256,21 +360,66 @@ public final class AdapterFiles {
             for (Map.Entry<String, Slot> e : expected.entrySet()) {
                 Slot s = e.getValue();
                 SafeTensor t = actual.get(e.getKey());
-                float[] values;
-                try {
-                    values = t.toFloats();
-                } catch (IllegalStateException ex) {
-                    throw new AdapterFormatException(e.getKey() + " in " + dir + " has dtype " + t.dtype()
-                            + "; adapter tensors must be F32, F16 or BF16");
-                }
+                float[] values = floats(t, e.getKey(), dir);
                 INDArray p = g.getLayer(s.vertex()).getParam(s.key());
                 INDArray a = Nd4j.create(values, s.fileShape(), 'c').castTo(p.dataType());
                 writes.add(new INDArray[] {p, s.transposed() && a.rank() == 2 ? a.transpose() : a});
+            }
+            for (Map.Entry<String, Shared> e : shared.entrySet()) {
+                SafeTensor t = actual.get(e.getKey());
+                INDArray whole = null;
+                for (Part p : e.getValue().parts()) {
+                    AdapterLayer.SharedBlock b = p.block();
+                    if (b.paramKey() == null) {
+                        continue;
+                    }
+                    if (whole == null) {
+                        whole = Nd4j.create(floats(t, e.getKey(), dir), e.getValue().fileShape(), 'c');
+                    }
+                    INDArray param = g.getLayer(p.vertex()).getParam(b.paramKey());
+                    INDArray block = whole.get(NDArrayIndex.all(),
+                            NDArrayIndex.interval(b.columnOffset(), b.columnOffset() + b.columns()));
+                    writes.add(new INDArray[] {param, block.transpose().castTo(param.dataType())});
+                }
             }
             for (INDArray[] w : writes) {
                 w[0].assign(w[1].reshape(w[0].shape()));
             }
         }
+    }
+
+    private static float[] floats(SafeTensor t, String name, Path dir) {
+        try {
+            return t.toFloats();
+        } catch (IllegalStateException ex) {
+            throw new AdapterFormatException(name + " in " + dir + " has dtype " + t.dtype()
+                    + "; adapter tensors must be F32, F16 or BF16");
+        }
+    }
+
+    /**
+     * The {@link PeftConfig#baseModelKeys()} whose value in the file differs from the graph the
+     * adapter goes onto (absent or null keys in the file are not compared: other writers may omit them).
+     */
+    private static List<String> baseModelDifferences(Loaded loaded, ComputationGraph g) {
+        List<String> out = new ArrayList<>();
+        if (loaded.json() == null || loaded.config().baseModelKeys().isEmpty()) {
+            return out;
+        }
+        Map<String, Object> here = loaded.config().toAdapterConfig(g);
+        for (String k : new TreeSet<>(loaded.config().baseModelKeys())) {
+            Object file = loaded.json().get(k);
+            Object base = here.get(k);
+            if (file == null) {
+                continue;
+            }
+            boolean same = file instanceof Number && base instanceof Number
+                    ? ((Number) file).doubleValue() == ((Number) base).doubleValue() : file.equals(base);
+            if (!same) {
+                out.add(CONFIG_FILE + " has " + k + "=" + file + " but the base model has " + k + "=" + base);
+            }
+        }
+        return out;
     }
 
     /** Writes the optimizer state and iteration/epoch counters of {@code g} next to its adapter files. */

@@ -55,6 +55,12 @@ import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
  * updater of each core's key projection. The graph's first input must be the tokens
  * {@code [batch, time]} (as in {@code Transformers.decoder()}).
  *
+ * <p>Adapter files: {@link org.peft4j.core.PeftModel#saveAdapter} writes PEFT's
+ * {@code PREFIX_TUNING} layout, {@code prompt_embeddings [p, num_layers·2·token_dim]} holding the
+ * prefixes inference needs (the MLP's output when reparameterised), plus, while the MLP is live
+ * (not folded), the MLP's weights so training can resume; see {@link PrefixEncoderLayer} for the
+ * names. A folded model saves the prefixes only and loads back as plain prefixes.
+ *
  * <p>Thread-safety: immutable; the builder is not thread-safe. Folding changes the model: not
  * while another thread uses it.
  */
@@ -141,12 +147,11 @@ public final class PrefixConfig implements PeftConfig {
         ComputationGraphConfiguration conf = base.getConfiguration();
         List<GraphEdit> edits = new ArrayList<>();
         String tokens = conf.getNetworkInputs().get(0);
-        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
-            if (e.getValue().getClass() != AttentionCore.class) {
-                continue;
-            }
-            String core = e.getKey();
-            AttentionCore ac = (AttentionCore) e.getValue();
+        List<String> cores = attentionCores(base, AttentionCore.class);
+        long[] firstWidths = null;
+        for (int i = 0; i < cores.size(); i++) {
+            String core = cores.get(i);
+            AttentionCore ac = (AttentionCore) conf.getVertices().get(core);
             if (numVirtualTokens == 0) {
                 edits.add(GraphEdit.replace(core, new PrefixAttentionCore(ac, 0)));
                 continue;
@@ -158,8 +163,16 @@ public final class PrefixConfig implements PeftConfig {
                 throw new IllegalArgumentException("prefix tuning: the key and value inputs of attention core \""
                         + core + "\" (" + in.get(1) + ", " + in.get(2) + ") must be layers with nOut to size the prefixes");
             }
-            PrefixEncoderLayer prefix = new PrefixEncoderLayer(numVirtualTokens, ((FeedForwardLayer) k).getNOut(),
-                    ((FeedForwardLayer) v).getNOut(), encoderHiddenSize);
+            long[] widths = {((FeedForwardLayer) k).getNOut(), ((FeedForwardLayer) v).getNOut()};
+            if (firstWidths == null) {
+                firstWidths = widths;
+            } else if (!java.util.Arrays.equals(firstWidths, widths)) {
+                throw new IllegalArgumentException("prefix tuning needs the same key and value widths in every attention "
+                        + "core (PEFT's token_dim): \"" + cores.get(0) + "\" has dk=" + firstWidths[0] + ", dv="
+                        + firstWidths[1] + ", \"" + core + "\" has dk=" + widths[0] + ", dv=" + widths[1]);
+            }
+            PrefixEncoderLayer prefix = new PrefixEncoderLayer(core, i, cores.size(), numVirtualTokens, widths[0],
+                    widths[1], encoderHiddenSize);
             if (k instanceof BaseLayer) {
                 prefix.setIUpdater(((BaseLayer) k).getIUpdater());
             }
@@ -173,6 +186,92 @@ public final class PrefixConfig implements PeftConfig {
                     + GraphRewriter.describeLayers(conf));
         }
         return edits;
+    }
+
+    /**
+     * The vertices of exactly class {@code type} in topological order (block order of a decoder,
+     * whatever the order of the configuration's vertex map): the order of PEFT's {@code num_layers}.
+     */
+    private static List<String> attentionCores(ComputationGraph g, Class<?> type) {
+        List<String> out = new ArrayList<>();
+        org.deeplearning4j.nn.graph.vertex.GraphVertex[] vertices = g.getVertices();
+        for (int idx : g.topologicalSortOrder()) {
+            String name = vertices[idx].getVertexName();
+            GraphVertex v = g.getConfiguration().getVertices().get(name);
+            if (v != null && v.getClass() == type) {
+                out.add(name);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Hugging Face PEFT's {@code adapter_config.json} keys for prefix tuning: {@code peft_type},
+     * {@code num_virtual_tokens}, {@code prefix_projection}, {@code encoder_hidden_size} (null for
+     * plain prefixes), {@code num_transformer_submodules} 1, {@code modules_to_save}; the keys
+     * describing the base ({@code token_dim}, {@code num_layers}, {@code num_attention_heads}) come
+     * from the wrapped graph ({@link #toAdapterConfig(ComputationGraph)}). peft4j's extension key
+     * {@code prefix_encoder_saved} says whether the file holds the reparameterisation MLP (see
+     * {@link PrefixEncoderLayer}); without it the adapter loads as plain prefixes, as PEFT loads it.
+     */
+    @Override
+    public Map<String, Object> toAdapterConfig() {
+        Map<String, Object> m = new java.util.TreeMap<>();
+        m.put("peft_type", peftType());
+        m.put("num_virtual_tokens", numVirtualTokens);
+        m.put("token_dim", null);
+        m.put("num_layers", null);
+        m.put("num_attention_heads", null);
+        m.put("num_transformer_submodules", 1);
+        m.put("prefix_projection", prefixProjection());
+        m.put("encoder_hidden_size", prefixProjection() ? encoderHiddenSize : null);
+        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new ArrayList<>(modulesToSave));
+        m.put("inference_mode", true);
+        m.put("task_type", null);
+        m.put("base_model_name_or_path", null);
+        m.put("peft4j", new java.util.TreeMap<>(Map.of("prefix_encoder_saved", prefixProjection())));
+        return m;
+    }
+
+    /**
+     * With the base's {@code token_dim} (key width of the attention cores), {@code num_layers} (how
+     * many cores) and {@code num_attention_heads}, and {@code prefix_encoder_saved} false when the
+     * MLP is folded (only the prefixes are saved then).
+     */
+    @Override
+    public Map<String, Object> toAdapterConfig(ComputationGraph wrapped) {
+        Map<String, Object> m = toAdapterConfig();
+        ComputationGraphConfiguration conf = wrapped.getConfiguration();
+        List<String> cores = attentionCores(wrapped, PrefixAttentionCore.class);
+        m.put("num_layers", cores.size());
+        if (!cores.isEmpty()) {
+            PrefixAttentionCore first = (PrefixAttentionCore) conf.getVertices().get(cores.get(0));
+            m.put("num_attention_heads", first.getHeads());
+            Layer k = Vertices.layerOf(conf, conf.getVertexInputs().get(cores.get(0)).get(1));
+            if (k instanceof FeedForwardLayer) {
+                m.put("token_dim", ((FeedForwardLayer) k).getNOut());
+            }
+        }
+        boolean folded = false;
+        for (org.deeplearning4j.nn.api.Layer l : wrapped.getLayers()) {
+            if (l.conf().getLayer() instanceof PrefixEncoderLayer) {
+                folded |= ((PrefixEncoderLayer) l.conf().getLayer()).foldedPrefix() != null;
+            }
+        }
+        m.put("peft4j", new java.util.TreeMap<>(Map.of("prefix_encoder_saved", prefixProjection() && !folded)));
+        return m;
+    }
+
+    /** {@code token_dim}, {@code num_layers}, {@code num_attention_heads}: the shape of the base's attention. */
+    @Override
+    public Set<String> baseModelKeys() {
+        return Set.of("token_dim", "num_layers", "num_attention_heads");
+    }
+
+    /** Prefix length, MLP size and trained modules fix the parameters. */
+    @Override
+    public String layoutSignature() {
+        return peftType() + " p=" + numVirtualTokens + " e=" + encoderHiddenSize + " save=" + modulesToSave;
     }
 
     /** {@code block0.attn.core} → {@code block0.attn.prefix}; otherwise {@code <core>.prefix}. */

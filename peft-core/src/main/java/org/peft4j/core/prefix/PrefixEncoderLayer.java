@@ -2,12 +2,10 @@ package org.peft4j.core.prefix;
 
 import java.util.Collection;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
-import org.deeplearning4j.nn.api.ParamInitializer;
-import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
-import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -16,11 +14,14 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.serde.jackson.shaded.NDArrayDeSerializer;
 import org.nd4j.serde.jackson.shaded.NDArraySerializer;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
+import org.nd4j.shade.jackson.annotation.JsonIgnoreProperties;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
+import org.peft4j.core.AdapterLayer;
+import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
-import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
 
@@ -46,10 +47,26 @@ import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
  * <p>{@link PrefixConfig#foldReparameterization} stores the MLP's output in this configuration
  * ({@link #foldedPrefix()}); forward then skips the MLP and backward is refused.
  *
+ * <p><b>Adapter files</b> ({@link AdapterLayer}). Every prefix layer writes its columns of Hugging
+ * Face PEFT's {@code prompt_embeddings [p, numLayers·(dk + dv)]}: the layer of attention core
+ * {@code i} (in graph order) holds columns {@code [i·(dk + dv), (i + 1)·(dk + dv))}, keys first,
+ * then values, each feature head-major, which is how PEFT splits {@code past_key_values} per layer
+ * ({@code dk = dv = token_dim}). That tensor is always the prefix forward uses: the plain
+ * parameters, the folded prefix, or the MLP evaluated at save time. While the MLP is live (not
+ * folded) its weights are saved as well, so training can resume, in PyTorch orientation under
+ * PEFT's {@code PrefixEncoder} names, per core: {@code base_model.model.<core>.prefix_encoder.}
+ * {@code embedding.weight [p, dk]}, {@code transform.0.weight [e, dk]}, {@code transform.0.bias [e]},
+ * {@code transform.2.weight [dk + dv, e]}, {@code transform.2.bias [dk + dv]}. PEFT itself keeps only
+ * {@code prompt_embeddings} and drops the MLP.
+ *
+ * <p>The token input never needs a gradient, so this layer has no {@code inputGradient} flag (not in
+ * its JSON either).
+ *
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
  * flags of {@link TunerLayer} and by folding.
  */
-public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout, TunerLayer {
+@JsonIgnoreProperties({"inputGradient"})
+public class PrefixEncoderLayer extends BaseTunerLayer implements AdapterLayer {
     private static final long serialVersionUID = 1L;
 
     public static final String PREFIX_K = "prefixK";
@@ -60,6 +77,15 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     public static final String PREFIX_W2 = "prefixW2";
     public static final String PREFIX_B2 = "prefixB2";
 
+    /** Name of the model-level tensor of all prefixes in adapter files, as Hugging Face PEFT names it. */
+    public static final String FILE_TENSOR = "prompt_embeddings";
+
+    @JsonProperty("attentionCore")
+    private String attentionCore;
+    @JsonProperty("layerIndex")
+    private int layerIndex;
+    @JsonProperty("numLayers")
+    private int numLayers;
     @JsonProperty("numVirtualTokens")
     private int numVirtualTokens;
     @JsonProperty("keySize")
@@ -68,8 +94,6 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     private long valueSize;
     @JsonProperty("encoderHiddenSize")
     private int encoderHiddenSize;
-    @JsonProperty("adapterEnabled")
-    private boolean adapterEnabled = true;
     @JsonProperty("foldedPrefix")
     @JsonSerialize(using = NDArraySerializer.class)
     @JsonDeserialize(using = NDArrayDeSerializer.class)
@@ -80,16 +104,27 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     }
 
     /**
+     * @param attentionCore the base model's attention core this prefix extends
+     * @param layerIndex the core's position among the graph's attention cores, {@code 0 … numLayers − 1}
+     * @param numLayers how many attention cores get a prefix (PEFT's {@code num_layers})
      * @param numVirtualTokens {@code p > 0}
      * @param keySize {@code dk}
      * @param valueSize {@code dv}
      * @param encoderHiddenSize {@code e}, 0 for plain prefixes
      */
-    public PrefixEncoderLayer(int numVirtualTokens, long keySize, long valueSize, int encoderHiddenSize) {
+    public PrefixEncoderLayer(String attentionCore, int layerIndex, int numLayers, int numVirtualTokens, long keySize,
+                              long valueSize, int encoderHiddenSize) {
         if (numVirtualTokens <= 0 || keySize <= 0 || valueSize <= 0 || encoderHiddenSize < 0) {
             throw new IllegalArgumentException("prefix encoder: need p > 0, dk > 0, dv > 0, e >= 0; got p="
                     + numVirtualTokens + ", dk=" + keySize + ", dv=" + valueSize + ", e=" + encoderHiddenSize);
         }
+        if (layerIndex < 0 || layerIndex >= numLayers) {
+            throw new IllegalArgumentException("prefix encoder: layerIndex must be in [0, " + numLayers + "); got "
+                    + layerIndex);
+        }
+        this.attentionCore = java.util.Objects.requireNonNull(attentionCore, "attentionCore must not be null");
+        this.layerIndex = layerIndex;
+        this.numLayers = numLayers;
         this.numVirtualTokens = numVirtualTokens;
         this.keySize = keySize;
         this.valueSize = valueSize;
@@ -128,6 +163,61 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
         this.foldedPrefix = prefix;
     }
 
+    /** The attention core this prefix extends. */
+    @Override
+    public String baseLayerName() {
+        return attentionCore;
+    }
+
+    /** The core's position among the graph's attention cores. */
+    @JsonIgnore
+    public int layerIndex() {
+        return layerIndex;
+    }
+
+    /** The MLP's weights while it is live (reparameterised and not folded); none otherwise. */
+    @Override
+    public List<FrozenDenseLayer.SavedTensor> savedTensors() {
+        if (encoderHiddenSize == 0 || foldedPrefix != null) {
+            return List.of();
+        }
+        return List.of(new FrozenDenseLayer.SavedTensor(PREFIX_EMB, "prefix_encoder.embedding.weight", true),
+                new FrozenDenseLayer.SavedTensor(PREFIX_W1, "prefix_encoder.transform.0.weight", true),
+                new FrozenDenseLayer.SavedTensor(PREFIX_B1, "prefix_encoder.transform.0.bias", false),
+                new FrozenDenseLayer.SavedTensor(PREFIX_W2, "prefix_encoder.transform.2.weight", true),
+                new FrozenDenseLayer.SavedTensor(PREFIX_B2, "prefix_encoder.transform.2.bias", false));
+    }
+
+    /**
+     * This layer's columns of {@value #FILE_TENSOR}: {@code Pkᵀ} then {@code Pvᵀ} for plain prefixes,
+     * one computed block {@code Pᵀ} otherwise (folded or from the MLP).
+     *
+     * @throws IllegalStateException for a configuration without its layer position (deserialized
+     *     from before adapter files held prefixes): wrap the base model again
+     */
+    @Override
+    public List<SharedBlock> sharedBlocks() {
+        if (numLayers <= 0) {
+            throw new IllegalStateException("prefix layer " + getLayerName() + " does not know its position among the "
+                    + "attention cores (a configuration from before prefix adapter files); wrap the base model again");
+        }
+        long width = keySize + valueSize;
+        long[] shape = {numVirtualTokens, numLayers * width};
+        long offset = layerIndex * width;
+        if (encoderHiddenSize == 0 && foldedPrefix == null) {
+            return List.of(new SharedBlock(FILE_TENSOR, shape, offset, keySize, PREFIX_K),
+                    new SharedBlock(FILE_TENSOR, shape, offset + keySize, valueSize, PREFIX_V));
+        }
+        return List.of(new SharedBlock(FILE_TENSOR, shape, offset, width, null));
+    }
+
+    /** {@code Pᵀ [p, dk + dv]}: the folded prefix, or the MLP evaluated on {@code params}. */
+    @Override
+    public INDArray sharedBlockValue(SharedBlock block, Map<String, INDArray> params) {
+        INDArray p = foldedPrefix != null ? foldedPrefix : PrefixEncoderLayerImpl.mlpPrefix(params);
+        return p.transpose();
+    }
+
     /** The token input never needs a gradient: ignored. */
     @Override
     public void setInputGradient(boolean inputGradient) {
@@ -137,17 +227,6 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     @JsonIgnore
     public boolean isInputGradient() {
         return false;
-    }
-
-    @Override
-    @JsonIgnore
-    public boolean isAdapterEnabled() {
-        return adapterEnabled;
-    }
-
-    @Override
-    public void setAdapterEnabled(boolean enabled) {
-        this.adapterEnabled = enabled;
     }
 
     @Override
@@ -207,11 +286,6 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     }
 
     @Override
-    public ParamInitializer initializer() {
-        return ParamLayoutInitializer.INSTANCE;
-    }
-
-    @Override
     public InputType getOutputType(int layerIndex, InputType inputType) {
         return InputType.recurrent(keySize + valueSize, numVirtualTokens);
     }
@@ -222,25 +296,15 @@ public class PrefixEncoderLayer extends FeedForwardLayer implements ParamLayout,
     }
 
     @Override
-    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
-        return null;
-    }
-
-    @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
         InputType out = getOutputType(-1, inputType);
         return ParamLayoutInitializer.memoryReport(this, inputType, out, out.arrayElementsPerExample());
     }
 
     @Override
-    public boolean isPretrainParam(String paramName) {
-        return false;
-    }
-
-    @Override
     public String toString() {
         return "PrefixEncoderLayer(name=" + getLayerName() + ", p=" + numVirtualTokens + ", dk=" + keySize + ", dv="
                 + valueSize + ", encoderHiddenSize=" + encoderHiddenSize + ", folded=" + (foldedPrefix != null)
-                + ", enabled=" + adapterEnabled + ")";
+                + ", enabled=" + isAdapterEnabled() + ")";
     }
 }

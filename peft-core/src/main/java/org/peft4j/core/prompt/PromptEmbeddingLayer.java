@@ -2,12 +2,10 @@ package org.peft4j.core.prompt;
 
 import java.util.Collection;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
-import org.deeplearning4j.nn.api.ParamInitializer;
-import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
-import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -18,8 +16,10 @@ import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
+import org.peft4j.core.AdapterLayer;
+import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
-import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 import org.peft4j.core.prompt.internal.PromptLayerImpl;
 
@@ -38,35 +38,41 @@ import org.peft4j.core.prompt.internal.PromptLayerImpl;
  * ({@link PromptInit}) and kept in this configuration. No weight decay on the prompt. With
  * {@code p = 0}, or disabled, the layer passes its input and mask through unchanged.
  *
+ * <p>In adapter files ({@link AdapterLayer}) the prompt is Hugging Face PEFT's
+ * {@code prompt_embeddings [p, d]}, i.e. {@code Eᵀ}: one row per virtual token.
+ *
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
  * flags of {@link TunerLayer}.
  */
-public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayout, TunerLayer {
+public class PromptEmbeddingLayer extends BaseTunerLayer implements AdapterLayer {
     private static final long serialVersionUID = 1L;
 
     /** Parameter key of the virtual-token embeddings {@code E [d, p]}. */
     public static final String PROMPT_KEY = "prompt";
 
+    /** Name of the model-level tensor holding the prompt in adapter files, as Hugging Face PEFT names it. */
+    public static final String FILE_TENSOR = "prompt_embeddings";
+
+    @JsonProperty("embeddingLayer")
+    private String embeddingLayer;
     @JsonProperty("numVirtualTokens")
     private int numVirtualTokens;
     @JsonProperty("initialPrompt")
     @JsonSerialize(using = NDArraySerializer.class)
     @JsonDeserialize(using = NDArrayDeSerializer.class)
     private INDArray initialPrompt;
-    @JsonProperty("inputGradient")
-    private boolean inputGradient = true;
-    @JsonProperty("adapterEnabled")
-    private boolean adapterEnabled = true;
 
     /** For JSON deserialization. */
     protected PromptEmbeddingLayer() {
     }
 
     /**
+     * @param embeddingLayer the base model's token embedding this layer follows
      * @param size the embedding width {@code d}
      * @param initialPrompt the initial {@code E [d, p]} (p may be 0: then null is accepted)
      */
-    public PromptEmbeddingLayer(long size, INDArray initialPrompt) {
+    public PromptEmbeddingLayer(String embeddingLayer, long size, INDArray initialPrompt) {
+        this.embeddingLayer = java.util.Objects.requireNonNull(embeddingLayer, "embeddingLayer must not be null");
         if (size <= 0) {
             throw new IllegalArgumentException("prompt: embedding width must be positive; got " + size);
         }
@@ -85,26 +91,25 @@ public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayou
         return numVirtualTokens;
     }
 
+    /** The token embedding this prompt follows. */
     @Override
-    public void setInputGradient(boolean inputGradient) {
-        this.inputGradient = inputGradient;
+    public String baseLayerName() {
+        return embeddingLayer;
     }
 
+    /** None of its own: the prompt is the model-level {@value #FILE_TENSOR} ({@link #sharedBlocks()}). */
     @Override
-    @JsonIgnore
-    public boolean isInputGradient() {
-        return inputGradient;
+    public List<FrozenDenseLayer.SavedTensor> savedTensors() {
+        return List.of();
     }
 
+    /** The whole of {@value #FILE_TENSOR} {@code [p, d]}, held as {@code E [d, p]}; none when {@code p = 0}. */
     @Override
-    @JsonIgnore
-    public boolean isAdapterEnabled() {
-        return adapterEnabled;
-    }
-
-    @Override
-    public void setAdapterEnabled(boolean enabled) {
-        this.adapterEnabled = enabled;
+    public List<SharedBlock> sharedBlocks() {
+        if (numVirtualTokens == 0) {
+            return List.of();
+        }
+        return List.of(new SharedBlock(FILE_TENSOR, new long[] {numVirtualTokens, nIn}, 0, nIn, PROMPT_KEY));
     }
 
     @Override
@@ -139,11 +144,6 @@ public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayou
     }
 
     @Override
-    public ParamInitializer initializer() {
-        return ParamLayoutInitializer.INSTANCE;
-    }
-
-    @Override
     public InputType getOutputType(int layerIndex, InputType inputType) {
         if (inputType instanceof InputType.InputTypeRecurrent) {
             long t = ((InputType.InputTypeRecurrent) inputType).getTimeSeriesLength();
@@ -158,23 +158,13 @@ public class PromptEmbeddingLayer extends FeedForwardLayer implements ParamLayou
     }
 
     @Override
-    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
-        return null;
-    }
-
-    @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
         return ParamLayoutInitializer.memoryReport(this, inputType, getOutputType(-1, inputType), 0);
     }
 
     @Override
-    public boolean isPretrainParam(String paramName) {
-        return false;
-    }
-
-    @Override
     public String toString() {
         return "PromptEmbeddingLayer(name=" + getLayerName() + ", d=" + nIn + ", p=" + numVirtualTokens
-                + ", enabled=" + adapterEnabled + ")";
+                + ", enabled=" + isAdapterEnabled() + ")";
     }
 }

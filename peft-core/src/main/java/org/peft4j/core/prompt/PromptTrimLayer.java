@@ -3,11 +3,8 @@ package org.peft4j.core.prompt;
 import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.Map;
-import org.deeplearning4j.nn.api.ParamInitializer;
-import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
-import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -15,7 +12,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.peft4j.core.TunerLayer;
-import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 import org.peft4j.core.prompt.internal.PromptLayerImpl;
 
@@ -33,15 +30,11 @@ import org.peft4j.core.prompt.internal.PromptLayerImpl;
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by the
  * flags of {@link TunerLayer}.
  */
-public class PromptTrimLayer extends FeedForwardLayer implements ParamLayout, TunerLayer {
+public class PromptTrimLayer extends BaseTunerLayer {
     private static final long serialVersionUID = 1L;
 
     @JsonProperty("numVirtualTokens")
     private int numVirtualTokens;
-    @JsonProperty("inputGradient")
-    private boolean inputGradient = true;
-    @JsonProperty("adapterEnabled")
-    private boolean adapterEnabled = true;
 
     /** For JSON deserialization. */
     protected PromptTrimLayer() {
@@ -60,28 +53,6 @@ public class PromptTrimLayer extends FeedForwardLayer implements ParamLayout, Tu
     @JsonIgnore
     public int numVirtualTokens() {
         return numVirtualTokens;
-    }
-
-    @Override
-    public void setInputGradient(boolean inputGradient) {
-        this.inputGradient = inputGradient;
-    }
-
-    @Override
-    @JsonIgnore
-    public boolean isInputGradient() {
-        return inputGradient;
-    }
-
-    @Override
-    @JsonIgnore
-    public boolean isAdapterEnabled() {
-        return adapterEnabled;
-    }
-
-    @Override
-    public void setAdapterEnabled(boolean enabled) {
-        this.adapterEnabled = enabled;
     }
 
     @Override
@@ -108,11 +79,6 @@ public class PromptTrimLayer extends FeedForwardLayer implements ParamLayout, Tu
     }
 
     @Override
-    public ParamInitializer initializer() {
-        return ParamLayoutInitializer.INSTANCE;
-    }
-
-    @Override
     public InputType getOutputType(int layerIndex, InputType inputType) {
         if (inputType instanceof InputType.InputTypeRecurrent) {
             long t = ((InputType.InputTypeRecurrent) inputType).getTimeSeriesLength();
@@ -127,22 +93,12 @@ public class PromptTrimLayer extends FeedForwardLayer implements ParamLayout, Tu
     }
 
     @Override
-    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
-        return null;
-    }
-
-    @Override
     public LayerMemoryReport getMemoryReport(InputType inputType) {
         return ParamLayoutInitializer.memoryReport(this, inputType, getOutputType(-1, inputType), 0);
     }
 
     @Override
-    public boolean isPretrainParam(String paramName) {
-        return false;
-    }
-
-    @Override
     public String toString() {
-        return "PromptTrimLayer(name=" + getLayerName() + ", p=" + numVirtualTokens + ", enabled=" + adapterEnabled + ")";
+        return "PromptTrimLayer(name=" + getLayerName() + ", p=" + numVirtualTokens + ", enabled=" + isAdapterEnabled() + ")";
     }
 }

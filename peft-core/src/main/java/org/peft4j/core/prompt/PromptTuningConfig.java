@@ -1,10 +1,13 @@
 package org.peft4j.core.prompt;
 
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.TreeMap;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
@@ -104,6 +107,11 @@ public final class PromptTuningConfig implements PeftConfig {
         return embeddingLayer;
     }
 
+    /** The vertex name of the inserted {@link PromptEmbeddingLayer}: {@code <embeddingLayer>.prompt}. */
+    public String promptLayerName() {
+        return embeddingLayer + ".prompt";
+    }
+
     /** The output layer before which the virtual positions are dropped. */
     public String outputLayer() {
         return outputLayer;
@@ -127,6 +135,62 @@ public final class PromptTuningConfig implements PeftConfig {
     @Override
     public BiasMode bias() {
         return BiasMode.NONE;
+    }
+
+    /**
+     * Hugging Face PEFT's {@code adapter_config.json} keys for prompt tuning: {@code peft_type},
+     * {@code num_virtual_tokens}, {@code prompt_tuning_init} ({@code "RANDOM"} or {@code "TEXT"}),
+     * {@code prompt_tuning_init_text} (always null: peft4j starts from token ids, not text),
+     * {@code num_transformer_submodules} 1 (decoder only), {@code modules_to_save}; {@code token_dim}
+     * comes from the wrapped graph ({@link #toAdapterConfig(ComputationGraph)}). peft4j's extension
+     * keys: {@code embedding_layer}, {@code output_layer} and, for TEXT init, {@code init_token_ids}.
+     */
+    @Override
+    public Map<String, Object> toAdapterConfig() {
+        Map<String, Object> m = new TreeMap<>();
+        m.put("peft_type", peftType());
+        m.put("num_virtual_tokens", numVirtualTokens);
+        m.put("token_dim", null);
+        m.put("num_transformer_submodules", 1);
+        m.put("prompt_tuning_init", init.name());
+        m.put("prompt_tuning_init_text", null);
+        m.put("tokenizer_name_or_path", null);
+        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new ArrayList<>(modulesToSave));
+        m.put("inference_mode", true);
+        m.put("task_type", null);
+        m.put("base_model_name_or_path", null);
+        Map<String, Object> ext = new TreeMap<>();
+        ext.put("embedding_layer", embeddingLayer);
+        ext.put("output_layer", outputLayer);
+        if (init == PromptInit.TEXT) {
+            ext.put("init_token_ids", new ArrayList<>(initTokens));
+        }
+        m.put("peft4j", ext);
+        return m;
+    }
+
+    /** With {@code token_dim}: the width of the prompt in {@code wrapped} (that of the embedding it follows). */
+    @Override
+    public Map<String, Object> toAdapterConfig(ComputationGraph wrapped) {
+        Map<String, Object> m = toAdapterConfig();
+        Layer prompt = Vertices.layerOf(wrapped.getConfiguration(), promptLayerName());
+        if (prompt instanceof PromptEmbeddingLayer) {
+            m.put("token_dim", ((PromptEmbeddingLayer) prompt).getNIn());
+        }
+        return m;
+    }
+
+    /** {@code token_dim}: the embedding width the prompt was trained for. */
+    @Override
+    public Set<String> baseModelKeys() {
+        return Set.of("token_dim");
+    }
+
+    /** The number of virtual tokens and where the two layers go (the initial prompt is only a starting value). */
+    @Override
+    public String layoutSignature() {
+        return peftType() + " p=" + numVirtualTokens + " after=" + embeddingLayer + " before=" + outputLayer + " save="
+                + modulesToSave;
     }
 
     @Override
@@ -165,7 +229,7 @@ public final class PromptTuningConfig implements PeftConfig {
             }
         }
         return List.of(
-                GraphEdit.insertAfter(embeddingLayer, embeddingLayer + ".prompt", new PromptEmbeddingLayer(d, prompt)),
+                GraphEdit.insertAfter(embeddingLayer, promptLayerName(), new PromptEmbeddingLayer(embeddingLayer, d, prompt)),
                 GraphEdit.insertBefore(outputLayer, outputLayer + ".trim", new PromptTrimLayer(d, numVirtualTokens)));
     }
 

@@ -123,7 +123,7 @@ class AdapterBehaviourTest {
     void mergeAndUnloadAndMergeAreRefusedWithTheReason() {
         PeftModel peft = Peft.wrap(baseMlp(), adapters());
         IllegalStateException e = assertThrows(IllegalStateException.class, peft::mergeAndUnload);
-        assertTrue(e.getMessage().contains("mergeAndUnload(): BOTTLENECK_ADAPTER adds layers that no stock DL4J layer "
+        assertTrue(e.getMessage().contains("mergeAndUnload(): BOTTLENECK adds layers that no stock DL4J layer "
                 + "can absorb [dense1.adapter, dense2.adapter]"), e.getMessage());
         e = assertThrows(IllegalStateException.class, peft::merge);
         assertTrue(e.getMessage().startsWith("merge(): "), e.getMessage());

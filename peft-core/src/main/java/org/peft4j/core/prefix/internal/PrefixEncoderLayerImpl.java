@@ -28,10 +28,21 @@ public final class PrefixEncoderLayerImpl extends BaseLayer<PrefixEncoderLayer> 
 
     /** The MLP's hidden layer {@code H [p, e]} (a fresh array). */
     private INDArray hidden() {
+        return hidden(params);
+    }
+
+    private static INDArray hidden(java.util.Map<String, INDArray> params) {
         INDArray h = Nd4j.gemm(params.get(PrefixEncoderLayer.PREFIX_EMB), params.get(PrefixEncoderLayer.PREFIX_W1),
                 true, false);
         h.addiRowVector(params.get(PrefixEncoderLayer.PREFIX_B1));
         return Transforms.tanh(h, false);
+    }
+
+    /** The reparameterisation MLP's output {@code P [dk + dv, p]} for a parameter table (as forward computes it). */
+    public static INDArray mlpPrefix(java.util.Map<String, INDArray> params) {
+        INDArray y = hidden(params).mmul(params.get(PrefixEncoderLayer.PREFIX_W2));
+        y.addiRowVector(params.get(PrefixEncoderLayer.PREFIX_B2));
+        return y.transpose();
     }
 
     /** The prefix {@code P [dk + dv, p]}: folded, plain, or from the MLP. */
@@ -43,9 +54,7 @@ public final class PrefixEncoderLayerImpl extends BaseLayer<PrefixEncoderLayer> 
         if (c.encoderHiddenSize() == 0) {
             return Nd4j.concat(0, params.get(PrefixEncoderLayer.PREFIX_K), params.get(PrefixEncoderLayer.PREFIX_V));
         }
-        INDArray y = hidden().mmul(params.get(PrefixEncoderLayer.PREFIX_W2));
-        y.addiRowVector(params.get(PrefixEncoderLayer.PREFIX_B2));
-        return y.transpose();
+        return mlpPrefix(params);
     }
 
     @Override
