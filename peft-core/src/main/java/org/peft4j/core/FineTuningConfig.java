@@ -17,7 +17,7 @@ import java.util.Set;
  *
  * <p>Thread-safety: immutable.
  */
-public final class FineTuningConfig implements PeftConfig {
+public final class FineTuningConfig implements UntargetedConfig {
 
     private final boolean full;
     private final List<String> trainable;
@@ -61,33 +61,13 @@ public final class FineTuningConfig implements PeftConfig {
     }
 
     @Override
-    public TargetModules targetModules() {
-        return null;
-    }
-
-    @Override
-    public Set<Class<? extends org.deeplearning4j.nn.conf.layers.Layer>> targetTypes() {
-        return Set.of();
-    }
-
-    @Override
     public List<String> modulesToSave() {
         return trainable;
     }
 
     @Override
-    public BiasMode bias() {
-        return BiasMode.NONE;
-    }
-
-    @Override
     public boolean trainsEverything() {
         return full;
-    }
-
-    @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
-        throw new UnsupportedOperationException(peftType() + " adapts no layers");
     }
 
     @Override

@@ -11,11 +11,8 @@ import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.nd4j.linalg.activations.Activation;
-import org.peft4j.core.BiasMode;
-import org.peft4j.core.DenseTarget;
-import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
-import org.peft4j.core.PeftConfig;
+import org.peft4j.core.UntargetedConfig;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
@@ -46,7 +43,7 @@ import org.peft4j.core.internal.Vertices;
  *
  * <p>Thread-safety: immutable; the builder is not thread-safe.
  */
-public final class AdapterConfig implements PeftConfig {
+public final class AdapterConfig implements UntargetedConfig {
 
     /** Suffix of an adapter's vertex name: {@code <layer>.adapter}. */
     public static final String NAME_SUFFIX = ".adapter";
@@ -132,25 +129,9 @@ public final class AdapterConfig implements PeftConfig {
         return bottleneckSize > 0 ? bottleneckSize : Math.max(1, d / reductionFactor);
     }
 
-    /** Adapters adapt no layer in place: null. */
-    @Override
-    public TargetModules targetModules() {
-        return null;
-    }
-
-    @Override
-    public Set<Class<? extends Layer>> targetTypes() {
-        return Set.of();
-    }
-
     @Override
     public List<String> modulesToSave() {
         return modulesToSave;
-    }
-
-    @Override
-    public BiasMode bias() {
-        return BiasMode.NONE;
     }
 
     /**
@@ -186,11 +167,6 @@ public final class AdapterConfig implements PeftConfig {
     public String layoutSignature() {
         return peftType() + " " + architecture + " after=" + insertAfter + " factor=" + reductionFactor + " m="
                 + bottleneckSize + " act=" + nonlinearity + " save=" + modulesToSave;
-    }
-
-    @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
-        throw new UnsupportedOperationException(peftType() + " inserts layers; it adapts no layer in place");
     }
 
     /**

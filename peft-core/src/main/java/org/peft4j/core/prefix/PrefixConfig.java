@@ -15,13 +15,9 @@ import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
-import org.peft4j.core.BiasMode;
-import org.peft4j.core.DenseTarget;
-import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
-import org.peft4j.core.PeftConfig;
+import org.peft4j.core.UntargetedConfig;
 import org.peft4j.core.PeftModel;
-import org.peft4j.core.TargetModules;
 import org.peft4j.core.blocks.AttentionCore;
 import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
@@ -64,7 +60,7 @@ import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
  * <p>Thread-safety: immutable; the builder is not thread-safe. Folding changes the model: not
  * while another thread uses it.
  */
-public final class PrefixConfig implements PeftConfig {
+public final class PrefixConfig implements UntargetedConfig {
 
     private final int numVirtualTokens;
     private final int encoderHiddenSize;
@@ -109,30 +105,9 @@ public final class PrefixConfig implements PeftConfig {
         return encoderHiddenSize > 0;
     }
 
-    /** Prefix tuning adapts no layer in place: null. */
-    @Override
-    public TargetModules targetModules() {
-        return null;
-    }
-
-    @Override
-    public Set<Class<? extends Layer>> targetTypes() {
-        return Set.of();
-    }
-
     @Override
     public List<String> modulesToSave() {
         return modulesToSave;
-    }
-
-    @Override
-    public BiasMode bias() {
-        return BiasMode.NONE;
-    }
-
-    @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
-        throw new UnsupportedOperationException(peftType() + " replaces attention cores; it adapts no layer in place");
     }
 
     /**

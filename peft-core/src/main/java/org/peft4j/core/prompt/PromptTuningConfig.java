@@ -16,12 +16,8 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
-import org.peft4j.core.BiasMode;
-import org.peft4j.core.DenseTarget;
-import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
-import org.peft4j.core.PeftConfig;
-import org.peft4j.core.TargetModules;
+import org.peft4j.core.UntargetedConfig;
 import org.peft4j.core.blocks.Transformers;
 import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
@@ -49,7 +45,7 @@ import org.peft4j.core.internal.Vertices;
  *
  * <p>Thread-safety: immutable; the builder is not thread-safe.
  */
-public final class PromptTuningConfig implements PeftConfig {
+public final class PromptTuningConfig implements UntargetedConfig {
 
     private final int numVirtualTokens;
     private final PromptInit init;
@@ -118,23 +114,8 @@ public final class PromptTuningConfig implements PeftConfig {
     }
 
     @Override
-    public TargetModules targetModules() {
-        return null;
-    }
-
-    @Override
-    public Set<Class<? extends Layer>> targetTypes() {
-        return Set.of();
-    }
-
-    @Override
     public List<String> modulesToSave() {
         return modulesToSave;
-    }
-
-    @Override
-    public BiasMode bias() {
-        return BiasMode.NONE;
     }
 
     /**
@@ -191,11 +172,6 @@ public final class PromptTuningConfig implements PeftConfig {
     public String layoutSignature() {
         return peftType() + " p=" + numVirtualTokens + " after=" + embeddingLayer + " before=" + outputLayer + " save="
                 + modulesToSave;
-    }
-
-    @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
-        throw new UnsupportedOperationException(peftType() + " inserts layers; it adapts no layer in place");
     }
 
     /**
