@@ -67,15 +67,7 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     }
 
     private INDArray ncw(INDArray in, long batch) {
-        INDArray x = in.castTo(dataType);
-        if (x.rank() == 3) {
-            return x;
-        }
-        if (x.rank() == 2) {
-            return Layouts.ncwFromTimeDistributed(x, batch, "vertex \"" + vertexName + "\"");
-        }
-        throw new DL4JInvalidInputException("vertex \"" + vertexName + "\" expects [batch, features, time] or "
-                + "[batch·time, features] inputs, got " + Arrays.toString(in.shape()));
+        return Layouts.ncwInput(in, batch, dataType, vertexName);
     }
 
     private State run() {

@@ -2,6 +2,7 @@ package org.peft4j.core.blocks.internal;
 
 import java.util.Arrays;
 import org.deeplearning4j.exception.DL4JInvalidInputException;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
@@ -76,6 +77,24 @@ public final class Layouts {
         }
         INDArray f = x2.ordering() == 'f' ? x2 : x2.dup('f');
         return f.reshape('f', batch, x2.size(0) / batch, x2.size(1)).permute(0, 2, 1);
+    }
+
+    /**
+     * A sequence input of a vertex as NCW {@code [B, f, T]} in {@code dataType}: rank 3 as it is,
+     * rank 2 read as time-distributed rows (see {@link #ncwFromTimeDistributed}).
+     *
+     * @throws DL4JInvalidInputException for any other rank, naming {@code vertexName} and the shape
+     */
+    public static INDArray ncwInput(INDArray in, long batch, DataType dataType, String vertexName) {
+        INDArray x = in.castTo(dataType);
+        if (x.rank() == 3) {
+            return x;
+        }
+        if (x.rank() == 2) {
+            return ncwFromTimeDistributed(x, batch, "vertex \"" + vertexName + "\"");
+        }
+        throw new DL4JInvalidInputException("vertex \"" + vertexName + "\" expects [batch, features, time] or "
+                + "[batch·time, features] inputs, got " + Arrays.toString(in.shape()));
     }
 
     /** NCW {@code [B, f, T]} → DL4J time-distributed rows {@code [B·T, f]} (row b + B·t), a copy. */
