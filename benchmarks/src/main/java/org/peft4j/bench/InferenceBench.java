@@ -21,9 +21,11 @@ import org.peft4j.lora.LoraConfig;
 
 /**
  * Inference ({@code output}) of a 4-layer d = 1024 MLP: the base graph, the graph with unmerged
- * LoRA adapters (r = 8 on every weight matrix), and the same adapters merged
- * ({@link PeftModel#merge()}), and QLoRA over the NF4 base. Targets: unmerged ≤ 1.10 × base;
- * merged = base; QLoRA at batch 1 faster than the float base.
+ * LoRA adapters (r = 8 on every weight matrix), the same adapters merged in place
+ * ({@link PeftModel#merge()}: still the wrapped graph, whose output layer is split into a dense
+ * projection and a loss layer), the merged graph unloaded to stock DL4J layers
+ * ({@link PeftModel#mergeAndUnload()}), and QLoRA over the NF4 base. Targets: unmerged ≤ 1.10 ×
+ * base; merged = base; QLoRA at batch 1 faster than the float base.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -41,6 +43,7 @@ public class InferenceBench {
     private ComputationGraph base;
     private ComputationGraph unmerged;
     private ComputationGraph merged;
+    private ComputationGraph unloaded;
     private ComputationGraph qlora;
     private INDArray x;
 
@@ -52,6 +55,7 @@ public class InferenceBench {
         PeftModel m = Peft.wrap(base, cfg);
         m.merge();
         merged = m.graph();
+        unloaded = Peft.wrap(base, cfg).mergeAndUnload();
         qlora = Peft.wrap(base, org.peft4j.quant.QLoraConfig.of(cfg,
                 org.peft4j.quant.QuantSpec.nf4().withDoubleQuant(true))).graph();
         x = BenchGraphs.features(batch, D);
@@ -70,6 +74,11 @@ public class InferenceBench {
     @Benchmark
     public INDArray loraMergedForward() {
         return merged.outputSingle(x);
+    }
+
+    @Benchmark
+    public INDArray loraMergedAndUnloadedForward() {
+        return unloaded.outputSingle(x);
     }
 
     /** LoRA over the NF4 base: at batch 1 the 4-bit GEMV reads 7.7× fewer weight bytes than float. */
