@@ -567,10 +567,14 @@ public final class GraphRewriter {
         return n;
     }
 
-    /** A copy of {@code a} outside any workspace. */
+    /**
+     * A copy of {@code a} outside any workspace, in {@code a}'s own ordering: DL4J holds dense
+     * weights in 'f' order, and ND4J's batch-1 product with a 'c'-order copy of a 1024 × 1024
+     * weight takes about 1.7× as long (measured with nd4j-native 1.0.0-M2.1).
+     */
     public static INDArray detachedCopy(INDArray a) {
         try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
-            return a.dup();
+            return a.dup(a.ordering());
         }
     }
 

@@ -59,9 +59,15 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
                                     LayerWorkspaceMgr mgr) {
         LoraDenseLayer c = lora();
         INDArray xd = branchInput(x, training, ArrayType.FF_WORKING_MEM, mgr);
+        INDArray a = params.get(LoraDenseLayer.LORA_A);
+        INDArray b = params.get(LoraDenseLayer.LORA_B);
+        if (SmallBatchBranch.applies(xd, a, b, z)) {
+            SmallBatchBranch.addInto(xd, a, b, c.scaling(), z);
+            return;
+        }
         INDArray h = mgr.createUninitialized(ArrayType.FF_WORKING_MEM, dataType, x.size(0), c.rank());
-        Nd4j.gemm(xd, params.get(LoraDenseLayer.LORA_A), h, false, false, 1.0, 0.0);
-        Nd4j.gemm(h, params.get(LoraDenseLayer.LORA_B), z, false, false, c.scaling(), 1.0);
+        Nd4j.gemm(xd, a, h, false, false, 1.0, 0.0);
+        Nd4j.gemm(h, b, z, false, false, c.scaling(), 1.0);
     }
 
     @Override
