@@ -12,10 +12,10 @@ import org.peft4j.quant.internal.Adam8bitUpdater;
 /**
  * Adam with 8-bit blockwise optimizer state, as bitsandbytes' {@code Adam8bit}: both moments are
  * held as one 8-bit code per parameter plus one float32 scale per block of {@value #DEFAULT_BLOCK_SIZE},
- * dequantized for each update and re-quantized after it. The codes are 2 bytes per parameter; held
- * in DL4J's float32 state array three codes to a float (see {@link Adam8bitUpdater} for why not
- * four), the state costs about 2.7 bytes per parameter instead of float Adam's 8
- * ({@link #stateSize}: {@code ⌈2n/3⌉ + 2⌈n/256⌉} floats).
+ * dequantized for each update and re-quantized after it. The codes are 2 bytes per parameter, held
+ * in DL4J's float32 state array four codes to a float (see {@link Adam8bitUpdater} for the bit
+ * layout), so with the scales the state costs 2.03 bytes per parameter at block 256 instead of
+ * float Adam's 8 ({@link #stateSize}: {@code ⌈n/2⌉ + 2⌈n/256⌉} floats).
  *
  * <p>Per step, with {@code g} the gradient and {@code t} the 1-based iteration:
  * <pre>
@@ -26,9 +26,11 @@ import org.peft4j.quant.internal.Adam8bitUpdater;
  * uses the unsigned map for {@code v}; the signed one spends a bit on a sign {@code v} never has).
  *
  * <p>Usable wherever DL4J takes an {@link IUpdater}: adapter parameters or full fine-tuning. The
- * state lives in DL4J's updater state array (codes packed as exact integer floats), so it survives
- * {@code clone()}, {@code ModelSerializer} and checkpoints like any updater state. The state is read
- * and written as ordinary float values, so it works on any backend.
+ * state lives in DL4J's updater state array (codes packed into the bits of normal, finite floats),
+ * so it survives {@code clone()}, {@code ModelSerializer} and checkpoints like any updater state.
+ * It is read and written as float values on the Java side, so it works on any backend; it must not
+ * be averaged or otherwise computed on as numbers (as parameter-averaging trainers do with
+ * updater state).
  *
  * <p>bitsandbytes' <em>paged</em> optimizers exist to survive GPU memory spikes by paging state
  * to host memory through CUDA unified memory; on the CPU backend the state already lives in host
@@ -103,11 +105,11 @@ public final class Adam8bit implements IUpdater {
 
     /**
      * Floats of DL4J's state array for {@code numParams} parameters: the codes of both moments,
-     * three per float, then the block scales.
+     * four per float (two parameters), then the block scales.
      */
     @Override
     public long stateSize(long numParams) {
-        return Adam8bitUpdater.packedFloats(2 * numParams) + 2 * ((numParams + blockSize - 1) / blockSize);
+        return Adam8bitUpdater.packedFloats(numParams) + 2 * ((numParams + blockSize - 1) / blockSize);
     }
 
     @Override

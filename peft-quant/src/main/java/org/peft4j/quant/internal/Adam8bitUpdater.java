@@ -11,14 +11,22 @@ import org.peft4j.quant.Adam8bit;
 
 /**
  * The state and update of {@link Adam8bit}. DL4J gives each updater block (consecutive parameters
- * with one updater configuration) a float32 view of the state array. This updater packs three
- * 8-bit codes into each float as the exact integer {@code c0 + 256·c1 + 65536·c2} (below 2^24, so
- * always an exactly representable, normal or zero float), in the order: {@code n} codes of
- * {@code m}, {@code n} codes of {@code v}; then {@code ⌈n/B⌉} float scales of {@code m} and as many
- * of {@code v}. Packing four codes per float would save a quarter but is not safe: some code
- * patterns read as NaN floats, and ND4J's serializer rewrites NaN payloads (measured: one corrupted
- * state word after a {@code ModelSerializer} round trip). Hand-written: ND4J has no 8-bit
- * blockwise optimizer.
+ * with one updater configuration) a float32 view of the state array. This updater packs the four
+ * 8-bit codes of two parameters {@code p, q} into the bits of one float:
+ * <pre>
+ *   bit 31      : bit 7 of v_q          bits 30..23 (exponent): v_p − 126
+ *   bits 22..15 : m_p                   bits 14..7            : m_q
+ *   bits 6..0   : bits 6..0 of v_q
+ * </pre>
+ * {@code v ≥ 0}, so its code is at least 127 (the dynamic map's zero) and the exponent field holds
+ * 1…129: every word is a normal, finite float. That matters because ND4J's serializer writes state
+ * through {@code Float.floatToIntBits}, which rewrites NaN payloads (measured: a corrupted state
+ * word after a {@code ModelSerializer} round trip when codes filled the exponent freely), and
+ * because flush-to-zero arithmetic could erase subnormals; normal floats survive copies, casts to
+ * double and back, and serialization bit for bit. An all-zero word (the initial state) reads as
+ * codes whose values are multiplied by a zero scale. After the codes, in order: {@code ⌈n/B⌉}
+ * float scales of {@code m} and as many of {@code v}. Hand-written: ND4J has no 8-bit blockwise
+ * optimizer.
  *
  * <p>Thread-safety: one instance per parameter block, used by one thread at a time.
  */
@@ -60,9 +68,41 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
         this.view = viewArray.reshape(viewArray.length());
     }
 
-    /** Floats holding {@code codes} codes, three per float. */
-    public static long packedFloats(long codes) {
-        return (codes + 2) / 3;
+    /** The dynamic map's code of 0.0, the smallest code a non-negative {@code v} gets. */
+    private static final int ZERO_CODE = 127;
+
+    /** Floats holding the codes of {@code params} parameters: two parameters (four codes) per float. */
+    public static long packedFloats(long params) {
+        return (params + 1) / 2;
+    }
+
+    /** Unpacks the codes of the first {@code count} parameters. */
+    static void unpack(float[] words, int count, byte[] mCodes, byte[] vCodes) {
+        for (int p = 0; p < count; p += 2) {
+            int w = Float.floatToRawIntBits(words[p >>> 1]);
+            int exponent = (w >>> 23) & 0xFF;
+            mCodes[p] = (byte) (w >>> 15);
+            vCodes[p] = (byte) (exponent == 0 ? ZERO_CODE : exponent + ZERO_CODE - 1);
+            if (p + 1 < count) {
+                mCodes[p + 1] = (byte) (w >>> 7);
+                vCodes[p + 1] = (byte) (((w >>> 24) & 0x80) | (w & 0x7F));
+            }
+        }
+    }
+
+    /**
+     * Packs the codes of {@code count} parameters into {@link #packedFloats}{@code (count)} words.
+     * A {@code v} code below {@link #ZERO_CODE} (possible only for a NaN moment) is stored as zero.
+     */
+    static void pack(byte[] mCodes, byte[] vCodes, int count, float[] words) {
+        for (int p = 0; p < count; p += 2) {
+            int vp = Math.max(vCodes[p] & 0xFF, ZERO_CODE);
+            int mq = p + 1 < count ? mCodes[p + 1] & 0xFF : 0;
+            int vq = p + 1 < count ? vCodes[p + 1] & 0xFF : ZERO_CODE;
+            int w = ((vq & 0x80) << 24) | ((vp - ZERO_CODE + 1) << 23) | ((mCodes[p] & 0xFF) << 15)
+                    | (mq << 7) | (vq & 0x7F);
+            words[p >>> 1] = Float.intBitsToFloat(w);
+        }
     }
 
     @Override
@@ -79,15 +119,11 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
         }
         int block = config.blockSize();
         int blocks = Blockwise8bit.blockCount(count, block);
-        int codeFloats = (int) packedFloats(2L * count);
+        int codeFloats = (int) packedFloats(count);
         float[] state = view.get(NDArrayIndex.interval(0, codeFloats + 2L * blocks)).castTo(DataType.FLOAT).toFloatVector();
-        byte[] codes = new byte[2 * count];
-        for (int i = 0; i < codes.length; i++) {
-            int word = (int) state[i / 3];
-            codes[i] = (byte) (word >>> (8 * (i % 3)));
-        }
-        byte[] mCodes = java.util.Arrays.copyOfRange(codes, 0, count);
-        byte[] vCodes = java.util.Arrays.copyOfRange(codes, count, 2 * count);
+        byte[] mCodes = new byte[count];
+        byte[] vCodes = new byte[count];
+        unpack(state, count, mCodes, vCodes);
         float[] mScale = java.util.Arrays.copyOfRange(state, codeFloats, codeFloats + blocks);
         float[] vScale = java.util.Arrays.copyOfRange(state, codeFloats + blocks, codeFloats + 2 * blocks);
 
@@ -114,16 +150,7 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
         }
         Blockwise8bit.quantizeDynamic(m, block, mCodes, mScale);
         Blockwise8bit.quantizeDynamic(v, block, vCodes, vScale);
-        System.arraycopy(mCodes, 0, codes, 0, count);
-        System.arraycopy(vCodes, 0, codes, count, count);
-        java.util.Arrays.fill(state, 0, codeFloats, 0f);
-        int[] words = new int[codeFloats];
-        for (int i = 0; i < codes.length; i++) {
-            words[i / 3] |= (codes[i] & 0xFF) << (8 * (i % 3));
-        }
-        for (int w = 0; w < codeFloats; w++) {
-            state[w] = words[w];
-        }
+        pack(mCodes, vCodes, count, state);
         System.arraycopy(mScale, 0, state, codeFloats, blocks);
         System.arraycopy(vScale, 0, state, codeFloats + blocks, blocks);
         view.get(NDArrayIndex.interval(0, state.length)).assign(Nd4j.createFromArray(state).castTo(view.dataType()));
