@@ -84,10 +84,12 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
 
     /**
      * {@code z = x·W} for the frozen weight (overwriting {@code z [batch, nOut]}). Overridden by
-     * layers that hold {@code W} in another form, e.g. 4-bit blocks.
+     * layers that hold {@code W} in another form, e.g. 4-bit blocks. Calls {@code Nd4j.gemm}
+     * directly: {@code x.mmuli(W, z)} into this 'c'-order {@code z} took 10–15× as long at
+     * {@code [2048, 64] · [64, 64…256]} (measured on nd4j-native 1.0.0-M2.1).
      */
     protected void baseForward(INDArray x, INDArray z) {
-        x.mmuli(layerConf().effectiveWeight().castTo(dataType), z);
+        Nd4j.gemm(x, layerConf().effectiveWeight().castTo(dataType), z, false, false, 1.0, 0.0);
     }
 
     /** {@code eps = delta·Wᵀ} for the frozen weight (overwriting {@code eps [batch, nIn]}). */

@@ -33,7 +33,7 @@ public final class QuantizedProducts {
             }
             z.assign(QuantizedMatmul.mmul(x, w));
         } else {
-            x.castTo(z.dataType()).mmuli(w.toINDArray().castTo(z.dataType()), z);
+            Nd4j.gemm(x.castTo(z.dataType()), w.toINDArray().castTo(z.dataType()), z, false, false, 1.0, 0.0);
         }
     }
 
