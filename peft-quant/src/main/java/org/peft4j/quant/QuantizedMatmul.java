@@ -6,6 +6,7 @@ import java.util.Objects;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.core.internal.DenseFloats;
 import org.peft4j.quant.internal.Blockwise4bit;
 import org.peft4j.quant.internal.Gemv4bit;
 import org.peft4j.quant.internal.TiledMatmul;
@@ -47,7 +48,7 @@ public final class QuantizedMatmul {
         check(x, "x", nIn, "nIn", w);
         INDArray xf = x.castTo(DataType.FLOAT);
         if (x.size(0) == 1) {
-            float[] xv = xf.dup('c').data().asFloat();
+            float[] xv = DenseFloats.isDense(xf) ? DenseFloats.read(xf) : xf.dup('c').data().asFloat();
             float[] y = new float[nOut];
             gemv(xv, w, y);
             return Nd4j.create(y, new long[] {1, nOut}, 'c');
@@ -71,7 +72,7 @@ public final class QuantizedMatmul {
         check(g, "g", nOut, "nOut", w);
         INDArray gf = g.castTo(DataType.FLOAT);
         if (g.size(0) == 1) {
-            float[] gv = gf.dup('c').data().asFloat();
+            float[] gv = DenseFloats.isDense(gf) ? DenseFloats.read(gf) : gf.dup('c').data().asFloat();
             float[] out = new float[nIn];
             gemvTransposed(gv, w, out);
             return Nd4j.create(out, new long[] {1, nIn}, 'c');
