@@ -21,11 +21,14 @@ import org.peft4j.quant.QuantizedTensor;
  * preallocated float[] (64 MiB written), against System.arraycopy of a 64 MiB float[] into the
  * same kind of buffer, the memory-bandwidth ceiling. Target: dequantize time ≤ 2× the copy time
  * (≥ 0.5× copy bandwidth, counting output bytes).
+ *
+ * <p>The fork adds the Vector API module, so on Java 25+ the vector dequantizer runs
+ * ({@code VectorKernels}); Java 17 keeps the scalar loop.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
-@Fork(value = 1, jvmArgsAppend = {"-Xmx3g"})
+@Fork(value = 1, jvmArgsAppend = {"-Xmx3g", "--add-modules=jdk.incubator.vector"})
 public class Nf4DequantizeBench {
     @Param({"4096"})
     int n;

@@ -25,11 +25,14 @@ import org.peft4j.quant.QuantizedTensor;
  * GEMM on it, repeat) for the forward {@code x · W} and the backward {@code g · Wᵀ}, against ND4J's
  * float32 GEMM with the whole float matrix resident (preallocated output). The price of 4-bit
  * storage in training. Target: NF4 ≤ 1.5× the float time.
+ *
+ * <p>The fork adds the Vector API module, so on Java 25+ the tiles are dequantized by the vector
+ * kernel ({@code VectorKernels}); Java 17 keeps the scalar loop.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
-@Fork(value = 1, jvmArgsAppend = {"-Xmx3g"})
+@Fork(value = 1, jvmArgsAppend = {"-Xmx3g", "--add-modules=jdk.incubator.vector"})
 public class Nf4MatmulBench {
     @Param({"4096"})
     int n;

@@ -180,10 +180,19 @@ public final class Blockwise4bit {
 
     /**
      * Writes elements {@code [from, to)} of the dequantized tensor to {@code out[outOff ...]}.
-     * Any range is allowed (odd starts, partial blocks).
+     * Any range is allowed (odd starts, partial blocks). Where {@link VectorKernels} enables them,
+     * whole blocks from a block-aligned start go through {@link Dequant4bitVector} (bit-identical
+     * output), the rest through the scalar loop.
      */
     public static void dequantize(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                   int from, int to, float[] out, int outOff) {
+        int done = VectorKernels.dequantize(packed, scales, blockSize, pair, from, to, out, outOff);
+        dequantizeScalar(packed, scales, blockSize, pair, from + done, to, out, outOff + done);
+    }
+
+    /** {@link #dequantize} with the scalar loop whatever {@link VectorKernels} decided. */
+    static void dequantizeScalar(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                 int from, int to, float[] out, int outOff) {
         int shift = Integer.numberOfTrailingZeros(blockSize);
         int e = from;
         int o = outOff - from;

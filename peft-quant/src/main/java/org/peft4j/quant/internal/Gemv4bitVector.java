@@ -38,9 +38,9 @@ final class Gemv4bitVector {
     /** Float lanes {@code L}: 16 with AVX-512, 8 with AVX2. */
     static final VectorSpecies<Float> FLOATS = FloatVector.SPECIES_PREFERRED;
     static final int LANES = FLOATS.length();
-    private static final VectorSpecies<Integer> INTS = IntVector.SPECIES_PREFERRED;
+    static final VectorSpecies<Integer> INTS = IntVector.SPECIES_PREFERRED;
     /** {@code L} bytes, widened to {@code L} ints. */
-    private static final VectorSpecies<Byte> BYTES =
+    static final VectorSpecies<Byte> BYTES =
             VectorSpecies.of(byte.class, VectorShape.forBitSize(Math.max(64, LANES * 8)));
 
     private Gemv4bitVector() {
@@ -124,7 +124,7 @@ final class Gemv4bitVector {
      * table; with 8, indices 8…15 are out of range for one vector and the two-vector form of
      * {@code rearrange} takes them from {@code hi}.
      */
-    private static FloatVector select(FloatVector lo, FloatVector hi, IntVector nibbles) {
+    static FloatVector select(FloatVector lo, FloatVector hi, IntVector nibbles) {
         VectorShuffle<Float> s = nibbles.toShuffle().cast(FLOATS);
         return LANES == 16 ? lo.rearrange(s) : lo.rearrange(s, hi);
     }

@@ -3,7 +3,8 @@ package org.peft4j.quant.internal;
 import java.util.Locale;
 
 /**
- * Run-time choice between the scalar kernels and the Vector API kernels ({@link Gemv4bitVector}).
+ * Run-time choice between the scalar kernels and the Vector API kernels ({@link Gemv4bitVector},
+ * {@link Dequant4bitVector}).
  *
  * <p>The Vector API is an incubator module: it is usable only when the JVM was started with
  * {@code --add-modules jdk.incubator.vector}, and how well it compiles depends on the JDK. We
@@ -65,6 +66,19 @@ public final class VectorKernels {
         return Preferred.gemv(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff);
     }
 
+    /**
+     * Dequantizes the longest run of whole blocks at the start of {@code [from, to)} with the
+     * vector kernel if it is enabled, handles the block size and {@code from} is block-aligned;
+     * returns the number of elements written (0 when it left everything to the scalar loop).
+     */
+    static int dequantize(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                          int from, int to, float[] out, int outOff) {
+        if (!ENABLED) {
+            return 0;
+        }
+        return Preferred.dequantize(packed, scales, blockSize, pair, from, to, out, outOff);
+    }
+
     /** Holds the only reference to the vector kernel, so it loads only when the module is present. */
     private static final class Preferred {
         static boolean gemv(byte[] packed, BlockScales scales, int blockSize, float[] pair,
@@ -75,6 +89,16 @@ public final class VectorKernels {
             Gemv4bitVector.gemv(packed, scales, blockSize, pair, nIn, nOut,
                     x, xOff, y, yOff);
             return true;
+        }
+
+        static int dequantize(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                              int from, int to, float[] out, int outOff) {
+            int blocks = (to - from) / blockSize;
+            if (!Dequant4bitVector.supports(blockSize) || from % blockSize != 0 || blocks == 0) {
+                return 0;
+            }
+            Dequant4bitVector.dequantize(packed, scales, blockSize, pair, from, blocks, out, outOff);
+            return blocks * blockSize;
         }
     }
 }
