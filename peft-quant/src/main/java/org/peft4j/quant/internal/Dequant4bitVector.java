@@ -12,8 +12,8 @@ import jdk.incubator.vector.VectorShuffle;
  *
  * <p>Why by hand and why vectors: the batched products ({@link TiledMatmul}) dequantize the whole
  * weight once per call, and the scalar loop (one table load and one multiply per element) took
- * about 7 ms of a 4096² product whose float GEMM takes 15 ms. Here {@code L} packed bytes (
- * {@code 2L} codes) are widened to {@code L} ints; two constant lane permutations repeat each byte
+ * about 7 ms of a 4096² product whose float GEMM takes 15 ms. Here {@code L} packed bytes
+ * ({@code 2L} codes) are widened to {@code L} ints; two constant lane permutations repeat each byte
  * twice, in element order, and a lane-wise shift by 4, 0, 4, 0 … leaves the high nibble (the
  * first element, as bitsandbytes packs it) in even lanes and the low nibble in odd lanes. Each
  * nibble vector selects from the 16-entry code table held in registers
@@ -50,10 +50,7 @@ final class Dequant4bitVector {
      */
     static void dequantize(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                            int from, int blocks, float[] out, int outOff) {
-        float[] table = new float[16];
-        for (int c = 0; c < 16; c++) {
-            table[c] = pair[(c << 4) << 1];
-        }
+        float[] table = Gemv4bitVector.codeTable(pair);
         FloatVector lo = FloatVector.fromArray(Gemv4bitVector.FLOATS, table, 0);
         FloatVector hi = FloatVector.fromArray(Gemv4bitVector.FLOATS, table, 16 - LANES);
         int shift = Integer.numberOfTrailingZeros(blockSize);

@@ -56,10 +56,7 @@ final class Gemv4bitVector {
                      int nIn, int nOut, float[] x, int xOff, float[] y, int yOff) {
         float[] even = new float[nOut / 2];
         float[] odd = new float[nOut / 2];
-        float[] table = new float[16];
-        for (int c = 0; c < 16; c++) {
-            table[c] = pair[(c << 4) << 1];
-        }
+        float[] table = codeTable(pair);
         int blockCols = nOut / blockSize;
         int tasks = (long) nIn * nOut >= PARALLEL_WORK
                 ? Math.max(1, Math.min(Runtime.getRuntime().availableProcessors(), blockCols)) : 1;
@@ -76,6 +73,18 @@ final class Gemv4bitVector {
             y[yOff + 2 * k] = even[k];
             y[yOff + 2 * k + 1] = odd[k];
         }
+    }
+
+    /**
+     * The 16 code values out of a 256-entry byte → (high, low) pair table: entry {@code c} is the
+     * high value of byte {@code c << 4}.
+     */
+    static float[] codeTable(float[] pair) {
+        float[] table = new float[16];
+        for (int c = 0; c < 16; c++) {
+            table[c] = pair[(c << 4) << 1];
+        }
+        return table;
     }
 
     /**

@@ -79,7 +79,7 @@ public final class VectorKernels {
         return Preferred.dequantize(packed, scales, blockSize, pair, from, to, out, outOff);
     }
 
-    /** Holds the only reference to the vector kernel, so it loads only when the module is present. */
+    /** Holds the only references to the vector kernels, so they load only when the module is present. */
     private static final class Preferred {
         static boolean gemv(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                             int nIn, int nOut, float[] x, int xOff, float[] y, int yOff) {
