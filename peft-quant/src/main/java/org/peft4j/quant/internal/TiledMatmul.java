@@ -1,7 +1,8 @@
 package org.peft4j.quant.internal;
 
 import java.nio.FloatBuffer;
-import java.util.stream.IntStream;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
@@ -12,124 +13,191 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
 /**
  * Batched products with a 4-bit matrix {@code W [nIn, nOut]} that never materialise the whole
  * float matrix: rows {@code [i0, i0 + kt)} of {@code W} are dequantized into one reusable float
- * tile of about {@value #TILE_FLOATS} floats, and ND4J's GEMM multiplies with it:
+ * tile of about {@value #TILE_FLOATS} floats, and BLAS multiplies with it:
  * <ul>
  *   <li>{@link #mmul}: {@code y = x · W}, accumulated tile by tile,
  *       {@code y += x[:, i0:i0+kt] · W[i0:i0+kt, :]} ({@code x [batch, nIn]}, {@code y [batch, nOut]});</li>
- *   <li>{@link #mmulTransposed}: {@code out = g · Wᵀ} over column tiles,
- *       {@code out += g[:, j0:j0+nt] · W[:, j0:j0+nt]ᵀ} ({@code g [batch, nOut]},
- *       {@code out [batch, nIn]}). Tiling by columns gives every GEMM the same shape as the forward
- *       ({@code [batch, ~256] · [~256, n]}), which BLAS runs about 1.5× faster than the row-tiled
- *       {@code W[i0:i0+kt, :] · gᵀ} with its long inner dimension and narrow output (measured at
- *       4096², batch 64).</li>
+ *   <li>{@link #mmulTransposed}: {@code out = g · Wᵀ}, one column slice of the output per tile,
+ *       {@code out[:, i0:i0+kt] = g · W[i0:i0+kt, :]ᵀ} ({@code g [batch, nOut]},
+ *       {@code out [batch, nIn]}).</li>
  * </ul>
  * ND4J has no 4-bit GEMM, and a hand-written Java GEMM would not approach its BLAS; so only the
- * dequantization is ours (parallel, from the packed codes into a small heap buffer and then one
- * bulk copy into the off-heap tile), and the flops stay in BLAS. Peak extra memory is one tile.
+ * dequantization is ours and the flops stay in BLAS. Row tiles are contiguous runs of the packed
+ * codes, so the dequantizer streams through memory.
  *
- * <p>The scratch tile lives outside any workspace; the result is created in the caller's current
- * workspace, like any ND4J op output.
+ * <p>On ND4J's CPU backend the products call OpenBLAS directly ({@link HostSgemm}), with leading
+ * dimensions for the slices of {@code x} and of the output; elsewhere they go through
+ * {@code Nd4j.gemm}. Each tile is filled from the packed codes through a small heap chunk and a
+ * bulk copy into the off-heap tile, by the calling thread and one pool task taking chunks from a
+ * shared counter. Not a fixed split: after each product OpenBLAS's worker thread keeps spinning on
+ * the other core for a while, so a thread there runs slowly and, with two equal halves, the fill
+ * took as long as on one thread. Filling tile {@code t + 1} while BLAS multiplies tile {@code t}
+ * was tried and was slower (JDK 17, 4096², batch 64: 31 ms against 24 ms): BLAS splits its work
+ * evenly over both cores and waits for the one the fill slows down.
+ *
+ * <p>Peak extra memory is one tile. The scratch tile lives outside any workspace; the result is
+ * created in the caller's current workspace, like any ND4J op output.
  *
  * <p>Thread-safety: stateless; each call allocates its own tile.
  */
 public final class TiledMatmul {
     /** Floats per dequantized tile (4 MiB): big enough for BLAS efficiency, small enough for L3. */
     static final int TILE_FLOATS = 1 << 20;
+    /** Floats per heap chunk of the fill (64 KiB, well inside L2). */
     private static final int CHUNK = 1 << 14;
 
     private TiledMatmul() {
     }
 
-    private static int tileRows(int nIn, int nOut) {
-        return Math.max(1, Math.min(nIn, TILE_FLOATS / Math.max(1, nOut)));
-    }
-
     /** {@code y = x · W}, {@code x [batch, nIn]} float32 → new {@code y [batch, nOut]} float32 (C order). */
     public static INDArray mmul(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                 int nIn, int nOut) {
-        long batch = x.size(0);
+        return mmul(x, packed, scales, blockSize, pair, nIn, nOut, HostSgemm.available());
+    }
+
+    /** {@link #mmul} with the choice between {@link HostSgemm} and {@code Nd4j.gemm} made by the caller. */
+    static INDArray mmul(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                         int nIn, int nOut, boolean direct) {
+        int batch = Math.toIntExact(x.size(0));
         INDArray y = Nd4j.zeros(DataType.FLOAT, batch, nOut);
-        int kt = tileRows(nIn, nOut);
-        INDArray tile;
-        try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
-            tile = Nd4j.createUninitializedDetached(DataType.FLOAT, 'c', kt, nOut);
-        }
-        for (int i0 = 0; i0 < nIn; i0 += kt) {
-            int rows = Math.min(kt, nIn - i0);
-            fillTile(packed, scales, blockSize, pair, i0, rows, nOut, tile);
-            INDArray w = rows == kt ? tile : tile.get(NDArrayIndex.interval(0, rows), NDArrayIndex.all());
-            INDArray xs = x.get(NDArrayIndex.all(), NDArrayIndex.interval(i0, i0 + rows));
-            Nd4j.gemm(xs, w, y, false, false, 1.0, 1.0);
-        }
-        tile.close();
+        INDArray a = direct && !HostSgemm.isPlain(x) ? x.dup('c') : x;
+        forEachTile(packed, scales, blockSize, pair, nIn, nOut, (w, i0, rows) -> {
+            if (direct) {
+                HostSgemm.sgemm(false, batch, nOut, rows, a, i0, nIn, w, nOut, 1f, y, 0, nOut);
+            } else {
+                INDArray xs = a.get(NDArrayIndex.all(), NDArrayIndex.interval(i0, i0 + rows));
+                Nd4j.gemm(xs, w, y, false, false, 1.0, 1.0);
+            }
+        });
         return y;
     }
 
     /** {@code out = g · Wᵀ}, {@code g [batch, nOut]} float32 → new {@code out [batch, nIn]} float32 (C order). */
     public static INDArray mmulTransposed(INDArray g, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                           int nIn, int nOut) {
-        long batch = g.size(0);
+        return mmulTransposed(g, packed, scales, blockSize, pair, nIn, nOut, HostSgemm.available());
+    }
+
+    /** {@link #mmulTransposed} with the choice between {@link HostSgemm} and {@code Nd4j.gemm} made by the caller. */
+    static INDArray mmulTransposed(INDArray g, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                   int nIn, int nOut, boolean direct) {
+        int batch = Math.toIntExact(g.size(0));
         INDArray out = Nd4j.zeros(DataType.FLOAT, batch, nIn);
-        int nt = Math.max(1, Math.min(nOut, TILE_FLOATS / Math.max(1, nIn)));
-        INDArray tile;
-        try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
-            tile = Nd4j.createUninitializedDetached(DataType.FLOAT, 'c', nIn, nt);
-        }
-        for (int j0 = 0; j0 < nOut; j0 += nt) {
-            int cols = Math.min(nt, nOut - j0);
-            fillColumns(packed, scales, blockSize, pair, j0, cols, nIn, nOut, tile);
-            // The last, narrower tile is laid out densely as [nIn, cols] at the start of the buffer.
-            INDArray w = cols == nt ? tile
-                    : Nd4j.create(tile.data(), new long[] {nIn, cols}, new long[] {cols, 1}, 0, 'c');
-            INDArray gs = g.get(NDArrayIndex.all(), NDArrayIndex.interval(j0, j0 + cols));
-            Nd4j.gemm(gs, w, out, false, true, 1.0, 1.0);
-        }
-        tile.close();
+        INDArray a = direct && !HostSgemm.isPlain(g) ? g.dup('c') : g;
+        forEachTile(packed, scales, blockSize, pair, nIn, nOut, (w, i0, rows) -> {
+            if (direct) {
+                HostSgemm.sgemm(true, batch, rows, nOut, a, 0, nOut, w, nOut, 0f, out, i0, nIn);
+            } else {
+                INDArray part = Nd4j.gemm(a, w, false, true);
+                out.get(NDArrayIndex.all(), NDArrayIndex.interval(i0, i0 + rows)).assign(part);
+            }
+        });
         return out;
     }
 
-    /**
-     * Dequantizes columns {@code [j0, j0 + cols)} of every row of W into the tile, densely as a
-     * C-order {@code [nIn, cols]} matrix.
-     */
-    private static void fillColumns(byte[] packed, BlockScales scales, int blockSize, float[] pair,
-                                    int j0, int cols, int nIn, int nOut, INDArray tile) {
-        FloatBuffer dst = tile.data().asNioFloat();
-        int rowsPerChunk = Math.max(1, CHUNK / cols);
-        int chunks = (nIn + rowsPerChunk - 1) / rowsPerChunk;
-        int tasks = Math.max(1, Math.min(chunks, Runtime.getRuntime().availableProcessors()));
-        IntStream.range(0, tasks).parallel().forEach(t -> {
-            float[] buf = new float[rowsPerChunk * cols];
-            FloatBuffer view = dst.duplicate();
-            for (int c = (int) ((long) chunks * t / tasks), cEnd = (int) ((long) chunks * (t + 1) / tasks); c < cEnd; c++) {
-                int r0 = c * rowsPerChunk;
-                int r1 = Math.min(nIn, r0 + rowsPerChunk);
-                for (int r = r0; r < r1; r++) {
-                    int from = (int) ((long) r * nOut + j0);
-                    Blockwise4bit.dequantize(packed, scales, blockSize, pair, from, from + cols, buf, (r - r0) * cols);
-                }
-                view.put(r0 * cols, buf, 0, (r1 - r0) * cols);
-            }
-        });
+    /** One product with the dequantized rows {@code [i0, i0 + rows)} of W, given as {@code tile [rows, nOut]}. */
+    @FunctionalInterface
+    private interface TileProduct {
+        void multiply(INDArray tile, int i0, int rows);
     }
 
-    /** Dequantizes rows {@code [i0, i0 + rows)} of W into the first {@code rows} rows of the tile. */
-    private static void fillTile(byte[] packed, BlockScales scales, int blockSize, float[] pair,
-                                 int i0, int rows, int nOut, INDArray tile) {
-        FloatBuffer dst = tile.data().asNioFloat();
-        int from = (int) ((long) i0 * nOut);
-        int count = (int) ((long) rows * nOut);
-        int chunks = (count + CHUNK - 1) / CHUNK;
-        int tasks = Math.max(1, Math.min(chunks, Runtime.getRuntime().availableProcessors()));
-        IntStream.range(0, tasks).parallel().forEach(t -> {
-            float[] buf = new float[CHUNK];
-            FloatBuffer view = dst.duplicate();
-            for (int c = (int) ((long) chunks * t / tasks), cEnd = (int) ((long) chunks * (t + 1) / tasks); c < cEnd; c++) {
-                int start = c * CHUNK;
-                int len = Math.min(CHUNK, count - start);
-                Blockwise4bit.dequantize(packed, scales, blockSize, pair, from + start, from + start + len, buf, 0);
-                view.put(start, buf, 0, len);
+    /** Dequantizes W tile by tile into one reusable tile and hands each tile to {@code product}. */
+    private static void forEachTile(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                    int nIn, int nOut, TileProduct product) {
+        int kt = tileRows(nIn, nOut);
+        INDArray tile = detachedTile(kt, nOut);
+        float[] chunk = new float[CHUNK];
+        try {
+            for (int i0 = 0; i0 < nIn; i0 += kt) {
+                int rows = Math.min(kt, nIn - i0);
+                new TileFill(packed, scales, blockSize, pair, i0, rows, nOut, tile).run(chunk);
+                product.multiply(rows == kt ? tile : tile.get(NDArrayIndex.interval(0, rows), NDArrayIndex.all()),
+                        i0, rows);
             }
-        });
+        } finally {
+            tile.close();
+        }
+    }
+
+    private static int tileRows(int nIn, int nOut) {
+        return Math.max(1, Math.min(nIn, TILE_FLOATS / Math.max(1, nOut)));
+    }
+
+    private static INDArray detachedTile(int rows, int cols) {
+        try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
+            return Nd4j.createUninitializedDetached(DataType.FLOAT, 'c', rows, cols);
+        }
+    }
+
+    /**
+     * Dequantizes rows {@code [i0, i0 + rows)} of W into the first {@code rows} rows of a tile,
+     * chunk by chunk through a heap buffer. The calling thread and one task of the common pool
+     * take chunks from a shared counter until none is left, so a thread slowed by a busy core
+     * simply does fewer of them, and if the pool task never gets a thread the caller does all.
+     */
+    private static final class TileFill {
+        private final byte[] packed;
+        private final BlockScales scales;
+        private final int blockSize;
+        private final float[] pair;
+        private final int from;
+        private final int count;
+        private final int chunks;
+        private final FloatBuffer dst;
+        private final AtomicInteger next = new AtomicInteger();
+        private final AtomicInteger finished = new AtomicInteger();
+        private volatile Throwable failure;
+
+        TileFill(byte[] packed, BlockScales scales, int blockSize, float[] pair, int i0, int rows, int nOut,
+                 INDArray tile) {
+            this.packed = packed;
+            this.scales = scales;
+            this.blockSize = blockSize;
+            this.pair = pair;
+            this.from = (int) ((long) i0 * nOut);
+            this.count = (int) ((long) rows * nOut);
+            this.chunks = (count + CHUNK - 1) / CHUNK;
+            this.dst = tile.data().asNioFloat();
+        }
+
+        /**
+         * Fills the tile: a pool task (when there is more than one chunk) and the calling thread
+         * take chunks until none is left; returns when every chunk taken has been written. A pool
+         * task that starts later finds nothing to take and never touches the tile.
+         *
+         * @throws IllegalStateException if dequantizing a chunk failed
+         */
+        void run(float[] buf) {
+            if (chunks > 1) {
+                ForkJoinPool.commonPool().execute(() -> work(null));
+            }
+            work(buf);
+            while (finished.get() < chunks) {
+                Thread.onSpinWait();
+            }
+            if (failure != null) {
+                throw new IllegalStateException("dequantizing a tile failed", failure);
+            }
+        }
+
+        private void work(float[] buf) {
+            FloatBuffer view = null;
+            for (int c = next.getAndIncrement(); c < chunks; c = next.getAndIncrement()) {
+                try {
+                    if (view == null) {
+                        view = dst.duplicate();
+                        buf = buf == null ? new float[CHUNK] : buf;
+                    }
+                    int start = c * CHUNK;
+                    int len = Math.min(CHUNK, count - start);
+                    Blockwise4bit.dequantize(packed, scales, blockSize, pair, from + start, from + start + len, buf, 0);
+                    view.put(start, buf, 0, len);
+                } catch (Throwable t) {
+                    failure = t;
+                } finally {
+                    finished.incrementAndGet();
+                }
+            }
+        }
     }
 }
