@@ -25,6 +25,15 @@ import org.peft4j.quant.internal.Adam8bitUpdater;
  * Both moments use the signed dynamic map of bitsandbytes' {@code create_dynamic_map} (bitsandbytes
  * uses the unsigned map for {@code v}; the signed one spends a bit on a sign {@code v} never has).
  *
+ * <p>One deliberate difference from bitsandbytes: after the moments are updated, {@code |m|} is
+ * clipped to {@code R·√v}, with {@code R = (1-β1) / (√(1-β2)·(1 - β1/√β2))} (about 31.8 for the
+ * default betas) the largest ratio exact Adam can reach. Exact Adam is never clipped; the clip
+ * matters when {@code v}, which spans the square of the gradients' range within a block, has been
+ * stored as 0 while {@code m} has not. Without it, a parameter whose gradient then falls to exactly
+ * 0 gets {@code m / ε} as its step: we measured parameters jumping from 0.03 to 340 within 50
+ * steps of a QLoRA MLP (d 1024) trained on one batch, and an infinite {@code v} after 538 steps.
+ * (No clip when {@code β1 ≥ √β2}, where {@code R} is infinite.)
+ *
  * <p>Usable wherever DL4J takes an {@link IUpdater}: adapter parameters or full fine-tuning. The
  * state lives in DL4J's updater state array (codes packed into the bits of normal, finite floats),
  * so it survives {@code clone()}, {@code ModelSerializer} and checkpoints like any updater state.

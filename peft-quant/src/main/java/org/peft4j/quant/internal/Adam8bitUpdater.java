@@ -105,6 +105,21 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
         }
     }
 
+    /**
+     * The largest {@code |m| / √v} that exact Adam can reach from zero state, whatever the
+     * gradients: {@code (1-β1) / (√(1-β2) · (1 - β1/√β2))}, about 31.8 for β1 = 0.9, β2 = 0.999
+     * (each past gradient enters {@code m} with weight {@code (1-β1)β1^k} and {@code v} with
+     * {@code (1-β2)β2^k}, and {@code |g_k| ≤ √(v / ((1-β2)β2^k))}). Infinite when β1 ≥ √β2.
+     * A slack of 1e-6 keeps float rounding from ever clipping exact arithmetic.
+     */
+    static double momentRatioBound(double beta1, double beta2) {
+        double decay = 1 - beta1 / Math.sqrt(beta2);
+        if (decay <= 0) {
+            return Double.POSITIVE_INFINITY;
+        }
+        return (1 + 1e-6) * (1 - beta1) / (Math.sqrt(1 - beta2) * decay);
+    }
+
     @Override
     public void applyUpdater(INDArray gradient, int iteration, int epoch) {
         if (view == null) {
@@ -140,10 +155,18 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
         double c1 = 1 - Math.pow(beta1, t);
         double c2 = 1 - Math.pow(beta2, t);
         double eps = config.epsilon();
+        // A moment dequantized as 0 while the other is not (v spans the square of g's range, so it
+        // underflows first) would divide m by ε alone; clip m to what exact Adam can reach.
+        double ratio = momentRatioBound(beta1, beta2);
+        boolean clip = ratio < Double.POSITIVE_INFINITY;
         for (int i = 0; i < count; i++) {
             double gi = g[i];
-            double mi = beta1 * m[i] + (1 - beta1) * gi;
             double vi = beta2 * v[i] + (1 - beta2) * gi * gi;
+            double mi = beta1 * m[i] + (1 - beta1) * gi;
+            if (clip) {
+                double bound = ratio * Math.sqrt(vi);
+                mi = Math.max(-bound, Math.min(bound, mi));
+            }
             m[i] = (float) mi;
             v[i] = (float) vi;
             g[i] = (float) (lr * (mi / c1) / (Math.sqrt(vi / c2) + eps));
