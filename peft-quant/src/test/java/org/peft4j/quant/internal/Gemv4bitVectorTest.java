@@ -37,18 +37,10 @@ class Gemv4bitVectorTest {
         }
     }
 
-    private static float[] gaussian(int n, long seed) {
-        Random r = new Random(seed);
-        float[] x = new float[n];
-        for (int i = 0; i < n; i++) {
-            x[i] = (float) r.nextGaussian();
-        }
-        return x;
-    }
 
     private static void assertMatchesReference(Matrix m) {
         assertTrue(Gemv4bitVector.supports(m.blockSize, m.nOut));
-        float[] x = gaussian(m.nIn + 3, m.nIn);
+        float[] x = TestArrays.gaussian(m.nIn + 3, m.nIn);
         float[] y = new float[m.nOut + 2];
         y[0] = Float.NaN;
         y[m.nOut + 1] = Float.NaN;

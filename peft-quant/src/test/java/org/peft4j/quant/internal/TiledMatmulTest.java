@@ -3,7 +3,6 @@ package org.peft4j.quant.internal;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.util.Random;
 
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -41,7 +40,7 @@ class TiledMatmulTest {
 
     @Test
     void bothPathsEqualTheReferenceForPlainAndViewInputs() {
-        float[] w = gaussian(N_IN * N_OUT, 3);
+        float[] w = TestArrays.gaussian(N_IN * N_OUT, 3);
         QuantizedTensor q = QuantizedTensor.quantize(w, new long[] {N_IN, N_OUT}, QuantSpec.nf4());
         byte[] packed = q.packedCodes();
         BlockScales scales = BlockScales.plain(q.absmax());
@@ -49,8 +48,8 @@ class TiledMatmulTest {
         float[] dq = q.dequantize();
         int batch = 3;
 
-        INDArray xBig = Nd4j.create(gaussian(5 * (N_IN + 7), 4), new long[] {5, N_IN + 7}, 'c');
-        INDArray gBig = Nd4j.create(gaussian(5 * (N_OUT + 7), 5), new long[] {5, N_OUT + 7}, 'c');
+        INDArray xBig = Nd4j.create(TestArrays.gaussian(5 * (N_IN + 7), 4), new long[] {5, N_IN + 7}, 'c');
+        INDArray gBig = Nd4j.create(TestArrays.gaussian(5 * (N_OUT + 7), 5), new long[] {5, N_OUT + 7}, 'c');
         INDArray[] xs = {
             xBig.get(NDArrayIndex.interval(0, batch), NDArrayIndex.interval(0, N_IN)).dup('c'),
             xBig.get(NDArrayIndex.interval(2, 2 + batch), NDArrayIndex.interval(5, 5 + N_IN)),
@@ -107,14 +106,5 @@ class TiledMatmulTest {
                 }
             }
         }
-    }
-
-    private static float[] gaussian(int n, long seed) {
-        Random r = new Random(seed);
-        float[] a = new float[n];
-        for (int i = 0; i < n; i++) {
-            a[i] = (float) r.nextGaussian();
-        }
-        return a;
     }
 }
