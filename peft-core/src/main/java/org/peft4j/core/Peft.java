@@ -83,7 +83,9 @@ public final class Peft {
     /**
      * Rebuilds a wrapped model from {@link PeftModel#saveAdapter} output: the adapter in {@code dir}
      * becomes the default adapter, every sub-directory holding an adapter is loaded under its
-     * directory name. Everything is validated before anything is built; {@code base} is only read.
+     * directory name. The files and the base model's fingerprint are checked before anything is
+     * built, and every tensor's name and shape against the wrapped graph before any weight is set;
+     * {@code base} is only read.
      *
      * @throws AdapterFormatException if a file is missing or malformed
      * @throws IncompatibleAdapterException if the adapter was trained on another base model or
