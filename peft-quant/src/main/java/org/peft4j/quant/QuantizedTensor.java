@@ -291,10 +291,10 @@ public final class QuantizedTensor {
         int count = to - from;
         if (count >= PARALLEL_THRESHOLD) {
             int chunk = 1 << 16;
-            int chunks = (count + chunk - 1) / chunk;
+            int chunks = (int) ((count + (long) chunk - 1) / chunk);
             IntStream.range(0, chunks).parallel().forEach(c -> {
                 int start = from + c * chunk;
-                int end = Math.min(to, start + chunk);
+                int end = (int) Math.min(to, (long) start + chunk);
                 Blockwise4bit.dequantize(packed, scales, blockSize, pair, start, end, out, outOffset + start - from);
             });
         } else {

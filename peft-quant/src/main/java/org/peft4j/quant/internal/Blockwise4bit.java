@@ -128,8 +128,8 @@ public final class Blockwise4bit {
         final byte[] base = type == QuantType.NF4 ? NF4_BASE : FP4_BASE;
         final byte[] order = type == QuantType.NF4 ? null : CodeTables.FP4_ORDER;
         final int zero = zeroCode(type);
-        for (int start = from; start < to; start += blockSize) {
-            int end = Math.min(to, start + blockSize);
+        for (int start = from, end; start < to; start = end) {
+            end = (int) Math.min(to, (long) start + blockSize);
             float amax = absmax(src, start, end);
             absmax[start / blockSize] = amax;
             float inv = 1f / Math.max(amax, Blockwise8bit.MIN_ABSMAX);
@@ -198,7 +198,7 @@ public final class Blockwise4bit {
         int o = outOff - from;
         while (e < to) {
             int b = e >>> shift;
-            int end = Math.min(to, (b + 1) << shift);
+            int end = (int) Math.min(to, ((long) b + 1) << shift);
             float s = scales.get(b);
             if ((e & 1) != 0) {
                 out[o + e] = pair[2 * (packed[e >>> 1] & 0xFF) + 1] * s;

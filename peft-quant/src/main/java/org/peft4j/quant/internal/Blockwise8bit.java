@@ -27,8 +27,8 @@ public final class Blockwise8bit {
     public static void quantizeDynamic(float[] src, int blockSize, byte[] codes, float[] absmax) {
         final float[] mid = CodeTables.DYNAMIC8_MID;
         int n = src.length;
-        for (int b = 0, start = 0; start < n; b++, start += blockSize) {
-            int end = Math.min(n, start + blockSize);
+        for (int b = 0, start = 0, end; start < n; b++, start = end) {
+            end = (int) Math.min(n, (long) start + blockSize);
             float amax = Blockwise4bit.absmax(src, start, end);
             absmax[b] = amax;
             float inv = 1f / Math.max(amax, MIN_ABSMAX);
@@ -66,8 +66,8 @@ public final class Blockwise8bit {
      */
     public static void quantizeLinear(float[] src, int blockSize, byte[] codes, float[] absmax) {
         int n = src.length;
-        for (int b = 0, start = 0; start < n; b++, start += blockSize) {
-            int end = Math.min(n, start + blockSize);
+        for (int b = 0, start = 0, end; start < n; b++, start = end) {
+            end = (int) Math.min(n, (long) start + blockSize);
             float amax = Blockwise4bit.absmax(src, start, end);
             absmax[b] = amax;
             float mul = amax == 0f ? 0f : 127f / amax;
@@ -80,8 +80,8 @@ public final class Blockwise8bit {
 
     /** {@code out[i] = codes[i] * (absmax[block] / 127f)}. */
     public static void dequantizeLinear(byte[] codes, float[] absmax, int blockSize, float[] out) {
-        for (int b = 0, start = 0; start < codes.length; b++, start += blockSize) {
-            int end = Math.min(codes.length, start + blockSize);
+        for (int b = 0, start = 0, end; start < codes.length; b++, start = end) {
+            end = (int) Math.min(codes.length, (long) start + blockSize);
             float s = absmax[b] / 127f;
             for (int i = start; i < end; i++) {
                 out[i] = codes[i] * s;

@@ -118,7 +118,7 @@ public final class Gemv4bit {
         int e = from;
         while (e < to) {
             int b = e >>> shift;
-            int end = Math.min(to, (b + 1) << shift);
+            int end = (int) Math.min(to, ((long) b + 1) << shift);
             float s = xi * scales.get(b);
             if ((e & 1) != 0) {
                 y[yBase + e] += pair[((packed[e >>> 1] & 0xFF) << 1) + 1] * s;
@@ -163,7 +163,7 @@ public final class Gemv4bit {
             float acc = 0f;
             while (e < to) {
                 int b = e >>> shift;
-                int end = Math.min(to, (b + 1) << shift);
+                int end = (int) Math.min(to, ((long) b + 1) << shift);
                 float sum0 = 0f;
                 float sum1 = 0f;
                 if ((e & 1) != 0) {
