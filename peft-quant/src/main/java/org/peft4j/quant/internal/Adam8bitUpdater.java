@@ -62,6 +62,12 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
 
     @Override
     public void setStateViewArray(INDArray viewArray, long[] gradientShape, char gradientOrder, boolean initialize) {
+        DataType type = viewArray.dataType();
+        if (type != DataType.FLOAT && type != DataType.DOUBLE) {
+            throw new IllegalArgumentException("Adam8bit keeps its 8-bit codes packed in the bits of 32-bit floats "
+                    + "and needs a FLOAT or DOUBLE updater state; this network's is " + type
+                    + ". Train the network in FLOAT (or DOUBLE), or use DL4J's Adam");
+        }
         if (initialize) {
             viewArray.assign(0);
         }
@@ -92,7 +98,8 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
 
     /**
      * Packs the codes of {@code count} parameters into {@link #packedFloats}{@code (count)} words.
-     * A {@code v} code below {@link #ZERO_CODE} (possible only for a NaN moment) is stored as zero.
+     * A {@code v} code below {@link #ZERO_CODE} would mean a negative {@code v}, which the update
+     * never produces; it is stored as zero so every word stays a normal, finite float.
      */
     static void pack(byte[] mCodes, byte[] vCodes, int count, float[] words) {
         for (int p = 0; p < count; p += 2) {
@@ -118,6 +125,16 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
             return Double.POSITIVE_INFINITY;
         }
         return (1 + 1e-6) * (1 - beta1) / (Math.sqrt(1 - beta2) * decay);
+    }
+
+    /** The message for a moment that is not a finite float32: names the parameter and its gradient. */
+    static String nonFinite(int index, float gradient, long count) {
+        String what = Float.isFinite(gradient)
+                ? "is " + gradient + ", whose square overflows the float32 second moment"
+                : "is " + gradient;
+        return "Adam8bit: the gradient of parameter " + index + " (of " + count + " in this updater block) " + what
+                + "; this block's state and gradient are left as they were. Check the loss for NaN/Inf, scale it down or clip gradients "
+                + "(e.g. DL4J's GradientNormalization)";
     }
 
     @Override
@@ -169,6 +186,9 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
             }
             m[i] = (float) mi;
             v[i] = (float) vi;
+            if (!Float.isFinite(v[i]) || !Float.isFinite(m[i])) {
+                throw new IllegalArgumentException(nonFinite(i, g[i], gradient.length()));
+            }
             g[i] = (float) (lr * (mi / c1) / (Math.sqrt(vi / c2) + eps));
         }
         Blockwise8bit.quantizeDynamic(m, block, mCodes, mScale);

@@ -1,6 +1,8 @@
 package org.peft4j.quant.internal;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
@@ -52,5 +54,51 @@ class Adam8bitUpdaterTest {
                     "step " + step + ": update of parameter 1 is " + update + " (exact Adam: " + exact + ")");
         }
         assertTrue(largestExact <= 1.2 * LR, "the scenario's exact updates stay near lr: " + largestExact);
+    }
+
+    /** 16-bit floats cannot hold the packed 32-bit words: HALF (and BFLOAT16) state is refused, DOUBLE is not. */
+    @Test
+    void aSixteenBitStateArrayIsRefusedWithTheFix() {
+        Adam8bit config = new Adam8bit(LR);
+        for (DataType type : new DataType[] {DataType.HALF, DataType.BFLOAT16}) {
+            INDArray state = Nd4j.zeros(type, 1, config.stateSize(8));
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> config.instantiate(state, true));
+            assertEquals("Adam8bit keeps its 8-bit codes packed in the bits of 32-bit floats and needs a FLOAT or "
+                    + "DOUBLE updater state; this network's is " + type + ". Train the network in FLOAT (or DOUBLE), "
+                    + "or use DL4J's Adam", e.getMessage());
+        }
+        INDArray dbl = Nd4j.zeros(DataType.DOUBLE, 1, config.stateSize(8));
+        INDArray flt = Nd4j.zeros(DataType.FLOAT, 1, config.stateSize(8));
+        INDArray g1 = Nd4j.linspace(DataType.DOUBLE, -1, 0.25, 8).reshape(1, 8);
+        INDArray g2 = g1.castTo(DataType.FLOAT);
+        config.instantiate(dbl, true).applyUpdater(g1, 0, 0);
+        config.instantiate(flt, true).applyUpdater(g2, 0, 0);
+        assertArrayEquals(g2.toFloatVector(), g1.castTo(DataType.FLOAT).toFloatVector(), "DOUBLE state steps as FLOAT does");
+    }
+
+    /** A NaN gradient, or one whose square overflows float32, names the parameter and changes nothing. */
+    @Test
+    void aNonFiniteMomentNamesTheParameterAndLeavesStateAndGradientAlone() {
+        Adam8bit config = new Adam8bit(LR);
+        INDArray state = Nd4j.zeros(DataType.FLOAT, 1, config.stateSize(300));
+        Adam8bitUpdater updater = (Adam8bitUpdater) config.instantiate(state, true);
+        INDArray warm = Nd4j.ones(DataType.FLOAT, 1, 300);
+        updater.applyUpdater(warm, 0, 0);
+        float[] before = state.toFloatVector();
+        float[][] bad = {{Float.NaN}, {1e22f}};
+        String[] says = {"is NaN", "is 1.0E22, whose square overflows the float32 second moment"};
+        for (int k = 0; k < bad.length; k++) {
+            INDArray grad = Nd4j.ones(DataType.FLOAT, 1, 300);
+            grad.putScalar(257, bad[k][0]);
+            float[] gradBefore = grad.toFloatVector();
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> updater.applyUpdater(grad, 1, 0));
+            assertEquals("Adam8bit: the gradient of parameter 257 (of 300 in this updater block) " + says[k]
+                    + "; this block's state and gradient are left as they were. Check the loss for NaN/Inf, scale it "
+                    + "down or clip gradients (e.g. DL4J's GradientNormalization)", e.getMessage());
+            assertArrayEquals(before, state.toFloatVector(), "state unchanged");
+            assertArrayEquals(gradBefore, grad.toFloatVector(), "gradient unchanged");
+        }
     }
 }
