@@ -67,6 +67,9 @@ public final class QLora {
      * {@code .nested_absmax}, {@code .nested_quant_map}, {@code .quant_state.bitsandbytes__nf4})
      * and each frozen bias as {@code <layer>.bias} (F32). Weights keep DL4J's {@code [nIn, nOut]}
      * orientation, which the quant state's shape records (PyTorch's {@code Linear} is {@code [out, in]}).
+     * One file holds at most {@link org.peft4j.core.io.Safetensors#MAX_FILE_SIZE} bytes (one Java
+     * array), about 3.8 billion 4-bit parameters; larger bases, like bitsandbytes checkpoints
+     * sharded over several files above that size, are refused with a message naming the size.
      */
     public static void saveQuantizedBase(PeftModel peft, Path file) throws IOException {
         Map<String, SafeTensor> tensors = new LinkedHashMap<>();
@@ -86,7 +89,8 @@ public final class QLora {
     }
 
     /**
-     * Reads the 4-bit weights written by {@link #saveQuantizedBase}, by layer name.
+     * Reads the 4-bit weights written by {@link #saveQuantizedBase}, by layer name. Files above
+     * {@link org.peft4j.core.io.Safetensors#MAX_FILE_SIZE} bytes are refused with a message.
      *
      * @throws AdapterFormatException if the file or an entry is malformed
      */

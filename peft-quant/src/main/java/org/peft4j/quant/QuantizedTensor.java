@@ -11,6 +11,7 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.quant.internal.BlockScales;
+import org.peft4j.quant.internal.CodeTables;
 import org.peft4j.quant.internal.Blockwise4bit;
 import org.peft4j.quant.internal.Blockwise8bit;
 import org.peft4j.quant.internal.QuantStateIo;
@@ -119,7 +120,8 @@ public final class QuantizedTensor {
     /**
      * Builds a tensor from stored parts with plain float32 block scales (copies the arrays).
      *
-     * @throws IllegalArgumentException if an array length disagrees with the shape and block size
+     * @throws IllegalArgumentException if an array length disagrees with the shape and block size,
+     *                                  or a scale is negative, NaN or infinite
      */
     public static QuantizedTensor fromParts(QuantType type, int blockSize, long[] shape, byte[] packed, float[] absmax) {
         QuantSpec.checkBlockSize(blockSize);
@@ -131,6 +133,7 @@ public final class QuantizedTensor {
             throw new IllegalArgumentException("absmax has " + absmax.length + " values but " + n
                     + " elements in blocks of " + blockSize + " need " + blocks);
         }
+        checkScales("absmax", absmax);
         return new QuantizedTensor(Objects.requireNonNull(type), blockSize, s, n, packed.clone(),
                 BlockScales.plain(absmax.clone()));
     }
@@ -141,10 +144,25 @@ public final class QuantizedTensor {
      * @param absmaxCodes  one 8-bit dynamic-map code per block
      * @param nestedAbsmax one float32 absmax per {@link QuantSpec#NESTED_BLOCK_SIZE} codes
      * @param offset       the mean subtracted from the absmax values before quantizing them
-     * @throws IllegalArgumentException if an array length disagrees with the shape and block sizes
+     * @throws IllegalArgumentException if an array length disagrees with the shape and block sizes,
+     *                                  a nested scale is negative, NaN or infinite, or the offset is
+     *                                  not finite
      */
     public static QuantizedTensor fromParts(QuantType type, int blockSize, long[] shape, byte[] packed,
                                             byte[] absmaxCodes, float[] nestedAbsmax, float offset) {
+        return fromParts(type, blockSize, shape, packed, absmaxCodes, nestedAbsmax, offset, CodeTables.dynamic8());
+    }
+
+    /**
+     * As {@link #fromParts(QuantType, int, long[], byte[], byte[], float[], float)}, with the
+     * 256-value map that decodes the absmax codes given explicitly (bitsandbytes stores it as
+     * {@code nested_quant_map}; the other overload uses the signed dynamic map).
+     *
+     * @throws IllegalArgumentException as the other overload, or if the map does not hold 256 finite values
+     */
+    public static QuantizedTensor fromParts(QuantType type, int blockSize, long[] shape, byte[] packed,
+                                            byte[] absmaxCodes, float[] nestedAbsmax, float offset,
+                                            float[] nestedQuantMap) {
         QuantSpec.checkBlockSize(blockSize);
         long[] s = checkShape(shape);
         int n = (int) product(s);
@@ -159,11 +177,33 @@ public final class QuantizedTensor {
             throw new IllegalArgumentException("nested absmax has " + nestedAbsmax.length + " values but "
                     + blocks + " block scales in blocks of " + QuantSpec.NESTED_BLOCK_SIZE + " need " + nested);
         }
+        checkScales("nested absmax", nestedAbsmax);
         if (!Float.isFinite(offset)) {
             throw new IllegalArgumentException("offset was " + offset + "; expected a finite float");
         }
+        if (nestedQuantMap.length != 256) {
+            throw new IllegalArgumentException("nested quant map has " + nestedQuantMap.length
+                    + " values; expected 256, one per 8-bit code");
+        }
+        for (int i = 0; i < nestedQuantMap.length; i++) {
+            if (!Float.isFinite(nestedQuantMap[i])) {
+                throw new IllegalArgumentException("nested quant map[" + i + "] is " + nestedQuantMap[i]
+                        + "; expected a finite value");
+            }
+        }
         return new QuantizedTensor(Objects.requireNonNull(type), blockSize, s, n, packed.clone(),
-                BlockScales.nested(absmaxCodes.clone(), nestedAbsmax.clone(), offset, QuantSpec.NESTED_BLOCK_SIZE));
+                BlockScales.nested(absmaxCodes.clone(), nestedAbsmax.clone(), offset, nestedQuantMap.clone(),
+                        QuantSpec.NESTED_BLOCK_SIZE));
+    }
+
+    /** Block scales are absolute maxima: finite and not negative (a negative one would flip a block's sign). */
+    private static void checkScales(String what, float[] scales) {
+        for (int i = 0; i < scales.length; i++) {
+            if (!(scales[i] >= 0f) || scales[i] == Float.POSITIVE_INFINITY) {
+                throw new IllegalArgumentException(what + "[" + i + "] is " + scales[i]
+                        + "; block scales must be finite and >= 0");
+            }
+        }
     }
 
     private static void checkPacked(byte[] packed, int n, long[] shape) {
@@ -255,6 +295,14 @@ public final class QuantizedTensor {
         return scales.isNested() ? scales.nestedArray().clone() : new float[0];
     }
 
+    /**
+     * The 256 values that decode the absmax codes (a copy): the signed dynamic map unless the
+     * tensor was read with another ({@code nested_quant_map}); empty when not double-quantized.
+     */
+    public float[] nestedQuantMap() {
+        return scales.isNested() ? scales.nestedMapArray().clone() : new float[0];
+    }
+
     /** The mean subtracted before double quantization; 0 when not double-quantized. */
     public float offset() {
         return scales.offset();
@@ -342,15 +390,8 @@ public final class QuantizedTensor {
             if (p.absmaxCodes() == null) {
                 return fromParts(p.type(), p.blockSize(), p.shape(), p.packed(), p.absmax());
             }
-            QuantSpec.checkBlockSize(p.blockSize());
-            long[] s = checkShape(p.shape());
-            int n = (int) product(s);
-            checkPacked(p.packed(), n, s);
-            QuantizedTensor plainCheck = fromParts(p.type(), p.blockSize(), s, p.packed(), p.absmaxCodes(),
-                    p.nestedAbsmax(), p.offset());
-            return new QuantizedTensor(p.type(), p.blockSize(), s, n, plainCheck.packed,
-                    BlockScales.nested(plainCheck.scales.codesArray(), plainCheck.scales.nestedArray(), p.offset(),
-                            p.nestedMap().clone(), QuantSpec.NESTED_BLOCK_SIZE));
+            return fromParts(p.type(), p.blockSize(), p.shape(), p.packed(), p.absmaxCodes(), p.nestedAbsmax(),
+                    p.offset(), p.nestedMap());
         } catch (IllegalArgumentException e) {
             throw new AdapterFormatException("4-bit tensor " + prefix + ".weight is inconsistent: " + e.getMessage(), e);
         }
@@ -378,6 +419,7 @@ public final class QuantizedTensor {
                 && Arrays.equals(scales.plainArray(), t.scales.plainArray())
                 && Arrays.equals(scales.codesArray(), t.scales.codesArray())
                 && Arrays.equals(scales.nestedArray(), t.scales.nestedArray())
+                && Arrays.equals(scales.nestedMapArray(), t.scales.nestedMapArray())
                 && Float.compare(scales.offset(), t.scales.offset()) == 0;
     }
 

@@ -15,7 +15,8 @@ import org.peft4j.quant.QuantizedTensor;
  * Jackson (ND4J's shaded copy) form of a {@link QuantizedTensor}, so that 4-bit weights held in a
  * layer configuration survive DL4J's configuration JSON, {@code clone()} and
  * {@code ModelSerializer}: type, block size, shape, the packed codes as base64, and the block
- * scales (plain floats, or 8-bit codes + nested floats + offset when double-quantized).
+ * scales (plain floats, or 8-bit codes + nested floats + offset when double-quantized, plus the
+ * code map when it is not the signed dynamic map).
  *
  * <p>Thread-safety: stateless.
  */
@@ -41,6 +42,10 @@ public final class QuantizedTensorJson {
                 g.writeBinaryField("absmaxCodes", t.absmaxCodes());
                 writeFloats(g, "nestedAbsmax", t.nestedAbsmax());
                 g.writeNumberField("offset", t.offset());
+                float[] map = t.nestedQuantMap();
+                if (!java.util.Arrays.equals(map, CodeTables.DYNAMIC8)) {
+                    writeFloats(g, "nestedQuantMap", map);
+                }
             } else {
                 writeFloats(g, "absmax", t.absmax());
             }
@@ -71,8 +76,9 @@ public final class QuantizedTensorJson {
                 }
                 byte[] packed = n.get("packed").binaryValue();
                 if (n.has("absmaxCodes")) {
+                    float[] map = n.has("nestedQuantMap") ? floats(n.get("nestedQuantMap")) : CodeTables.DYNAMIC8;
                     return QuantizedTensor.fromParts(type, blockSize, shape, packed, n.get("absmaxCodes").binaryValue(),
-                            floats(n.get("nestedAbsmax")), (float) n.get("offset").asDouble());
+                            floats(n.get("nestedAbsmax")), (float) n.get("offset").asDouble(), map);
                 }
                 return QuantizedTensor.fromParts(type, blockSize, shape, packed, floats(n.get("absmax")));
             } catch (NullPointerException | IllegalArgumentException e) {
