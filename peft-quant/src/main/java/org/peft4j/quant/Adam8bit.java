@@ -41,8 +41,9 @@ import org.peft4j.quant.internal.Adam8bitUpdater;
  * be averaged or otherwise computed on as numbers (as parameter-averaging trainers do with
  * updater state). The state array must be FLOAT or DOUBLE (DL4J gives it the network's data type):
  * 16-bit floats cannot hold the packed words, so a HALF or BFLOAT16 network is refused with a
- * message. A gradient that is NaN or infinite, or so large that its square overflows float32, is
- * refused too, naming the parameter, before the block's state or gradient is changed.
+ * message. A gradient that is NaN or infinite, or so large that the second moment overflows
+ * float32, is refused too, giving its index in the updater block, before that block's state or
+ * gradient is changed.
  *
  * <p>bitsandbytes' <em>paged</em> optimizers exist to survive GPU memory spikes by paging state
  * to host memory through CUDA unified memory; on the CPU backend the state already lives in host

@@ -68,8 +68,9 @@ public final class QLora {
      * and each frozen bias as {@code <layer>.bias} (F32). Weights keep DL4J's {@code [nIn, nOut]}
      * orientation, which the quant state's shape records (PyTorch's {@code Linear} is {@code [out, in]}).
      * One file holds at most {@link org.peft4j.core.io.Safetensors#MAX_FILE_SIZE} bytes (one Java
-     * array), about 3.8 billion 4-bit parameters; larger bases, like bitsandbytes checkpoints
-     * sharded over several files above that size, are refused with a message naming the size.
+     * array): about 3.8 billion 4-bit parameters at block 64, 4.1 billion with double quantization.
+     * A larger base is refused with a message naming the size (this method writes one file; it
+     * does not shard as bitsandbytes checkpoints do).
      */
     public static void saveQuantizedBase(PeftModel peft, Path file) throws IOException {
         Map<String, SafeTensor> tensors = new LinkedHashMap<>();

@@ -11,7 +11,8 @@ import org.peft4j.quant.Adam8bit;
 
 /**
  * The state and update of {@link Adam8bit}. DL4J gives each updater block (consecutive parameters
- * with one updater configuration) a float32 view of the state array. This updater packs the four
+ * with one updater configuration) a view of the state array in the network's data type, which must
+ * be FLOAT or DOUBLE (both hold a float32 exactly). This updater packs the four
  * 8-bit codes of two parameters {@code p, q} into the bits of one float:
  * <pre>
  *   bit 31      : bit 7 of v_q          bits 30..23 (exponent): v_p − 126
@@ -130,7 +131,7 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
     /** The message for a moment that is not a finite float32: names the parameter and its gradient. */
     static String nonFinite(int index, float gradient, long count) {
         String what = Float.isFinite(gradient)
-                ? "is " + gradient + ", whose square overflows the float32 second moment"
+                ? "is " + gradient + ", too large: the float32 second moment overflows"
                 : "is " + gradient;
         return "Adam8bit: the gradient of parameter " + index + " (of " + count + " in this updater block) " + what
                 + "; this block's state and gradient are left as they were. Check the loss for NaN/Inf, scale it down or clip gradients "

@@ -51,7 +51,7 @@ public final class Gemv4bit {
             return;
         }
         // Column ranges aligned to blocks so each task sees whole block columns.
-        int blockCols = (nOut + blockSize - 1) / blockSize;
+        int blockCols = (int) (((long) nOut + blockSize - 1) / blockSize);
         IntStream.range(0, tasks).parallel().forEach(t -> {
             int j0 = Math.min(nOut, (int) ((long) blockCols * t / tasks) * blockSize);
             int j1 = Math.min(nOut, (int) ((long) blockCols * (t + 1) / tasks) * blockSize);

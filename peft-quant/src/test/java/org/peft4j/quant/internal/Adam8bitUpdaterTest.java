@@ -77,7 +77,7 @@ class Adam8bitUpdaterTest {
         assertArrayEquals(g2.toFloatVector(), g1.castTo(DataType.FLOAT).toFloatVector(), "DOUBLE state steps as FLOAT does");
     }
 
-    /** A NaN gradient, or one whose square overflows float32, names the parameter and changes nothing. */
+    /** A NaN gradient, or one so large the second moment overflows float32, gives its index and changes nothing. */
     @Test
     void aNonFiniteMomentNamesTheParameterAndLeavesStateAndGradientAlone() {
         Adam8bit config = new Adam8bit(LR);
@@ -87,7 +87,7 @@ class Adam8bitUpdaterTest {
         updater.applyUpdater(warm, 0, 0);
         float[] before = state.toFloatVector();
         float[][] bad = {{Float.NaN}, {1e22f}};
-        String[] says = {"is NaN", "is 1.0E22, whose square overflows the float32 second moment"};
+        String[] says = {"is NaN", "is 1.0E22, too large: the float32 second moment overflows"};
         for (int k = 0; k < bad.length; k++) {
             INDArray grad = Nd4j.ones(DataType.FLOAT, 1, 300);
             grad.putScalar(257, bad[k][0]);

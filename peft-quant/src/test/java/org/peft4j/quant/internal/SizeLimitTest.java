@@ -13,7 +13,7 @@ import org.peft4j.quant.QuantType;
  * ({@code n = 2^31 - 2048} elements, 1 GiB of codes) in blocks of 4096, whose last block would end
  * at {@code 2^31}, one past {@code Integer.MAX_VALUE}. Block ends computed in {@code int} wrapped
  * negative there: dequantizing the tail wrote past its range and the batch-1 backward product on the
- * last row never finished. Expected values come from the NF4 table and the bytes directly.
+ * last row never finished; the batch-1 forward product walks that block row by row too. Expected values come from the NF4 table and the bytes directly.
  */
 class SizeLimitTest {
     private static final int N_OUT = 2048;
@@ -52,6 +52,16 @@ class SizeLimitTest {
             expected += (double) g[j] * value(packed, rowStart + j);
         }
         assertEquals(expected, out[N_IN - 1], 1e-4 * Math.sqrt(N_OUT), "last row of g · Wᵀ");
+
+        // Forward, one row at a time (2048 is not a multiple of the block): x selects the last row.
+        float[] x = new float[N_IN];
+        x[N_IN - 1] = 1f;
+        float[] y = new float[N_OUT];
+        assertTimeoutPreemptively(Duration.ofSeconds(60),
+                () -> Gemv4bit.gemvColumns(packed, scales, BLOCK, pair, N_IN, N_OUT, x, 0, y, 0, 0, N_OUT));
+        for (int j = 0; j < N_OUT; j++) {
+            assertEquals(value(packed, rowStart + j), y[j], "x · W, column " + j);
+        }
     }
 
     /** Element {@code e} from the NF4 table: high nibble first, all of the last row in the last block. */
