@@ -83,6 +83,15 @@ public final class Ia3Config implements PeftConfig {
         return targetModules;
     }
 
+    /**
+     * The default signature plus the feed-forward modules: whether a target scales its input or its
+     * output is fixed in the wrapped layer, so two adapters that differ there cannot share a graph.
+     */
+    @Override
+    public String layoutSignature() {
+        return PeftConfig.super.layoutSignature() + " feedforward=" + feedforwardModules;
+    }
+
     /** Targets whose input (not output) is scaled, or null when there are none. */
     public TargetModules feedforwardModules() {
         return feedforwardModules;

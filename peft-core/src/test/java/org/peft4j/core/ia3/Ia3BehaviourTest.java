@@ -200,4 +200,28 @@ class Ia3BehaviourTest {
         assertTrue(e.getMessage().contains("layers are: dense0 (DenseLayer)"), e.getMessage());
         assertEquals(params, g.params());
     }
+
+    /**
+     * Two IA3 adapters on the same targets that differ only in which of them scale their input:
+     * switching between them must give what wrapping with each gives, not keep the first one's layers.
+     */
+    @Test
+    void adaptersThatDifferInFeedforwardModulesSwitchCorrectly() {
+        ComputationGraph base = baseMlp();
+        INDArray x = TinyGraphs.classification(DataType.FLOAT, 1, 16, 8, 4).getFeatures();
+        Ia3Config scaleOut = Ia3Config.builder().targetModules("dense0", "dense2").build();
+        Ia3Config scaleIn = Ia3Config.builder().targetModules("dense0", "dense2").feedforwardModules("dense0").build();
+        PeftModel a = Peft.wrap(base, scaleOut);
+        train(a, 3);
+        PeftModel b = Peft.wrap(base, scaleIn);
+        train(b, 3);
+        INDArray expectedB = b.graph().outputSingle(x);
+
+        a.addAdapter("in", scaleIn, b.adapterParameters(PeftModel.DEFAULT_ADAPTER));
+        a.setAdapter("in");
+        assertTrue(maxAbsDiff(expectedB, a.output(x)[0]) <= 1e-6, "switched to the input-scaling adapter");
+        assertEquals(8, a.graph().getLayer("dense0").getParam(Ia3DenseLayer.IA3_KEY).length(), "dense0 scales its input (nIn 8)");
+        a.setAdapter(PeftModel.DEFAULT_ADAPTER);
+        assertEquals(16, a.graph().getLayer("dense0").getParam(Ia3DenseLayer.IA3_KEY).length(), "and back to its output");
+    }
 }
