@@ -53,8 +53,9 @@ public final class Peft {
             throw new IllegalStateException("the base graph has no parameters yet; call init() on it before wrapping");
         }
         if (config.trainsEverything()) {
-            return new PeftModel(base.clone(), base.getConfiguration().clone(), config, Map.of(),
-                    BaseFingerprint.of(base), Map.of());
+            return new PeftModel(GraphRewriter.independentClone(base),
+                    GraphRewriter.independentConf(base.getConfiguration()), config, Map.of(), BaseFingerprint.of(base),
+                    Map.of());
         }
         GraphRewriter.Result r = GraphRewriter.rewrite(base, config);
         Map<String, Map<String, INDArray>> originals = new LinkedHashMap<>();
@@ -63,7 +64,8 @@ public final class Peft {
             base.getLayer(s).paramTable().forEach((k, v) -> t.put(k, GraphRewriter.detachedCopy(v)));
             originals.put(s, t);
         }
-        return new PeftModel(r.graph(), base.getConfiguration().clone(), config, r.projectionVertexOf(),
+        return new PeftModel(r.graph(), GraphRewriter.independentConf(base.getConfiguration()), config,
+                r.projectionVertexOf(),
                 BaseFingerprint.of(base), originals);
     }
 

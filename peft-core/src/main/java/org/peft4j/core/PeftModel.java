@@ -494,7 +494,7 @@ public final class PeftModel {
         synchronized (lock) {
             refuseUnmergeable("mergeAndUnload()");
             if (config().trainsEverything()) {
-                ComputationGraph out = new ComputationGraph(baseConf.clone());
+                ComputationGraph out = new ComputationGraph(GraphRewriter.independentConf(baseConf));
                 out.init();
                 out.setParams(graph.params());
                 return out;
@@ -514,7 +514,7 @@ public final class PeftModel {
     }
 
     private ComputationGraph plainGraph(boolean merged) {
-        ComputationGraph out = new ComputationGraph(baseConf.clone());
+        ComputationGraph out = new ComputationGraph(GraphRewriter.independentConf(baseConf));
         out.init();
         try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
             for (Map.Entry<String, GraphVertex> e : baseConf.getVertices().entrySet()) {

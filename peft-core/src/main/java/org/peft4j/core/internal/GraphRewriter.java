@@ -29,10 +29,13 @@ import org.deeplearning4j.nn.conf.preprocessor.ComposableInputPreProcessor;
 import org.deeplearning4j.nn.conf.preprocessor.FeedForwardToRnnPreProcessor;
 import org.deeplearning4j.nn.conf.preprocessor.RnnToFeedForwardPreProcessor;
 import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.deeplearning4j.nn.updater.graph.ComputationGraphUpdater;
 import org.nd4j.linalg.activations.impl.ActivationIdentity;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.learning.config.IUpdater;
+import org.nd4j.linalg.learning.regularization.Regularization;
 import org.peft4j.core.BiasMode;
 import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
@@ -185,7 +188,7 @@ public final class GraphRewriter {
             }
             LayerVertex lv = (LayerVertex) v;
             if (saved.contains(name)) {
-                newVertices.put(name, lv.clone());
+                newVertices.put(name, ownCopy(lv));
                 newInputs.put(name, inputs);
             } else if (isDenseType(l)) {
                 FeedForwardLayer ff = (FeedForwardLayer) l;
@@ -221,7 +224,8 @@ public final class GraphRewriter {
                         loss = new LossLayer.Builder(o.getLossFn()).activation(o.getActivationFn()).build();
                     }
                     loss.setLayerName(name);
-                    ((BaseLayer) loss).setIUpdater(((BaseLayer) l).getIUpdater());
+                    IUpdater lossUpdater = ((BaseLayer) l).getIUpdater();
+                    ((BaseLayer) loss).setIUpdater(lossUpdater == null ? null : lossUpdater.clone());
                     newVertices.put(dense, layerVertex(lv, fl, pre));
                     newInputs.put(dense, inputs);
                     LayerVertex lossVertex = layerVertex(lv, loss, post);
@@ -235,7 +239,7 @@ public final class GraphRewriter {
                 newVertices.put(name, layerVertex(lv, fp, lv.getPreProcessor()));
                 newInputs.put(name, inputs);
             } else {
-                newVertices.put(name, lv.clone());
+                newVertices.put(name, ownCopy(lv));
                 newInputs.put(name, inputs);
             }
         }
@@ -538,6 +542,7 @@ public final class GraphRewriter {
         return false;
     }
 
+    /** Copies the training settings of a base layer, with its own copies of the mutable ones ({@link #ownSettings}). */
     private static void copyCommon(BaseLayer from, FrozenDenseLayer to) {
         to.setActivationFn(from.getActivationFn());
         to.setWeightInitFn(from.getWeightInitFn());
@@ -549,6 +554,74 @@ public final class GraphRewriter {
         to.setGradientNormalization(from.getGradientNormalization());
         to.setGradientNormalizationThreshold(from.getGradientNormalizationThreshold());
         to.setIDropout(from.getIDropout());
+        ownSettings(to);
+    }
+
+    /**
+     * A copy of {@code base} (configuration, parameters, optimizer state) that shares no mutable
+     * training setting with it ({@link #ownSettings}); DL4J's {@code clone()} alone would.
+     */
+    public static ComputationGraph independentClone(ComputationGraph base) {
+        ComputationGraph c = base.clone();
+        ownSettings(c.getConfiguration());
+        ComputationGraphUpdater u = c.getUpdater(false);
+        if (u != null) {
+            INDArray state = u.getStateViewArray();
+            c.setUpdater(null);
+            ComputationGraphUpdater fresh = c.getUpdater(true);
+            if (state != null) {
+                fresh.setStateViewArray(state);
+            }
+        }
+        return c;
+    }
+
+    /** A clone of {@code conf} that shares no mutable training setting with it ({@link #ownSettings}). */
+    public static ComputationGraphConfiguration independentConf(ComputationGraphConfiguration conf) {
+        ComputationGraphConfiguration c = conf.clone();
+        ownSettings(c);
+        return c;
+    }
+
+    private static void ownSettings(ComputationGraphConfiguration conf) {
+        for (GraphVertex v : conf.getVertices().values()) {
+            if (v instanceof LayerVertex lv && lv.getLayerConf().getLayer() instanceof BaseLayer b) {
+                ownSettings(b);
+            }
+        }
+    }
+
+    /** A clone of a layer vertex that shares no mutable training setting with the original ({@link #ownSettings}). */
+    private static LayerVertex ownCopy(LayerVertex lv) {
+        LayerVertex c = (LayerVertex) lv.clone();
+        if (c.getLayerConf().getLayer() instanceof BaseLayer b) {
+            ownSettings(b);
+        }
+        return c;
+    }
+
+    /**
+     * Replaces a layer's updaters, regularization and dropout with clones. DL4J's layer {@code clone()}
+     * keeps the same updater objects, and {@code ComputationGraph.setLearningRate} changes them in
+     * place, so without this a learning-rate change on the wrapped graph would reach the base graph.
+     */
+    private static void ownSettings(BaseLayer b) {
+        b.setIUpdater(b.getIUpdater() == null ? null : b.getIUpdater().clone());
+        b.setBiasUpdater(b.getBiasUpdater() == null ? null : b.getBiasUpdater().clone());
+        b.setRegularization(cloned(b.getRegularization()));
+        b.setRegularizationBias(cloned(b.getRegularizationBias()));
+        b.setIDropout(b.getIDropout() == null ? null : b.getIDropout().clone());
+    }
+
+    private static List<Regularization> cloned(List<Regularization> list) {
+        if (list == null) {
+            return null;
+        }
+        List<Regularization> out = new ArrayList<>(list.size());
+        for (Regularization r : list) {
+            out.add(r.clone());
+        }
+        return out;
     }
 
     private static LayerVertex layerVertex(LayerVertex template, Layer layer, InputPreProcessor pre) {
