@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -264,7 +263,7 @@ public final class AdapterFiles {
             throw new AdapterFormatException("no adapter directory at " + dir);
         }
         Path configFile = dir.resolve(CONFIG_FILE);
-        if (!Files.isRegularFile(configFile, LinkOption.NOFOLLOW_LINKS)) {
+        if (!Files.isRegularFile(configFile)) {
             throw new AdapterFormatException("no adapter in " + dir + ": " + CONFIG_FILE + " is missing");
         }
         if (Files.size(configFile) > MAX_CONFIG_BYTES) {
@@ -308,7 +307,7 @@ public final class AdapterFiles {
             }
         }
         Path weights = dir.resolve(WEIGHTS_FILE);
-        if (!Files.isRegularFile(weights, LinkOption.NOFOLLOW_LINKS)) {
+        if (!Files.isRegularFile(weights)) {
             throw new AdapterFormatException("no adapter weights in " + dir + ": " + WEIGHTS_FILE + " is missing");
         }
         SafetensorsFile tensors = Safetensors.read(weights);
@@ -389,12 +388,20 @@ public final class AdapterFiles {
     }
 
     private static float[] floats(SafeTensor t, String name, Path dir) {
+        float[] values;
         try {
-            return t.toFloats();
+            values = t.toFloats();
         } catch (IllegalStateException ex) {
             throw new AdapterFormatException(name + " in " + dir + " has dtype " + t.dtype()
                     + "; adapter tensors must be F32, F16 or BF16");
         }
+        for (int i = 0; i < values.length; i++) {
+            if (!Float.isFinite(values[i])) {
+                throw new AdapterFormatException(name + " in " + dir + " holds " + values[i] + " at element " + i
+                        + "; adapter weights must be finite");
+            }
+        }
+        return values;
     }
 
     /**
@@ -441,7 +448,7 @@ public final class AdapterFiles {
     /** Restores what {@link #saveTrainingState} wrote into the model's active graph. */
     public static void restoreTrainingState(PeftModel model, Path dir) throws IOException {
         Path file = dir.resolve(STATE_FILE);
-        if (!Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS)) {
+        if (!Files.isRegularFile(file)) {
             throw new AdapterFormatException("no checkpoint in " + dir + ": " + STATE_FILE + " is missing");
         }
         SafetensorsFile f = Safetensors.read(file);

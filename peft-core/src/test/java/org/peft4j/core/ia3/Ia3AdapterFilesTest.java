@@ -68,4 +68,35 @@ class Ia3AdapterFilesTest {
         assertTrue(e.getMessage().contains("\"target_modules\" must be a list of layer names or a string; got 7"),
                 e.getMessage());
     }
+
+    /** A NaN in the weights would turn every output into NaN: refused, naming the tensor and element. */
+    @Test
+    void nonFiniteWeightsAreRefused(@TempDir Path dir) throws Exception {
+        Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build()).saveAdapter(dir);
+        Path weights = dir.resolve("adapter_model.safetensors");
+        SafetensorsFile f = Safetensors.read(weights);
+        java.util.Map<String, org.peft4j.core.io.SafeTensor> tensors = new java.util.LinkedHashMap<>(f.tensors());
+        String key = "base_model.model.dense1.ia3_l";
+        float[] v = tensors.get(key).toFloats();
+        v[5] = Float.NaN;
+        tensors.put(key, org.peft4j.core.io.SafeTensor.ofFloats(tensors.get(key).shape(), v));
+        Safetensors.write(weights, tensors, f.metadata());
+        AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), dir));
+        assertEquals(key + " in " + dir + " holds NaN at element 5; adapter weights must be finite", e.getMessage());
+    }
+
+    /** Hugging Face hub snapshots hold their files as symbolic links into a blob store: they load. */
+    @Test
+    void filesBehindSymbolicLinksLoad(@TempDir Path dir) throws Exception {
+        PeftModel peft = Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build());
+        peft.graph().fit(TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4));
+        Path blobs = dir.resolve("blobs");
+        peft.saveAdapter(blobs);
+        Path snapshot = Files.createDirectories(dir.resolve("snapshot"));
+        for (String name : new String[] {"adapter_config.json", "adapter_model.safetensors"}) {
+            Files.createSymbolicLink(snapshot.resolve(name), blobs.resolve(name));
+        }
+        INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 16, 8, 4).getFeatures();
+        assertEquals(peft.graph().outputSingle(x), Peft.load(base(), snapshot).graph().outputSingle(x));
+    }
 }
