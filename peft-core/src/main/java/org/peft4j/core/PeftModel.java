@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.regex.Pattern;
 import org.deeplearning4j.nn.api.Layer;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
@@ -397,6 +398,10 @@ public final class PeftModel {
         if (adapters.containsKey(name)) {
             throw new IllegalArgumentException("an adapter named \"" + name + "\" exists already; adapters are "
                     + adapters.keySet());
+        }
+        if (Set.of(AdapterFiles.CONFIG_FILE, AdapterFiles.WEIGHTS_FILE, AdapterFiles.STATE_FILE).contains(name)) {
+            throw new IllegalArgumentException("adapter name \"" + name + "\" is the name of a file saveAdapter and "
+                    + "saveCheckpoint write next to the adapters' directories; choose another name");
         }
     }
 

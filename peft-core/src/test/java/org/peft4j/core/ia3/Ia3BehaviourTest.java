@@ -224,4 +224,16 @@ class Ia3BehaviourTest {
         a.setAdapter(PeftModel.DEFAULT_ADAPTER);
         assertEquals(16, a.graph().getLayer("dense0").getParam(Ia3DenseLayer.IA3_KEY).length(), "and back to its output");
     }
+
+    /** An adapter named like a file saveAdapter writes would make the save fail half-way: refused up front. */
+    @Test
+    void adapterNamesThatAreFileNamesAreRefused() {
+        PeftModel peft = Peft.wrap(baseMlp(), ia3());
+        for (String name : new String[] {"adapter_model.safetensors", "adapter_config.json", "training_state.safetensors"}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> peft.addAdapter(name, ia3()));
+            assertEquals("adapter name \"" + name + "\" is the name of a file saveAdapter and saveCheckpoint write next "
+                    + "to the adapters' directories; choose another name", e.getMessage());
+        }
+        assertEquals(java.util.List.of(PeftModel.DEFAULT_ADAPTER), java.util.List.copyOf(peft.adapterNames()));
+    }
 }
