@@ -250,12 +250,13 @@ public final class PeftModel {
             if (isMerged()) {
                 throw new IllegalStateException("adapters are already merged; call unmerge() first");
             }
+            if (adaptersDisabled()) {
+                throw new IllegalStateException("merge() inside a disableAdapter() scope would merge nothing; close the "
+                        + "scope first");
+            }
             try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
                 for (Map.Entry<String, FrozenDenseLayer> e : adaptedLayers().entrySet()) {
                     FrozenDenseLayer f = e.getValue();
-                    if (!f.isAdapterEnabled()) {
-                        continue;
-                    }
                     Map<String, INDArray> params = graph.getLayer(e.getKey()).paramTable();
                     INDArray delta = f.deltaWeight(params);
                     INDArray bias = biasInUse(f, params);
@@ -280,12 +281,20 @@ public final class PeftModel {
 
     /**
      * Switches every adapter off until the returned scope is closed: inside it, the graph computes
-     * exactly the base model's outputs.
+     * exactly the base model's outputs. Inside it, {@link #merge()} and switching to an adapter of
+     * another layout are refused (either would switch adapters back on).
      *
      * <pre>{@code try (var off = peft.disableAdapter()) { base = peft.graph().outputSingle(x); }}</pre>
+     *
+     * @throws IllegalStateException if the adapters are merged (a merged weight already holds them;
+     *     call {@link #unmerge()} first, or use {@link #reconstructBase()})
      */
     public AdapterScope disableAdapter() {
         synchronized (lock) {
+            if (isMerged()) {
+                throw new IllegalStateException("adapters are merged, so disabling them would not restore the base "
+                        + "outputs; call unmerge() first");
+            }
             Map<FrozenDenseLayer, Boolean> before = new java.util.IdentityHashMap<>();
             for (FrozenDenseLayer f : adaptedLayers().values()) {
                 before.put(f, f.isAdapterEnabled());
@@ -303,6 +312,12 @@ public final class PeftModel {
                 }
             };
         }
+    }
+
+    /** Whether a {@link #disableAdapter()} scope is open: some adapter layer is switched off. */
+    private boolean adaptersDisabled() {
+        return adaptedLayers().values().stream().anyMatch(f -> !f.isAdapterEnabled())
+                || tunerLayers().values().stream().anyMatch(t -> !t.isAdapterEnabled());
     }
 
     /** A scope that re-enables adapters when closed; closing twice is harmless. */
@@ -442,6 +457,10 @@ public final class PeftModel {
                 throw new IllegalStateException("adapters are merged; call unmerge() before switching adapters");
             }
             Slot current = adapters.get(active);
+            if (!target.config.layoutSignature().equals(current.config.layoutSignature()) && adaptersDisabled()) {
+                throw new IllegalStateException("adapter \"" + name + "\" has another layout, so switching to it builds "
+                        + "new layers that a disableAdapter() scope does not cover; close the scope first");
+            }
             current.params = graph.params().dup();
             INDArray state = graph.getUpdater(false) == null ? null : graph.getUpdater().getStateViewArray();
             current.updaterState = state == null ? null : state.dup();
@@ -473,10 +492,16 @@ public final class PeftModel {
      * Removes adapter {@code name}.
      *
      * @throws IllegalStateException if it is the active adapter (activate another one first)
+     * @throws IllegalArgumentException if it is {@value #DEFAULT_ADAPTER}: {@link #saveAdapter}
+     *     writes that one at the directory's root, where {@link Peft#load} looks for it
      */
     public void deleteAdapter(String name) {
         synchronized (lock) {
             slot(name);
+            if (DEFAULT_ADAPTER.equals(name)) {
+                throw new IllegalArgumentException("adapter \"" + DEFAULT_ADAPTER + "\" cannot be deleted: saveAdapter "
+                        + "writes it at the directory's root, where Peft.load looks for it");
+            }
             if (name.equals(active)) {
                 throw new IllegalStateException("adapter \"" + name + "\" is active; setAdapter(...) to another one "
                         + "before deleting it");

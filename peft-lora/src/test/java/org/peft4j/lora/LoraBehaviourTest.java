@@ -195,6 +195,44 @@ class LoraBehaviourTest {
         assertEquals(adapted, peft.graph().outputSingle(x));
     }
 
+    /**
+     * What would break "exactly the base outputs" in a disableAdapter() scope is refused: disabling
+     * while merged, merging inside the scope, and switching to an adapter of another layout inside it
+     * (it would build enabled layers). Switching within one layout keeps the scope. The default adapter,
+     * which saveAdapter writes at the directory's root, cannot be deleted.
+     */
+    @Test
+    void disableAdapterScopeAndDefaultAdapterRefuseWhatWouldBreakThem() {
+        ComputationGraph base = baseMlp();
+        PeftModel peft = Peft.wrap(base, lora("dense0", "dense2"));
+        train(peft, TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4), 3);
+        INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 16, 8, 4).getFeatures();
+        peft.addAdapter("same", lora("dense0", "dense2"));
+        peft.addAdapter("wider", LoraConfig.builder().rank(6).alpha(12).targetModules("dense0", "dense2").build());
+
+        peft.merge();
+        IllegalStateException merged = assertThrows(IllegalStateException.class, peft::disableAdapter);
+        assertEquals("adapters are merged, so disabling them would not restore the base outputs; call unmerge() first",
+                merged.getMessage());
+        peft.unmerge();
+
+        try (var off = peft.disableAdapter()) {
+            assertEquals("merge() inside a disableAdapter() scope would merge nothing; close the scope first",
+                    assertThrows(IllegalStateException.class, peft::merge).getMessage());
+            assertEquals("adapter \"wider\" has another layout, so switching to it builds new layers that a "
+                    + "disableAdapter() scope does not cover; close the scope first",
+                    assertThrows(IllegalStateException.class, () -> peft.setAdapter("wider")).getMessage());
+            assertEquals(PeftModel.DEFAULT_ADAPTER, peft.activeAdapter());
+            peft.setAdapter("same");
+            assertEquals(base.outputSingle(x), peft.graph().outputSingle(x), "same layout: still the base outputs");
+            peft.setAdapter(PeftModel.DEFAULT_ADAPTER);
+        }
+        peft.setAdapter("wider");
+        assertEquals("adapter \"default\" cannot be deleted: saveAdapter writes it at the directory's root, where "
+                + "Peft.load looks for it",
+                assertThrows(IllegalArgumentException.class, () -> peft.deleteAdapter(PeftModel.DEFAULT_ADAPTER)).getMessage());
+    }
+
     @Test
     void userGraphIsNeverModified() {
         ComputationGraph base = baseMlp();
