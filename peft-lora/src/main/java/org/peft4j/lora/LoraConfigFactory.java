@@ -12,7 +12,9 @@ import org.peft4j.core.TargetModules;
  * Reads {@link LoraConfig} from the keys of a Hugging Face PEFT {@code adapter_config.json};
  * registered with {@link java.util.ServiceLoader}. Keys we do not use (PEFT writes many) are
  * ignored; keys we use must have the right JSON type, and options we cannot honour
- * ({@code use_dora}, {@code fan_in_fan_out}) are refused rather than silently dropped.
+ * ({@code use_dora}, {@code fan_in_fan_out}, a non-empty {@code rank_pattern} or
+ * {@code alpha_pattern}, {@code layers_to_transform}, {@code layer_replication}) are refused rather
+ * than silently dropped.
  *
  * <p>Thread-safety: stateless.
  */
@@ -57,6 +59,20 @@ public final class LoraConfigFactory implements PeftConfigFactory {
             if (bool(json, "fan_in_fan_out", false)) {
                 throw new AdapterFormatException("adapter_config.json: fan_in_fan_out=true is not supported (DL4J "
                         + "dense weights are [nIn, nOut]; peft4j files always store [out, in])");
+            }
+            for (String key : List.of("rank_pattern", "alpha_pattern")) {
+                Object pattern = json.get(key);
+                if (pattern != null && !(pattern instanceof Map<?, ?> m && m.isEmpty())) {
+                    throw new AdapterFormatException("adapter_config.json: \"" + key + "\" " + describe(pattern)
+                            + " is not supported: per-module ranks and alphas are not implemented, and dropping them "
+                            + "would change the adapter's output");
+                }
+            }
+            for (String key : List.of("layers_to_transform", "layer_replication")) {
+                if (json.get(key) != null) {
+                    throw new AdapterFormatException("adapter_config.json: \"" + key + "\" " + describe(json.get(key))
+                            + " is not supported; only null is");
+                }
             }
             Object init = json.getOrDefault("init_lora_weights", Boolean.TRUE);
             b.initLoraWeights("gaussian".equals(init) ? LoraInit.GAUSSIAN : LoraInit.KAIMING_UNIFORM);

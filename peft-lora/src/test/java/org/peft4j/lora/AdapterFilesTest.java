@@ -147,6 +147,18 @@ class AdapterFilesTest {
         assertTrue(names.getMessage().contains("unknown tensors [base_model.model.dense2.lora_A.weight"), names.getMessage());
         assertTrue(names.getMessage().contains("missing tensors [base_model.model.dense0.lora_A.weight"), names.getMessage());
 
+        String good = new String(goodConfig, StandardCharsets.UTF_8);
+        assertTrue(good.contains("\"use_rslora\": false"), good);
+        Files.writeString(config, good.replace("\"use_rslora\": false",
+                "\"use_rslora\": false,\n  \"alpha_pattern\": {\"dense1\": 32}"));
+        AdapterFormatException pattern = assertThrows(AdapterFormatException.class, () -> Peft.load(base, dir));
+        assertTrue(pattern.getMessage().contains("\"alpha_pattern\" {dense1=32}")
+                && pattern.getMessage().endsWith("is not supported: per-module ranks and alphas are not implemented, and "
+                + "dropping them would change the adapter's output"), pattern.getMessage());
+        Files.writeString(config, good.replace("\"use_rslora\": false",
+                "\"use_rslora\": false,\n  \"alpha_pattern\": {},\n  \"rank_pattern\": {},\n  \"layers_to_transform\": null"));
+        Peft.load(base, dir);
+
         Files.delete(config);
         AdapterFormatException none = assertThrows(AdapterFormatException.class, () -> Peft.load(base, dir));
         assertTrue(none.getMessage().contains("adapter_config.json is missing"), none.getMessage());
