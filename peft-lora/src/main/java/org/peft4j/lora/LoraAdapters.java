@@ -29,7 +29,9 @@ import org.peft4j.core.PeftModel;
  * added to the model, not activated. Sources must target the same layers and train no biases or
  * whole modules.
  *
- * <p>Thread-safety: as {@link PeftModel} (its lock is taken by the calls made).
+ * <p>Thread-safety: each call it makes on the {@link PeftModel} takes the model's lock, but a
+ * combination as a whole is not atomic: do not delete or replace its source adapters from another
+ * thread while it runs.
  */
 public final class LoraAdapters {
 
@@ -60,7 +62,8 @@ public final class LoraAdapters {
         for (String s : sources) {
             PeftConfig c = peft.adapterConfig(s);
             if (!(c instanceof LoraConfig)) {
-                throw new IllegalArgumentException("adapter \"" + s + "\" is " + c.peftType() + ", not LORA");
+                throw new IllegalArgumentException("adapter \"" + s + "\" is a " + c.getClass().getSimpleName()
+                        + ", not a plain LoraConfig; weighted combinations take float LoRA adapters only");
             }
             LoraConfig l = (LoraConfig) c;
             if (!l.modulesToSave().isEmpty() || l.bias() != BiasMode.NONE) {

@@ -177,6 +177,17 @@ class QLoraTest {
         assertEquals(q.graph().outputSingle(x), q.graph().clone().outputSingle(x), "and clone()");
     }
 
+    /** Weighted combinations take float LoRA adapters; a QLoRA source is refused by what it is. */
+    @Test
+    void weightedCombinationsNameAQLoraSourceInTheirRefusal() {
+        PeftModel q = Peft.wrap(TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 5, 8, 16, 4), QLoraConfig.of(lora(), NF4_DQ));
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> org.peft4j.lora.LoraAdapters.addWeightedAdapter(q, java.util.List.of(PeftModel.DEFAULT_ADAPTER),
+                        new double[] {1}, org.peft4j.lora.LoraAdapters.Combination.LINEAR, "sum", 0));
+        assertEquals("adapter \"default\" is a QLoraConfig, not a plain LoraConfig; weighted combinations take float "
+                + "LoRA adapters only", e.getMessage());
+    }
+
     @Test
     void qloraTrainsAsWellAsFloatLora() {
         ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(5e-3), 6, 32, 64, 6);
