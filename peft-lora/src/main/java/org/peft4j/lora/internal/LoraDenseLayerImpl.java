@@ -18,9 +18,8 @@ import org.peft4j.lora.LoraDenseLayer;
  * DL4J has no layer whose weight is frozen outside the parameter vector with a trainable low-rank
  * branch, and SameDiff layers return doubled gradients in 1.0.0-M2.1.
  *
- * <p>The LoRA dropout mask drawn in a training forward pass is kept (outside workspaces) until
- * the matching backward pass, because DL4J recomputes the forward pass during backprop and the
- * two must see the same mask.
+ * <p>Every training forward pass draws a new LoRA dropout mask and keeps it (outside workspaces)
+ * for the matching backward pass, which may recompute the forward pass and must see the same mask.
  *
  * <p>Thread-safety: one instance is used by one thread at a time.
  */
@@ -37,13 +36,17 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
         return (LoraDenseLayer) layerConf();
     }
 
-    /** The dropped-out input of the LoRA branch: {@code x ⊙ mask} in training with dropout, else {@code x}. */
-    private INDArray branchInput(INDArray x, boolean training, ArrayType type, LayerWorkspaceMgr mgr) {
+    /**
+     * The dropped-out input of the LoRA branch: {@code x ⊙ mask} in training with dropout, else
+     * {@code x}. With {@code fresh} (a training forward pass) a new mask is drawn; otherwise (the
+     * backward pass, or its recomputed forward) the last one is reused.
+     */
+    private INDArray branchInput(INDArray x, boolean training, boolean fresh, ArrayType type, LayerWorkspaceMgr mgr) {
         double p = lora().loraDropout();
         if (!training || p == 0.0) {
             return x;
         }
-        if (dropoutMask == null || !Arrays.equals(dropoutMask.shape(), x.shape())) {
+        if (fresh || dropoutMask == null || !Arrays.equals(dropoutMask.shape(), x.shape())) {
             try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
                 INDArray m = Nd4j.createUninitialized(x.dataType(), x.shape());
                 Nd4j.getExecutioner().exec(new BernoulliDistribution(m, 1.0 - p));
@@ -58,7 +61,7 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
     protected void addAdapterOutput(INDArray x, INDArray z, boolean training, boolean forBackprop,
                                     LayerWorkspaceMgr mgr) {
         LoraDenseLayer c = lora();
-        INDArray xd = branchInput(x, training, ArrayType.FF_WORKING_MEM, mgr);
+        INDArray xd = branchInput(x, training, training && !forBackprop, ArrayType.FF_WORKING_MEM, mgr);
         INDArray a = params.get(LoraDenseLayer.LORA_A);
         INDArray b = params.get(LoraDenseLayer.LORA_B);
         if (SmallBatchBranch.applies(xd, a, b, z)) {
@@ -80,7 +83,7 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
         INDArray gA = gradientViews.get(LoraDenseLayer.LORA_A);
         INDArray gB = gradientViews.get(LoraDenseLayer.LORA_B);
 
-        INDArray xd = branchInput(x, true, ArrayType.BP_WORKING_MEM, mgr);
+        INDArray xd = branchInput(x, true, false, ArrayType.BP_WORKING_MEM, mgr);
         INDArray h = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.rank());
         Nd4j.gemm(xd, a, h, false, false, 1.0, 0.0);
         Nd4j.gemm(h, delta, gB, true, false, s, 0.0);
