@@ -89,7 +89,8 @@ public final class Peft {
      * built, and every tensor's name and shape against the wrapped graph before any weight is set;
      * {@code base} is only read.
      *
-     * @throws AdapterFormatException if a file is missing or malformed
+     * @throws AdapterFormatException if a file is missing or malformed, or an adapter in a
+     *     sub-directory cannot be loaded under that directory's name
      * @throws IncompatibleAdapterException if the adapter was trained on another base model or
      *     does not fit its layers
      */
@@ -128,7 +129,12 @@ public final class Peft {
             subdirs = s.filter(p -> Files.isRegularFile(p.resolve(AdapterFiles.CONFIG_FILE))).sorted().toList();
         }
         for (Path sub : subdirs) {
-            m.loadAdapter(sub, sub.getFileName().toString(), ignoreFingerprint);
+            try {
+                m.loadAdapter(sub, sub.getFileName().toString(), ignoreFingerprint);
+            } catch (IllegalArgumentException e) {
+                throw new AdapterFormatException("sub-directory " + sub + " holds an adapter that cannot be loaded: "
+                        + e.getMessage() + "; rename it or move it out of " + dir);
+            }
         }
         return m;
     }

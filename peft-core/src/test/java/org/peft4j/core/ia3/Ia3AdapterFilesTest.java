@@ -99,4 +99,18 @@ class Ia3AdapterFilesTest {
         INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 16, 8, 4).getFeatures();
         assertEquals(peft.graph().outputSingle(x), Peft.load(base(), snapshot).graph().outputSingle(x));
     }
+
+    /** A sub-directory whose name cannot be an adapter name is reported as a file problem, naming it. */
+    @Test
+    void aSubDirectoryWithAnInvalidAdapterNameIsAFormatError(@TempDir Path dir) throws Exception {
+        Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build()).saveAdapter(dir);
+        Path stray = Files.createDirectories(dir.resolve("my adapter"));
+        for (String name : new String[] {"adapter_config.json", "adapter_model.safetensors"}) {
+            Files.copy(dir.resolve(name), stray.resolve(name));
+        }
+        AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), dir));
+        assertEquals("sub-directory " + stray + " holds an adapter that cannot be loaded: adapter name \"my adapter\" "
+                + "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names a directory "
+                + "when saved); rename it or move it out of " + dir, e.getMessage());
+    }
 }
