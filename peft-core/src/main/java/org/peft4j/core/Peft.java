@@ -65,8 +65,7 @@ public final class Peft {
             originals.put(s, t);
         }
         return new PeftModel(r.graph(), GraphRewriter.independentConf(base.getConfiguration()), config,
-                r.projectionVertexOf(),
-                BaseFingerprint.of(base), originals);
+                r.projectionVertexOf(), BaseFingerprint.of(base), originals);
     }
 
     /**

@@ -11,9 +11,9 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.quant.internal.BlockScales;
-import org.peft4j.quant.internal.CodeTables;
 import org.peft4j.quant.internal.Blockwise4bit;
 import org.peft4j.quant.internal.Blockwise8bit;
+import org.peft4j.quant.internal.CodeTables;
 import org.peft4j.quant.internal.QuantStateIo;
 
 /**

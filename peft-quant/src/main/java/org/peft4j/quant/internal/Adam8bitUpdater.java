@@ -134,8 +134,8 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
                 ? "is " + gradient + ", too large: the float32 second moment overflows"
                 : "is " + gradient;
         return "Adam8bit: the gradient of parameter " + index + " (of " + count + " in this updater block) " + what
-                + "; this block's state and gradient are left as they were. Check the loss for NaN/Inf, scale it down or clip gradients "
-                + "(e.g. DL4J's GradientNormalization)";
+                + "; this block's state and gradient are left as they were. Check the loss for NaN/Inf, "
+                + "scale it down or clip gradients (e.g. DL4J's GradientNormalization)";
     }
 
     @Override
