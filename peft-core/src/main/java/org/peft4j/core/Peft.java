@@ -83,13 +83,16 @@ public final class Peft {
 
     /**
      * Rebuilds a wrapped model from {@link PeftModel#saveAdapter} output: the adapter in {@code dir}
-     * becomes the default adapter, every sub-directory holding an adapter is loaded under its
-     * directory name. The files and the base model's fingerprint are checked before anything is
-     * built, and every tensor's name and shape against the wrapped graph before any weight is set;
-     * {@code base} is only read.
+     * becomes the default adapter, and every adapter its config lists as saved with it is loaded
+     * from the sub-directory of its name (other sub-directories are left alone). For a directory
+     * another writer made, whose config lists none, every sub-directory holding an adapter is
+     * loaded under its directory name. The files and the base model's fingerprint are checked
+     * before anything is built, a weights file against the SHA-256 its config recorded, and every
+     * tensor's name and shape against the wrapped graph before any weight is set; {@code base} is
+     * only read.
      *
-     * @throws AdapterFormatException if a file is missing or malformed, or an adapter in a
-     *     sub-directory cannot be loaded under that directory's name
+     * @throws AdapterFormatException if a file is missing or malformed, the files come from
+     *     different saves, or an adapter in a sub-directory cannot be loaded under that directory's name
      * @throws IncompatibleAdapterException if the adapter was trained on another base model or
      *     does not fit its layers
      */
@@ -123,6 +126,18 @@ public final class Peft {
         }
         AdapterFiles.assign(loaded, m.graph(), dir);
         m.setLoadConfigurer(configure);
+        Map<String, String> savedWith = loaded.savedWith(dir);
+        if (savedWith != null) {
+            for (Map.Entry<String, String> e : savedWith.entrySet()) {
+                try {
+                    m.loadAdapter(dir.resolve(e.getKey()), e.getKey(), ignoreFingerprint, e.getValue());
+                } catch (IllegalArgumentException | AdapterFormatException ex) {
+                    throw new AdapterFormatException(dir.resolve(AdapterFiles.CONFIG_FILE) + " lists adapter \""
+                            + e.getKey() + "\" as saved with it, which cannot be loaded: " + ex.getMessage(), ex);
+                }
+            }
+            return m;
+        }
         List<Path> subdirs;
         try (Stream<Path> s = Files.list(dir)) {
             subdirs = s.filter(p -> Files.isRegularFile(p.resolve(AdapterFiles.CONFIG_FILE))).sorted().toList();

@@ -10,6 +10,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.regex.Pattern;
 import org.deeplearning4j.nn.api.Layer;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
@@ -591,24 +592,36 @@ public final class PeftModel {
      * Writes every adapter in Hugging Face PEFT's layout: the default adapter's
      * {@code adapter_config.json} and {@code adapter_model.safetensors} in {@code dir}, every other
      * adapter in {@code dir/<name>/}. Each file is written atomically (temporary file, fsync, move).
+     * The other adapters are written first and the default adapter's config last; it lists the
+     * adapters of this save with the SHA-256 of their weights, and every config records the
+     * SHA-256 of its own weights file, so {@link Peft#load} refuses the mixture a save that stopped
+     * half-way leaves, and loads only the adapters of this save (sub-directories of adapters
+     * deleted since an earlier save into {@code dir} stay on disk but are not loaded).
      *
      * @throws UnsupportedOperationException for full fine-tuning and transfer learning (use ModelSerializer)
      */
     public void saveAdapter(Path dir) throws IOException {
         synchronized (lock) {
+            Map<String, String> others = new TreeMap<>();
             for (String name : adapters.keySet()) {
-                Path target = name.equals(DEFAULT_ADAPTER) ? dir : dir.resolve(name);
-                PeftConfig c = adapters.get(name).config;
-                ComputationGraph g = graphHolding(name);
-                List<String> targets = new ArrayList<>();
-                for (Layer l : g.getLayers()) {
-                    if (l.conf().getLayer() instanceof FrozenDenseLayer && ((FrozenDenseLayer) l.conf().getLayer()).hasAdapter()) {
-                        targets.add(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName());
-                    }
+                if (!name.equals(DEFAULT_ADAPTER)) {
+                    others.put(name, saveOne(name, dir.resolve(name), null));
                 }
-                AdapterFiles.save(c, baseFingerprint, g, target, targets);
+            }
+            saveOne(DEFAULT_ADAPTER, dir, others);
+        }
+    }
+
+    private String saveOne(String name, Path target, Map<String, String> savedWith) throws IOException {
+        PeftConfig c = adapters.get(name).config;
+        ComputationGraph g = graphHolding(name);
+        List<String> targets = new ArrayList<>();
+        for (Layer l : g.getLayers()) {
+            if (l.conf().getLayer() instanceof FrozenDenseLayer && ((FrozenDenseLayer) l.conf().getLayer()).hasAdapter()) {
+                targets.add(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName());
             }
         }
+        return AdapterFiles.save(c, baseFingerprint, g, target, targets, savedWith);
     }
 
     /** A graph wrapped with adapter {@code name}'s config holding its parameters (the live graph when active). */
@@ -633,9 +646,24 @@ public final class PeftModel {
 
     /** As {@link #loadAdapter(Path, String)}; {@code ignoreFingerprint} accepts an adapter trained on other base weights. */
     public void loadAdapter(Path dir, String name, boolean ignoreFingerprint) throws IOException {
+        loadAdapter(dir, name, ignoreFingerprint, null);
+    }
+
+    /**
+     * As {@link #loadAdapter(Path, String, boolean)}; with {@code expectedDigest} non-null the
+     * weights file must have that SHA-256 (the digest the directory's default adapter recorded for
+     * it, see {@link #saveAdapter}).
+     */
+    void loadAdapter(Path dir, String name, boolean ignoreFingerprint, String expectedDigest) throws IOException {
         synchronized (lock) {
             checkNewName(name);
             AdapterFiles.Loaded read = AdapterFiles.read(dir, baseFingerprint, ignoreFingerprint);
+            if (expectedDigest != null && !expectedDigest.equals(read.weightsDigest())) {
+                throw new AdapterFormatException(dir.resolve(AdapterFiles.WEIGHTS_FILE) + " has SHA-256 "
+                        + read.weightsDigest() + ", but " + expectedDigest + " was recorded for it: the directory mixes "
+                        + "files of different saves, for example of a saveAdapter that stopped half-way; save the "
+                        + "adapters again");
+            }
             AdapterFiles.Loaded l = read.withConfig(loadConfigurer.apply(read.config()));
             ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), l.config()).graph();
             AdapterFiles.assign(l, g, dir);

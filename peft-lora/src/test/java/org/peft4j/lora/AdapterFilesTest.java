@@ -23,6 +23,7 @@ import org.peft4j.core.PeftModel;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
+import org.peft4j.core.testing.AdapterDirs;
 import org.peft4j.core.testing.TinyGraphs;
 
 /** Adapter files in Hugging Face PEFT's layout, and loading them safely (issue #7). */
@@ -96,8 +97,11 @@ class AdapterFilesTest {
                 + "    \"output\"\n"
                 + "  ],\n"
                 + "  \"peft4j\": {\n"
+                + "    \"adapter_model_sha256\": \""
+                + AdapterDirs.sha256(Files.readAllBytes(dir.resolve("adapter_model.safetensors"))) + "\",\n"
                 + "    \"base_model_fingerprint\": {\n";
         assertTrue(json.startsWith(head), json);
+        assertTrue(json.contains("\n    \"saved_adapters\": {}\n  },\n  \"peft_type\""), json);
         assertTrue(json.contains("\n  \"peft_type\": \"LORA\",\n  \"r\": 4,\n  \"target_modules\": [\n    \"dense1\",\n"
                 + "    \"dense2\"\n  ],\n  \"task_type\": null,\n  \"use_dora\": false,\n  \"use_rslora\": false\n}"), json);
     }

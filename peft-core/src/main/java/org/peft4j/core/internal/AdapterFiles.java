@@ -5,9 +5,13 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.DigestInputStream;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.HexFormat;
 import java.util.Map;
 import java.util.Properties;
 import java.util.ServiceLoader;
@@ -47,6 +51,15 @@ import org.peft4j.core.io.SafetensorsFile;
  * <p>Loading validates the whole directory (JSON types, safetensors structure, base-model
  * fingerprint, tensor names and shapes against the wrapped graph) before any parameter is written.
  *
+ * <p>The two files of an adapter are written one after the other, so a save that stops half-way
+ * (a crash, a full disk) can leave new weights beside an old config. The config therefore records
+ * the SHA-256 of the weights file it was written with ({@value #WEIGHTS_DIGEST_KEY} under
+ * {@code "peft4j"}), and loading refuses a pair that disagrees. The directory's default adapter
+ * is written last and lists the other adapters saved with it, with the digests of their weights
+ * ({@value #SAVED_ADAPTERS_KEY}): {@link org.peft4j.core.Peft#load} loads exactly those, so the
+ * sub-directory of an adapter deleted since an earlier save into the same directory stays on disk
+ * but does not come back.
+ *
  * <p>Thread-safety: stateless.
  */
 public final class AdapterFiles {
@@ -56,6 +69,13 @@ public final class AdapterFiles {
     public static final String STATE_FILE = "training_state.safetensors";
     static final String PREFIX = "base_model.model.";
     private static final long MAX_CONFIG_BYTES = 16L << 20;
+    /** Key under {@code "peft4j"}: hex SHA-256 of the {@value #WEIGHTS_FILE} written with the config. */
+    public static final String WEIGHTS_DIGEST_KEY = "adapter_model_sha256";
+    /**
+     * Key under {@code "peft4j"} in a directory's default adapter: the other adapters saved with it,
+     * name → hex SHA-256 of their weights file.
+     */
+    public static final String SAVED_ADAPTERS_KEY = "saved_adapters";
 
     private AdapterFiles() {
     }
@@ -185,9 +205,17 @@ public final class AdapterFiles {
         return s;
     }
 
-    /** Writes one adapter: {@code g} is wrapped with {@code config} and holds the adapter's parameters. */
-    public static void save(PeftConfig config, BaseFingerprint fingerprint, ComputationGraph g, Path dir,
-                            List<String> resolvedTargets) throws IOException {
+    /**
+     * Writes one adapter: {@code g} is wrapped with {@code config} and holds the adapter's
+     * parameters. The weights file is written first, then the config that records its digest.
+     *
+     * @param savedWith for a directory's default adapter, the other adapters saved with it (name →
+     *     digest returned by their own save), recorded under {@value #SAVED_ADAPTERS_KEY}; null for
+     *     an adapter in a sub-directory
+     * @return the hex SHA-256 of the weights file written
+     */
+    public static String save(PeftConfig config, BaseFingerprint fingerprint, ComputationGraph g, Path dir,
+                              List<String> resolvedTargets, Map<String, String> savedWith) throws IOException {
         Map<String, Object> json = new TreeMap<>(config.toAdapterConfig(g));
         if (!config.targetTypes().isEmpty()) {
             json.put("target_modules", resolvedTargets);
@@ -238,18 +266,76 @@ public final class AdapterFiles {
                 tensors.put(e.getKey(), SafeTensor.ofFloats(shape, out));
             }
         }
+        byte[] weights = Safetensors.toBytes(tensors, Map.of("format", "pt"));
+        String digest = HexFormat.of().formatHex(sha256().digest(weights));
+        ext.put(WEIGHTS_DIGEST_KEY, digest);
+        if (savedWith != null) {
+            ext.put(SAVED_ADAPTERS_KEY, new TreeMap<>(savedWith));
+        }
         Files.createDirectories(dir);
-        AtomicFiles.write(dir.resolve(WEIGHTS_FILE), Safetensors.toBytes(tensors, Map.of("format", "pt")));
+        AtomicFiles.write(dir.resolve(WEIGHTS_FILE), weights);
         AtomicFiles.write(dir.resolve(CONFIG_FILE), PeftJson.write(json).getBytes(StandardCharsets.UTF_8));
+        return digest;
     }
 
-    /** A validated adapter directory, not yet applied to any graph; {@code json} is the parsed config file. */
-    public record Loaded(PeftConfig config, SafetensorsFile tensors, Map<String, Object> json) {
+    private static MessageDigest sha256() {
+        try {
+            return MessageDigest.getInstance("SHA-256");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
+        }
+    }
+
+    /** Hex SHA-256 of a file's bytes, read as a stream. */
+    private static String sha256(Path file) throws IOException {
+        MessageDigest md = sha256();
+        try (InputStream in = new DigestInputStream(Files.newInputStream(file), md)) {
+            in.transferTo(java.io.OutputStream.nullOutputStream());
+        }
+        return HexFormat.of().formatHex(md.digest());
+    }
+
+    /**
+     * A validated adapter directory, not yet applied to any graph; {@code json} is the parsed config
+     * file, {@code weightsDigest} the hex SHA-256 of its weights file.
+     */
+    public record Loaded(PeftConfig config, SafetensorsFile tensors, Map<String, Object> json, String weightsDigest) {
 
         /** The same files, to be applied with another config (e.g. QLoRA for a LoRA file). */
         public Loaded withConfig(PeftConfig other) {
-            return new Loaded(other, tensors, json);
+            return new Loaded(other, tensors, json, weightsDigest);
         }
+
+        /**
+         * The other adapters the default adapter of a directory was saved with (name → digest of
+         * their weights), sorted by name; empty when the config lists none, null when it predates
+         * the list (files of other writers): then every sub-directory holding an adapter is one.
+         *
+         * @throws AdapterFormatException if the list is not an object of name → 64-digit hex digest
+         */
+        public Map<String, String> savedWith(Path dir) {
+            Object ext = json.get("peft4j");
+            Object list = ext instanceof Map ? ((Map<?, ?>) ext).get(SAVED_ADAPTERS_KEY) : null;
+            if (list == null) {
+                return null;
+            }
+            String what = dir.resolve(CONFIG_FILE) + ": \"peft4j\".\"" + SAVED_ADAPTERS_KEY + "\"";
+            if (!(list instanceof Map)) {
+                throw new AdapterFormatException(what + " must be an object of adapter name to SHA-256; got " + list);
+            }
+            Map<String, String> out = new TreeMap<>();
+            for (Map.Entry<?, ?> e : ((Map<?, ?>) list).entrySet()) {
+                out.put(String.valueOf(e.getKey()), digestValue(e.getValue(), what + " of \"" + e.getKey() + "\""));
+            }
+            return out;
+        }
+    }
+
+    private static String digestValue(Object v, String what) {
+        if (!(v instanceof String) || !((String) v).matches("[0-9a-f]{64}")) {
+            throw new AdapterFormatException(what + " must be a SHA-256 as 64 lower-case hex digits; got " + v);
+        }
+        return (String) v;
     }
 
     /**
@@ -310,8 +396,15 @@ public final class AdapterFiles {
         if (!Files.isRegularFile(weights)) {
             throw new AdapterFormatException("no adapter weights in " + dir + ": " + WEIGHTS_FILE + " is missing");
         }
-        SafetensorsFile tensors = Safetensors.read(weights);
-        return new Loaded(config, tensors, json);
+        String digest = sha256(weights);
+        Object recorded = ext == null ? null : ((Map<?, ?>) ext).get(WEIGHTS_DIGEST_KEY);
+        if (recorded != null && !digestValue(recorded, what + ": \"peft4j\".\"" + WEIGHTS_DIGEST_KEY + "\"")
+                .equals(digest)) {
+            throw new AdapterFormatException(weights + " is not the weights file " + CONFIG_FILE + " was saved with "
+                    + "(SHA-256 " + digest + ", the config records " + recorded + "): the two files come from different "
+                    + "saves, for example a saveAdapter that stopped half-way; save the adapter again");
+        }
+        return new Loaded(config, Safetensors.read(weights), json, digest);
     }
 
     /**

@@ -28,6 +28,7 @@ import org.peft4j.core.internal.PeftJson;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
+import org.peft4j.core.testing.AdapterDirs;
 import org.peft4j.core.testing.TinyDecoders;
 
 /** Bottleneck adapters saved as adapter files (peft_type BOTTLENECK) and loaded back. */
@@ -119,7 +120,7 @@ class AdapterFilesTest {
         Map<String, SafeTensor> tensors = new LinkedHashMap<>(Safetensors.read(weights).tensors());
         String name = "base_model.model.block0.mlp.down.adapter_up.weight";
         tensors.put(name, SafeTensor.ofFloats(new long[] {8, 3}, new float[24]));
-        Files.write(weights, Safetensors.toBytes(tensors, Map.of("format", "pt")));
+        AdapterDirs.replaceWeights(dir, tensors, Map.of("format", "pt"));
 
         ComputationGraph base = base();
         INDArray baseParams = base.params().dup();

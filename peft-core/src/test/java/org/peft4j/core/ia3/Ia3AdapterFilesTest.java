@@ -9,6 +9,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.List;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -21,6 +23,7 @@ import org.peft4j.core.Peft;
 import org.peft4j.core.PeftModel;
 import org.peft4j.core.io.SafetensorsFile;
 import org.peft4j.core.io.Safetensors;
+import org.peft4j.core.testing.AdapterDirs;
 import org.peft4j.core.testing.TinyGraphs;
 
 /** IA3 adapters saved in Hugging Face PEFT's layout and loaded back. */
@@ -80,7 +83,7 @@ class Ia3AdapterFilesTest {
         float[] v = tensors.get(key).toFloats();
         v[5] = Float.NaN;
         tensors.put(key, org.peft4j.core.io.SafeTensor.ofFloats(tensors.get(key).shape(), v));
-        Safetensors.write(weights, tensors, f.metadata());
+        AdapterDirs.replaceWeights(dir, tensors, f.metadata());
         AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), dir));
         assertEquals(key + " in " + dir + " holds NaN at element 5; adapter weights must be finite", e.getMessage());
     }
@@ -100,17 +103,100 @@ class Ia3AdapterFilesTest {
         assertEquals(peft.graph().outputSingle(x), Peft.load(base(), snapshot).graph().outputSingle(x));
     }
 
-    /** A sub-directory whose name cannot be an adapter name is reported as a file problem, naming it. */
+    /**
+     * A sub-directory whose name cannot be an adapter name: ignored when the default adapter lists
+     * the adapters saved with it (it is not one of them); reported, naming it, for a directory
+     * whose config lists none (another writer's), where every sub-directory holding an adapter is loaded.
+     */
     @Test
-    void aSubDirectoryWithAnInvalidAdapterNameIsAFormatError(@TempDir Path dir) throws Exception {
+    void aSubDirectoryWithAnInvalidAdapterNameIsIgnoredOrAFormatError(@TempDir Path dir) throws Exception {
         Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build()).saveAdapter(dir);
         Path stray = Files.createDirectories(dir.resolve("my adapter"));
         for (String name : new String[] {"adapter_config.json", "adapter_model.safetensors"}) {
             Files.copy(dir.resolve(name), stray.resolve(name));
         }
+        assertEquals(List.of(PeftModel.DEFAULT_ADAPTER), Peft.load(base(), dir).adapterNames());
+
+        Path config = dir.resolve("adapter_config.json");
+        String json = Files.readString(config);
+        assertTrue(json.contains(",\n    \"saved_adapters\": {}"), json);
+        Files.writeString(config, json.replace(",\n    \"saved_adapters\": {}", ""));
         AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), dir));
         assertEquals("sub-directory " + stray + " holds an adapter that cannot be loaded: adapter name \"my adapter\" "
                 + "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names a directory "
                 + "when saved); rename it or move it out of " + dir, e.getMessage());
+    }
+
+    /** An adapter deleted since an earlier save into the same directory does not come back on load. */
+    @Test
+    void aDeletedAdapterDoesNotComeBack(@TempDir Path dir) throws Exception {
+        PeftModel peft = Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build());
+        peft.addAdapter("second", Ia3Config.builder().targetModules("dense1", "dense2").build());
+        peft.saveAdapter(dir);
+        assertEquals(List.of(PeftModel.DEFAULT_ADAPTER, "second"), Peft.load(base(), dir).adapterNames());
+
+        peft.deleteAdapter("second");
+        peft.saveAdapter(dir);
+        assertTrue(Files.isRegularFile(dir.resolve("second").resolve("adapter_config.json")), "left on disk");
+        assertEquals(List.of(PeftModel.DEFAULT_ADAPTER), Peft.load(base(), dir).adapterNames());
+    }
+
+    /**
+     * Files of two saves mixed in one directory (what a save that stopped half-way leaves) are
+     * refused, naming the file, whether the weights disagree with their own config or a
+     * sub-directory's adapter with what the default adapter recorded for it.
+     */
+    @Test
+    void filesOfDifferentSavesAreRefused(@TempDir Path dir) throws Exception {
+        DataSet ds = TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4);
+        PeftModel peft = Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build());
+        peft.addAdapter("second", Ia3Config.builder().targetModules("dense1").build());
+        Path before = dir.resolve("before");
+        Path after = dir.resolve("after");
+        peft.saveAdapter(before);
+        peft.graph().fit(ds);
+        peft.setAdapter("second");
+        peft.graph().fit(ds);
+        peft.saveAdapter(after);
+
+        Path mixed = dir.resolve("mixed");
+        copyAdapter(before, mixed);
+        copyAdapter(before.resolve("second"), mixed.resolve("second"));
+        Files.copy(after.resolve("second").resolve("adapter_model.safetensors"),
+                mixed.resolve("second").resolve("adapter_model.safetensors"), StandardCopyOption.REPLACE_EXISTING);
+        AdapterFormatException own = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), mixed));
+        assertTrue(own.getMessage().endsWith(mixed.resolve("second").resolve("adapter_model.safetensors")
+                + " is not the weights file adapter_config.json was saved with (SHA-256 "
+                + AdapterDirs.sha256(Files.readAllBytes(after.resolve("second").resolve("adapter_model.safetensors")))
+                + ", the config records " + recordedDigest(before.resolve("second")) + "): the two files come from "
+                + "different saves, for example a saveAdapter that stopped half-way; save the adapter again"),
+                own.getMessage());
+        assertTrue(own.getMessage().startsWith(mixed.resolve("adapter_config.json") + " lists adapter \"second\" as saved "
+                + "with it, which cannot be loaded: "), own.getMessage());
+
+        copyAdapter(after.resolve("second"), mixed.resolve("second"));
+        AdapterFormatException pair = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), mixed));
+        assertTrue(pair.getMessage().endsWith(mixed.resolve("second").resolve("adapter_model.safetensors")
+                + " has SHA-256 " + recordedDigest(after.resolve("second")) + ", but "
+                + recordedDigest(before.resolve("second")) + " was recorded for it: the directory mixes files of "
+                + "different saves, for example of a saveAdapter that stopped half-way; save the adapters again"),
+                pair.getMessage());
+
+        copyAdapter(after, mixed);
+        assertEquals(List.of(PeftModel.DEFAULT_ADAPTER, "second"), Peft.load(base(), mixed).adapterNames());
+    }
+
+    private static void copyAdapter(Path from, Path to) throws java.io.IOException {
+        Files.createDirectories(to);
+        for (String name : new String[] {"adapter_config.json", "adapter_model.safetensors"}) {
+            Files.copy(from.resolve(name), to.resolve(name), StandardCopyOption.REPLACE_EXISTING);
+        }
+    }
+
+    private static String recordedDigest(Path adapterDir) throws java.io.IOException {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"adapter_model_sha256\": \"([0-9a-f]{64})\"")
+                .matcher(Files.readString(adapterDir.resolve("adapter_config.json")));
+        assertTrue(m.find(), "no digest in " + adapterDir);
+        return m.group(1);
     }
 }
