@@ -7,6 +7,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
 import org.deeplearning4j.nn.graph.ComputationGraph;
@@ -47,6 +48,11 @@ public final class Peft {
      * @throws IllegalStateException if the graph is not initialized
      */
     public static PeftModel wrap(ComputationGraph base, PeftConfig config) {
+        return wrap(base, config, plan -> { });
+    }
+
+    /** As {@link #wrap(ComputationGraph, PeftConfig)}; {@code check} sees the plan before anything is allocated. */
+    private static PeftModel wrap(ComputationGraph base, PeftConfig config, Consumer<GraphRewriter.Plan> check) {
         Objects.requireNonNull(base, "base model must not be null");
         Objects.requireNonNull(config, "config must not be null");
         if (base.params() == null) {
@@ -57,7 +63,9 @@ public final class Peft {
                     GraphRewriter.independentConf(base.getConfiguration()), config, Map.of(), BaseFingerprint.of(base),
                     Map.of());
         }
-        GraphRewriter.Result r = GraphRewriter.rewrite(base, config);
+        GraphRewriter.Plan plan = GraphRewriter.plan(base, config);
+        check.accept(plan);
+        GraphRewriter.Result r = plan.build();
         Map<String, Map<String, INDArray>> originals = new LinkedHashMap<>();
         for (String s : config.modulesToSave()) {
             Map<String, INDArray> t = new LinkedHashMap<>();
@@ -89,7 +97,8 @@ public final class Peft {
      * loaded under its directory name. The files and the base model's fingerprint are checked
      * before anything is built, a weights file against the SHA-256 its config recorded, and every
      * tensor's name and shape against the wrapped graph before any weight is set; {@code base} is
-     * only read.
+     * only read. A config describing a graph larger than its weights file plus the base model is
+     * refused before the graph is allocated.
      *
      * @throws AdapterFormatException if a file is missing or malformed, the files come from
      *     different saves, or an adapter in a sub-directory cannot be loaded under that directory's name
@@ -120,7 +129,7 @@ public final class Peft {
         AdapterFiles.Loaded loaded = read.withConfig(configure.apply(read.config()));
         PeftModel m;
         try {
-            m = wrap(base, loaded.config());
+            m = wrap(base, loaded.config(), plan -> AdapterFiles.checkSize(plan, loaded, base.numParams(), dir));
         } catch (IllegalArgumentException e) {
             throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: " + e.getMessage());
         }

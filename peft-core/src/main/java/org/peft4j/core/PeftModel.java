@@ -665,7 +665,10 @@ public final class PeftModel {
                         + "adapters again");
             }
             AdapterFiles.Loaded l = read.withConfig(loadConfigurer.apply(read.config()));
-            ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), l.config()).graph();
+            ComputationGraph base = reconstructBase();
+            GraphRewriter.Plan plan = GraphRewriter.plan(base, l.config());
+            AdapterFiles.checkSize(plan, l, base.numParams(), dir);
+            ComputationGraph g = plan.build().graph();
             AdapterFiles.assign(l, g, dir);
             Slot s = new Slot(l.config());
             s.params = g.params().dup();

@@ -408,6 +408,30 @@ public final class AdapterFiles {
     }
 
     /**
+     * Refuses, before anything is allocated, a wrapped graph whose parameter vector would be larger
+     * than the adapter's weights file plus the whole base model. A graph built for a matching
+     * file never is (the file holds what it trains; frozen copies are at most the base), while a
+     * config whose size keys were edited ({@code r}, {@code bottleneck_size},
+     * {@code num_virtual_tokens}, ...) would otherwise allocate what it asks for before
+     * {@link #assign} finds that the tensor shapes disagree.
+     *
+     * @throws AdapterFormatException naming the three counts
+     */
+    public static void checkSize(GraphRewriter.Plan plan, Loaded loaded, long baseParams, Path dir) {
+        long inFile = 0;
+        for (SafeTensor t : loaded.tensors().tensors().values()) {
+            inFile = Math.addExact(inFile, t.elementCount());
+        }
+        long wanted = plan.numParams();
+        if (wanted > inFile + baseParams) {
+            throw new AdapterFormatException(dir.resolve(CONFIG_FILE) + " describes a wrapped graph of " + wanted
+                    + " parameters, more than the " + inFile + " values in " + WEIGHTS_FILE + " plus the base model's "
+                    + baseParams + ": the config does not match its weights (was a size such as r, bottleneck_size "
+                    + "or num_virtual_tokens edited?); nothing was allocated");
+        }
+    }
+
+    /**
      * Checks that the file's tensors are exactly those a graph wrapped with the adapter's config
      * trains (names and shapes), then writes them into {@code g}. Nothing is written on failure.
      */

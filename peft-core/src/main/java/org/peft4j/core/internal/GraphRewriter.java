@@ -104,6 +104,40 @@ public final class GraphRewriter {
 
     /** Rewrites {@code base} for {@code config}; throws IllegalArgumentException (nothing changed) on a mismatch. */
     public static Result rewrite(ComputationGraph base, PeftConfig config) {
+        return plan(base, config).build();
+    }
+
+    /**
+     * The wrapped graph's configuration, checked and complete, before any of its parameters is
+     * allocated: {@link Plan#numParams()} says how many {@link Plan#build()} will allocate, so a
+     * caller can refuse a config read from a file before it asks for more memory than the file
+     * accounts for.
+     */
+    public record Plan(ComputationGraphConfiguration conf, Map<String, String> projectionVertexOf,
+                       ComputationGraph base, Set<String> saved) {
+
+        /** Parameters the built graph holds in its parameter vector (as {@code ComputationGraph.init()} sizes it). */
+        public long numParams() {
+            long n = 0;
+            for (GraphVertex v : conf.getVertices().values()) {
+                n = Math.addExact(n, v.numParams(true));
+            }
+            return n;
+        }
+
+        /** Allocates and initializes the graph; modules to save get copies of the base's parameters. */
+        public Result build() {
+            ComputationGraph g = new ComputationGraph(conf);
+            g.init();
+            for (String s : saved) {
+                copyParams(base.getLayer(s), g.getLayer(s));
+            }
+            return new Result(g, projectionVertexOf);
+        }
+    }
+
+    /** As {@link #rewrite}, stopping before the graph is allocated. */
+    public static Plan plan(ComputationGraph base, PeftConfig config) {
         ComputationGraphConfiguration conf = base.getConfiguration();
         Map<String, GraphVertex> vertices = conf.getVertices();
         Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
@@ -250,13 +284,7 @@ public final class GraphRewriter {
         newConf.setTopologicalOrder(null);
         newConf.setTopologicalOrderStr(null);
         newConf.validate(false, false);
-
-        ComputationGraph g = new ComputationGraph(newConf);
-        g.init();
-        for (String s : saved) {
-            copyParams(base.getLayer(s), g.getLayer(s));
-        }
-        return new Result(g, projectionOf);
+        return new Plan(newConf, projectionOf, base, saved);
     }
 
     /** The base graph's wiring after the tuner's edits: vertex inputs in order, and which vertices are new. */

@@ -21,6 +21,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.learning.config.Adam;
+import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.IncompatibleAdapterException;
 import org.peft4j.core.Peft;
 import org.peft4j.core.PeftModel;
@@ -133,6 +134,32 @@ class AdapterFilesTest {
         assertThrows(IncompatibleAdapterException.class, () -> target.loadAdapter(dir, "bad"));
         assertEquals(List.of(PeftModel.DEFAULT_ADAPTER), target.adapterNames());
         assertEquals(before, target.graph().params());
+    }
+
+    /**
+     * A config whose bottleneck size was edited to a huge value is refused before the wrapped
+     * graph is allocated: without the check, loading would first try to allocate 6.8·10^10 floats.
+     * Two adapters of bottleneck m over d = 8 hold 2·(8m + m + 8m + 8) parameters.
+     */
+    @Test
+    void aConfigFarLargerThanItsWeightsIsRefusedBeforeAllocating(@TempDir Path dir) throws Exception {
+        trained(AdapterConfig.builder().houlsby().bottleneckSize(2).build()).saveAdapter(dir);
+        Path config = dir.resolve("adapter_config.json");
+        String json = Files.readString(config);
+        assertTrue(json.contains("\"bottleneck_size\": 2,"), json);
+        Files.writeString(config, json.replace("\"bottleneck_size\": 2,", "\"bottleneck_size\": 2000000000,"));
+
+        ComputationGraph base = base();
+        long baseParams = base.numParams();
+        AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base, dir));
+        assertEquals(config + " describes a wrapped graph of " + 2 * (17 * 2_000_000_000L + 8)
+                + " parameters, more than the " + 2 * (17 * 2 + 8) + " values in adapter_model.safetensors plus "
+                + "the base model's " + baseParams + ": the config does not match its weights (was a size such as r, "
+                + "bottleneck_size or num_virtual_tokens edited?); nothing was allocated", e.getMessage());
+
+        PeftModel target = Peft.wrap(base(), AdapterConfig.builder().houlsby().bottleneckSize(2).build());
+        assertThrows(AdapterFormatException.class, () -> target.loadAdapter(dir, "huge"));
+        assertEquals(List.of(PeftModel.DEFAULT_ADAPTER), target.adapterNames());
     }
 
     @Test
