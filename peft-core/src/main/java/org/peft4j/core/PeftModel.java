@@ -11,6 +11,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.function.UnaryOperator;
 import java.util.regex.Pattern;
 import org.deeplearning4j.nn.api.Layer;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
@@ -23,6 +24,7 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.internal.AdapterFiles;
 import org.peft4j.core.internal.BaseFingerprint;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.io.SafeTensor;
 
 /**
  * A base model wrapped for fine-tuning: {@link #graph()} is a real DL4J {@link ComputationGraph}
@@ -69,7 +71,7 @@ public final class PeftModel {
     private final Map<String, Slot> adapters = new LinkedHashMap<>();
     private ComputationGraph graph;
     private String active = DEFAULT_ADAPTER;
-    private java.util.function.UnaryOperator<PeftConfig> loadConfigurer = java.util.function.UnaryOperator.identity();
+    private UnaryOperator<PeftConfig> loadConfigurer = UnaryOperator.identity();
 
     /** A stored adapter: its config, and (unless active) its parameters and optimizer state. */
     private static final class Slot {
@@ -677,7 +679,7 @@ public final class PeftModel {
     }
 
     /** How configs read from adapter files are turned into the configs to wrap with (see {@link Peft#load}). */
-    void setLoadConfigurer(java.util.function.UnaryOperator<PeftConfig> configure) {
+    void setLoadConfigurer(UnaryOperator<PeftConfig> configure) {
         synchronized (lock) {
             this.loadConfigurer = configure;
         }
@@ -685,23 +687,61 @@ public final class PeftModel {
 
     /**
      * Saves the adapters ({@link #saveAdapter}) plus what resuming training needs: the active
-     * adapter's optimizer state and the iteration and epoch counters.
+     * adapter's optimizer state, the optimizer state every other adapter keeps for when it is
+     * active again, and the iteration and epoch counters ({@code training_state.safetensors}).
      */
     public void saveCheckpoint(Path dir) throws IOException {
         synchronized (lock) {
             saveAdapter(dir);
-            AdapterFiles.saveTrainingState(graph, active, dir);
+            Map<String, INDArray> inactive = new TreeMap<>();
+            adapters.forEach((name, s) -> {
+                if (!name.equals(active) && s.updaterState != null) {
+                    inactive.put(name, s.updaterState);
+                }
+            });
+            AdapterFiles.saveTrainingState(graph, active, inactive, dir);
         }
     }
 
     /**
      * Rebuilds a model from {@link #saveCheckpoint} output so that training continues exactly as
-     * an uninterrupted run would.
+     * an uninterrupted run would, on whichever adapters it goes on to train.
      */
     public static PeftModel resume(ComputationGraph base, Path dir) throws IOException {
-        PeftModel m = Peft.load(base, dir);
-        AdapterFiles.restoreTrainingState(m, dir);
+        return resume(base, dir, UnaryOperator.identity());
+    }
+
+    /**
+     * As {@link #resume(ComputationGraph, Path)}, with {@code configure} turning each config read
+     * from the files into the one to wrap with, as in
+     * {@link Peft#load(ComputationGraph, Path, UnaryOperator, boolean)}: for a
+     * QLoRA checkpoint, the same {@code c -> QLoraConfig.of((LoraConfig) c, spec)} the training used.
+     *
+     * @throws IncompatibleAdapterException if an optimizer state does not have the length the
+     *     adapter's optimizer needs
+     */
+    public static PeftModel resume(ComputationGraph base, Path dir, UnaryOperator<PeftConfig> configure)
+            throws IOException {
+        PeftModel m = Peft.load(base, dir, configure, false);
+        Path file = dir.resolve(AdapterFiles.STATE_FILE);
+        for (Map.Entry<String, SafeTensor> e : AdapterFiles.restoreTrainingState(m, dir).entrySet()) {
+            m.restoreInactiveState(e.getKey(), e.getValue(), file);
+        }
         return m;
+    }
+
+    /** Gives inactive adapter {@code name} the optimizer state it resumes with, checked against its optimizer's size. */
+    private void restoreInactiveState(String name, SafeTensor state, Path file) {
+        synchronized (lock) {
+            Slot s = slot(name);
+            ComputationGraph g = graphHolding(name);
+            INDArray view = g.getUpdater(true).getStateViewArray();
+            if (view == null || view.length() != state.elementCount()) {
+                throw new IncompatibleAdapterException(file + ": the optimizer state of adapter \"" + name + "\" has "
+                        + state.elementCount() + " values, its optimizer needs " + (view == null ? 0 : view.length()));
+            }
+            s.updaterState = state.toINDArray(view.dataType()).reshape(view.shape());
+        }
     }
 
     @Override

@@ -177,6 +177,30 @@ class QLoraTest {
         assertEquals(q.graph().outputSingle(x), q.graph().clone().outputSingle(x), "and clone()");
     }
 
+    /**
+     * A QLoRA checkpoint resumes over a 4-bit base through the same config hook as loading:
+     * training on continues exactly as an uninterrupted run (Adam state and counters restored).
+     */
+    @Test
+    void aQloraCheckpointResumesExactlyOverAFourBitBase(@TempDir Path dir) throws Exception {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 5, 8, 16, 4);
+        DataSet ds = TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4);
+        PeftModel straight = Peft.wrap(base, QLoraConfig.of(lora(), NF4_DQ));
+        PeftModel interrupted = Peft.wrap(base, QLoraConfig.of(lora(), NF4_DQ));
+        for (int i = 0; i < 3; i++) {
+            straight.graph().fit(ds);
+            interrupted.graph().fit(ds);
+        }
+        interrupted.saveCheckpoint(dir);
+        PeftModel resumed = PeftModel.resume(base, dir, c -> QLoraConfig.of((LoraConfig) c, NF4_DQ));
+        assertInstanceOf(QLoraConfig.class, resumed.config());
+        for (int i = 0; i < 2; i++) {
+            straight.graph().fit(ds);
+            resumed.graph().fit(ds);
+        }
+        assertEquals(straight.graph().params(), resumed.graph().params());
+    }
+
     /** Weighted combinations take float LoRA adapters; a QLoRA source is refused by what it is. */
     @Test
     void weightedCombinationsNameAQLoraSourceInTheirRefusal() {

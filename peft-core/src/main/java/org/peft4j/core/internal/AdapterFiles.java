@@ -546,12 +546,24 @@ public final class AdapterFiles {
         return out;
     }
 
-    /** Writes the optimizer state and iteration/epoch counters of {@code g} next to its adapter files. */
-    public static void saveTrainingState(ComputationGraph g, String activeAdapter, Path dir) throws IOException {
+    /** Tensor name prefix of an inactive adapter's optimizer state in {@value #STATE_FILE}. */
+    static final String INACTIVE_STATE_PREFIX = "updater_state.";
+
+    /**
+     * Writes the optimizer state and iteration/epoch counters of {@code g} next to its adapter
+     * files, with the optimizer state each inactive adapter keeps for when it is active again
+     * ({@code inactiveStates}, by adapter name) as {@code updater_state.<name>}.
+     */
+    public static void saveTrainingState(ComputationGraph g, String activeAdapter, Map<String, INDArray> inactiveStates,
+                                         Path dir) throws IOException {
         Map<String, SafeTensor> tensors = new LinkedHashMap<>();
         INDArray state = g.getUpdater(false) == null ? null : g.getUpdater().getStateViewArray();
         if (state != null) {
             tensors.put("updater_state", SafeTensor.of(state.dup('c').reshape(state.length())));
+        }
+        for (Map.Entry<String, INDArray> e : new TreeMap<>(inactiveStates).entrySet()) {
+            INDArray s = e.getValue();
+            tensors.put(INACTIVE_STATE_PREFIX + e.getKey(), SafeTensor.of(s.dup('c').reshape(s.length())));
         }
         Map<String, String> meta = new TreeMap<>();
         meta.put("format", "pt");
@@ -562,8 +574,15 @@ public final class AdapterFiles {
         AtomicFiles.write(dir.resolve(STATE_FILE), Safetensors.toBytes(tensors, meta));
     }
 
-    /** Restores what {@link #saveTrainingState} wrote into the model's active graph. */
-    public static void restoreTrainingState(PeftModel model, Path dir) throws IOException {
+    /**
+     * Restores what {@link #saveTrainingState} wrote: the active adapter, its optimizer state and
+     * the counters into the model's active graph. Returns the inactive adapters' optimizer states
+     * by adapter name, for the caller to hand to them.
+     *
+     * @throws AdapterFormatException if the file is missing or malformed, or names an adapter the
+     *     model does not have
+     */
+    public static Map<String, SafeTensor> restoreTrainingState(PeftModel model, Path dir) throws IOException {
         Path file = dir.resolve(STATE_FILE);
         if (!Files.isRegularFile(file)) {
             throw new AdapterFormatException("no checkpoint in " + dir + ": " + STATE_FILE + " is missing");
@@ -575,6 +594,20 @@ public final class AdapterFiles {
         String active = meta.getOrDefault("active_adapter", PeftModel.DEFAULT_ADAPTER);
         if (!model.adapterNames().contains(active)) {
             throw new AdapterFormatException(file + ": active adapter \"" + active + "\" is not among " + model.adapterNames());
+        }
+        Map<String, SafeTensor> inactive = new TreeMap<>();
+        for (Map.Entry<String, SafeTensor> e : f.tensors().entrySet()) {
+            if (e.getKey().equals("updater_state")) {
+                continue;
+            }
+            String name = e.getKey().startsWith(INACTIVE_STATE_PREFIX)
+                    ? e.getKey().substring(INACTIVE_STATE_PREFIX.length()) : null;
+            if (name == null || name.equals(active) || !model.adapterNames().contains(name)) {
+                throw new AdapterFormatException(file + ": tensor \"" + e.getKey() + "\" is not the optimizer state of "
+                        + "an inactive adapter of this model; expected \"updater_state\" and \"" + INACTIVE_STATE_PREFIX
+                        + "<name>\" for <name> among " + model.adapterNames() + " other than the active \"" + active + "\"");
+            }
+            inactive.put(name, e.getValue());
         }
         model.setAdapter(active);
         ComputationGraph g = model.graph();
@@ -589,6 +622,7 @@ public final class AdapterFiles {
         }
         g.getConfiguration().setIterationCount(iteration);
         g.getConfiguration().setEpochCount(epoch);
+        return inactive;
     }
 
     private static int parseCount(Map<String, String> meta, String key, Path file) {

@@ -186,6 +186,60 @@ class Ia3AdapterFilesTest {
         assertEquals(List.of(PeftModel.DEFAULT_ADAPTER, "second"), Peft.load(base(), mixed).adapterNames());
     }
 
+    /** Trains the active adapter for {@code steps} steps on a fixed batch. */
+    private static void fit(PeftModel peft, int steps) {
+        DataSet ds = TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4);
+        for (int i = 0; i < steps; i++) {
+            peft.graph().fit(ds);
+        }
+    }
+
+    /** Two adapters of one layout, each trained with Adam; the default adapter active again. */
+    private static PeftModel twoTrainedAdapters() {
+        PeftModel peft = Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build());
+        peft.addAdapter("second", Ia3Config.builder().targetModules("dense1").build());
+        fit(peft, 3);
+        peft.setAdapter("second");
+        fit(peft, 3);
+        peft.setAdapter(PeftModel.DEFAULT_ADAPTER);
+        return peft;
+    }
+
+    /**
+     * A checkpoint keeps the Adam state of the inactive adapter too: after resuming, training
+     * either adapter gives exactly the parameters of an uninterrupted run.
+     */
+    @Test
+    void resumeContinuesEveryAdapterExactly(@TempDir Path dir) throws Exception {
+        PeftModel straight = twoTrainedAdapters();
+        PeftModel interrupted = twoTrainedAdapters();
+        interrupted.saveCheckpoint(dir);
+        PeftModel resumed = PeftModel.resume(base(), dir);
+        for (PeftModel p : new PeftModel[] {straight, resumed}) {
+            fit(p, 2);
+            p.setAdapter("second");
+            fit(p, 2);
+        }
+        for (String name : List.of(PeftModel.DEFAULT_ADAPTER, "second")) {
+            assertEquals(straight.adapterParameters(name), resumed.adapterParameters(name), name);
+        }
+    }
+
+    /** A training state naming an adapter the model does not have is refused, naming the tensor. */
+    @Test
+    void aTrainingStateForAnUnknownAdapterIsRefused(@TempDir Path dir) throws Exception {
+        twoTrainedAdapters().saveCheckpoint(dir);
+        Path state = dir.resolve("training_state.safetensors");
+        SafetensorsFile f = Safetensors.read(state);
+        java.util.Map<String, org.peft4j.core.io.SafeTensor> tensors = new java.util.LinkedHashMap<>();
+        f.tensors().forEach((k, v) -> tensors.put(k.equals("updater_state.second") ? "updater_state.third" : k, v));
+        Safetensors.write(state, tensors, f.metadata());
+        AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> PeftModel.resume(base(), dir));
+        assertEquals(state + ": tensor \"updater_state.third\" is not the optimizer state of an inactive adapter of "
+                + "this model; expected \"updater_state\" and \"updater_state.<name>\" for <name> among [default, second] "
+                + "other than the active \"default\"", e.getMessage());
+    }
+
     private static void copyAdapter(Path from, Path to) throws java.io.IOException {
         Files.createDirectories(to);
         for (String name : new String[] {"adapter_config.json", "adapter_model.safetensors"}) {
