@@ -8,6 +8,7 @@ import java.util.Map;
 import java.util.TreeMap;
 import org.nd4j.shade.jackson.core.JsonParser;
 import org.nd4j.shade.jackson.core.JsonProcessingException;
+import org.nd4j.shade.jackson.core.JsonToken;
 import org.nd4j.shade.jackson.databind.DeserializationFeature;
 import org.nd4j.shade.jackson.databind.ObjectMapper;
 import org.peft4j.core.AdapterFormatException;
@@ -26,6 +27,14 @@ public final class PeftJson {
     private static final ObjectMapper MAPPER = new ObjectMapper()
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+
+    /**
+     * Longest number accepted, in characters. A float64 needs at most 24 and a long 20; Jackson
+     * 2.13 (no length limits of its own) turns a long integer literal into a {@code BigInteger} in
+     * time quadratic in its length: one of 10^6 digits took 15 s here, and a 16 MiB config could
+     * hold one of 16·10^6.
+     */
+    static final int MAX_NUMBER_CHARS = 100;
 
     private PeftJson() {
     }
@@ -53,6 +62,7 @@ public final class PeftJson {
         }
         Object v;
         try {
+            refuseLongNumbers(text, what);
             v = MAPPER.readValue(text, Object.class);
         } catch (JsonProcessingException e) {
             throw new AdapterFormatException(what + " is not valid JSON: " + e.getOriginalMessage(), e);
@@ -64,6 +74,26 @@ public final class PeftJson {
                     + (v == null ? "null" : v.getClass().getSimpleName()));
         }
         return (Map<String, Object>) v;
+    }
+
+    /**
+     * Tokenizes {@code text} (in linear time, converting no number) and refuses a number longer
+     * than {@link #MAX_NUMBER_CHARS}; call it before handing untrusted JSON to Jackson.
+     *
+     * @throws AdapterFormatException naming the number's line and column
+     * @throws IOException if the text is not JSON (Jackson's {@code JsonProcessingException})
+     */
+    public static void refuseLongNumbers(String text, String what) throws IOException {
+        try (JsonParser p = MAPPER.getFactory().createParser(text)) {
+            for (JsonToken t = p.nextToken(); t != null; t = p.nextToken()) {
+                if ((t == JsonToken.VALUE_NUMBER_INT || t == JsonToken.VALUE_NUMBER_FLOAT)
+                        && p.getTextLength() > MAX_NUMBER_CHARS) {
+                    throw new AdapterFormatException(what + ": the number at line " + p.getTokenLocation().getLineNr()
+                            + ", column " + p.getTokenLocation().getColumnNr() + " has " + p.getTextLength()
+                            + " characters; numbers here have at most " + MAX_NUMBER_CHARS);
+                }
+            }
+        }
     }
 
     private static void indent(StringBuilder sb, int level) {

@@ -72,6 +72,22 @@ class Ia3AdapterFilesTest {
                 e.getMessage());
     }
 
+    /**
+     * A number of 200,000 digits is refused before Jackson converts it (a conversion that takes
+     * time quadratic in the length: 15 s for 10^6 digits), naming where it is.
+     */
+    @Test
+    void aConfigWithAnOverlongNumberIsRefused(@TempDir Path dir) throws Exception {
+        Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build()).saveAdapter(dir);
+        Path config = dir.resolve("adapter_config.json");
+        String json = Files.readString(config);
+        assertTrue(json.startsWith("{\n  \""), json);
+        Files.writeString(config, "{\n  \"x\": " + "7".repeat(200_000) + ",\n  \"" + json.substring(5));
+        AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), dir));
+        assertEquals(config + ": the number at line 2, column 8 has 200000 characters; numbers here have at most 100",
+                e.getMessage());
+    }
+
     /** A NaN in the weights would turn every output into NaN: refused, naming the tensor and element. */
     @Test
     void nonFiniteWeightsAreRefused(@TempDir Path dir) throws Exception {

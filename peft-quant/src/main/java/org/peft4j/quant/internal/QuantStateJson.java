@@ -10,6 +10,7 @@ import java.util.Map;
 import org.nd4j.shade.jackson.databind.JsonNode;
 import org.nd4j.shade.jackson.databind.ObjectMapper;
 import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.internal.PeftJson;
 import org.peft4j.quant.QuantType;
 
 /**
@@ -63,6 +64,7 @@ public final class QuantStateJson {
     public static State decode(byte[] json, String what) {
         JsonNode root;
         try {
+            PeftJson.refuseLongNumbers(new String(json, StandardCharsets.UTF_8), what);
             root = MAPPER.readTree(json);
         } catch (IOException e) {
             throw new AdapterFormatException(what + " is not valid UTF-8 JSON: " + e.getMessage(), e);

@@ -58,4 +58,15 @@ class QuantStateJsonTest {
                 "w.quant_state"));
         assertTrue(e.getMessage().contains("blocksize"), e.getMessage());
     }
+
+    /** A 200,000-digit number is refused before Jackson converts it (quadratic time), naming where it is. */
+    @Test
+    void anOverlongNumberIsRefusedBeforeConversion() {
+        String json = "{\"quant_type\": \"nf4\", \"blocksize\": " + "6".repeat(200_000)
+                + ", \"dtype\": \"float32\", \"shape\": [2]}";
+        AdapterFormatException e = assertThrows(AdapterFormatException.class,
+                () -> QuantStateJson.decode(json.getBytes(StandardCharsets.UTF_8), "w.quant_state"));
+        assertEquals("w.quant_state: the number at line 1, column 36 has 200000 characters; numbers here have at "
+                + "most 100", e.getMessage());
+    }
 }
