@@ -127,6 +127,7 @@ public final class Peft {
         Objects.requireNonNull(configure, "configure must not be null");
         AdapterFiles.Loaded read = AdapterFiles.read(dir, BaseFingerprint.of(base), ignoreFingerprint);
         AdapterFiles.Loaded loaded = read.withConfig(configure.apply(read.config()));
+        Map<String, String> savedWith = loaded.savedWith(dir);
         PeftModel m;
         try {
             m = wrap(base, loaded.config(), plan -> AdapterFiles.checkSize(plan, loaded, base.numParams(), dir));
@@ -135,7 +136,6 @@ public final class Peft {
         }
         AdapterFiles.assign(loaded, m.graph(), dir);
         m.setLoadConfigurer(configure);
-        Map<String, String> savedWith = loaded.savedWith(dir);
         if (savedWith != null) {
             for (Map.Entry<String, String> e : savedWith.entrySet()) {
                 try {
