@@ -51,7 +51,7 @@ public final class Peft {
         return wrap(base, config, plan -> { });
     }
 
-    /** As {@link #wrap(ComputationGraph, PeftConfig)}; {@code check} sees the plan before anything is allocated. */
+    /** As {@link #wrap(ComputationGraph, PeftConfig)}; {@code check} sees the plan before the wrapped graph is allocated. */
     private static PeftModel wrap(ComputationGraph base, PeftConfig config, Consumer<GraphRewriter.Plan> check) {
         Objects.requireNonNull(base, "base model must not be null");
         Objects.requireNonNull(config, "config must not be null");
@@ -98,7 +98,7 @@ public final class Peft {
      * before anything is built, a weights file against the SHA-256 its config recorded, and every
      * tensor's name and shape against the wrapped graph before any weight is set; {@code base} is
      * only read. A config describing a graph larger than its weights file plus the base model is
-     * refused before the graph is allocated.
+     * refused before that graph is allocated.
      *
      * @throws AdapterFormatException if a file is missing or malformed, the files come from
      *     different saves, or an adapter in a sub-directory cannot be loaded under that directory's name

@@ -5,7 +5,6 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.DigestInputStream;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
@@ -35,6 +34,7 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
 import org.peft4j.core.PeftModel;
 import org.peft4j.core.io.AtomicFiles;
+import org.peft4j.core.io.DType;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
@@ -69,6 +69,8 @@ public final class AdapterFiles {
     public static final String STATE_FILE = "training_state.safetensors";
     static final String PREFIX = "base_model.model.";
     private static final long MAX_CONFIG_BYTES = 16L << 20;
+    /** Hugging Face PEFT's model-level tensor of prompt and prefix tuning, {@code [num_virtual_tokens, …]}. */
+    static final String PROMPT_TENSOR = "prompt_embeddings";
     /** Key under {@code "peft4j"}: hex SHA-256 of the {@value #WEIGHTS_FILE} written with the config. */
     public static final String WEIGHTS_DIGEST_KEY = "adapter_model_sha256";
     /**
@@ -286,15 +288,6 @@ public final class AdapterFiles {
         }
     }
 
-    /** Hex SHA-256 of a file's bytes, read as a stream. */
-    private static String sha256(Path file) throws IOException {
-        MessageDigest md = sha256();
-        try (InputStream in = new DigestInputStream(Files.newInputStream(file), md)) {
-            in.transferTo(java.io.OutputStream.nullOutputStream());
-        }
-        return HexFormat.of().formatHex(md.digest());
-    }
-
     /**
      * A validated adapter directory, not yet applied to any graph; {@code json} is the parsed config
      * file, {@code weightsDigest} the hex SHA-256 of its weights file.
@@ -396,7 +389,8 @@ public final class AdapterFiles {
         if (!Files.isRegularFile(weights)) {
             throw new AdapterFormatException("no adapter weights in " + dir + ": " + WEIGHTS_FILE + " is missing");
         }
-        String digest = sha256(weights);
+        byte[] bytes = Safetensors.readBytes(weights);
+        String digest = HexFormat.of().formatHex(sha256().digest(bytes));
         Object recorded = ext == null ? null : ((Map<?, ?>) ext).get(WEIGHTS_DIGEST_KEY);
         if (recorded != null && !digestValue(recorded, what + ": \"peft4j\".\"" + WEIGHTS_DIGEST_KEY + "\"")
                 .equals(digest)) {
@@ -404,30 +398,47 @@ public final class AdapterFiles {
                     + "(SHA-256 " + digest + ", the config records " + recorded + "): the two files come from different "
                     + "saves, for example a saveAdapter that stopped half-way; save the adapter again");
         }
-        return new Loaded(config, Safetensors.read(weights), json, digest);
+        SafetensorsFile tensors = Safetensors.fromBytes(bytes, weights);
+        Object tokens = json.get("num_virtual_tokens");
+        if (tokens instanceof Number) {
+            // Prompt and prefix tuning size their prompt by this key, and prompt tuning computes an
+            // initial prompt while planning the graph: check it against the file before that.
+            SafeTensor prompt = tensors.tensors().get(PROMPT_TENSOR);
+            long n = ((Number) tokens).longValue();
+            if (prompt == null || prompt.shape().length != 2 || prompt.shape()[0] != n) {
+                throw new AdapterFormatException(what + ": \"num_virtual_tokens\" is " + tokens + " but " + WEIGHTS_FILE
+                        + (prompt == null ? " holds no " + PROMPT_TENSOR + " tensor"
+                        : "'s " + PROMPT_TENSOR + " has shape " + java.util.Arrays.toString(prompt.shape()))
+                        + "; the config does not match its weights");
+            }
+        }
+        return new Loaded(config, tensors, json, digest);
     }
 
     /**
-     * Refuses, before anything is allocated, a wrapped graph whose parameter vector would be larger
-     * than the adapter's weights file plus the whole base model. A graph built for a matching
-     * file never is (the file holds what it trains; frozen copies are at most the base), while a
-     * config whose size keys were edited ({@code r}, {@code bottleneck_size},
-     * {@code num_virtual_tokens}, ...) would otherwise allocate what it asks for before
-     * {@link #assign} finds that the tensor shapes disagree.
+     * Refuses, before the wrapped graph is allocated, one whose parameter vector would be larger
+     * than the adapter's weights file (its F32, F16 and BF16 values) plus the whole base model. A
+     * graph built for a matching file never is (the file holds what it trains; frozen copies are
+     * at most the base), while a config whose size keys were edited ({@code r},
+     * {@code bottleneck_size}, ...) would otherwise allocate what it asks for before
+     * {@link #assign} finds that the tensor shapes disagree. ({@code num_virtual_tokens} is
+     * checked against the file's {@value #PROMPT_TENSOR} when the files are read, before planning.)
      *
      * @throws AdapterFormatException naming the three counts
      */
     public static void checkSize(GraphRewriter.Plan plan, Loaded loaded, long baseParams, Path dir) {
         long inFile = 0;
         for (SafeTensor t : loaded.tensors().tensors().values()) {
-            inFile = Math.addExact(inFile, t.elementCount());
+            if (t.dtype() == DType.F32 || t.dtype() == DType.F16 || t.dtype() == DType.BF16) {
+                inFile = Math.addExact(inFile, t.elementCount());
+            }
         }
         long wanted = plan.numParams();
         if (wanted > inFile + baseParams) {
             throw new AdapterFormatException(dir.resolve(CONFIG_FILE) + " describes a wrapped graph of " + wanted
                     + " parameters, more than the " + inFile + " values in " + WEIGHTS_FILE + " plus the base model's "
-                    + baseParams + ": the config does not match its weights (was a size such as r, bottleneck_size "
-                    + "or num_virtual_tokens edited?); nothing was allocated");
+                    + baseParams + ": the config does not match its weights (was a size such as r or bottleneck_size "
+                    + "edited?); the wrapped graph was not allocated");
         }
     }
 

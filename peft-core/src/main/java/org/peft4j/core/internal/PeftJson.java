@@ -6,6 +6,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import org.nd4j.shade.jackson.core.JsonFactory;
 import org.nd4j.shade.jackson.core.JsonParser;
 import org.nd4j.shade.jackson.core.JsonProcessingException;
 import org.nd4j.shade.jackson.core.JsonToken;
@@ -35,6 +36,8 @@ public final class PeftJson {
      * hold one of 16·10^6.
      */
     static final int MAX_NUMBER_CHARS = 100;
+    /** A plain tokenizer for {@link #refuseLongNumbers}: no duplicate-key or other rules of its own. */
+    private static final JsonFactory TOKENS = new JsonFactory();
 
     private PeftJson() {
     }
@@ -84,7 +87,7 @@ public final class PeftJson {
      * @throws IOException if the text is not JSON (Jackson's {@code JsonProcessingException})
      */
     public static void refuseLongNumbers(String text, String what) throws IOException {
-        try (JsonParser p = MAPPER.getFactory().createParser(text)) {
+        try (JsonParser p = TOKENS.createParser(text)) {
             for (JsonToken t = p.nextToken(); t != null; t = p.nextToken()) {
                 if ((t == JsonToken.VALUE_NUMBER_INT || t == JsonToken.VALUE_NUMBER_FLOAT)
                         && p.getTextLength() > MAX_NUMBER_CHARS) {

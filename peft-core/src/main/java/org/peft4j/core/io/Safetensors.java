@@ -220,6 +220,28 @@ public final class Safetensors {
      * @throws IOException if reading fails (missing file, permissions, ...)
      */
     public static SafetensorsFile read(Path file) throws IOException {
+        return parse(readBytes(file), file.toString());
+    }
+
+    /**
+     * Parses and validates safetensors bytes read from {@code file} (by {@link #readBytes});
+     * messages name the file.
+     *
+     * @throws AdapterFormatException if the bytes are not a valid safetensors file
+     */
+    public static SafetensorsFile fromBytes(byte[] bytes, Path file) {
+        Objects.requireNonNull(bytes, "bytes");
+        return parse(bytes, file.toString());
+    }
+
+    /**
+     * The bytes of a file no larger than {@value #MAX_FILE_SIZE}, read once, whole: for a caller
+     * that must hash exactly the bytes it parses ({@link #fromBytes(byte[], Path)}).
+     *
+     * @throws AdapterFormatException if the file is larger, or grew while it was read
+     * @throws IOException if reading fails
+     */
+    public static byte[] readBytes(Path file) throws IOException {
         Objects.requireNonNull(file, "file");
         byte[] bytes;
         try (SeekableByteChannel ch = Files.newByteChannel(file)) {
@@ -243,7 +265,7 @@ public final class Safetensors {
                         + " (expected " + size + " bytes); is another process writing it?");
             }
         }
-        return parse(bytes, file.toString());
+        return bytes;
     }
 
     /** One header entry, before the data is checked. */

@@ -154,8 +154,8 @@ class AdapterFilesTest {
         AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base, dir));
         assertEquals(config + " describes a wrapped graph of " + 2 * (17 * 2_000_000_000L + 8)
                 + " parameters, more than the " + 2 * (17 * 2 + 8) + " values in adapter_model.safetensors plus "
-                + "the base model's " + baseParams + ": the config does not match its weights (was a size such as r, "
-                + "bottleneck_size or num_virtual_tokens edited?); nothing was allocated", e.getMessage());
+                + "the base model's " + baseParams + ": the config does not match its weights (was a size such as r or "
+                + "bottleneck_size edited?); the wrapped graph was not allocated", e.getMessage());
 
         PeftModel target = Peft.wrap(base(), AdapterConfig.builder().houlsby().bottleneckSize(2).build());
         assertThrows(AdapterFormatException.class, () -> target.loadAdapter(dir, "huge"));

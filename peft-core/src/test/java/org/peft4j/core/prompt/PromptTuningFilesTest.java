@@ -19,6 +19,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.learning.config.Adam;
+import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.IncompatibleAdapterException;
 import org.peft4j.core.Peft;
 import org.peft4j.core.PeftModel;
@@ -94,6 +95,23 @@ class PromptTuningFilesTest {
         assertArrayEquals(new long[] {3, 8}, f.get("prompt_embeddings").shape(), "[num_virtual_tokens, token_dim]");
         INDArray e = peft.graph().getLayer("embed.tokens.prompt").getParam(PromptEmbeddingLayer.PROMPT_KEY);
         assertEquals(e.transpose(), f.get("prompt_embeddings").toINDArray(DataType.FLOAT), "row j is virtual token j");
+    }
+
+    /**
+     * An edited {@code num_virtual_tokens} is refused when the files are read: planning the
+     * graph computes an initial prompt of that many columns, which for 10^9 failed with
+     * "Allocation failed: [std::bad_alloc]" before any size check.
+     */
+    @Test
+    void anEditedNumberOfVirtualTokensIsRefusedBeforePlanning(@TempDir Path dir) throws Exception {
+        trained(PromptTuningConfig.builder().numVirtualTokens(3).build()).saveAdapter(dir);
+        Path config = dir.resolve("adapter_config.json");
+        String json = Files.readString(config);
+        assertTrue(json.contains("\"num_virtual_tokens\": 3,"), json);
+        Files.writeString(config, json.replace("\"num_virtual_tokens\": 3,", "\"num_virtual_tokens\": 1000000000,"));
+        AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(8), dir));
+        assertEquals(config + ": \"num_virtual_tokens\" is 1000000000 but adapter_model.safetensors's prompt_embeddings "
+                + "has shape [3, 8]; the config does not match its weights", e.getMessage());
     }
 
     @Test
