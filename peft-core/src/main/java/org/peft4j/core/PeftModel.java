@@ -603,18 +603,24 @@ public final class PeftModel {
      * @throws UnsupportedOperationException for full fine-tuning and transfer learning (use ModelSerializer)
      */
     public void saveAdapter(Path dir) throws IOException {
+        saveAdapter(dir, null);
+    }
+
+    /** {@link #saveAdapter(Path)}, the default adapter recording {@code trainingState} (a checkpoint's state digest) when non-null. */
+    private void saveAdapter(Path dir, String trainingState) throws IOException {
         synchronized (lock) {
             Map<String, String> others = new TreeMap<>();
             for (String name : adapters.keySet()) {
                 if (!name.equals(DEFAULT_ADAPTER)) {
-                    others.put(name, saveOne(name, dir.resolve(name), null));
+                    others.put(name, saveOne(name, dir.resolve(name), null, null));
                 }
             }
-            saveOne(DEFAULT_ADAPTER, dir, others);
+            saveOne(DEFAULT_ADAPTER, dir, others, trainingState);
         }
     }
 
-    private String saveOne(String name, Path target, Map<String, String> savedWith) throws IOException {
+    private String saveOne(String name, Path target, Map<String, String> savedWith, String trainingState)
+            throws IOException {
         PeftConfig c = adapters.get(name).config;
         ComputationGraph g = graphHolding(name);
         List<String> targets = new ArrayList<>();
@@ -623,7 +629,7 @@ public final class PeftModel {
                 targets.add(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName());
             }
         }
-        return AdapterFiles.save(c, baseFingerprint, g, target, targets, savedWith);
+        return AdapterFiles.save(c, baseFingerprint, g, target, targets, savedWith, trainingState);
     }
 
     /** A graph wrapped with adapter {@code name}'s config holding its parameters (the live graph when active). */
@@ -688,18 +694,20 @@ public final class PeftModel {
     /**
      * Saves the adapters ({@link #saveAdapter}) plus what resuming training needs: the active
      * adapter's optimizer state, the optimizer state every other adapter keeps for when it is
-     * active again, and the iteration and epoch counters ({@code training_state.safetensors}).
+     * active again, and the iteration and epoch counters ({@code training_state.safetensors}). That
+     * file is written first and the default adapter's config, written last, records its SHA-256:
+     * {@link #resume} refuses a state that is not the one saved with the adapters (a checkpoint that
+     * stopped half-way, or adapters saved over it by {@link #saveAdapter} later).
      */
     public void saveCheckpoint(Path dir) throws IOException {
         synchronized (lock) {
-            saveAdapter(dir);
             Map<String, INDArray> inactive = new TreeMap<>();
             adapters.forEach((name, s) -> {
                 if (!name.equals(active) && s.updaterState != null) {
                     inactive.put(name, s.updaterState);
                 }
             });
-            AdapterFiles.saveTrainingState(graph, active, inactive, dir);
+            saveAdapter(dir, AdapterFiles.saveTrainingState(graph, active, inactive, dir));
         }
     }
 

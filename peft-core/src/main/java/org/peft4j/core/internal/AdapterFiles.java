@@ -78,6 +78,11 @@ public final class AdapterFiles {
      * name → hex SHA-256 of their weights file.
      */
     public static final String SAVED_ADAPTERS_KEY = "saved_adapters";
+    /**
+     * Key under {@code "peft4j"} in a checkpoint's default adapter: hex SHA-256 of the
+     * {@value #STATE_FILE} written with the adapters.
+     */
+    public static final String TRAINING_STATE_KEY = "training_state_sha256";
 
     private AdapterFiles() {
     }
@@ -214,10 +219,13 @@ public final class AdapterFiles {
      * @param savedWith for a directory's default adapter, the other adapters saved with it (name →
      *     digest returned by their own save), recorded under {@value #SAVED_ADAPTERS_KEY}; null for
      *     an adapter in a sub-directory
+     * @param trainingState for a checkpoint's default adapter, the digest {@link #saveTrainingState}
+     *     returned, recorded under {@value #TRAINING_STATE_KEY}; null otherwise
      * @return the hex SHA-256 of the weights file written
      */
     public static String save(PeftConfig config, BaseFingerprint fingerprint, ComputationGraph g, Path dir,
-                              List<String> resolvedTargets, Map<String, String> savedWith) throws IOException {
+                              List<String> resolvedTargets, Map<String, String> savedWith, String trainingState)
+            throws IOException {
         Map<String, Object> json = new TreeMap<>(config.toAdapterConfig(g));
         if (!config.targetTypes().isEmpty()) {
             json.put("target_modules", resolvedTargets);
@@ -273,6 +281,9 @@ public final class AdapterFiles {
         ext.put(WEIGHTS_DIGEST_KEY, digest);
         if (savedWith != null) {
             ext.put(SAVED_ADAPTERS_KEY, new TreeMap<>(savedWith));
+        }
+        if (trainingState != null) {
+            ext.put(TRAINING_STATE_KEY, trainingState);
         }
         Files.createDirectories(dir);
         AtomicFiles.write(dir.resolve(WEIGHTS_FILE), weights);
@@ -563,10 +574,11 @@ public final class AdapterFiles {
     /**
      * Writes the optimizer state and iteration/epoch counters of {@code g} next to its adapter
      * files, with the optimizer state each inactive adapter keeps for when it is active again
-     * ({@code inactiveStates}, by adapter name) as {@code updater_state.<name>}.
+     * ({@code inactiveStates}, by adapter name) as {@code updater_state.<name>}. Returns the file's
+     * hex SHA-256, for the adapters written after it to record ({@link #save}).
      */
-    public static void saveTrainingState(ComputationGraph g, String activeAdapter, Map<String, INDArray> inactiveStates,
-                                         Path dir) throws IOException {
+    public static String saveTrainingState(ComputationGraph g, String activeAdapter, Map<String, INDArray> inactiveStates,
+                                           Path dir) throws IOException {
         Map<String, SafeTensor> tensors = new LinkedHashMap<>();
         INDArray state = g.getUpdater(false) == null ? null : g.getUpdater().getStateViewArray();
         if (state != null) {
@@ -582,7 +594,10 @@ public final class AdapterFiles {
         meta.put("epoch_count", Integer.toString(g.getConfiguration().getEpochCount()));
         meta.put("active_adapter", activeAdapter);
         meta.put("library_version", libraryVersion());
-        AtomicFiles.write(dir.resolve(STATE_FILE), Safetensors.toBytes(tensors, meta));
+        byte[] bytes = Safetensors.toBytes(tensors, meta);
+        Files.createDirectories(dir);
+        AtomicFiles.write(dir.resolve(STATE_FILE), bytes);
+        return HexFormat.of().formatHex(sha256().digest(bytes));
     }
 
     /**
@@ -598,7 +613,22 @@ public final class AdapterFiles {
         if (!Files.isRegularFile(file)) {
             throw new AdapterFormatException("no checkpoint in " + dir + ": " + STATE_FILE + " is missing");
         }
-        SafetensorsFile f = Safetensors.read(file);
+        byte[] bytes = Safetensors.readBytes(file);
+        String digest = HexFormat.of().formatHex(sha256().digest(bytes));
+        Path configFile = dir.resolve(CONFIG_FILE);
+        Object ext = PeftJson.parseObject(Files.readAllBytes(configFile), configFile.toString()).get("peft4j");
+        Object recorded = ext instanceof Map ? ((Map<?, ?>) ext).get(TRAINING_STATE_KEY) : null;
+        if (recorded == null) {
+            throw new AdapterFormatException(file + " does not belong to the adapters in " + dir + ": their "
+                    + CONFIG_FILE + " records no training state, so they were written by saveAdapter, not saveCheckpoint "
+                    + "(after the checkpoint or without one); resume needs the files of one saveCheckpoint");
+        }
+        if (!digestValue(recorded, configFile + ": \"peft4j\".\"" + TRAINING_STATE_KEY + "\"").equals(digest)) {
+            throw new AdapterFormatException(file + " has SHA-256 " + digest + ", but " + configFile + " records " + recorded
+                    + ": the optimizer state and the adapters come from different saves, for example a saveCheckpoint "
+                    + "that stopped half-way; resume needs the files of one saveCheckpoint");
+        }
+        SafetensorsFile f = Safetensors.fromBytes(bytes, file);
         Map<String, String> meta = f.metadata();
         int iteration = parseCount(meta, "iteration_count", file);
         int epoch = parseCount(meta, "epoch_count", file);

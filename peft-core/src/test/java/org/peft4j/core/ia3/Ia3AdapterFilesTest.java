@@ -250,10 +250,41 @@ class Ia3AdapterFilesTest {
         java.util.Map<String, org.peft4j.core.io.SafeTensor> tensors = new java.util.LinkedHashMap<>();
         f.tensors().forEach((k, v) -> tensors.put(k.equals("updater_state.second") ? "updater_state.third" : k, v));
         Safetensors.write(state, tensors, f.metadata());
+        AdapterDirs.recordTrainingState(dir);
         AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> PeftModel.resume(base(), dir));
         assertEquals(state + ": tensor \"updater_state.third\" is not the optimizer state of an inactive adapter of "
                 + "this model; expected \"updater_state\" and \"updater_state.<name>\" for <name> among [default, second] "
                 + "other than the active \"default\"", e.getMessage());
+    }
+
+    /**
+     * The training state must be the one saved with the adapters: adapters saved over a
+     * checkpoint by saveAdapter, or a state file from another checkpoint, are refused by resume.
+     */
+    @Test
+    void resumeRefusesATrainingStateOfAnotherSave(@TempDir Path dir) throws Exception {
+        PeftModel peft = twoTrainedAdapters();
+        Path first = dir.resolve("first");
+        peft.saveCheckpoint(first);
+        fit(peft, 1);
+        Path second = dir.resolve("second");
+        peft.saveCheckpoint(second);
+
+        Path state = first.resolve("training_state.safetensors");
+        Files.copy(second.resolve("training_state.safetensors"), state, StandardCopyOption.REPLACE_EXISTING);
+        AdapterFormatException mixed = assertThrows(AdapterFormatException.class, () -> PeftModel.resume(base(), first));
+        assertEquals(state + " has SHA-256 " + AdapterDirs.sha256(Files.readAllBytes(state)) + ", but "
+                + first.resolve("adapter_config.json") + " records " + recordedKey(first, "training_state_sha256")
+                + ": the optimizer state and the adapters come from different saves, for example a saveCheckpoint that "
+                + "stopped half-way; resume needs the files of one saveCheckpoint", mixed.getMessage());
+
+        fit(peft, 1);
+        peft.saveAdapter(second);
+        AdapterFormatException over = assertThrows(AdapterFormatException.class, () -> PeftModel.resume(base(), second));
+        assertEquals(second.resolve("training_state.safetensors") + " does not belong to the adapters in " + second
+                + ": their adapter_config.json records no training state, so they were written by saveAdapter, not "
+                + "saveCheckpoint (after the checkpoint or without one); resume needs the files of one saveCheckpoint",
+                over.getMessage());
     }
 
     private static void copyAdapter(Path from, Path to) throws java.io.IOException {
@@ -264,9 +295,13 @@ class Ia3AdapterFilesTest {
     }
 
     private static String recordedDigest(Path adapterDir) throws java.io.IOException {
-        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"adapter_model_sha256\": \"([0-9a-f]{64})\"")
+        return recordedKey(adapterDir, "adapter_model_sha256");
+    }
+
+    private static String recordedKey(Path adapterDir, String key) throws java.io.IOException {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"" + key + "\": \"([0-9a-f]{64})\"")
                 .matcher(Files.readString(adapterDir.resolve("adapter_config.json")));
-        assertTrue(m.find(), "no digest in " + adapterDir);
+        assertTrue(m.find(), "no " + key + " in " + adapterDir);
         return m.group(1);
     }
 }

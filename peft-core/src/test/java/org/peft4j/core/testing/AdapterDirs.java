@@ -43,4 +43,21 @@ public final class AdapterDirs {
             throw new IllegalStateException(e);
         }
     }
+
+    /**
+     * Records the SHA-256 of the training state file now in {@code dir} in the default adapter's
+     * config, as a checkpoint writer that made that state would: resuming then fails, or not, on
+     * the state itself.
+     */
+    public static void recordTrainingState(Path dir) throws IOException {
+        String digest = sha256(Files.readAllBytes(dir.resolve("training_state.safetensors")));
+        Path config = dir.resolve("adapter_config.json");
+        String json = Files.readString(config, StandardCharsets.UTF_8);
+        String updated = json.replaceFirst("\"training_state_sha256\": \"[0-9a-f]{64}\"",
+                "\"training_state_sha256\": \"" + digest + "\"");
+        if (updated.equals(json)) {
+            throw new IllegalStateException(config + " records no training state");
+        }
+        Files.writeString(config, updated, StandardCharsets.UTF_8);
+    }
 }
