@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -373,7 +374,7 @@ public final class PeftModel {
         synchronized (lock) {
             checkNewName(name);
             Objects.requireNonNull(config, "config must not be null");
-            GraphRewriter.Result fresh = GraphRewriter.rewrite(reconstructBase(), config);
+            GraphRewriter.Result fresh = planOverBase(config).build();
             Slot s = new Slot(config);
             s.params = fresh.graph().params().dup();
             adapters.put(name, s);
@@ -389,7 +390,7 @@ public final class PeftModel {
         synchronized (lock) {
             checkNewName(name);
             Objects.requireNonNull(config, "config must not be null");
-            ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), config).graph();
+            ComputationGraph g = planOverBase(config).build().graph();
             for (Map.Entry<String, Map<String, INDArray>> e : params.entrySet()) {
                 Layer l = g.getLayer(e.getKey());
                 for (Map.Entry<String, INDArray> p : e.getValue().entrySet()) {
@@ -473,7 +474,7 @@ public final class PeftModel {
                     f.adoptConfig(target.config);
                 }
             } else {
-                ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), target.config).graph();
+                ComputationGraph g = planOverBase(target.config).build().graph();
                 g.params().assign(target.params);
                 graph = g;
             }
@@ -534,6 +535,25 @@ public final class PeftModel {
             }
             return plainGraph(true);
         }
+    }
+
+    /**
+     * The plan of a graph wrapped with {@code config} over {@link #reconstructBase()}, told which
+     * frozen layer holds each base weight now (so a 4-bit base is carried over, not quantized again).
+     */
+    private GraphRewriter.Plan planOverBase(PeftConfig config) {
+        return GraphRewriter.plan(reconstructBase(), config, frozenLayersByBaseName());
+    }
+
+    /** Every frozen dense layer of the live graph, adapted or not, by its base-model name. */
+    private Map<String, FrozenDenseLayer> frozenLayersByBaseName() {
+        Map<String, FrozenDenseLayer> m = new HashMap<>();
+        for (Layer l : graph.getLayers()) {
+            if (l.conf().getLayer() instanceof FrozenDenseLayer f) {
+                m.put(f.baseLayerName(), f);
+            }
+        }
+        return m;
     }
 
     /** The base model as it was wrapped (adapters and training ignored), rebuilt from the frozen weights. */
@@ -638,7 +658,7 @@ public final class PeftModel {
         if (name.equals(active)) {
             return graph;
         }
-        ComputationGraph g = GraphRewriter.rewrite(reconstructBase(), s.config).graph();
+        ComputationGraph g = planOverBase(s.config).build().graph();
         g.params().assign(s.params);
         return g;
     }
@@ -674,7 +694,7 @@ public final class PeftModel {
             }
             AdapterFiles.Loaded l = read.withConfig(loadConfigurer.apply(read.config()));
             ComputationGraph base = reconstructBase();
-            GraphRewriter.Plan plan = GraphRewriter.plan(base, l.config());
+            GraphRewriter.Plan plan = GraphRewriter.plan(base, l.config(), frozenLayersByBaseName());
             AdapterFiles.checkSize(plan, l, base.numParams(), dir);
             ComputationGraph g = plan.build().graph();
             AdapterFiles.assign(l, g, dir);
@@ -713,7 +733,8 @@ public final class PeftModel {
 
     /**
      * Rebuilds a model from {@link #saveCheckpoint} output so that training continues exactly as
-     * an uninterrupted run would, on whichever adapters it goes on to train.
+     * an uninterrupted run would, on whichever adapters it goes on to train (for a float64
+     * network, from adapter weights rounded to float32, the dtype of the files).
      */
     public static PeftModel resume(ComputationGraph base, Path dir) throws IOException {
         return resume(base, dir, UnaryOperator.identity());
@@ -726,11 +747,15 @@ public final class PeftModel {
      * QLoRA checkpoint, the same {@code c -> QLoraConfig.of((LoraConfig) c, spec)} the training used.
      *
      * @throws IncompatibleAdapterException if an optimizer state does not have the length the
-     *     adapter's optimizer needs
+     *     adapter's optimizer needs, or the configs hold the frozen base otherwise than the saved
+     *     ones did (a QLoRA checkpoint resumed without its hook would train over a float base)
      */
     public static PeftModel resume(ComputationGraph base, Path dir, UnaryOperator<PeftConfig> configure)
             throws IOException {
         PeftModel m = Peft.load(base, dir, configure, false);
+        for (String name : m.adapterNames()) {
+            AdapterFiles.checkResumedBaseForm(name.equals(DEFAULT_ADAPTER) ? dir : dir.resolve(name), m.slot(name).config);
+        }
         Path file = dir.resolve(AdapterFiles.STATE_FILE);
         for (Map.Entry<String, SafeTensor> e : AdapterFiles.restoreTrainingState(m, dir).entrySet()) {
             m.restoreInactiveState(e.getKey(), e.getValue(), file);

@@ -5,6 +5,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.TreeSet;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -46,7 +47,8 @@ public final class LoraAdapters {
      *
      * @param svdRank the rank for {@link Combination#SVD} (ignored otherwise)
      * @throws IllegalArgumentException naming the problem for unknown sources, unequal lengths,
-     *     non-LoRA sources, different targets, unequal ranks under LINEAR, or a bad rank
+     *     non-finite weights, non-LoRA sources, sources adapting different layers, unequal ranks
+     *     under LINEAR, or a bad rank
      */
     public static void addWeightedAdapter(PeftModel peft, List<String> sources, double[] weights,
                                           Combination combination, String newName, int svdRank) {
@@ -58,7 +60,14 @@ public final class LoraAdapters {
             throw new IllegalArgumentException("give one weight per source adapter; got " + sources.size()
                     + " sources and " + weights.length + " weights");
         }
+        for (int i = 0; i < weights.length; i++) {
+            if (!Double.isFinite(weights[i])) {
+                throw new IllegalArgumentException("weight " + i + " (of adapter \"" + sources.get(i) + "\") is "
+                        + weights[i] + "; weights must be finite numbers");
+            }
+        }
         List<LoraConfig> configs = new ArrayList<>();
+        List<Map<String, Map<String, INDArray>>> params = new ArrayList<>();
         for (String s : sources) {
             PeftConfig c = peft.adapterConfig(s);
             if (!(c instanceof LoraConfig)) {
@@ -70,12 +79,15 @@ public final class LoraAdapters {
                 throw new IllegalArgumentException("adapter \"" + s + "\" trains biases or whole modules; weighted "
                         + "combinations cover LoRA factors only");
             }
-            if (!configs.isEmpty() && (!l.targetModules().equals(configs.get(0).targetModules())
-                    || !l.targetTypes().equals(configs.get(0).targetTypes()))) {
-                throw new IllegalArgumentException("adapters \"" + sources.get(0) + "\" and \"" + s + "\" target different "
-                        + "layers (" + configs.get(0).targetModules() + " vs " + l.targetModules() + ")");
+            // Compare the layers the adapters resolved to, not how their configs name them: "all-linear"
+            // with a type filter and the list of names it resolved to (as saved files record it) agree.
+            Map<String, Map<String, INDArray>> p = peft.adapterParameters(s);
+            if (!configs.isEmpty() && !p.keySet().equals(params.get(0).keySet())) {
+                throw new IllegalArgumentException("adapters \"" + sources.get(0) + "\" and \"" + s + "\" adapt different "
+                        + "layers (" + new TreeSet<>(params.get(0).keySet()) + " vs " + new TreeSet<>(p.keySet()) + ")");
             }
             configs.add(l);
+            params.add(p);
         }
         int rank;
         switch (combination) {
@@ -96,10 +108,6 @@ public final class LoraAdapters {
                     throw new IllegalArgumentException("SVD needs a positive target rank; got " + svdRank);
                 }
                 rank = svdRank;
-        }
-        List<Map<String, Map<String, INDArray>>> params = new ArrayList<>();
-        for (String s : sources) {
-            params.add(peft.adapterParameters(s));
         }
         Map<String, Map<String, INDArray>> combined = new LinkedHashMap<>();
         try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {

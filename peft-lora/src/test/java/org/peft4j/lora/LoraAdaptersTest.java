@@ -50,6 +50,32 @@ class LoraAdaptersTest {
     }
 
     @Test
+    void aWeightThatIsNotAFiniteNumberIsRefusedByItsIndex() {
+        PeftModel peft = twoAdapters();
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LoraAdapters.addWeightedAdapter(
+                peft, List.of("default", "other"), new double[] {0.5, Double.NaN}, Combination.CAT, "cat", 0));
+        assertEquals("weight 1 (of adapter \"other\") is NaN; weights must be finite numbers", e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> LoraAdapters.addWeightedAdapter(
+                peft, List.of("default"), new double[] {Double.POSITIVE_INFINITY}, Combination.SVD, "svd", 2));
+        assertEquals(List.of("default", "other"), peft.adapterNames());
+    }
+
+    /** Sources are compared by the layers they adapt, not by how their configs name them. */
+    @Test
+    void sourcesNamingTheSameLayersDifferentlyCombineAndOtherLayersAreRefused() {
+        PeftModel peft = twoAdapters();
+        peft.addAdapter("regex", LoraConfig.builder().rank(3).alpha(6).targetModulesRegex("dense[12]").build());
+        LoraAdapters.addWeightedAdapter(peft, List.of("default", "regex"), new double[] {1, 1}, Combination.LINEAR, "sum", 0);
+        assertEquals(peft.adapterParameters("default").keySet(), peft.adapterParameters("sum").keySet());
+
+        peft.addAdapter("one", LoraConfig.builder().rank(3).alpha(6).targetModules("dense1").build());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LoraAdapters.addWeightedAdapter(
+                peft, List.of("default", "one"), new double[] {1, 1}, Combination.CAT, "cat", 0));
+        assertEquals("adapters \"default\" and \"one\" adapt different layers ([dense1, dense2] vs [dense1])",
+                e.getMessage());
+    }
+
+    @Test
     void catAddsTheWeightedUpdatesExactly() {
         PeftModel peft = twoAdapters();
         LoraAdapters.addWeightedAdapter(peft, List.of("default", "other"), new double[] {0.7, 0.4}, Combination.CAT, "cat", 0);

@@ -72,18 +72,17 @@ public final class Adam8bit implements IUpdater {
     }
 
     /**
-     * @throws IllegalArgumentException if the learning rate is not positive, a beta is outside
-     *     [0, 1), epsilon is negative, or the block size is not a power of two in 64…4096
+     * @throws IllegalArgumentException if the learning rate is not a positive number, a beta is
+     *     outside [0, 1), epsilon is not a positive number, or the block size is not a power of two in 64…4096
      */
     public Adam8bit(double learningRate, double beta1, double beta2, double epsilon, int blockSize) {
-        if (!(learningRate > 0)) {
-            throw new IllegalArgumentException("learning rate must be positive; got " + learningRate);
-        }
+        checkLearningRate(learningRate);
         if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
             throw new IllegalArgumentException("beta1 and beta2 must be in [0, 1); got " + beta1 + ", " + beta2);
         }
-        if (!(epsilon >= 0)) {
-            throw new IllegalArgumentException("epsilon must not be negative; got " + epsilon);
+        if (!(epsilon > 0) || Double.isInfinite(epsilon)) {
+            throw new IllegalArgumentException("epsilon must be a positive number; got " + epsilon + " (with 0, a "
+                    + "parameter whose gradients have all been 0, as LoRA's A at the first step, updates by 0/0 = NaN)");
         }
         if (blockSize < 64 || blockSize > 4096 || Integer.bitCount(blockSize) != 1) {
             throw new IllegalArgumentException("block size must be a power of two in 64..4096; got " + blockSize);
@@ -159,7 +158,14 @@ public final class Adam8bit implements IUpdater {
         if (lrSchedule != null) {
             throw new UnsupportedOperationException("Adam8bit takes a fixed learning rate; schedules are not supported");
         }
+        checkLearningRate(lr);
         this.learningRate = lr;
+    }
+
+    private static void checkLearningRate(double lr) {
+        if (!(lr > 0) || Double.isInfinite(lr)) {
+            throw new IllegalArgumentException("learning rate must be a positive number; got " + lr);
+        }
     }
 
     @Override

@@ -2,6 +2,7 @@ package org.peft4j.quant;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -10,6 +11,7 @@ import org.deeplearning4j.nn.api.Layer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.PeftModel;
 import org.peft4j.core.io.SafeTensor;
@@ -71,6 +73,8 @@ public final class QLora {
      * array): about 3.8 billion 4-bit parameters at block 64, 4.1 billion with double quantization.
      * A larger base is refused with a message naming the size (this method writes one file; it
      * does not shard as bitsandbytes checkpoints do).
+     *
+     * @throws IllegalArgumentException if the model holds no 4-bit weight (nothing is written)
      */
     public static void saveQuantizedBase(PeftModel peft, Path file) throws IOException {
         Map<String, SafeTensor> tensors = new LinkedHashMap<>();
@@ -85,6 +89,10 @@ public final class QLora {
             if (f.frozenBias() != null) {
                 tensors.put(f.baseLayerName() + ".bias", SafeTensor.of(f.frozenBias().castTo(DataType.FLOAT)));
             }
+        }
+        if (tensors.isEmpty()) {
+            throw new IllegalArgumentException("the model holds no 4-bit weights (its config is " + peft.config()
+                    + "); wrap it with a QLoraConfig to quantize its base. Nothing was written to " + file);
         }
         Safetensors.write(file, tensors, Map.of("format", "pt"));
     }
@@ -110,6 +118,23 @@ public final class QLora {
             throw new AdapterFormatException(file + " holds no 4-bit weights (no key contains \"" + marker + "\")");
         }
         return out;
+    }
+
+    /**
+     * The 4-bit base weight for a layer of a graph being wrapped: the tensor the target's
+     * {@link DenseTarget#current() current} layer already holds when it was quantized with
+     * {@code spec} (switching between adapters of different layouts rebuilds the graph from the
+     * dequantized base, and quantizing that again would move the double-quantized scales a little
+     * on every switch), else {@code target.weight()} quantized with {@code spec}. A base held with
+     * another spec is dequantized and quantized again with {@code spec}, which is lossy.
+     */
+    static QuantizedTensor quantizedBase(DenseTarget target, QuantSpec spec) {
+        QuantizedTensor held = quantizedWeight(target.current());
+        if (held != null && spec.equals(held.spec())
+                && Arrays.equals(held.shape(), new long[] {target.nIn(), target.nOut()})) {
+            return held;
+        }
+        return QuantizedTensor.quantize(target.weight(), spec);
     }
 
     /** The 4-bit weight of a frozen layer configuration, or null if it holds floats. */

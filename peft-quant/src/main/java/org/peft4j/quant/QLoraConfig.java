@@ -1,15 +1,18 @@
 package org.peft4j.quant;
 
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.TreeMap;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.peft4j.core.BiasMode;
 import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
+import org.peft4j.core.internal.AdapterFiles;
 import org.peft4j.lora.LoraBased;
 import org.peft4j.lora.LoraConfig;
 
@@ -100,9 +103,27 @@ public final class QLoraConfig implements PeftConfig, LoraBased {
         return quantizeFrozenLayers ? new QuantizedDenseLayer(target, spec) : new FrozenDenseLayer(target);
     }
 
+    /**
+     * LoRA's keys, plus this config's 4-bit spec under {@code "peft4j"}.{@code "quantized_base"}
+     * ({@code quant_type}, {@code blocksize}, {@code double_quant}, {@code frozen_layers_quantized}):
+     * the file stays a LoRA adapter that applies to a float base too, and a checkpoint refuses to
+     * resume over a base held otherwise.
+     */
     @Override
     public Map<String, Object> toAdapterConfig() {
-        return lora.toAdapterConfig();
+        Map<String, Object> m = new TreeMap<>(lora.toAdapterConfig());
+        Map<String, Object> ext = new TreeMap<>();
+        if (m.get("peft4j") instanceof Map<?, ?> loraExt) {
+            loraExt.forEach((k, v) -> ext.put(String.valueOf(k), v));
+        }
+        Map<String, Object> form = new TreeMap<>();
+        form.put("quant_type", spec.type().name().toLowerCase(Locale.ROOT));
+        form.put("blocksize", spec.blockSize());
+        form.put("double_quant", spec.doubleQuant());
+        form.put("frozen_layers_quantized", quantizeFrozenLayers);
+        ext.put(AdapterFiles.BASE_FORM_KEY, form);
+        m.put("peft4j", ext);
+        return m;
     }
 
     @Override

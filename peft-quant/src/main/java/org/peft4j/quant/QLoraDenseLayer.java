@@ -42,7 +42,7 @@ public class QLoraDenseLayer extends LoraDenseLayer {
 
     QLoraDenseLayer(DenseTarget target, LoraConfig config, QuantSpec spec) {
         super(target, config, false);
-        this.quantizedWeight = QuantizedTensor.quantize(target.weight(), spec);
+        this.quantizedWeight = QLora.quantizedBase(target, spec);
     }
 
     /** The frozen base weight in 4 bits, {@code [nIn, nOut]}. */

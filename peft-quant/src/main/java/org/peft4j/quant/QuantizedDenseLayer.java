@@ -33,7 +33,7 @@ public class QuantizedDenseLayer extends FrozenDenseLayer {
 
     QuantizedDenseLayer(DenseTarget target, QuantSpec spec) {
         super(target, false);
-        this.quantizedWeight = QuantizedTensor.quantize(target.weight(), spec);
+        this.quantizedWeight = QLora.quantizedBase(target, spec);
     }
 
     @JsonIgnore

@@ -19,9 +19,11 @@ import org.peft4j.quant.internal.TiledMatmul;
  *   <li>backward epsilon {@code ε = g · dequant(Wq)ᵀ}: {@code g [batch, nOut]} → {@code ε [batch, nIn]}.</li>
  * </ul>
  * Batch 1 goes through a GEMV that reads the 4-bit codes directly (a 256-entry byte → two floats
- * table times the block scale); larger batches dequantize a few rows (forward) or columns (backward) at a time into a ~4 MiB float
- * tile and call ND4J's GEMM on it, so peak extra memory is one tile. ND4J has no 4-bit type, which
- * is why these kernels are hand-written; the batched path still leaves the flops to BLAS.
+ * table times the block scale); larger batches dequantize a run of rows of {@code Wq} at a time
+ * into a ~4 MiB float tile and multiply with it in BLAS (OpenBLAS called directly on the CPU
+ * backend, {@code Nd4j.gemm} elsewhere; see {@link TiledMatmul}), so peak extra memory is one
+ * tile. ND4J has no 4-bit type, which is why these kernels are hand-written; the batched path
+ * still leaves the flops to BLAS.
  *
  * <p>Inputs are read as float32 (other dtypes are cast); outputs are new float32 C-order arrays.
  * Results equal {@code x.mmul(w.toINDArray())} up to float32 summation order.

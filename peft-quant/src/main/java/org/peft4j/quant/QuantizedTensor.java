@@ -267,6 +267,11 @@ public final class QuantizedTensor {
         return scales.isNested();
     }
 
+    /** How this tensor was quantized: code table, block size, double quantization. */
+    public QuantSpec spec() {
+        return new QuantSpec(type, blockSize, isDoubleQuantized());
+    }
+
     /** The number of absmax blocks, {@code ceil(length / blockSize)}. */
     public int blockCount() {
         return scales.count();

@@ -114,5 +114,13 @@ class Adam8bitTest {
         assertTrue(e.getMessage().contains("power of two in 64..4096; got 100"), e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> new Adam8bit(0));
         assertThrows(IllegalArgumentException.class, () -> new Adam8bit(1e-3, 1.0, 0.999, 1e-8, 256));
+        e = assertThrows(IllegalArgumentException.class, () -> new Adam8bit(1e-3, 0.9, 0.999, 0, 256));
+        assertEquals("epsilon must be a positive number; got 0.0 (with 0, a parameter whose gradients have all been 0, "
+                + "as LoRA's A at the first step, updates by 0/0 = NaN)", e.getMessage());
+        Adam8bit a = new Adam8bit(1e-3);
+        e = assertThrows(IllegalArgumentException.class, () -> a.setLrAndSchedule(-1, null));
+        assertEquals("learning rate must be a positive number; got -1.0", e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> a.setLrAndSchedule(Double.NaN, null));
+        assertEquals(1e-3, a.getLearningRate(0, 0), "a refused rate leaves the updater as it was");
     }
 }

@@ -201,6 +201,70 @@ class QLoraTest {
         assertEquals(straight.graph().params(), resumed.graph().params());
     }
 
+    /**
+     * A QLoRA checkpoint records its 4-bit spec, and resuming it without the hook (which would go
+     * on training over a float base) is refused with the fix; the adapter itself still loads onto
+     * the float base, as a PEFT adapter trained over bitsandbytes does.
+     */
+    @Test
+    void aQloraCheckpointResumedWithoutItsHookIsRefused(@TempDir Path dir) throws Exception {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 5, 8, 16, 4);
+        PeftModel q = Peft.wrap(base, QLoraConfig.of(lora(), NF4_DQ));
+        q.graph().fit(TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4));
+        q.saveCheckpoint(dir);
+        String json = java.nio.file.Files.readString(dir.resolve("adapter_config.json"));
+        assertTrue(json.contains("\"quantized_base\": {\n      \"blocksize\": 64,\n      \"double_quant\": true,\n"
+                + "      \"frozen_layers_quantized\": false,\n      \"quant_type\": \"nf4\"\n    }"), json);
+        org.peft4j.core.IncompatibleAdapterException e = org.junit.jupiter.api.Assertions.assertThrows(
+                org.peft4j.core.IncompatibleAdapterException.class, () -> PeftModel.resume(base, dir));
+        assertEquals(dir.resolve("adapter_config.json") + " was saved by a model that held its frozen base as "
+                + "{blocksize=64, double_quant=true, frozen_layers_quantized=false, quant_type=nf4}, but the config to "
+                + "resume with holds it as floats: training would go on over another base. Resume with the config hook "
+                + "the training used, e.g. PeftModel.resume(base, dir, c -> QLoraConfig.of((LoraConfig) c, spec)) for "
+                + "a QLoRA checkpoint", e.getMessage());
+        org.junit.jupiter.api.Assertions.assertThrows(org.peft4j.core.IncompatibleAdapterException.class,
+                () -> PeftModel.resume(base, dir, c -> QLoraConfig.of((LoraConfig) c, NF4_DQ.withBlockSize(128))),
+                "another 4-bit spec is another base too");
+        assertInstanceOf(LoraConfig.class, Peft.load(base, dir).config());
+    }
+
+    /**
+     * Switching to an adapter of another layout rebuilds the graph from the dequantized base; the
+     * 4-bit weights must be carried over, not quantized again (re-quantizing moves the double-quantized
+     * scales on every switch), so after several switches each layer holds the very tensor it began with.
+     */
+    @Test
+    void switchingBetweenAdapterLayoutsKeepsTheFourBitBaseAsItWas() {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 5, 8, 256, 4);
+        PeftModel q = Peft.wrap(base, QLoraConfig.of(lora(), NF4_DQ).quantizeFrozenLayers(true));
+        Map<String, QuantizedTensor> before = quantizedByLayer(q);
+        INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 16, 8, 4).getFeatures();
+        INDArray out = q.graph().outputSingle(x);
+        LoraConfig other = LoraConfig.builder().rank(2).alpha(4).targetModules("dense1").build();
+        q.addAdapter("other", QLoraConfig.of(other, NF4_DQ).quantizeFrozenLayers(true));
+        for (int i = 0; i < 3; i++) {
+            q.setAdapter("other");
+            assertEquals(before.keySet(), quantizedByLayer(q).keySet());
+            q.setAdapter(PeftModel.DEFAULT_ADAPTER);
+        }
+        Map<String, QuantizedTensor> after = quantizedByLayer(q);
+        for (Map.Entry<String, QuantizedTensor> e : before.entrySet()) {
+            assertEquals(e.getValue(), after.get(e.getKey()), e.getKey());
+        }
+        assertEquals(out, q.graph().outputSingle(x));
+    }
+
+    private static Map<String, QuantizedTensor> quantizedByLayer(PeftModel peft) {
+        Map<String, QuantizedTensor> m = new java.util.TreeMap<>();
+        for (Layer l : peft.graph().getLayers()) {
+            QuantizedTensor t = QLora.quantizedWeight(l.conf().getLayer());
+            if (t != null) {
+                m.put(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName(), t);
+            }
+        }
+        return m;
+    }
+
     /** Weighted combinations take float LoRA adapters; a QLoRA source is refused by what it is. */
     @Test
     void weightedCombinationsNameAQLoraSourceInTheirRefusal() {
@@ -247,6 +311,17 @@ class QLoraTest {
             assertEquals(err, e.getValue(), 1e-6);
             assertTrue(e.getValue() > 0 && e.getValue() < 0.2, e.getKey() + " error " + e.getValue());
         }
+    }
+
+    @Test
+    void savingTheQuantizedBaseOfAFloatModelIsRefusedAndWritesNothing(@TempDir Path dir) {
+        PeftModel lora = Peft.wrap(TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 5, 8, 16, 4), lora());
+        Path file = dir.resolve("base-nf4.safetensors");
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> QLora.saveQuantizedBase(lora, file));
+        assertEquals("the model holds no 4-bit weights (its config is " + lora.config() + "); wrap it with a QLoraConfig "
+                + "to quantize its base. Nothing was written to " + file, e.getMessage());
+        assertTrue(!java.nio.file.Files.exists(file));
     }
 
     @Test

@@ -83,6 +83,13 @@ public final class AdapterFiles {
      * {@value #STATE_FILE} written with the adapters.
      */
     public static final String TRAINING_STATE_KEY = "training_state_sha256";
+    /**
+     * Key under {@code "peft4j"}: how the wrapped model held its frozen base when not as floats,
+     * written by configs that hold it otherwise (QLoRA: its 4-bit spec). An adapter file needs no
+     * such base (it applies to the float base too), but training resumed from a checkpoint must go
+     * on over the base it started on, so {@link #checkResumedBaseForm} compares it.
+     */
+    public static final String BASE_FORM_KEY = "quantized_base";
 
     private AdapterFiles() {
     }
@@ -340,6 +347,31 @@ public final class AdapterFiles {
             throw new AdapterFormatException(what + " must be a SHA-256 as 64 lower-case hex digits; got " + v);
         }
         return (String) v;
+    }
+
+    /**
+     * Refuses to resume the adapter saved in {@code dir} with {@code resumed} when the two hold the
+     * frozen base differently ({@value #BASE_FORM_KEY} under {@code "peft4j"}: a QLoRA checkpoint
+     * resumed without the config hook that makes it QLoRA again, or the reverse).
+     *
+     * @throws IncompatibleAdapterException naming both forms and the fix
+     */
+    public static void checkResumedBaseForm(Path dir, PeftConfig resumed) throws IOException {
+        Path configFile = dir.resolve(CONFIG_FILE);
+        Object savedExt = PeftJson.parseObject(Files.readAllBytes(configFile), configFile.toString()).get("peft4j");
+        Object saved = savedExt instanceof Map ? ((Map<?, ?>) savedExt).get(BASE_FORM_KEY) : null;
+        Object nowExt = resumed.toAdapterConfig().get("peft4j");
+        Object now = nowExt instanceof Map ? ((Map<?, ?>) nowExt).get(BASE_FORM_KEY) : null;
+        if (!java.util.Objects.equals(saved, now)) {
+            throw new IncompatibleAdapterException(configFile + " was saved by a model that held its frozen base "
+                    + describeBaseForm(saved) + ", but the config to resume with holds it " + describeBaseForm(now)
+                    + ": training would go on over another base. Resume with the config hook the training used, e.g. "
+                    + "PeftModel.resume(base, dir, c -> QLoraConfig.of((LoraConfig) c, spec)) for a QLoRA checkpoint");
+        }
+    }
+
+    private static String describeBaseForm(Object form) {
+        return form == null ? "as floats" : "as " + form;
     }
 
     /**

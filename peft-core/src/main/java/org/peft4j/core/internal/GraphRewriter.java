@@ -138,6 +138,15 @@ public final class GraphRewriter {
 
     /** As {@link #rewrite}, stopping before the graph is allocated. */
     public static Plan plan(ComputationGraph base, PeftConfig config) {
+        return plan(base, config, Map.of());
+    }
+
+    /**
+     * As {@link #plan(ComputationGraph, PeftConfig)} for a {@code base} rebuilt from a wrapped model:
+     * {@code current} maps base layer names to the frozen layers that hold them there, handed to the
+     * config as {@link DenseTarget#current()}.
+     */
+    public static Plan plan(ComputationGraph base, PeftConfig config, Map<String, FrozenDenseLayer> current) {
         ComputationGraphConfiguration conf = base.getConfiguration();
         Map<String, GraphVertex> vertices = conf.getVertices();
         Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
@@ -229,7 +238,7 @@ public final class GraphRewriter {
                 DenseTarget t = new DenseTarget(name, ff.getNIn(), ff.getNOut(),
                         detachedCopy(base.getLayer(name).getParam("W")),
                         hasBias(l) ? detachedCopy(base.getLayer(name).getParam("b")) : null,
-                        trainableBias.get(name), inputGradients.get(name));
+                        trainableBias.get(name), inputGradients.get(name), current.get(name));
                 FrozenDenseLayer fl = targets.contains(name) ? config.adaptDense(t) : config.freezeDense(t);
                 fl.setSkipBackprop(!live);
                 copyCommon((BaseLayer) l, fl);
