@@ -81,12 +81,31 @@ class KernelEquivalenceTest {
 
     @Test
     void gemvAlignedFastPathEqualsReference() {
-        // nOut a multiple of the block: the four-rows-at-a-time path, with a 3-row tail.
-        QuantizedTensor w = weight(515, 1024, QuantSpec.nf4(), 99);
-        float[] x = ErrorStatisticsTest.gaussian(515, 4);
-        float[] y = new float[1024];
-        QuantizedMatmul.gemv(x, w, y);
-        assertClose(reference(x, 1, w.dequantize(), 515, 1024)[0], y, 515, "aligned gemv");
+        // nOut a multiple of the block: 519 rows = 64 groups of eight, one group of four and 3 single rows,
+        // through the eight-row, four-row and one-row loops of both products, for both code tables.
+        for (QuantSpec spec : new QuantSpec[] {QuantSpec.nf4(), new QuantSpec(QuantType.FP4, 128, false)}) {
+            QuantizedTensor w = weight(519, 1024, spec, 99);
+            float[] x = ErrorStatisticsTest.gaussian(519, 4);
+            float[] y = new float[1024];
+            QuantizedMatmul.gemv(x, w, y);
+            assertClose(reference(x, 1, w.dequantize(), 519, 1024)[0], y, 519, "aligned gemv " + spec);
+
+            float[] g = ErrorStatisticsTest.gaussian(1024, 5);
+            float[] e = new float[519];
+            QuantizedMatmul.gemvTransposed(g, w, e);
+            assertClose(referenceTransposed(g, 1, w.dequantize(), 519, 1024)[0], e, 1024, "aligned gemvTransposed " + spec);
+        }
+    }
+
+    @Test
+    void theScalarKernelsRefuseATableThatIsNotTheirOwn() {
+        float[] copy = org.peft4j.quant.internal.Blockwise4bit.pairTable(QuantType.NF4).clone();
+        QuantizedTensor w = weight(8, 64, QuantSpec.nf4(), 3);
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> org.peft4j.quant.internal.Gemv4bit.gemvScalar(w.packedCodes(), null, 64, copy, 8, 64,
+                        new float[8], 0, new float[64], 0));
+        org.junit.jupiter.api.Assertions.assertEquals(
+                "pair table must be Blockwise4bit.pairTable(type) itself, not a copy", e.getMessage());
     }
 
     @Test

@@ -193,6 +193,29 @@ public final class Blockwise4bit {
     /** {@link #dequantize} with the scalar loop whatever {@link VectorKernels} decided. */
     static void dequantizeScalar(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                  int from, int to, float[] out, int outOff) {
+        checkPairTable(pair);
+        dequantizeKnownTable(packed, scales, blockSize, pair, from, to, out, outOff);
+    }
+
+    /**
+     * Refuses a pair table that is not {@link #PAIR_NF4} or {@link #PAIR_FP4} itself: the scalar
+     * kernels select one of those two static arrays in their loops (so C2 knows the length and
+     * drops range checks) and would otherwise read another table than the one passed.
+     */
+    static void checkPairTable(float[] pair) {
+        if (pair != PAIR_NF4 && pair != PAIR_FP4) {
+            throw new IllegalArgumentException("pair table must be Blockwise4bit.pairTable(type) itself, not a copy");
+        }
+    }
+
+    /**
+     * {@link #dequantizeScalar}'s loop: the table is selected here as one of the two static final
+     * arrays of length 512, so C2 drops the range checks of the table loads (JDK 17, 4096², two
+     * threads: 3.5 → 3.1 ms in a scratch harness against the same loop reading the table passed in).
+     */
+    private static void dequantizeKnownTable(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                             int from, int to, float[] out, int outOff) {
+        final float[] t = pair == PAIR_FP4 ? PAIR_FP4 : PAIR_NF4;
         int shift = Integer.numberOfTrailingZeros(blockSize);
         int e = from;
         int o = outOff - from;
@@ -201,7 +224,7 @@ public final class Blockwise4bit {
             int end = (int) Math.min(to, ((long) b + 1) << shift);
             float s = scales.get(b);
             if ((e & 1) != 0) {
-                out[o + e] = pair[2 * (packed[e >>> 1] & 0xFF) + 1] * s;
+                out[o + e] = t[2 * (packed[e >>> 1] & 0xFF) + 1] * s;
                 e++;
             }
             int half = ((end & ~1) - e) >>> 1;
@@ -209,12 +232,12 @@ public final class Blockwise4bit {
             int ob = o + e;
             for (int k = 0; k < half; k++) {
                 int p = (packed[pb + k] & 0xFF) << 1;
-                out[ob + 2 * k] = pair[p] * s;
-                out[ob + 2 * k + 1] = pair[p + 1] * s;
+                out[ob + 2 * k] = t[p] * s;
+                out[ob + 2 * k + 1] = t[p + 1] * s;
             }
             e += 2 * half;
             if (e < end) {
-                out[o + e] = pair[2 * (packed[e >>> 1] & 0xFF)] * s;
+                out[o + e] = t[2 * (packed[e >>> 1] & 0xFF)] * s;
                 e++;
             }
         }
