@@ -81,8 +81,8 @@ class KernelEquivalenceTest {
 
     @Test
     void gemvAlignedFastPathEqualsReference() {
-        // nOut a multiple of the block: 519 rows = 64 groups of eight, one group of four and 3 single rows,
-        // through the eight-row, four-row and one-row loops of both products, for both code tables.
+        // nOut a multiple of the block: 519 rows = 64 groups of eight and 7 single rows,
+        // through the eight-row and one-row loops of both products, for both code tables.
         for (QuantSpec spec : new QuantSpec[] {QuantSpec.nf4(), new QuantSpec(QuantType.FP4, 128, false)}) {
             QuantizedTensor w = weight(519, 1024, spec, 99);
             float[] x = ErrorStatisticsTest.gaussian(519, 4);

@@ -84,7 +84,7 @@ public final class Gemv4bit {
         int shift = Integer.numberOfTrailingZeros(blockSize);
         int i = 0;
         if (j0 < j1 && blockSize >= 16 && nOut % blockSize == 0 && j0 % blockSize == 0 && j1 % blockSize == 0) {
-            // Zeroes y[j0, j1) itself, then all rows but the last (nIn mod 4).
+            // Zeroes y[j0, j1) itself, then all rows but the last (nIn mod 8).
             i = gemvColumnsKnownTable(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff, j0, j1);
         } else {
             java.util.Arrays.fill(y, yOff + j0, yOff + Math.max(j0, j1), 0f);
@@ -104,10 +104,10 @@ public final class Gemv4bit {
     }
 
     /**
-     * Zeroes {@code y[j0, j1)}, then adds rows {@code [0, 8⌊nIn/8⌋)} and one more group of four if any, for {@link Blockwise4bit#PAIR_NF4}
+     * Zeroes {@code y[j0, j1)}, then adds rows {@code [0, 8⌊nIn/8⌋)}, for {@link Blockwise4bit#PAIR_NF4}
      * or {@link Blockwise4bit#PAIR_FP4} and whole blocks of at least 16 codes; returns the first row
-     * not done. Same sums as the general loop for 4-row groups; 8-row groups add the 8 products as
-     * ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)).
+     * not done (the caller adds the last {@code nIn mod 8} rows one at a time). Each group of eight
+     * rows adds its 8 products as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)).
      *
      * <p>Why it is faster on C2 (JDK 17): the table is picked here as one of two static final
      * 512-float arrays, so C2 knows its length and drops the range check of every
@@ -175,56 +175,7 @@ public final class Gemv4bit {
                 }
             }
         }
-        if (i + 3 < nIn) {
-            gemvColumnsKnownTable4(packed, scales, blockSize, pair, i, nOut, x, xOff, y, yOff, j0, j1);
-            i += 4;
-        }
         return i;
-    }
-
-    /**
-     * Rows {@code [i, i + 4)} as in {@link #gemvColumnsKnownTable} (kept in its own method: in the same
-     * method as the 8-row loop it made that loop ~12% slower on C2).
-     */
-    private static void gemvColumnsKnownTable4(byte[] packed, BlockScales scales, int blockSize, float[] pair,
-                                               int i, int nOut, float[] x, int xOff, float[] y, int yOff,
-                                               int j0, int j1) {
-        final float[] t = pair == Blockwise4bit.PAIR_FP4 ? Blockwise4bit.PAIR_FP4 : Blockwise4bit.PAIR_NF4;
-        int shift = Integer.numberOfTrailingZeros(blockSize);
-        int bpr = nOut >>> shift;
-        int half = blockSize >>> 1;
-        int rb = nOut >>> 1;
-        {
-            for (int jb = j0; jb < j1; jb += blockSize) {
-                int b0 = (int) (((long) i * nOut + jb) >>> shift);
-                float s0 = x[xOff + i] * scales.get(b0);
-                float s1 = x[xOff + i + 1] * scales.get(b0 + bpr);
-                float s2 = x[xOff + i + 2] * scales.get(b0 + 2 * bpr);
-                float s3 = x[xOff + i + 3] * scales.get(b0 + 3 * bpr);
-                int p0 = (int) (((long) i * nOut + jb) >>> 1);
-                int p1 = p0 + rb;
-                int p2 = p1 + rb;
-                int p3 = p2 + rb;
-                int yj = yOff + jb;
-                for (int k = 0; k < half; k += 8) {
-                    long w0 = (long) LONGS.get(packed, p0 + k);
-                    long w1 = (long) LONGS.get(packed, p1 + k);
-                    long w2 = (long) LONGS.get(packed, p2 + k);
-                    long w3 = (long) LONGS.get(packed, p3 + k);
-                    int jj = yj + 2 * k;
-                    for (int m = 0; m < 8; m++) {
-                        int sh = m << 3;
-                        int c0 = ((int) (w0 >>> sh) & 0xFF) << 1;
-                        int c1 = ((int) (w1 >>> sh) & 0xFF) << 1;
-                        int c2 = ((int) (w2 >>> sh) & 0xFF) << 1;
-                        int c3 = ((int) (w3 >>> sh) & 0xFF) << 1;
-                        int j = jj + 2 * m;
-                        y[j] += t[c0] * s0 + t[c1] * s1 + t[c2] * s2 + t[c3] * s3;
-                        y[j + 1] += t[c0 + 1] * s0 + t[c1 + 1] * s1 + t[c2 + 1] * s2 + t[c3 + 1] * s3;
-                    }
-                }
-            }
-        }
     }
 
     /** {@code y[yBase + e] += xi · W_flat[e]} for flat indices {@code e ∈ [from, to)}. */
@@ -307,13 +258,13 @@ public final class Gemv4bit {
     }
 
     /**
-     * Rows of {@code [i0, i1)} in groups of 8 then one group of 4, for the two static pair tables,
-     * rows made of whole blocks of at least 16 codes; returns the first row not done. Eight (four)
-     * rows share each load of {@code g} and give eight independent accumulation chains (the one-row
-     * loop is bound by the latency of its two float adds); codes come 8 bytes per long load; the
-     * table is a static final array of known length so no range checks remain. Per row and block the
-     * sum is {@code Σ_k (t[hi]·g[2k] + t[lo]·g[2k+1])} (8-row groups) or the even/odd split of the
-     * one-row loop (4-row groups), times the block scale.
+     * Rows of {@code [i0, i1)} in groups of 8, for the two static pair tables, rows made of whole
+     * blocks of at least 16 codes; returns the first row not done (the caller does the last
+     * {@code (i1 − i0) mod 8} rows with the one-row loop). Eight rows share each load of {@code g}
+     * and give eight independent accumulation chains (the one-row loop is bound by the latency of
+     * its two float adds); codes come 8 bytes per long load; the table is a static final array of
+     * known length so no range checks remain. Per row and block the sum is
+     * {@code Σ_k (t[hi]·g[2k] + t[lo]·g[2k+1])}, times the block scale.
      */
     private static int transposedRowsKnownTable(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                                 int nOut, float[] g, int gOff, float[] out, int outOff,
@@ -390,54 +341,6 @@ public final class Gemv4bit {
             out[outOff + i + 5] = a5;
             out[outOff + i + 6] = a6;
             out[outOff + i + 7] = a7;
-        }
-        if (i + 3 < i1) {
-            long rowStart = (long) i * nOut;
-            int b0 = (int) (rowStart >>> shift);
-            int pRow = (int) (rowStart >>> 1);
-            float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f;
-            for (int jb = 0, blk = 0; jb < nOut; jb += blockSize, blk++) {
-                int p0 = pRow + (jb >>> 1);
-                int p1 = p0 + rb;
-                int p2 = p1 + rb;
-                int p3 = p2 + rb;
-                int gj = gOff + jb;
-                float e0 = 0f, o0 = 0f, e1 = 0f, o1 = 0f, e2 = 0f, o2 = 0f, e3 = 0f, o3 = 0f;
-                for (int k = 0; k < half; k += 8) {
-                    long w0 = (long) LONGS.get(packed, p0 + k);
-                    long w1 = (long) LONGS.get(packed, p1 + k);
-                    long w2 = (long) LONGS.get(packed, p2 + k);
-                    long w3 = (long) LONGS.get(packed, p3 + k);
-                    int gk = gj + 2 * k;
-                    for (int m = 0; m < 8; m++) {
-                        int sh = m << 3;
-                        float ge = g[gk + 2 * m];
-                        float go = g[gk + 2 * m + 1];
-                        int c0 = ((int) (w0 >>> sh) & 0xFF) << 1;
-                        int c1 = ((int) (w1 >>> sh) & 0xFF) << 1;
-                        int c2 = ((int) (w2 >>> sh) & 0xFF) << 1;
-                        int c3 = ((int) (w3 >>> sh) & 0xFF) << 1;
-                        e0 += t[c0] * ge;
-                        o0 += t[c0 + 1] * go;
-                        e1 += t[c1] * ge;
-                        o1 += t[c1 + 1] * go;
-                        e2 += t[c2] * ge;
-                        o2 += t[c2 + 1] * go;
-                        e3 += t[c3] * ge;
-                        o3 += t[c3 + 1] * go;
-                    }
-                }
-                int b = b0 + blk;
-                a0 += (e0 + o0) * scales.get(b);
-                a1 += (e1 + o1) * scales.get(b + bpr);
-                a2 += (e2 + o2) * scales.get(b + 2 * bpr);
-                a3 += (e3 + o3) * scales.get(b + 3 * bpr);
-            }
-            out[outOff + i] = a0;
-            out[outOff + i + 1] = a1;
-            out[outOff + i + 2] = a2;
-            out[outOff + i + 3] = a3;
-            i += 4;
         }
         return i;
     }
