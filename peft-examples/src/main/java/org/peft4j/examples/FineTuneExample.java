@@ -296,7 +296,10 @@ public final class FineTuneExample implements Callable<Integer> {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot cache the pretrained model at " + cached, e);
         }
-        return g;
+        // Continue from the cached file, not from g: g still holds pretraining's Adam moments and
+        // iteration count, which the file (saved without updater) does not, and full fine-tuning
+        // would start from them on this run only (2.889 against 2.752 bits/char with the defaults).
+        return restore(cached);
     }
 
     private static ComputationGraph restore(Path file) {

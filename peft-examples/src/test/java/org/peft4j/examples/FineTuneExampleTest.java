@@ -42,12 +42,21 @@ class FineTuneExampleTest {
         assertTrue(Files.isRegularFile(dir.resolve("out/adapters/lora-qv/adapter_model.safetensors")));
         assertTrue(Files.readString(dir.resolve("out/results.csv")).lines().count() == rows.size() + 1);
 
+        // From the cache, full fine-tuning must start where it did right after pretraining: the same loss.
         FineTuneExample again = new FineTuneExample();
-        FineTuneExample.commandLine(again).parseArgs("--steps", "1", "--pretrain-steps", "30", "--max-chars", "20000",
-                "--eval-windows", "16", "--sample-chars", "1", "--d-model", "32", "--heads", "2", "--layers", "1",
-                "--seq-len", "32", "--batch", "16", "--no-progress", "--method", "lora-qv",
+        FineTuneExample.commandLine(again).parseArgs("--steps", "30", "--pretrain-steps", "30", "--max-chars", "20000",
+                "--eval-windows", "32", "--sample-chars", "5", "--d-model", "32", "--heads", "2", "--layers", "1",
+                "--seq-len", "32", "--batch", "16", "--no-progress", "--method", "full",
                 "--out", dir.resolve("out2").toString(), "--cache-dir", dir.resolve("cache").toString());
-        assertTrue(again.runExperiment().pretrainedFromCache(), "the pretrained model is cached");
+        FineTuneExample.Outcome cachedRun = again.runExperiment();
+        assertTrue(cachedRun.pretrainedFromCache(), "the pretrained model is cached");
+        assertEquals(row(rows, "full").target().loss(), row(cachedRun.rows(), "full").target().loss(),
+                "full fine-tuning from the cached model vs right after pretraining");
+    }
+
+    private static MethodResult row(List<MethodResult> rows, String method) {
+        return rows.stream().filter(r -> r.method().equals(method)).findFirst()
+                .orElseThrow(() -> new AssertionError("no row for " + method));
     }
 
     @Test
