@@ -85,7 +85,8 @@ public final class QuantizedMatmul {
 
     /**
      * Batch-1 forward on plain arrays: {@code y[j] = Σ_i x[i] · dequant(w)[i, j]}; {@code y} is
-     * overwritten.
+     * overwritten. Runs the native kernel where it is in use (Linux x86-64, see
+     * {@link org.peft4j.quant.internal.NativeKernels}), the Java kernels otherwise.
      *
      * @param x length nIn
      * @param w rank-2 quantized weight [nIn, nOut]
@@ -102,7 +103,7 @@ public final class QuantizedMatmul {
 
     /**
      * Batch-1 backward on plain arrays: {@code out[i] = Σ_j g[j] · dequant(w)[i, j]}; {@code out}
-     * is overwritten.
+     * is overwritten. Kernel choice as for {@link #gemv}.
      *
      * @param g   length nOut
      * @param w   rank-2 quantized weight [nIn, nOut]

@@ -29,8 +29,9 @@ import java.util.stream.IntStream;
  * checking its length); eight code bytes per row come from one little-endian {@code long} load;
  * and eight rows per pass. Each alone gave 0–15 %.
  *
- * <p>On JVMs where {@link VectorKernels} enables them, the forward product runs
- * {@link Gemv4bitVector} instead (a table permutation per vector of codes).
+ * <p>Where {@link NativeKernels} are in use (Linux x86-64 with AVX2 or AVX-512), both products run
+ * there; otherwise, on JVMs where {@link VectorKernels} enables them, the forward product runs
+ * {@link Gemv4bitVector} (a table permutation per vector of codes).
  *
  * <p>Work is split over the common ForkJoin pool (output columns for the forward kernel, rows for
  * the transposed one) when the matrix is large.
@@ -46,12 +47,14 @@ public final class Gemv4bit {
     }
 
     /**
-     * {@code y = x · W}; {@code y} is overwritten. Runs the Vector API kernel when
-     * {@link VectorKernels#enabled()} and it handles the shape, the scalar kernel otherwise.
+     * {@code y = x · W}; {@code y} is overwritten. Runs the first kernel that is in use and takes
+     * the shape: {@link NativeKernels}, then the Vector API kernel ({@link VectorKernels}), then the
+     * scalar kernel.
      */
     public static void gemv(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                             int nIn, int nOut, float[] x, int xOff, float[] y, int yOff) {
-        if (!VectorKernels.gemv(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff)) {
+        if (!NativeKernels.gemv(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff)
+                && !VectorKernels.gemv(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff)) {
             gemvScalar(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff);
         }
     }
@@ -59,7 +62,7 @@ public final class Gemv4bit {
     /** {@code y = x · W} with the scalar kernel whatever {@link VectorKernels} decided; {@code y} is overwritten. */
     public static void gemvScalar(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                   int nIn, int nOut, float[] x, int xOff, float[] y, int yOff) {
-        int tasks = (long) nIn * nOut >= PARALLEL_WORK ? Math.max(1, Math.min(parallelism(), nOut / blockSize)) : 1;
+        int tasks = tasksFor(nIn, nOut, nOut / blockSize);
         if (tasks <= 1) {
             gemvColumns(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff, 0, nOut);
             return;
@@ -73,8 +76,12 @@ public final class Gemv4bit {
         });
     }
 
-    private static int parallelism() {
-        return Math.max(1, Runtime.getRuntime().availableProcessors());
+    /** How many pool tasks a product of {@code [nIn, nOut]} is split into: 1 when small, else up to the cores and {@code maxTasks}. */
+    static int tasksFor(int nIn, int nOut, int maxTasks) {
+        if ((long) nIn * nOut < PARALLEL_WORK) {
+            return 1;
+        }
+        return Math.max(1, Math.min(Math.max(1, Runtime.getRuntime().availableProcessors()), maxTasks));
     }
 
     /** {@code y[j] = Σ_i x[i] · W[i, j]} for {@code j ∈ [j0, j1)}; {@code pair} is one of {@link Blockwise4bit}'s tables. */
@@ -203,10 +210,22 @@ public final class Gemv4bit {
         }
     }
 
-    /** {@code out = W · g}, i.e. {@code g · Wᵀ} for a row vector {@code g}; {@code out} is overwritten. */
+    /**
+     * {@code out = W · g}, i.e. {@code g · Wᵀ} for a row vector {@code g}; {@code out} is overwritten.
+     * Runs {@link NativeKernels} when it is in use and takes the shape, the scalar kernel otherwise.
+     */
     public static void gemvTransposed(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                       int nIn, int nOut, float[] g, int gOff, float[] out, int outOff) {
-        int tasks = (long) nIn * nOut >= PARALLEL_WORK ? Math.max(1, Math.min(parallelism(), nIn)) : 1;
+        if (NativeKernels.gemvTransposed(packed, scales, blockSize, pair, nIn, nOut, g, gOff, out, outOff)) {
+            return;
+        }
+        gemvTransposedScalar(packed, scales, blockSize, pair, nIn, nOut, g, gOff, out, outOff);
+    }
+
+    /** {@code out = W · g} with the scalar kernel whatever {@link NativeKernels} decided; {@code out} is overwritten. */
+    public static void gemvTransposedScalar(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                            int nIn, int nOut, float[] g, int gOff, float[] out, int outOff) {
+        int tasks = tasksFor(nIn, nOut, nIn);
         if (tasks <= 1) {
             gemvTransposedRows(packed, scales, blockSize, pair, nOut, g, gOff, out, outOff, 0, nIn);
             return;

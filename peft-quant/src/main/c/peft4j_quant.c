@@ -1,0 +1,290 @@
+/*
+ * Native 4-bit GEMV kernels of peft-quant (Linux x86-64), called through JNI by
+ * org.peft4j.quant.internal.NativeKernels.
+ *
+ * Why native: on Java 17, C2 compiles the 4-bit table lookups to one scalar load per weight
+ * (about one cycle per weight), and the incubating Vector API's in-register table lookups are not
+ * intrinsified there. AVX-512 does the 16-entry lookup for 16 weights in one vpermps, so the
+ * batch-1 product becomes bound by reading the 4-bit codes, as it is on the GPU.
+ *
+ * Contract (checked by the Java caller before every call; nothing here checks bounds):
+ *   W [nIn, nOut] row-major, two codes per byte, the first in the high nibble;
+ *   blocks of 2^blockShift consecutive codes, blockShift >= 5, nOut a multiple of the block size,
+ *   so every block lies inside one row; column and row ranges are multiples of the block size.
+ * The scale of block b is absmax[b] when plain, else map[codes[b]] * nested[b >> nestedShift] + offset,
+ * in float32 in that order (BlockScales.get).
+ *
+ * Built with gcc by peft-quant's pom (profile native-linux-x86_64) without -m flags: each kernel
+ * carries its own target attribute, and cpuLevel says which ones this CPU can run.
+ */
+#include <jni.h>
+#include <stdint.h>
+#include <string.h>
+#include <immintrin.h>
+
+#define LEVEL_NONE 0
+#define LEVEL_AVX2 1
+#define LEVEL_AVX512 2
+
+typedef struct {
+    const float *absmax;       /* plain scales, or NULL */
+    const uint8_t *codes;      /* nested: 8-bit codes per block */
+    const float *nested;       /* nested: second-level absmax */
+    const float *map;          /* nested: 256-entry code map */
+    float offset;
+    int nestedShift;
+} scales_t;
+
+static inline float scale_of(const scales_t *s, int64_t b) {
+    if (s->absmax) {
+        return s->absmax[b];
+    }
+    return s->map[s->codes[b]] * s->nested[b >> s->nestedShift] + s->offset;
+}
+
+static int cpu_level(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        return LEVEL_AVX512;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        return LEVEL_AVX2;
+    }
+    return LEVEL_NONE;
+}
+
+/* ---- AVX-512: 16 weights per vpermps ---- */
+
+/* Sixteen codes (8 bytes at p) as 16 int32 indices, element order; only the low 4 bits are meaningful. */
+__attribute__((target("avx512f")))
+static inline __m512i idx16_512(const uint8_t *p) {
+    __m128i v = _mm_loadl_epi64((const __m128i *) p);
+    __m128i hi = _mm_srli_epi16(v, 4);           /* low nibble of each byte = its high code */
+    return _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(hi, v));
+}
+
+__attribute__((target("avx512f")))
+static void gemv_512(const uint8_t *packed, const scales_t *sc, int shift, const float *table,
+                     int nIn, int nOut, const float *x, float *y, int j0, int j1) {
+    const __m512 t = _mm512_loadu_ps(table);
+    const int bs = 1 << shift;
+    memset(y + j0, 0, sizeof(float) * (size_t) (j1 - j0));
+    int i = 0;
+    /* Two rows per pass: y is loaded and stored once per two rows. */
+    for (; i + 1 < nIn; i += 2) {
+        const int64_t r0 = (int64_t) i * nOut;
+        const int64_t r1 = r0 + nOut;
+        for (int jb = j0; jb < j1; jb += bs) {
+            const __m512 s0 = _mm512_set1_ps(x[i] * scale_of(sc, (r0 + jb) >> shift));
+            const __m512 s1 = _mm512_set1_ps(x[i + 1] * scale_of(sc, (r1 + jb) >> shift));
+            const uint8_t *p0 = packed + ((r0 + jb) >> 1);
+            const uint8_t *p1 = packed + ((r1 + jb) >> 1);
+            float *yj = y + jb;
+            for (int k = 0; k < bs; k += 16) {
+                __m512 w0 = _mm512_permutexvar_ps(idx16_512(p0 + (k >> 1)), t);
+                __m512 w1 = _mm512_permutexvar_ps(idx16_512(p1 + (k >> 1)), t);
+                __m512 acc = _mm512_loadu_ps(yj + k);
+                acc = _mm512_fmadd_ps(w0, s0, acc);
+                acc = _mm512_fmadd_ps(w1, s1, acc);
+                _mm512_storeu_ps(yj + k, acc);
+            }
+        }
+    }
+    for (; i < nIn; i++) {
+        const int64_t r0 = (int64_t) i * nOut;
+        for (int jb = j0; jb < j1; jb += bs) {
+            const __m512 s0 = _mm512_set1_ps(x[i] * scale_of(sc, (r0 + jb) >> shift));
+            const uint8_t *p0 = packed + ((r0 + jb) >> 1);
+            float *yj = y + jb;
+            for (int k = 0; k < bs; k += 16) {
+                __m512 w0 = _mm512_permutexvar_ps(idx16_512(p0 + (k >> 1)), t);
+                _mm512_storeu_ps(yj + k, _mm512_fmadd_ps(w0, s0, _mm512_loadu_ps(yj + k)));
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f")))
+static void gemv_t_512(const uint8_t *packed, const scales_t *sc, int shift, const float *table,
+                       int nOut, const float *g, float *out, int i0, int i1) {
+    const __m512 t = _mm512_loadu_ps(table);
+    const int bs = 1 << shift;
+    for (int i = i0; i < i1; i++) {
+        const int64_t r = (int64_t) i * nOut;
+        __m512 acc = _mm512_setzero_ps();
+        for (int jb = 0; jb < nOut; jb += bs) {
+            const uint8_t *p = packed + ((r + jb) >> 1);
+            /* Two chains per block: the block is at least 32 codes. */
+            __m512 e0 = _mm512_setzero_ps();
+            __m512 e1 = _mm512_setzero_ps();
+            for (int k = 0; k < bs; k += 32) {
+                e0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx16_512(p + (k >> 1)), t),
+                                     _mm512_loadu_ps(g + jb + k), e0);
+                e1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx16_512(p + (k >> 1) + 8), t),
+                                     _mm512_loadu_ps(g + jb + k + 16), e1);
+            }
+            acc = _mm512_fmadd_ps(_mm512_add_ps(e0, e1), _mm512_set1_ps(scale_of(sc, (r + jb) >> shift)), acc);
+        }
+        out[i] = _mm512_reduce_add_ps(acc);
+    }
+}
+
+/* ---- AVX2 + FMA: 8 weights per pair of vpermps, blended on bit 3 of the code ---- */
+
+__attribute__((target("avx2,fma")))
+static inline __m256 lookup8_256(const uint8_t *p, __m256 tlo, __m256 thi) {
+    int32_t four;
+    memcpy(&four, p, sizeof four);                          /* 4 bytes = 8 codes, any alignment */
+    __m128i v = _mm_cvtsi32_si128(four);
+    __m128i hi = _mm_srli_epi16(v, 4);
+    __m256i idx = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(hi, v));
+    __m256 lo = _mm256_permutevar8x32_ps(tlo, idx);
+    __m256 up = _mm256_permutevar8x32_ps(thi, idx);
+    return _mm256_blendv_ps(lo, up, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+__attribute__((target("avx2,fma")))
+static void gemv_256(const uint8_t *packed, const scales_t *sc, int shift, const float *table,
+                     int nIn, int nOut, const float *x, float *y, int j0, int j1) {
+    const __m256 tlo = _mm256_loadu_ps(table);
+    const __m256 thi = _mm256_loadu_ps(table + 8);
+    const int bs = 1 << shift;
+    memset(y + j0, 0, sizeof(float) * (size_t) (j1 - j0));
+    for (int i = 0; i < nIn; i++) {
+        const int64_t r0 = (int64_t) i * nOut;
+        for (int jb = j0; jb < j1; jb += bs) {
+            const __m256 s0 = _mm256_set1_ps(x[i] * scale_of(sc, (r0 + jb) >> shift));
+            const uint8_t *p0 = packed + ((r0 + jb) >> 1);
+            float *yj = y + jb;
+            for (int k = 0; k < bs; k += 8) {
+                __m256 w0 = lookup8_256(p0 + (k >> 1), tlo, thi);
+                _mm256_storeu_ps(yj + k, _mm256_fmadd_ps(w0, s0, _mm256_loadu_ps(yj + k)));
+            }
+        }
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void gemv_t_256(const uint8_t *packed, const scales_t *sc, int shift, const float *table,
+                       int nOut, const float *g, float *out, int i0, int i1) {
+    const __m256 tlo = _mm256_loadu_ps(table);
+    const __m256 thi = _mm256_loadu_ps(table + 8);
+    const int bs = 1 << shift;
+    for (int i = i0; i < i1; i++) {
+        const int64_t r = (int64_t) i * nOut;
+        __m256 acc = _mm256_setzero_ps();
+        for (int jb = 0; jb < nOut; jb += bs) {
+            const uint8_t *p = packed + ((r + jb) >> 1);
+            __m256 e0 = _mm256_setzero_ps();
+            __m256 e1 = _mm256_setzero_ps();
+            for (int k = 0; k < bs; k += 16) {
+                e0 = _mm256_fmadd_ps(lookup8_256(p + (k >> 1), tlo, thi), _mm256_loadu_ps(g + jb + k), e0);
+                e1 = _mm256_fmadd_ps(lookup8_256(p + (k >> 1) + 4, tlo, thi), _mm256_loadu_ps(g + jb + k + 8), e1);
+            }
+            acc = _mm256_fmadd_ps(_mm256_add_ps(e0, e1), _mm256_set1_ps(scale_of(sc, (r + jb) >> shift)), acc);
+        }
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        out[i] = _mm_cvtss_f32(h);
+    }
+}
+
+/* ---- JNI ---- */
+
+JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_cpuLevel(JNIEnv *env, jclass cls) {
+    (void) env;
+    (void) cls;
+    return cpu_level();
+}
+
+/* Pins the arrays (GetPrimitiveArrayCritical: no copy, GC held off for the call), runs, releases. */
+typedef struct {
+    jbyteArray packedA, codesA;
+    jfloatArray absmaxA, nestedA, mapA, tableA, inA, outA;
+    void *packed, *codes, *absmax, *nested, *map, *table, *in, *out;
+} pinned_t;
+
+static int pin(JNIEnv *env, pinned_t *p) {
+    p->packed = (*env)->GetPrimitiveArrayCritical(env, p->packedA, NULL);
+    p->absmax = p->absmaxA ? (*env)->GetPrimitiveArrayCritical(env, p->absmaxA, NULL) : NULL;
+    p->codes = p->codesA ? (*env)->GetPrimitiveArrayCritical(env, p->codesA, NULL) : NULL;
+    p->nested = p->nestedA ? (*env)->GetPrimitiveArrayCritical(env, p->nestedA, NULL) : NULL;
+    p->map = p->mapA ? (*env)->GetPrimitiveArrayCritical(env, p->mapA, NULL) : NULL;
+    p->table = (*env)->GetPrimitiveArrayCritical(env, p->tableA, NULL);
+    p->in = (*env)->GetPrimitiveArrayCritical(env, p->inA, NULL);
+    p->out = (*env)->GetPrimitiveArrayCritical(env, p->outA, NULL);
+    return p->packed && p->table && p->in && p->out && (p->absmaxA ? p->absmax != NULL
+            : (p->codes && p->nested && p->map));
+}
+
+static void unpin(JNIEnv *env, pinned_t *p) {
+    /* Reverse order; only the output is written back (mode 0), the inputs are released unchanged. */
+    if (p->out) (*env)->ReleasePrimitiveArrayCritical(env, p->outA, p->out, 0);
+    if (p->in) (*env)->ReleasePrimitiveArrayCritical(env, p->inA, p->in, JNI_ABORT);
+    if (p->table) (*env)->ReleasePrimitiveArrayCritical(env, p->tableA, p->table, JNI_ABORT);
+    if (p->map) (*env)->ReleasePrimitiveArrayCritical(env, p->mapA, p->map, JNI_ABORT);
+    if (p->nested) (*env)->ReleasePrimitiveArrayCritical(env, p->nestedA, p->nested, JNI_ABORT);
+    if (p->codes) (*env)->ReleasePrimitiveArrayCritical(env, p->codesA, p->codes, JNI_ABORT);
+    if (p->absmax) (*env)->ReleasePrimitiveArrayCritical(env, p->absmaxA, p->absmax, JNI_ABORT);
+    if (p->packed) (*env)->ReleasePrimitiveArrayCritical(env, p->packedA, p->packed, JNI_ABORT);
+}
+
+static scales_t scales_from(pinned_t *p, jfloat offset, jint nestedShift) {
+    scales_t s;
+    s.absmax = (const float *) p->absmax;
+    s.codes = (const uint8_t *) p->codes;
+    s.nested = (const float *) p->nested;
+    s.map = (const float *) p->map;
+    s.offset = offset;
+    s.nestedShift = nestedShift;
+    return s;
+}
+
+/*
+ * lvl is the kernel to run (LEVEL_AVX2 or LEVEL_AVX512, at most what cpuLevel reported: the Java
+ * caller checks). Returns JNI_FALSE when an array could not be pinned (out of memory).
+ */
+JNIEXPORT jboolean JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemv0(JNIEnv *env, jclass cls,
+        jint lvl, jbyteArray packed, jfloatArray absmax, jbyteArray codes, jfloatArray nested, jfloatArray map,
+        jfloat offset, jint nestedShift, jint blockShift, jfloatArray table, jint nIn, jint nOut,
+        jfloatArray x, jint xOff, jfloatArray y, jint yOff, jint j0, jint j1) {
+    pinned_t p = {packed, codes, absmax, nested, map, table, x, y, 0, 0, 0, 0, 0, 0, 0, 0};
+    jboolean done = JNI_FALSE;
+    (void) cls;
+    if ((lvl == LEVEL_AVX2 || lvl == LEVEL_AVX512) && pin(env, &p)) {
+        scales_t s = scales_from(&p, offset, nestedShift);
+        float *yy = (float *) p.out + yOff;
+        const float *xx = (const float *) p.in + xOff;
+        if (lvl == LEVEL_AVX512) {
+            gemv_512((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nIn, nOut, xx, yy, j0, j1);
+        } else {
+            gemv_256((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nIn, nOut, xx, yy, j0, j1);
+        }
+        done = JNI_TRUE;
+    }
+    unpin(env, &p);
+    return done;
+}
+
+JNIEXPORT jboolean JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemvTransposed0(JNIEnv *env, jclass cls,
+        jint lvl, jbyteArray packed, jfloatArray absmax, jbyteArray codes, jfloatArray nested, jfloatArray map,
+        jfloat offset, jint nestedShift, jint blockShift, jfloatArray table, jint nOut,
+        jfloatArray g, jint gOff, jfloatArray out, jint outOff, jint i0, jint i1) {
+    pinned_t p = {packed, codes, absmax, nested, map, table, g, out, 0, 0, 0, 0, 0, 0, 0, 0};
+    jboolean done = JNI_FALSE;
+    (void) cls;
+    if ((lvl == LEVEL_AVX2 || lvl == LEVEL_AVX512) && pin(env, &p)) {
+        scales_t s = scales_from(&p, offset, nestedShift);
+        float *oo = (float *) p.out + outOff;
+        const float *gg = (const float *) p.in + gOff;
+        if (lvl == LEVEL_AVX512) {
+            gemv_t_512((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nOut, gg, oo, i0, i1);
+        } else {
+            gemv_t_256((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nOut, gg, oo, i0, i1);
+        }
+        done = JNI_TRUE;
+    }
+    unpin(env, &p);
+    return done;
+}

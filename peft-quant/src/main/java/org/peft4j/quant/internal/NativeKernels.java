@@ -1,0 +1,289 @@
+package org.peft4j.quant.internal;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Locale;
+import java.util.stream.IntStream;
+
+/**
+ * The native 4-bit GEMVs ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with AVX2 + FMA or
+ * AVX-512), loaded from the jar when this platform has them, with the Java kernels as fallback.
+ *
+ * <p>Why native code in a Java library: on Java 17 the batch-1 products are bound by one scalar
+ * table load per weight (the incubating Vector API's table lookups are not intrinsified there), so
+ * the NF4 GEMV stayed below 2× the float GEMV however the Java loops were arranged (README,
+ * "Benchmarks"). One AVX-512 {@code vpermps} looks up sixteen 4-bit codes at once, which makes the
+ * product bound by reading the codes. Other platforms, and CPUs without AVX2, run the Java kernels.
+ *
+ * <p>The system property {@code peft4j.native} decides, once, when this class is initialised:
+ * <ul>
+ *   <li>{@code auto} (default): the native kernels when the library loads and the CPU has AVX2;</li>
+ *   <li>{@code false}: never (the Java kernels, as before the native library existed);</li>
+ *   <li>{@code true}: the native kernels, and every product that would need them throws
+ *       {@link IllegalStateException} with the reason when they cannot be used.</li>
+ * </ul>
+ * {@link #status()} tells which one runs and why.
+ *
+ * <p>Memory safety: the C code does no bounds checks, so every entry point here checks the
+ * arrays, offsets and ranges first and throws {@link IllegalArgumentException} on a mismatch.
+ *
+ * <p>Thread-safety: immutable after class initialisation; concurrent calls are safe if they write
+ * to different outputs.
+ */
+public final class NativeKernels {
+    /** The library inside the jar, for {@code os.name} Linux and {@code os.arch} amd64. */
+    static final String RESOURCE = "/org/peft4j/quant/internal/native/linux-x86_64/libpeft4jquant.so";
+    static final int LEVEL_NONE = 0;
+    static final int LEVEL_AVX2 = 1;
+    static final int LEVEL_AVX512 = 2;
+    /** The smallest block the C kernels take (the transposed AVX-512 loop reads 32 codes per step). */
+    static final int MIN_BLOCK = 32;
+
+    private static final String MODE = mode(System.getProperty("peft4j.native", "auto"));
+    /** The CPU level of the loaded library, or {@link #LEVEL_NONE} when it is not in use. */
+    private static final int LEVEL;
+    private static final String STATUS;
+
+    static {
+        int level = LEVEL_NONE;
+        String status;
+        if (MODE.equals("false")) {
+            status = "off (peft4j.native=false): Java kernels";
+        } else {
+            try {
+                level = load();
+                status = level == LEVEL_AVX512 ? "native AVX-512 kernels"
+                        : level == LEVEL_AVX2 ? "native AVX2 kernels"
+                        : "Java kernels: this CPU has neither AVX2 with FMA nor AVX-512";
+            } catch (IOException | UnsatisfiedLinkError | SecurityException e) {
+                status = "Java kernels: the native library did not load (" + e + ")";
+            } catch (UnsupportedOperationException e) {
+                status = "Java kernels: " + e.getMessage();
+            }
+        }
+        LEVEL = level;
+        STATUS = status;
+    }
+
+    private NativeKernels() {
+    }
+
+    /** Whether the native kernels are in use in this JVM. */
+    public static boolean enabled() {
+        return LEVEL != LEVEL_NONE;
+    }
+
+    /** Which kernels run and why, e.g. {@code "native AVX-512 kernels"}. */
+    public static String status() {
+        return STATUS;
+    }
+
+    /** The CPU level of the loaded library; {@link #LEVEL_NONE} when it is not in use. */
+    static int level() {
+        return LEVEL;
+    }
+
+    /** The property value, normalised; anything but auto, true or false is refused. */
+    static String mode(String property) {
+        String m = property.trim().toLowerCase(Locale.ROOT);
+        if (!m.equals("auto") && !m.equals("true") && !m.equals("false")) {
+            throw new IllegalArgumentException("system property peft4j.native must be auto, true or false, got '"
+                    + property + "'");
+        }
+        return m;
+    }
+
+    /** Whether the native kernels take a matrix of this shape and block size. */
+    static boolean supports(int blockSize, int nOut) {
+        return blockSize >= MIN_BLOCK && Integer.bitCount(blockSize) == 1 && nOut % blockSize == 0;
+    }
+
+    /**
+     * {@code y = x · W} with the native kernel when it is in use and takes the shape; returns false
+     * (and leaves {@code y} alone) otherwise. Large products are split by block-aligned column
+     * ranges over the common ForkJoin pool, as {@link Gemv4bit} splits them.
+     */
+    static boolean gemv(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                        int nIn, int nOut, float[] x, int xOff, float[] y, int yOff) {
+        if (!usable(blockSize, nOut)) {
+            return false;
+        }
+        int tasks = Gemv4bit.tasksFor(nIn, nOut, nOut / blockSize);
+        int blockCols = nOut / blockSize;
+        IntStream.range(0, tasks).parallel().forEach(t -> {
+            int j0 = (int) ((long) blockCols * t / tasks) * blockSize;
+            int j1 = (int) ((long) blockCols * (t + 1) / tasks) * blockSize;
+            gemvColumns(LEVEL, packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff, j0, j1);
+        });
+        return true;
+    }
+
+    /**
+     * {@code out = W · g} with the native kernel when it is in use and takes the shape; returns
+     * false (and leaves {@code out} alone) otherwise. Large products are split by rows.
+     */
+    static boolean gemvTransposed(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                  int nIn, int nOut, float[] g, int gOff, float[] out, int outOff) {
+        if (!usable(blockSize, nOut)) {
+            return false;
+        }
+        int tasks = Gemv4bit.tasksFor(nIn, nOut, nIn);
+        IntStream.range(0, tasks).parallel().forEach(t -> {
+            int i0 = (int) ((long) nIn * t / tasks);
+            int i1 = (int) ((long) nIn * (t + 1) / tasks);
+            gemvTransposedRows(LEVEL, packed, scales, blockSize, pair, nIn, nOut, g, gOff, out, outOff, i0, i1);
+        });
+        return true;
+    }
+
+    private static boolean usable(int blockSize, int nOut) {
+        if (LEVEL == LEVEL_NONE) {
+            if (MODE.equals("true")) {
+                throw new IllegalStateException("peft4j.native=true, but the native kernels cannot be used: " + STATUS);
+            }
+            return false;
+        }
+        return supports(blockSize, nOut);
+    }
+
+    /**
+     * {@code y[j0, j1) = (x · W)[j0, j1)} on one thread, with the kernel of {@code level} (tests use
+     * this to run the AVX2 kernel on an AVX-512 machine). Checks every bound the C code relies on.
+     */
+    static void gemvColumns(int level, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                            int nIn, int nOut, float[] x, int xOff, float[] y, int yOff, int j0, int j1) {
+        checkLevel(level);
+        checkMatrix(packed, scales, blockSize, pair, nIn, nOut);
+        checkSlice("x", x, xOff, nIn);
+        checkSlice("y", y, yOff, nOut);
+        checkRange("columns", j0, j1, nOut, blockSize);
+        if (j0 == j1) {
+            return;
+        }
+        if (!gemv0(level, packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
+                scales.nestedMapArray(), scales.offset(), nestedShift(scales), Integer.numberOfTrailingZeros(blockSize),
+                codeTable(pair), nIn, nOut, x, xOff, y, yOff, j0, j1)) {
+            throw new OutOfMemoryError("the JVM could not pin the arrays of a native 4-bit GEMV");
+        }
+    }
+
+    /** {@code out[i0, i1) = (W · g)[i0, i1)} on one thread, with the kernel of {@code level}; checks every bound. */
+    static void gemvTransposedRows(int level, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                   int nIn, int nOut, float[] g, int gOff, float[] out, int outOff, int i0, int i1) {
+        checkLevel(level);
+        checkMatrix(packed, scales, blockSize, pair, nIn, nOut);
+        checkSlice("g", g, gOff, nOut);
+        checkSlice("out", out, outOff, nIn);
+        checkRange("rows", i0, i1, nIn, 1);
+        if (i0 == i1) {
+            return;
+        }
+        if (!gemvTransposed0(level, packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
+                scales.nestedMapArray(), scales.offset(), nestedShift(scales), Integer.numberOfTrailingZeros(blockSize),
+                codeTable(pair), nOut, g, gOff, out, outOff, i0, i1)) {
+            throw new OutOfMemoryError("the JVM could not pin the arrays of a native 4-bit GEMV");
+        }
+    }
+
+    private static void checkLevel(int level) {
+        if (level < LEVEL_AVX2 || level > LEVEL) {
+            throw new IllegalArgumentException("native kernel level " + level + " is not available here (" + STATUS + ")");
+        }
+    }
+
+    private static void checkMatrix(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn, int nOut) {
+        if (!supports(blockSize, nOut)) {
+            throw new IllegalArgumentException("native kernels need a power-of-two block size >= " + MIN_BLOCK
+                    + " that divides nOut; got block " + blockSize + ", nOut " + nOut);
+        }
+        if (nIn < 0 || nOut < 0) {
+            throw new IllegalArgumentException("negative shape [" + nIn + ", " + nOut + "]");
+        }
+        long elements = (long) nIn * nOut;
+        if (packed.length < elements / 2) {
+            throw new IllegalArgumentException("packed codes hold " + packed.length + " bytes; [" + nIn + ", " + nOut
+                    + "] needs " + elements / 2);
+        }
+        long blocks = elements / blockSize;
+        if (scales.count() < blocks) {
+            throw new IllegalArgumentException(scales.count() + " block scales; [" + nIn + ", " + nOut + "] at block "
+                    + blockSize + " needs " + blocks);
+        }
+        if (scales.isNested()) {
+            // BlockScales.nested does not tie these lengths to the block count, so check them here.
+            if (scales.codesArray().length < blocks || scales.nestedMapArray().length < 256
+                    || (blocks > 0 && scales.nestedArray().length <= (blocks - 1) >>> nestedShift(scales))) {
+                throw new IllegalArgumentException("double-quantized scales are shorter than " + blocks + " blocks need");
+            }
+        }
+        Blockwise4bit.checkPairTable(pair);
+    }
+
+    private static void checkSlice(String name, float[] a, int off, int len) {
+        if (off < 0 || (long) off + len > a.length) {
+            throw new IllegalArgumentException(name + "[" + off + ", " + ((long) off + len) + ") is outside its array of length "
+                    + a.length);
+        }
+    }
+
+    private static void checkRange(String what, int from, int to, int n, int multiple) {
+        if (from < 0 || from > to || to > n || from % multiple != 0 || to % multiple != 0) {
+            throw new IllegalArgumentException(what + " [" + from + ", " + to + ") must lie in [0, " + n + "]"
+                    + (multiple > 1 ? " on multiples of " + multiple : ""));
+        }
+    }
+
+    private static int nestedShift(BlockScales scales) {
+        return scales.isNested() ? Integer.numberOfTrailingZeros(scales.nestedBlockSize()) : 0;
+    }
+
+    /** The 16-entry code table behind one of {@link Blockwise4bit}'s pair tables. */
+    private static float[] codeTable(float[] pair) {
+        return pair == Blockwise4bit.PAIR_FP4 ? CodeTables.FP4 : CodeTables.NF4;
+    }
+
+    /**
+     * Copies the library out of the jar into a private temporary file, loads it and deletes the
+     * file (the mapping stays); returns the CPU level it reports.
+     */
+    private static int load() throws IOException {
+        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
+        String arch = System.getProperty("os.arch", "").toLowerCase(Locale.ROOT);
+        if (!os.startsWith("linux") || !(arch.equals("amd64") || arch.equals("x86_64"))) {
+            throw new UnsupportedOperationException("no native kernels for " + os + "/" + arch);
+        }
+        Path file;
+        try (InputStream in = NativeKernels.class.getResourceAsStream(RESOURCE)) {
+            if (in == null) {
+                throw new UnsupportedOperationException("this build of peft-quant has no native library (built without gcc?)");
+            }
+            file = Files.createTempFile("peft4j-quant-", ".so");
+            try {
+                Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
+            } catch (IOException e) {
+                Files.deleteIfExists(file);
+                throw e;
+            }
+        }
+        try {
+            System.load(file.toAbsolutePath().toString());
+        } finally {
+            Files.deleteIfExists(file);
+        }
+        return cpuLevel();
+    }
+
+    private static native int cpuLevel();
+
+    private static native boolean gemv0(int level, byte[] packed, float[] absmax, byte[] codes, float[] nested,
+                                        float[] map, float offset, int nestedShift, int blockShift, float[] table,
+                                        int nIn, int nOut, float[] x, int xOff, float[] y, int yOff, int j0, int j1);
+
+    private static native boolean gemvTransposed0(int level, byte[] packed, float[] absmax, byte[] codes,
+                                                  float[] nested, float[] map, float offset, int nestedShift,
+                                                  int blockShift, float[] table, int nOut, float[] g, int gOff,
+                                                  float[] out, int outOff, int i0, int i1);
+}
