@@ -25,6 +25,9 @@
 #define LEVEL_NONE 0
 #define LEVEL_AVX2 1
 #define LEVEL_AVX512 2
+#define RESULT_DONE 0
+#define RESULT_NOT_PINNED 1
+#define RESULT_OUTPUT_COPIED 2
 
 typedef struct {
     const float *absmax;       /* plain scales, or NULL */
@@ -203,6 +206,7 @@ typedef struct {
     jbyteArray packedA, codesA;
     jfloatArray absmaxA, nestedA, mapA, tableA, inA, outA;
     void *packed, *codes, *absmax, *nested, *map, *table, *in, *out;
+    jboolean outCopied;
 } pinned_t;
 
 static int pin(JNIEnv *env, pinned_t *p) {
@@ -213,14 +217,14 @@ static int pin(JNIEnv *env, pinned_t *p) {
     p->map = p->mapA ? (*env)->GetPrimitiveArrayCritical(env, p->mapA, NULL) : NULL;
     p->table = (*env)->GetPrimitiveArrayCritical(env, p->tableA, NULL);
     p->in = (*env)->GetPrimitiveArrayCritical(env, p->inA, NULL);
-    p->out = (*env)->GetPrimitiveArrayCritical(env, p->outA, NULL);
+    p->out = (*env)->GetPrimitiveArrayCritical(env, p->outA, &p->outCopied);
     return p->packed && p->table && p->in && p->out && (p->absmaxA ? p->absmax != NULL
             : (p->codes && p->nested && p->map));
 }
 
-static void unpin(JNIEnv *env, pinned_t *p) {
-    /* Reverse order; only the output is written back (mode 0), the inputs are released unchanged. */
-    if (p->out) (*env)->ReleasePrimitiveArrayCritical(env, p->outA, p->out, 0);
+static void unpin(JNIEnv *env, pinned_t *p, jint outMode) {
+    /* Reverse order; the inputs are released unchanged (JNI_ABORT). */
+    if (p->out) (*env)->ReleasePrimitiveArrayCritical(env, p->outA, p->out, outMode);
     if (p->in) (*env)->ReleasePrimitiveArrayCritical(env, p->inA, p->in, JNI_ABORT);
     if (p->table) (*env)->ReleasePrimitiveArrayCritical(env, p->tableA, p->table, JNI_ABORT);
     if (p->map) (*env)->ReleasePrimitiveArrayCritical(env, p->mapA, p->map, JNI_ABORT);
@@ -243,16 +247,18 @@ static scales_t scales_from(pinned_t *p, jfloat offset, jint nestedShift) {
 
 /*
  * lvl is the kernel to run (LEVEL_AVX2 or LEVEL_AVX512, at most what cpuLevel reported: the Java
- * caller checks). Returns JNI_FALSE when an array could not be pinned (out of memory).
+ * caller checks). Returns RESULT_DONE, RESULT_NOT_PINNED (out of memory), or RESULT_OUTPUT_COPIED
+ * without computing anything: a JVM that hands out a copy of the output would have each parallel
+ * task write back the whole array over the other tasks' columns (HotSpot never copies here).
  */
-JNIEXPORT jboolean JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemv0(JNIEnv *env, jclass cls,
+JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemv0(JNIEnv *env, jclass cls,
         jint lvl, jbyteArray packed, jfloatArray absmax, jbyteArray codes, jfloatArray nested, jfloatArray map,
         jfloat offset, jint nestedShift, jint blockShift, jfloatArray table, jint nIn, jint nOut,
         jfloatArray x, jint xOff, jfloatArray y, jint yOff, jint j0, jint j1) {
-    pinned_t p = {packed, codes, absmax, nested, map, table, x, y, 0, 0, 0, 0, 0, 0, 0, 0};
-    jboolean done = JNI_FALSE;
+    pinned_t p = {packed, codes, absmax, nested, map, table, x, y, 0, 0, 0, 0, 0, 0, 0, 0, JNI_FALSE};
+    jint status = pin(env, &p) ? (p.outCopied ? RESULT_OUTPUT_COPIED : RESULT_DONE) : RESULT_NOT_PINNED;
     (void) cls;
-    if ((lvl == LEVEL_AVX2 || lvl == LEVEL_AVX512) && pin(env, &p)) {
+    if (status == RESULT_DONE) {
         scales_t s = scales_from(&p, offset, nestedShift);
         float *yy = (float *) p.out + yOff;
         const float *xx = (const float *) p.in + xOff;
@@ -261,20 +267,19 @@ JNIEXPORT jboolean JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemv0(JN
         } else {
             gemv_256((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nIn, nOut, xx, yy, j0, j1);
         }
-        done = JNI_TRUE;
     }
-    unpin(env, &p);
-    return done;
+    unpin(env, &p, status == RESULT_DONE ? 0 : JNI_ABORT);
+    return status;
 }
 
-JNIEXPORT jboolean JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemvTransposed0(JNIEnv *env, jclass cls,
+JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemvTransposed0(JNIEnv *env, jclass cls,
         jint lvl, jbyteArray packed, jfloatArray absmax, jbyteArray codes, jfloatArray nested, jfloatArray map,
         jfloat offset, jint nestedShift, jint blockShift, jfloatArray table, jint nOut,
         jfloatArray g, jint gOff, jfloatArray out, jint outOff, jint i0, jint i1) {
-    pinned_t p = {packed, codes, absmax, nested, map, table, g, out, 0, 0, 0, 0, 0, 0, 0, 0};
-    jboolean done = JNI_FALSE;
+    pinned_t p = {packed, codes, absmax, nested, map, table, g, out, 0, 0, 0, 0, 0, 0, 0, 0, JNI_FALSE};
+    jint status = pin(env, &p) ? (p.outCopied ? RESULT_OUTPUT_COPIED : RESULT_DONE) : RESULT_NOT_PINNED;
     (void) cls;
-    if ((lvl == LEVEL_AVX2 || lvl == LEVEL_AVX512) && pin(env, &p)) {
+    if (status == RESULT_DONE) {
         scales_t s = scales_from(&p, offset, nestedShift);
         float *oo = (float *) p.out + outOff;
         const float *gg = (const float *) p.in + gOff;
@@ -283,8 +288,7 @@ JNIEXPORT jboolean JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemvTran
         } else {
             gemv_t_256((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nOut, gg, oo, i0, i1);
         }
-        done = JNI_TRUE;
     }
-    unpin(env, &p);
-    return done;
+    unpin(env, &p, status == RESULT_DONE ? 0 : JNI_ABORT);
+    return status;
 }

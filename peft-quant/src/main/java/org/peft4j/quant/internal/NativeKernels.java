@@ -163,11 +163,9 @@ public final class NativeKernels {
         if (j0 == j1) {
             return;
         }
-        if (!gemv0(level, packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
+        checkResult(gemv0(level, packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
                 scales.nestedMapArray(), scales.offset(), nestedShift(scales), Integer.numberOfTrailingZeros(blockSize),
-                codeTable(pair), nIn, nOut, x, xOff, y, yOff, j0, j1)) {
-            throw new OutOfMemoryError("the JVM could not pin the arrays of a native 4-bit GEMV");
-        }
+                codeTable(pair), nIn, nOut, x, xOff, y, yOff, j0, j1));
     }
 
     /** {@code out[i0, i1) = (W · g)[i0, i1)} on one thread, with the kernel of {@code level}; checks every bound. */
@@ -181,10 +179,20 @@ public final class NativeKernels {
         if (i0 == i1) {
             return;
         }
-        if (!gemvTransposed0(level, packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
+        checkResult(gemvTransposed0(level, packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
                 scales.nestedMapArray(), scales.offset(), nestedShift(scales), Integer.numberOfTrailingZeros(blockSize),
-                codeTable(pair), nOut, g, gOff, out, outOff, i0, i1)) {
+                codeTable(pair), nOut, g, gOff, out, outOff, i0, i1));
+    }
+
+    /** The C functions' result: 0 done, 1 an array could not be pinned, 2 the JVM gave a copy of the output. */
+    private static void checkResult(int result) {
+        if (result == 1) {
             throw new OutOfMemoryError("the JVM could not pin the arrays of a native 4-bit GEMV");
+        }
+        if (result == 2) {
+            // Parallel tasks writing back whole copies would overwrite each other's columns.
+            throw new IllegalStateException("this JVM copies arrays for JNI critical access, which the native 4-bit "
+                    + "kernels cannot use; run with -Dpeft4j.native=false");
         }
     }
 
@@ -278,12 +286,12 @@ public final class NativeKernels {
 
     private static native int cpuLevel();
 
-    private static native boolean gemv0(int level, byte[] packed, float[] absmax, byte[] codes, float[] nested,
-                                        float[] map, float offset, int nestedShift, int blockShift, float[] table,
-                                        int nIn, int nOut, float[] x, int xOff, float[] y, int yOff, int j0, int j1);
+    private static native int gemv0(int level, byte[] packed, float[] absmax, byte[] codes, float[] nested,
+                                    float[] map, float offset, int nestedShift, int blockShift, float[] table,
+                                    int nIn, int nOut, float[] x, int xOff, float[] y, int yOff, int j0, int j1);
 
-    private static native boolean gemvTransposed0(int level, byte[] packed, float[] absmax, byte[] codes,
-                                                  float[] nested, float[] map, float offset, int nestedShift,
-                                                  int blockShift, float[] table, int nOut, float[] g, int gOff,
-                                                  float[] out, int outOff, int i0, int i1);
+    private static native int gemvTransposed0(int level, byte[] packed, float[] absmax, byte[] codes,
+                                              float[] nested, float[] map, float offset, int nestedShift,
+                                              int blockShift, float[] table, int nOut, float[] g, int gOff,
+                                              float[] out, int outOff, int i0, int i1);
 }
