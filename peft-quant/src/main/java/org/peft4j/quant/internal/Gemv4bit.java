@@ -62,22 +62,46 @@ public final class Gemv4bit {
     /** {@code y = x · W} with the scalar kernel whatever {@link VectorKernels} decided; {@code y} is overwritten. */
     public static void gemvScalar(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                   int nIn, int nOut, float[] x, int xOff, float[] y, int yOff) {
+        splitColumns(nIn, nOut, blockSize,
+                (j0, j1) -> gemvColumns(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff, j0, j1));
+    }
+
+    /** One task's share of a product: columns or rows {@code [from, to)}. */
+    @FunctionalInterface
+    interface Share {
+        void run(int from, int to);
+    }
+
+    /**
+     * Runs {@code share} over column ranges that cover {@code [0, nOut)}, aligned to blocks so each
+     * sees whole block columns: once when the product is small, else one range per core on the
+     * common ForkJoin pool.
+     */
+    static void splitColumns(int nIn, int nOut, int blockSize, Share share) {
         int tasks = tasksFor(nIn, nOut, nOut / blockSize);
         if (tasks <= 1) {
-            gemvColumns(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff, 0, nOut);
+            share.run(0, nOut);
             return;
         }
-        // Column ranges aligned to blocks so each task sees whole block columns.
         int blockCols = (int) (((long) nOut + blockSize - 1) / blockSize);
-        IntStream.range(0, tasks).parallel().forEach(t -> {
-            int j0 = Math.min(nOut, (int) ((long) blockCols * t / tasks) * blockSize);
-            int j1 = Math.min(nOut, (int) ((long) blockCols * (t + 1) / tasks) * blockSize);
-            gemvColumns(packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff, j0, j1);
-        });
+        IntStream.range(0, tasks).parallel().forEach(t -> share.run(
+                Math.min(nOut, (int) ((long) blockCols * t / tasks) * blockSize),
+                Math.min(nOut, (int) ((long) blockCols * (t + 1) / tasks) * blockSize)));
+    }
+
+    /** Runs {@code share} over row ranges that cover {@code [0, nIn)}, split as {@link #splitColumns} splits. */
+    static void splitRows(int nIn, int nOut, Share share) {
+        int tasks = tasksFor(nIn, nOut, nIn);
+        if (tasks <= 1) {
+            share.run(0, nIn);
+            return;
+        }
+        IntStream.range(0, tasks).parallel().forEach(t -> share.run(
+                (int) ((long) nIn * t / tasks), (int) ((long) nIn * (t + 1) / tasks)));
     }
 
     /** How many pool tasks a product of {@code [nIn, nOut]} is split into: 1 when small, else up to the cores and {@code maxTasks}. */
-    static int tasksFor(int nIn, int nOut, int maxTasks) {
+    private static int tasksFor(int nIn, int nOut, int maxTasks) {
         if ((long) nIn * nOut < PARALLEL_WORK) {
             return 1;
         }
@@ -225,16 +249,8 @@ public final class Gemv4bit {
     /** {@code out = W · g} with the scalar kernel whatever {@link NativeKernels} decided; {@code out} is overwritten. */
     public static void gemvTransposedScalar(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                             int nIn, int nOut, float[] g, int gOff, float[] out, int outOff) {
-        int tasks = tasksFor(nIn, nOut, nIn);
-        if (tasks <= 1) {
-            gemvTransposedRows(packed, scales, blockSize, pair, nOut, g, gOff, out, outOff, 0, nIn);
-            return;
-        }
-        IntStream.range(0, tasks).parallel().forEach(t -> {
-            int i0 = (int) ((long) nIn * t / tasks);
-            int i1 = (int) ((long) nIn * (t + 1) / tasks);
-            gemvTransposedRows(packed, scales, blockSize, pair, nOut, g, gOff, out, outOff, i0, i1);
-        });
+        splitRows(nIn, nOut,
+                (i0, i1) -> gemvTransposedRows(packed, scales, blockSize, pair, nOut, g, gOff, out, outOff, i0, i1));
     }
 
     static void gemvTransposedRows(byte[] packed, BlockScales scales, int blockSize, float[] pair,

@@ -6,7 +6,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.Locale;
-import java.util.stream.IntStream;
 
 /**
  * The native 4-bit GEMVs ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with AVX2 + FMA or
@@ -111,13 +110,8 @@ public final class NativeKernels {
         if (!usable(blockSize, nOut)) {
             return false;
         }
-        int tasks = Gemv4bit.tasksFor(nIn, nOut, nOut / blockSize);
-        int blockCols = nOut / blockSize;
-        IntStream.range(0, tasks).parallel().forEach(t -> {
-            int j0 = (int) ((long) blockCols * t / tasks) * blockSize;
-            int j1 = (int) ((long) blockCols * (t + 1) / tasks) * blockSize;
-            gemvColumns(LEVEL, packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff, j0, j1);
-        });
+        Gemv4bit.splitColumns(nIn, nOut, blockSize,
+                (j0, j1) -> gemvColumns(LEVEL, packed, scales, blockSize, pair, nIn, nOut, x, xOff, y, yOff, j0, j1));
         return true;
     }
 
@@ -130,12 +124,8 @@ public final class NativeKernels {
         if (!usable(blockSize, nOut)) {
             return false;
         }
-        int tasks = Gemv4bit.tasksFor(nIn, nOut, nIn);
-        IntStream.range(0, tasks).parallel().forEach(t -> {
-            int i0 = (int) ((long) nIn * t / tasks);
-            int i1 = (int) ((long) nIn * (t + 1) / tasks);
-            gemvTransposedRows(LEVEL, packed, scales, blockSize, pair, nIn, nOut, g, gOff, out, outOff, i0, i1);
-        });
+        Gemv4bit.splitRows(nIn, nOut, (i0, i1) ->
+                gemvTransposedRows(LEVEL, packed, scales, blockSize, pair, nIn, nOut, g, gOff, out, outOff, i0, i1));
         return true;
     }
 
