@@ -59,7 +59,7 @@ public final class Gemv4bit {
         }
     }
 
-    /** {@code y = x · W} with the scalar kernel whatever {@link VectorKernels} decided; {@code y} is overwritten. */
+    /** {@code y = x · W} with the scalar kernel whatever {@link NativeKernels} and {@link VectorKernels} decided; {@code y} is overwritten. */
     public static void gemvScalar(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                   int nIn, int nOut, float[] x, int xOff, float[] y, int yOff) {
         splitColumns(nIn, nOut, blockSize,
