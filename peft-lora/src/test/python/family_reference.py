@@ -188,6 +188,18 @@ def kron2(a, b):
     return k
 
 
+def check_gradients(loss, args, grads, what, h=1e-6):
+    """Central finite differences of loss(*args) against the analytic gradients, every entry."""
+    for k, (arg, grad) in enumerate(zip(args, grads)):
+        for idx in np.ndindex(arg.shape):
+            up = [a.copy() for a in args]
+            dn = [a.copy() for a in args]
+            up[k][idx] += h
+            dn[k][idx] -= h
+            fd = (loss(*up) - loss(*dn)) / (2 * h)
+            assert abs(fd - grad[idx]) < 1e-6 * max(1.0, abs(fd)), (what, k, idx, fd, grad[idx])
+
+
 def assert_close(a, b, what, tol=1e-12):
     a = np.asarray(a)
     b = np.asarray(b)
@@ -818,6 +830,12 @@ def dora_dense():
     grad_B = s * gc.T @ (x @ A.T)
     grad_A = s * (gc @ B).T @ x
     grad_x = gc @ (W + dW)
+
+    def loss(a, bb, mm, xx):  # the norm held at its current value, as the detached backward sees it
+        cc = mm / norm
+        return np.sum(g * (linear(xx, W, b) + (cc - 1) * (xx @ W.T) + cc * s * (xx @ a.T @ bb.T)))
+
+    check_gradients(loss, [A, B, m, x], [grad_A, grad_B, grad_m, grad_x], "dora dense")
     cfg = lora_config(["dense"], r, alpha, use_dora=True)
     emit("dora", "dense", cfg,
          {"dense.lora_A.weight": A, "dense.lora_B.weight": B, "dense.lora_magnitude_vector": m},
@@ -859,6 +877,12 @@ def dora_embedding():
     grad_A = np.zeros_like(A)
     for t, v in enumerate(flat_ids):
         grad_A[:, v] += s * (gcf[t] @ B)
+
+    def loss(a, bb, mm):  # the norm held at its current value
+        cc = mm / norm
+        return np.sum(g * (cc * W[ids] + cc * (a.T[ids] @ bb.T) * s))
+
+    check_gradients(loss, [A, B, m], [grad_A, grad_B, grad_m], "dora embedding")
     cfg = lora_config(["embed"], r, alpha, use_dora=True)
     emit("dora", "embedding", cfg,
          {"embed.lora_embedding_A": A, "embed.lora_embedding_B": B, "embed.lora_magnitude_vector": m},
