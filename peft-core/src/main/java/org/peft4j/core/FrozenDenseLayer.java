@@ -17,9 +17,9 @@ import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
-import org.peft4j.core.internal.FrozenDenseLayerImpl;
 import org.peft4j.core.internal.ParamLayout;
 import org.peft4j.core.internal.ParamLayoutInitializer;
+import org.peft4j.core.spi.FrozenDenseLayerImpl;
 
 /**
  * A dense layer whose base weights are frozen and live outside DL4J's flat parameter vector:
@@ -35,6 +35,10 @@ import org.peft4j.core.internal.ParamLayoutInitializer;
  * <p>Backward: {@code delta = act'(z) ⊙ eps}; {@code eps_in = delta·Wᵀ}, computed only when
  * something upstream trains ({@link #isInputGradient()}); {@code db = Σ_batch delta} when the bias
  * trains. No weight gradient is ever computed for {@code W}.
+ *
+ * <p>Merging is the tuner's: {@link #mergedWeight} and {@link #mergedBias} fold its parameters
+ * into the base weight and bias, and the core only asks for them ({@link #merge},
+ * {@link PeftModel#mergeAndUnload()}).
  *
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by
  * {@link PeftModel}'s merge/enable switches, which replace arrays rather than write into them.
@@ -154,23 +158,71 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, 
         return mergedWeight != null;
     }
 
-    /** Sets (or clears, with null) the merged weight {@code W + ΔW}; the frozen base weight stays. */
-    public void setMergedWeight(INDArray merged) {
-        this.mergedWeight = merged;
+    /**
+     * The bias forward uses while not merged, {@code [nOut]}: the trainable one (from
+     * {@code params}) when it trains, else the frozen one; null when the layer has no bias.
+     */
+    public INDArray biasInUse(Map<String, INDArray> params) {
+        return trainableBias ? params.get(BIAS_KEY) : frozenBias;
     }
 
     /**
-     * The merged bias {@code b + Δb} forward uses while merged, or null when the adapter leaves the
-     * bias alone (then forward uses the trainable or frozen bias as usual).
+     * The bias forward uses now: the merged one while merged and the adapter changes the bias,
+     * else {@link #biasInUse}.
      */
-    @JsonIgnore
-    public INDArray mergedBias() {
-        return mergedBias;
+    public INDArray effectiveBias(Map<String, INDArray> params) {
+        return mergedBias != null ? mergedBias : biasInUse(params);
     }
 
-    /** Sets (or clears, with null) the merged bias; see {@link #deltaBias}. */
-    public void setMergedBias(INDArray merged) {
-        this.mergedBias = merged;
+    /**
+     * Folds this layer's adapter into its weight and bias, {@link #mergedWeight} and
+     * {@link #mergedBias} of the frozen weight and the bias in use, so forward runs at the cost
+     * of the base layer. The frozen weight is kept, so {@link #unmerge()} restores it exactly.
+     * Called by {@link PeftModel#merge()}, which holds the model's lock.
+     *
+     * @param params the layer's parameter table
+     */
+    public final void merge(Map<String, INDArray> params) {
+        INDArray w = frozenWeight();
+        INDArray merged = mergedWeight(w, params);
+        INDArray b = biasInUse(params);
+        INDArray flat = b == null ? null : b.reshape(b.length());
+        INDArray mergedB = flat == null ? null : mergedBias(flat, params);
+        this.mergedBias = mergedB == null || mergedB == flat ? null : mergedB.reshape(b.length()).castTo(b.dataType());
+        this.mergedWeight = merged.castTo(w.dataType());
+    }
+
+    /** Drops the merged weight and bias: forward uses the frozen weight and the bias in use again. */
+    public final void unmerge() {
+        this.mergedWeight = null;
+        this.mergedBias = null;
+    }
+
+    /**
+     * The weight with this layer's adapter folded in, {@code W' [nIn, nOut]} (the shape and
+     * orientation of {@code base}): LoRA {@code W + s·A·B}, IA3 {@code W·diag(l)}. The update need
+     * not be additive; DoRA's {@code m ⊙ (W + s·A·B) / ‖W + s·A·B‖} fits the same way. Default
+     * (no adapter): {@code base}. Must not write into {@code base} or {@code params}. Used by
+     * {@link #merge}, by {@link PeftModel#mergeAndUnload()} and by anything else that folds an
+     * adapter (QLoRA's merge into 4 bits).
+     *
+     * @param base the frozen base weight as a float array (dequantized for a 4-bit base)
+     * @param params the layer's parameter table
+     */
+    public INDArray mergedWeight(INDArray base, Map<String, INDArray> params) {
+        return base;
+    }
+
+    /**
+     * The bias with this layer's adapter folded in, {@code b' [nOut]}, or {@code bias} itself when
+     * the adapter leaves the bias alone (the default; LoRA). IA3 with output scaling returns
+     * {@code b ⊙ l}. Must not write into {@code bias} or {@code params}.
+     *
+     * @param bias the bias in use, {@code [nOut]}: the trainable one when it trains, else the frozen one
+     * @param params the layer's parameter table
+     */
+    public INDArray mergedBias(INDArray bias, Map<String, INDArray> params) {
+        return bias;
     }
 
     @JsonIgnore
@@ -243,11 +295,6 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, 
         }
     }
 
-    /** The change this layer's adapter makes to the weight, {@code ΔW [nIn, nOut]}, or null if none. */
-    public INDArray deltaWeight(Map<String, INDArray> params) {
-        return null;
-    }
-
     /**
      * How a trainable parameter of this layer is written to an adapter file: its key, the suffix
      * after {@code base_model.model.<layer>.} (Hugging Face PEFT's names), whether the matrix is
@@ -278,17 +325,6 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, 
      * scaling, dropout), when {@link PeftModel#setAdapter} switches to it.
      */
     public void adoptConfig(PeftConfig config) {
-    }
-
-    /**
-     * The change this layer's adapter makes to the bias, {@code Δb [nOut]}, or null if none (the
-     * default: LoRA leaves the bias alone; IA3 on a non-feedforward target scales it).
-     *
-     * @param params the layer's parameter table
-     * @param bias the bias in use, {@code [nOut]}: the trainable one when it trains, else the frozen one
-     */
-    public INDArray deltaBias(Map<String, INDArray> params, INDArray bias) {
-        return null;
     }
 
     /** Creates the layer implementation; tuners return their own subclass. */

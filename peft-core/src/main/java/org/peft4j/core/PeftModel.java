@@ -231,19 +231,14 @@ public final class PeftModel {
         }
     }
 
-    /** The bias forward uses when unmerged: the trainable one when it trains, else the frozen one (or null). */
-    private static INDArray biasInUse(FrozenDenseLayer f, Map<String, INDArray> params) {
-        return f.isTrainableBias() ? params.get(FrozenDenseLayer.BIAS_KEY) : f.frozenBias();
-    }
-
     /** Whether the adapters are merged into the frozen weights. */
     public boolean isMerged() {
         return adaptedLayers().values().stream().anyMatch(FrozenDenseLayer::isMerged);
     }
 
     /**
-     * Folds each adapter into its layer's weight ({@code W' = W + ΔW}) so inference runs at the
-     * cost of the base model. The unmerged weight is kept, so {@link #unmerge()} restores it
+     * Folds each adapter into its layer's weight (each tuner's layer computes its merged weight,
+     * e.g. LoRA's {@code W' = W + s·A·B}) so inference runs at the cost of the base model. The unmerged weight is kept, so {@link #unmerge()} restores it
      * exactly. Training while merged is refused with an {@link IllegalStateException}.
      *
      * @throws IllegalStateException if already merged
@@ -260,14 +255,7 @@ public final class PeftModel {
             }
             try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
                 for (Map.Entry<String, FrozenDenseLayer> e : adaptedLayers().entrySet()) {
-                    FrozenDenseLayer f = e.getValue();
-                    Map<String, INDArray> params = graph.getLayer(e.getKey()).paramTable();
-                    INDArray delta = f.deltaWeight(params);
-                    INDArray bias = biasInUse(f, params);
-                    INDArray deltaBias = bias == null ? null : f.deltaBias(params, bias);
-                    f.setMergedBias(deltaBias == null ? null : bias.reshape(bias.length()).add(
-                            deltaBias.reshape(bias.length()).castTo(bias.dataType())));
-                    f.setMergedWeight(f.frozenWeight().add(delta.castTo(f.frozenWeight().dataType())));
+                    e.getValue().merge(graph.getLayer(e.getKey()).paramTable());
                 }
             }
         }
@@ -277,8 +265,7 @@ public final class PeftModel {
     public void unmerge() {
         synchronized (lock) {
             for (FrozenDenseLayer f : adaptedLayers().values()) {
-                f.setMergedWeight(null);
-                f.setMergedBias(null);
+                f.unmerge();
             }
         }
     }
@@ -580,14 +567,12 @@ public final class PeftModel {
                 org.deeplearning4j.nn.conf.layers.Layer c = wrapped.conf().getLayer();
                 if (c instanceof FrozenDenseLayer) {
                     FrozenDenseLayer f = (FrozenDenseLayer) c;
+                    Map<String, INDArray> params = wrapped.paramTable();
                     INDArray w = f.frozenWeight();
-                    INDArray b = merged ? biasInUse(f, wrapped.paramTable()) : f.frozenBias();
+                    INDArray b = merged ? f.biasInUse(params) : f.frozenBias();
                     if (merged && f.hasAdapter() && f.isAdapterEnabled()) {
-                        w = w.add(f.deltaWeight(wrapped.paramTable()).castTo(w.dataType()));
-                        INDArray db = b == null ? null : f.deltaBias(wrapped.paramTable(), b);
-                        if (db != null) {
-                            b = b.reshape(b.length()).add(db.reshape(b.length()).castTo(b.dataType()));
-                        }
+                        w = f.mergedWeight(w, params);
+                        b = b == null ? null : f.mergedBias(b.reshape(b.length()), params);
                     }
                     target.getParam("W").assign(w);
                     if (b != null) {

@@ -13,7 +13,7 @@ import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
-import org.peft4j.core.internal.ConfigChecks;
+import org.peft4j.core.spi.ConfigChecks;
 
 /**
  * Configuration of a LoRA adapter, with Hugging Face PEFT's option names. Built once by

@@ -9,7 +9,7 @@ import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
-import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.spi.FrozenDenseLayerImpl;
 import org.peft4j.lora.internal.LoraDenseLayerImpl;
 
 /**
@@ -146,10 +146,11 @@ public class LoraDenseLayer extends FrozenDenseLayer {
         this.init = c.initLoraWeights();
     }
 
-    /** {@code ΔW = s · A·B [nIn, nOut]}. */
+    /** {@code W' = W + s · A·B [nIn, nOut]}. */
     @Override
-    public INDArray deltaWeight(Map<String, INDArray> params) {
-        return params.get(LORA_A).mmul(params.get(LORA_B)).muli(scaling);
+    public INDArray mergedWeight(INDArray base, Map<String, INDArray> params) {
+        INDArray delta = params.get(LORA_A).mmul(params.get(LORA_B)).muli(scaling);
+        return base.add(delta.castTo(base.dataType()));
     }
 
     @Override

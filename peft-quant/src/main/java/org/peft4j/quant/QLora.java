@@ -52,7 +52,7 @@ public final class QLora {
             FrozenDenseLayer f = e.getValue();
             INDArray merged = f.frozenWeight().castTo(DataType.FLOAT);
             if (f.isAdapterEnabled()) {
-                merged = merged.add(f.deltaWeight(peft.graph().getLayer(e.getKey()).paramTable()).castTo(DataType.FLOAT));
+                merged = f.mergedWeight(merged, peft.graph().getLayer(e.getKey()).paramTable()).castTo(DataType.FLOAT);
             }
             QuantizedTensor q = QuantizedTensor.quantize(merged, spec);
             double err = q.toINDArray().sub(merged).norm2Number().doubleValue()

@@ -12,7 +12,7 @@ import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
-import org.peft4j.core.internal.AdapterFiles;
+import org.peft4j.core.spi.AdapterFileKeys;
 import org.peft4j.lora.LoraBased;
 import org.peft4j.lora.LoraConfig;
 
@@ -121,7 +121,7 @@ public final class QLoraConfig implements PeftConfig, LoraBased {
         form.put("blocksize", spec.blockSize());
         form.put("double_quant", spec.doubleQuant());
         form.put("frozen_layers_quantized", quantizeFrozenLayers);
-        ext.put(AdapterFiles.BASE_FORM_KEY, form);
+        ext.put(AdapterFileKeys.BASE_FORM, form);
         m.put("peft4j", ext);
         return m;
     }

@@ -8,7 +8,7 @@ import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
 import org.peft4j.core.DenseTarget;
-import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.spi.FrozenDenseLayerImpl;
 import org.peft4j.lora.LoraConfig;
 import org.peft4j.lora.LoraDenseLayer;
 import org.peft4j.lora.internal.LoraDenseLayerImpl;

@@ -9,7 +9,7 @@ import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
 import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
-import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.spi.FrozenDenseLayerImpl;
 import org.peft4j.quant.internal.QuantizedProducts;
 import org.peft4j.quant.internal.QuantizedTensorJson;
 

@@ -12,11 +12,11 @@ import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.nd4j.linalg.activations.Activation;
 import org.peft4j.core.GraphEdit;
+import org.peft4j.core.TargetKind;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.UntargetedConfig;
-import org.peft4j.core.internal.ConfigChecks;
-import org.peft4j.core.internal.GraphRewriter;
-import org.peft4j.core.internal.Vertices;
+import org.peft4j.core.spi.ConfigChecks;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Configuration of bottleneck adapters: a {@link BottleneckAdapterLayer}
@@ -183,14 +183,14 @@ public final class AdapterConfig implements UntargetedConfig {
             for (String n : insertAfter.names()) {
                 if (!conf.getVertices().containsKey(n)) {
                     throw new IllegalArgumentException("adapter: no layer named \"" + n + "\" to insert after; layers are: "
-                            + GraphRewriter.describeLayers(conf));
+                            + Vertices.describeLayers(conf));
                 }
             }
         }
         List<GraphEdit> edits = new ArrayList<>();
         for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
             Layer l = Vertices.layerOf(e.getValue());
-            if (!insertAfter.matches(e.getKey(), GraphRewriter.isDenseType(l), outputs.contains(e.getKey()))) {
+            if (!insertAfter.matches(e.getKey(), TargetKind.of(l) == TargetKind.DENSE, outputs.contains(e.getKey()))) {
                 continue;
             }
             if (!(l instanceof FeedForwardLayer) || ((FeedForwardLayer) l).getNOut() <= 0) {
@@ -204,7 +204,7 @@ public final class AdapterConfig implements UntargetedConfig {
         }
         if (edits.isEmpty()) {
             throw new IllegalArgumentException("adapter (" + architecture + "): no layer matched insertAfter " + insertAfter
-                    + "; layers are: " + GraphRewriter.describeLayers(conf));
+                    + "; layers are: " + Vertices.describeLayers(conf));
         }
         return edits;
     }

@@ -7,7 +7,7 @@ import org.nd4j.linalg.activations.Activation;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
-import org.peft4j.core.internal.ConfigJson;
+import org.peft4j.core.spi.ConfigJson;
 
 /**
  * Reads {@link AdapterConfig} from the keys {@link AdapterConfig#toAdapterConfig()} writes

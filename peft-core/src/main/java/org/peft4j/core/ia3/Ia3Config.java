@@ -14,10 +14,10 @@ import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
+import org.peft4j.core.TargetKind;
 import org.peft4j.core.TargetModules;
-import org.peft4j.core.internal.ConfigChecks;
-import org.peft4j.core.internal.GraphRewriter;
-import org.peft4j.core.internal.Vertices;
+import org.peft4j.core.spi.ConfigChecks;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Configuration of IA3 ("Infused Adapter by Inhibiting and Amplifying Inner Activations",
@@ -168,7 +168,7 @@ public final class Ia3Config implements PeftConfig {
             }
             any = true;
             Layer l = Vertices.layerOf(e.getValue());
-            boolean dense = GraphRewriter.isDenseType(l);
+            boolean dense = TargetKind.of(l) == TargetKind.DENSE;
             boolean typed = targetTypes.isEmpty() || targetTypes.stream().anyMatch(c -> c.isInstance(l));
             if (!targetModules.matches(e.getKey(), dense, outputs.contains(e.getKey())) || !typed) {
                 stray.add(e.getKey());
@@ -179,13 +179,13 @@ public final class Ia3Config implements PeftConfig {
                 if (!base.getConfiguration().getVertices().containsKey(n)) {
                     throw new IllegalArgumentException("no layer matched feedforward module \"" + n
                             + "\" of feedforwardModules " + feedforwardModules + "; layers are: "
-                            + GraphRewriter.describeLayers(base.getConfiguration()));
+                            + Vertices.describeLayers(base.getConfiguration()));
                 }
             }
         }
         if (!any) {
             throw new IllegalArgumentException("no layer matched feedforwardModules " + feedforwardModules
-                    + "; layers are: " + GraphRewriter.describeLayers(base.getConfiguration()));
+                    + "; layers are: " + Vertices.describeLayers(base.getConfiguration()));
         }
         if (!stray.isEmpty()) {
             throw new IllegalArgumentException("feedforwardModules must be a subset of targetModules " + targetModules

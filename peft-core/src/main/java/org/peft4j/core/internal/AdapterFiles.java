@@ -38,6 +38,8 @@ import org.peft4j.core.io.DType;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
+import org.peft4j.core.spi.AdapterFileKeys;
+import org.peft4j.core.spi.PeftJson;
 
 /**
  * Adapter files in Hugging Face PEFT's layout: {@code adapter_config.json} (sorted keys, two-space
@@ -83,14 +85,6 @@ public final class AdapterFiles {
      * {@value #STATE_FILE} written with the adapters.
      */
     public static final String TRAINING_STATE_KEY = "training_state_sha256";
-    /**
-     * Key under {@code "peft4j"}: how the wrapped model held its frozen base when not as floats,
-     * written by configs that hold it otherwise (QLoRA: its 4-bit spec). An adapter file needs no
-     * such base (it applies to the float base too), but training resumed from a checkpoint must go
-     * on over the base it started on, so {@link #checkResumedBaseForm} compares it.
-     */
-    public static final String BASE_FORM_KEY = "quantized_base";
-
     private AdapterFiles() {
     }
 
@@ -351,7 +345,7 @@ public final class AdapterFiles {
 
     /**
      * Refuses to resume the adapter saved in {@code dir} with {@code resumed} when the two hold the
-     * frozen base differently ({@value #BASE_FORM_KEY} under {@code "peft4j"}: a QLoRA checkpoint
+     * frozen base differently ({@link AdapterFileKeys#BASE_FORM} under {@code "peft4j"}: a QLoRA checkpoint
      * resumed without the config hook that makes it QLoRA again, or the reverse).
      *
      * @throws IncompatibleAdapterException naming both forms and the fix
@@ -359,9 +353,9 @@ public final class AdapterFiles {
     public static void checkResumedBaseForm(Path dir, PeftConfig resumed) throws IOException {
         Path configFile = dir.resolve(CONFIG_FILE);
         Object savedExt = PeftJson.parseObject(Files.readAllBytes(configFile), configFile.toString()).get("peft4j");
-        Object saved = savedExt instanceof Map ? ((Map<?, ?>) savedExt).get(BASE_FORM_KEY) : null;
+        Object saved = savedExt instanceof Map ? ((Map<?, ?>) savedExt).get(AdapterFileKeys.BASE_FORM) : null;
         Object nowExt = resumed.toAdapterConfig().get("peft4j");
-        Object now = nowExt instanceof Map ? ((Map<?, ?>) nowExt).get(BASE_FORM_KEY) : null;
+        Object now = nowExt instanceof Map ? ((Map<?, ?>) nowExt).get(AdapterFileKeys.BASE_FORM) : null;
         if (!java.util.Objects.equals(saved, now)) {
             throw new IncompatibleAdapterException(configFile + " was saved by a model that held its frozen base "
                     + describeBaseForm(saved) + ", but the config to resume with holds it " + describeBaseForm(now)

@@ -44,6 +44,7 @@ import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.TunerLayer;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Builds the wrapped graph of {@link org.peft4j.core.Peft#wrap}: validates the config against
@@ -88,14 +89,9 @@ public final class GraphRewriter {
         return c == OutputLayer.class || c == RnnOutputLayer.class;
     }
 
-    /** Human-readable list of the graph's layers, for error messages. */
+    /** Human-readable list of the graph's layers, for error messages ({@link Vertices#describeLayers}). */
     public static String describeLayers(ComputationGraphConfiguration conf) {
-        StringJoiner j = new StringJoiner(", ");
-        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
-            Layer l = layerOf(e.getValue());
-            j.add(e.getKey() + " (" + (l == null ? e.getValue().getClass().getSimpleName() : l.getClass().getSimpleName()) + ")");
-        }
-        return j.toString();
+        return Vertices.describeLayers(conf);
     }
 
     static Layer layerOf(GraphVertex v) {

@@ -19,10 +19,9 @@ import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftModel;
 import org.peft4j.core.UntargetedConfig;
 import org.peft4j.core.blocks.AttentionCore;
-import org.peft4j.core.internal.ConfigChecks;
-import org.peft4j.core.internal.GraphRewriter;
-import org.peft4j.core.internal.Vertices;
 import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
+import org.peft4j.core.spi.ConfigChecks;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Configuration of prefix tuning (Li &amp; Liang, arXiv 2101.00190), with Hugging Face PEFT's option
@@ -158,7 +157,7 @@ public final class PrefixConfig implements UntargetedConfig {
         if (edits.isEmpty()) {
             throw new IllegalArgumentException("prefix tuning: the graph has no attention core (AttentionCore vertex) "
                     + "to extend; build the base with org.peft4j.core.blocks.Transformers.decoder(). Vertices are: "
-                    + GraphRewriter.describeLayers(conf));
+                    + Vertices.describeLayers(conf));
         }
         return edits;
     }

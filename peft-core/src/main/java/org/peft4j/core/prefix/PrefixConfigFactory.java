@@ -4,7 +4,7 @@ import java.util.Map;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
-import org.peft4j.core.internal.ConfigJson;
+import org.peft4j.core.spi.ConfigJson;
 
 /**
  * Reads {@link PrefixConfig} from a Hugging Face PEFT {@code adapter_config.json}

@@ -19,9 +19,8 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.UntargetedConfig;
 import org.peft4j.core.blocks.Transformers;
-import org.peft4j.core.internal.ConfigChecks;
-import org.peft4j.core.internal.GraphRewriter;
-import org.peft4j.core.internal.Vertices;
+import org.peft4j.core.spi.ConfigChecks;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Configuration of prompt tuning (Lester et al., arXiv 2104.08691), with Hugging Face PEFT's option
@@ -186,7 +185,7 @@ public final class PromptTuningConfig implements UntargetedConfig {
         Layer emb = Vertices.layerOf(conf, embeddingLayer);
         if (!(emb instanceof FeedForwardLayer)) {
             throw new IllegalArgumentException("prompt tuning: no embedding layer named \"" + embeddingLayer
-                    + "\"; layers are: " + GraphRewriter.describeLayers(conf));
+                    + "\"; layers are: " + Vertices.describeLayers(conf));
         }
         if (Vertices.layerOf(conf, outputLayer) == null || !conf.getNetworkOutputs().contains(outputLayer)) {
             throw new IllegalArgumentException("prompt tuning: no output layer named \"" + outputLayer

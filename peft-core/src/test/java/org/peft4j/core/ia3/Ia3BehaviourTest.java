@@ -3,6 +3,8 @@ package org.peft4j.core.ia3;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -113,8 +115,12 @@ class Ia3BehaviourTest {
 
         peft.merge();
         FrozenDenseLayer outputScaled = peft.adaptedLayers().get("dense1");
-        assertTrue(outputScaled.mergedBias() != null, "output scaling folds l into the bias");
-        assertTrue(peft.adaptedLayers().get("dense2").mergedBias() == null, "input scaling leaves the bias");
+        Map<String, INDArray> scaledParams = peft.graph().getLayer("dense1").paramTable();
+        assertNotSame(outputScaled.frozenBias(), outputScaled.effectiveBias(scaledParams),
+                "output scaling folds l into the bias");
+        FrozenDenseLayer inputScaled = peft.adaptedLayers().get("dense2");
+        assertSame(inputScaled.frozenBias(), inputScaled.effectiveBias(peft.graph().getLayer("dense2").paramTable()),
+                "input scaling leaves the bias");
         INDArray merged = peft.graph().outputSingle(x);
         assertTrue(maxAbsDiff(unmerged, merged) <= 1e-5, "merged outputs differ by " + maxAbsDiff(unmerged, merged));
 

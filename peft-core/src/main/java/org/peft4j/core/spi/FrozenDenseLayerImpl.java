@@ -1,4 +1,4 @@
-package org.peft4j.core.internal;
+package org.peft4j.core.spi;
 
 import java.util.Arrays;
 import java.util.Map;
@@ -133,8 +133,7 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
         boolean active = adapterActive();
         INDArray z = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType, x.size(0), c.getNOut());
         baseForward(active ? adapterInput(x, training, workspaceMgr) : x, z);
-        INDArray b = c.isMerged() && c.mergedBias() != null ? c.mergedBias()
-                : c.isTrainableBias() ? params.get(FrozenDenseLayer.BIAS_KEY) : c.frozenBias();
+        INDArray b = c.effectiveBias(params);
         if (b != null) {
             z.addiRowVector(b.castTo(dataType));
         }
