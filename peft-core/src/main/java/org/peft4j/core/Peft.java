@@ -67,7 +67,7 @@ public final class Peft {
         check.accept(plan);
         GraphRewriter.Result r = plan.build();
         Map<String, Map<String, INDArray>> originals = new LinkedHashMap<>();
-        for (String s : config.modulesToSave()) {
+        for (String s : plan.saved()) {
             Map<String, INDArray> t = new LinkedHashMap<>();
             base.getLayer(s).paramTable().forEach((k, v) -> t.put(k, GraphRewriter.detachedCopy(v)));
             originals.put(s, t);

@@ -634,7 +634,8 @@ public final class PeftModel {
                 targets.add(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName());
             }
         }
-        return AdapterFiles.save(c, baseFingerprint, g, target, targets, savedWith, trainingState);
+        return AdapterFiles.save(c, baseFingerprint, g, target, targets, baseConf.getVertices().keySet(), savedWith,
+                trainingState);
     }
 
     /** A graph wrapped with adapter {@code name}'s config holding its parameters (the live graph when active). */

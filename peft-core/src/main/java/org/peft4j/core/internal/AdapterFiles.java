@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -217,6 +218,8 @@ public final class AdapterFiles {
      * Writes one adapter: {@code g} is wrapped with {@code config} and holds the adapter's
      * parameters. The weights file is written first, then the config that records its digest.
      *
+     * @param resolvedTargets the base-model names of the layers the adapter adapts
+     * @param baseLayers the base model's vertex names (see {@link org.peft4j.core.Targeting#targetModulesJson})
      * @param savedWith for a directory's default adapter, the other adapters saved with it (name →
      *     digest returned by their own save), recorded under {@value #SAVED_ADAPTERS_KEY}; null for
      *     an adapter in a sub-directory
@@ -225,11 +228,11 @@ public final class AdapterFiles {
      * @return the hex SHA-256 of the weights file written
      */
     public static String save(PeftConfig config, BaseFingerprint fingerprint, ComputationGraph g, Path dir,
-                              List<String> resolvedTargets, Map<String, String> savedWith, String trainingState)
-            throws IOException {
+                              List<String> resolvedTargets, Collection<String> baseLayers, Map<String, String> savedWith,
+                              String trainingState) throws IOException {
         Map<String, Object> json = new TreeMap<>(config.toAdapterConfig(g));
-        if (!config.targetTypes().isEmpty()) {
-            json.put("target_modules", resolvedTargets);
+        if (config.targetModules() != null) {
+            json.put("target_modules", config.targeting().targetModulesJson(resolvedTargets, baseLayers));
         }
         Map<String, Object> ext = new TreeMap<>();
         Object configExt = json.remove("peft4j");

@@ -9,7 +9,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.StringJoiner;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
@@ -42,7 +41,6 @@ import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.FrozenParamsLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
-import org.peft4j.core.TargetModules;
 import org.peft4j.core.TunerLayer;
 import org.peft4j.core.spi.Vertices;
 
@@ -158,22 +156,9 @@ public final class GraphRewriter {
             }
         }
 
-        Set<String> targets = selectTargets(conf, config, outputs);
-        Set<String> saved = new HashSet<>(config.modulesToSave());
-        for (String s : config.modulesToSave()) {
-            GraphVertex v = vertices.get(s);
-            if (v == null || layerOf(v) == null) {
-                throw new IllegalArgumentException("modulesToSave: no layer named \"" + s + "\"; layers are: "
-                        + describeLayers(conf));
-            }
-            if (base.getLayer(s).numParams() == 0) {
-                throw new IllegalArgumentException("modulesToSave: layer \"" + s + "\" has no parameters to train");
-            }
-            if (targets.contains(s)) {
-                throw new IllegalArgumentException("layer \"" + s + "\" is both a target and in modulesToSave; "
-                        + "choose one (modulesToSave trains the whole layer)");
-            }
-        }
+        TargetSelection.Selected selected = TargetSelection.select(base, config);
+        Set<String> targets = selected.targets();
+        Set<String> saved = selected.saved();
 
         List<GraphEdit> editList = config.graphEdits(base);
         Topology topo = applyEdits(conf, editList, targets, saved);
@@ -435,51 +420,6 @@ public final class GraphRewriter {
             }
         }
         return null;
-    }
-
-    private static Set<String> selectTargets(ComputationGraphConfiguration conf, PeftConfig config, Set<String> outputs) {
-        TargetModules tm = config.targetModules();
-        Set<String> targets = new HashSet<>();
-        if (tm == null) {
-            return targets;
-        }
-        if (tm.kind() == TargetModules.Kind.NAMES) {
-            for (String n : tm.names()) {
-                if (!conf.getVertices().containsKey(n)) {
-                    throw new IllegalArgumentException("no layer matched target module \"" + n + "\" of targetModules "
-                            + tm + "; layers are: " + describeLayers(conf));
-                }
-            }
-        }
-        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
-            Layer l = layerOf(e.getValue());
-            boolean dense = isDenseType(l);
-            if (!tm.matches(e.getKey(), dense, outputs.contains(e.getKey()))) {
-                continue;
-            }
-            if (!config.targetTypes().isEmpty() && config.targetTypes().stream().noneMatch(c -> c.isInstance(l))) {
-                continue;
-            }
-            if (!dense) {
-                throw new IllegalArgumentException("target module \"" + e.getKey() + "\" is a "
-                        + (l == null ? e.getValue().getClass().getSimpleName() : l.getClass().getSimpleName())
-                        + ", which " + config.peftType() + " cannot adapt; supported layer types: DenseLayer "
-                        + "(without layer norm), OutputLayer, RnnOutputLayer");
-            }
-            targets.add(e.getKey());
-        }
-        if (targets.isEmpty()) {
-            throw new IllegalArgumentException("no layer matched targetModules " + tm
-                    + (config.targetTypes().isEmpty() ? "" : " with targetTypes " + simpleNames(config.targetTypes()))
-                    + "; layers are: " + describeLayers(conf));
-        }
-        return targets;
-    }
-
-    private static String simpleNames(Set<? extends Class<?>> types) {
-        StringJoiner j = new StringJoiner(", ", "[", "]");
-        types.forEach(t -> j.add(t.getSimpleName()));
-        return j.toString();
     }
 
     /**

@@ -47,6 +47,27 @@ public final class ConfigJson {
         return ((Number) v).intValue();
     }
 
+    /** A required number. */
+    public static double requiredNumber(Map<String, Object> json, String key) {
+        Double v = optionalNumber(json, key);
+        if (v == null) {
+            throw wrong(key, "a number", null);
+        }
+        return v;
+    }
+
+    /** A number, or null when the key is absent or null. */
+    public static Double optionalNumber(Map<String, Object> json, String key) {
+        Object v = json.get(key);
+        if (v == null) {
+            return null;
+        }
+        if (!(v instanceof Number)) {
+            throw wrong(key, "a number", v);
+        }
+        return ((Number) v).doubleValue();
+    }
+
     /** A boolean, {@code dflt} when absent or null. */
     public static boolean bool(Map<String, Object> json, String key, boolean dflt) {
         Object v = json.get(key);
