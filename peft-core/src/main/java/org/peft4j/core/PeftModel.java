@@ -23,8 +23,11 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.internal.AdapterFiles;
+import org.peft4j.core.internal.AdapterReader;
+import org.peft4j.core.internal.AdapterWriter;
 import org.peft4j.core.internal.BaseFingerprint;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.internal.TrainingStateFiles;
 import org.peft4j.core.io.SafeTensor;
 
 /**
@@ -634,7 +637,7 @@ public final class PeftModel {
                 targets.add(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName());
             }
         }
-        return AdapterFiles.save(c, baseFingerprint, g, target, targets, baseConf.getVertices().keySet(), savedWith,
+        return AdapterWriter.save(c, baseFingerprint, g, target, targets, baseConf.getVertices().keySet(), savedWith,
                 trainingState);
     }
 
@@ -671,19 +674,19 @@ public final class PeftModel {
     void loadAdapter(Path dir, String name, boolean ignoreFingerprint, String expectedDigest) throws IOException {
         synchronized (lock) {
             checkNewName(name);
-            AdapterFiles.Loaded read = AdapterFiles.read(dir, baseFingerprint, ignoreFingerprint);
+            AdapterReader.Loaded read = AdapterReader.read(dir, baseFingerprint, ignoreFingerprint);
             if (expectedDigest != null && !expectedDigest.equals(read.weightsDigest())) {
                 throw new AdapterFormatException(dir.resolve(AdapterFiles.WEIGHTS_FILE) + " has SHA-256 "
                         + read.weightsDigest() + ", but " + expectedDigest + " was recorded for it: the directory mixes "
                         + "files of different saves, for example of a saveAdapter that stopped half-way; save the "
                         + "adapters again");
             }
-            AdapterFiles.Loaded l = read.withConfig(loadConfigurer.apply(read.config()));
+            AdapterReader.Loaded l = read.withConfig(loadConfigurer.apply(read.config()));
             ComputationGraph base = reconstructBase();
             GraphRewriter.Plan plan = GraphRewriter.plan(base, l.config(), frozenLayersByBaseName());
-            AdapterFiles.checkSize(plan, l, base.numParams(), dir);
+            AdapterReader.checkSize(plan, l, base.numParams(), dir);
             ComputationGraph g = plan.build().graph();
-            AdapterFiles.assign(l, g, dir);
+            AdapterReader.assign(l, g, dir);
             Slot s = new Slot(l.config());
             s.params = g.params().dup();
             adapters.put(name, s);
@@ -713,7 +716,7 @@ public final class PeftModel {
                     inactive.put(name, s.updaterState);
                 }
             });
-            saveAdapter(dir, AdapterFiles.saveTrainingState(graph, active, inactive, dir));
+            saveAdapter(dir, TrainingStateFiles.save(graph, active, inactive, dir));
         }
     }
 
@@ -740,13 +743,36 @@ public final class PeftModel {
             throws IOException {
         PeftModel m = Peft.load(base, dir, configure, false);
         for (String name : m.adapterNames()) {
-            AdapterFiles.checkResumedBaseForm(name.equals(DEFAULT_ADAPTER) ? dir : dir.resolve(name), m.slot(name).config);
+            AdapterReader.checkResumedBaseForm(name.equals(DEFAULT_ADAPTER) ? dir : dir.resolve(name), m.slot(name).config);
         }
-        Path file = dir.resolve(AdapterFiles.STATE_FILE);
-        for (Map.Entry<String, SafeTensor> e : AdapterFiles.restoreTrainingState(m, dir).entrySet()) {
-            m.restoreInactiveState(e.getKey(), e.getValue(), file);
-        }
+        m.applyTrainingState(TrainingStateFiles.read(dir));
         return m;
+    }
+
+    /**
+     * Makes the checkpoint's active adapter active and gives it its optimizer state and counters,
+     * and gives every inactive adapter the optimizer state it resumes with; every state is checked
+     * against the size of its adapter's optimizer first.
+     */
+    private void applyTrainingState(TrainingStateFiles.TrainingState state) {
+        synchronized (lock) {
+            state.checkAdapters(adapterNames());
+            setAdapter(state.activeAdapter());
+            SafeTensor active = state.activeState();
+            if (active != null) {
+                INDArray view = graph.getUpdater(true).getStateViewArray();
+                if (view == null || view.length() != active.elementCount()) {
+                    throw new IncompatibleAdapterException(state.file() + ": optimizer state has " + active.elementCount()
+                            + " values, the model's optimizer needs " + (view == null ? 0 : view.length()));
+                }
+                view.assign(active.toINDArray(view.dataType()).reshape(view.shape()));
+            }
+            graph.getConfiguration().setIterationCount(state.iterationCount());
+            graph.getConfiguration().setEpochCount(state.epochCount());
+            for (Map.Entry<String, SafeTensor> e : state.inactiveStates().entrySet()) {
+                restoreInactiveState(e.getKey(), e.getValue(), state.file());
+            }
+        }
     }
 
     /** Gives inactive adapter {@code name} the optimizer state it resumes with, checked against its optimizer's size. */

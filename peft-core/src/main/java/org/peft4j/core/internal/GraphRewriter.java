@@ -142,10 +142,20 @@ public final class GraphRewriter {
      */
     public static Plan plan(ComputationGraph base, PeftConfig config, Map<String, FrozenDenseLayer> current) {
         ComputationGraphConfiguration conf = base.getConfiguration();
-        Map<String, GraphVertex> vertices = conf.getVertices();
-        Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
+        refuseWrapped(conf);
+        TargetSelection.Selected selected = TargetSelection.select(base, config);
+        Topology topo = applyEdits(conf, config.graphEdits(base), selected.targets(), selected.saved());
+        Training training = Training.of(conf, config.bias(), selected, topo);
+        Rewrite rewrite = new Rewrite(base, config, current, selected, topo, training);
+        for (String name : topo.inputs.keySet()) {
+            rewrite.vertex(name);
+        }
+        return new Plan(rewrite.configuration(), rewrite.projectionOf, base, selected.saved());
+    }
 
-        for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
+    /** Step 1: a graph that already holds frozen or tuner layers is refused (wrap the original base). */
+    private static void refuseWrapped(ComputationGraphConfiguration conf) {
+        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
             Layer l = layerOf(e.getValue());
             if (l instanceof FrozenDenseLayer || l instanceof FrozenParamsLayer || l instanceof TunerLayer
                     || e.getValue() instanceof TunerLayer) {
@@ -155,126 +165,176 @@ public final class GraphRewriter {
                         + "on the PeftModel to get a plain graph first");
             }
         }
+    }
 
-        TargetSelection.Selected selected = TargetSelection.select(base, config);
-        Set<String> targets = selected.targets();
-        Set<String> saved = selected.saved();
+    /**
+     * Step 2 (after target selection and the tuner's edits): what trains, and which vertices must
+     * pass an epsilon down.
+     *
+     * @param trainable vertices with trainable parameters: targets, saved modules, new layers with
+     *     parameters, frozen layers whose bias trains
+     * @param trainableBias for each frozen dense-type layer, whether its bias trains
+     * @param upstreamTrains for each vertex, whether anything strictly upstream of it trains
+     * @param inputGradients for each edit and frozen or adapted layer, whether it passes an epsilon
+     */
+    private record Training(Set<String> trainable, Map<String, Boolean> trainableBias,
+                            Map<String, Boolean> upstreamTrains, Map<String, Boolean> inputGradients) {
 
-        List<GraphEdit> editList = config.graphEdits(base);
-        Topology topo = applyEdits(conf, editList, targets, saved);
-
-        BiasMode biasMode = config.bias();
-        Set<String> trainable = new HashSet<>(targets);
-        trainable.addAll(saved);
-        for (Map.Entry<String, GraphEdit> e : topo.edits.entrySet()) {
-            if (editParams(e.getValue()) > 0) {
-                trainable.add(e.getKey());
-            }
-        }
-        Map<String, Boolean> trainableBias = new HashMap<>();
-        for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
-            Layer l = layerOf(e.getValue());
-            if (isDenseType(l) && !saved.contains(e.getKey()) && !topo.edits.containsKey(e.getKey())) {
-                boolean tb = hasBias(l) && (biasMode == BiasMode.ALL
-                        || (biasMode == BiasMode.LORA_ONLY && targets.contains(e.getKey())));
-                trainableBias.put(e.getKey(), tb);
-                if (tb) {
+        static Training of(ComputationGraphConfiguration conf, BiasMode biasMode, TargetSelection.Selected selected,
+                           Topology topo) {
+            Map<String, GraphVertex> vertices = conf.getVertices();
+            Set<String> trainable = new HashSet<>(selected.targets());
+            trainable.addAll(selected.saved());
+            for (Map.Entry<String, GraphEdit> e : topo.edits.entrySet()) {
+                if (editParams(e.getValue()) > 0) {
                     trainable.add(e.getKey());
                 }
             }
+            Map<String, Boolean> trainableBias = new HashMap<>();
+            for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
+                Layer l = layerOf(e.getValue());
+                if (isDenseType(l) && !selected.saved().contains(e.getKey()) && !topo.edits.containsKey(e.getKey())) {
+                    boolean tb = hasBias(l) && (biasMode == BiasMode.ALL
+                            || (biasMode == BiasMode.LORA_ONLY && selected.targets().contains(e.getKey())));
+                    trainableBias.put(e.getKey(), tb);
+                    if (tb) {
+                        trainable.add(e.getKey());
+                    }
+                }
+            }
+            Map<String, Boolean> upstreamTrains = GraphRewriter.upstreamTrains(topo.inputs, trainable);
+            Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
+            Map<String, Boolean> inputGradients = GraphRewriter.inputGradients(topo, conf, vertices, selected.saved(), trainable,
+                    upstreamTrains, outputs);
+            return new Training(trainable, trainableBias, upstreamTrains, inputGradients);
+        }
+    }
+
+    /** Step 3: the new vertex (or vertices) for each vertex of the edited topology, in order. */
+    private static final class Rewrite {
+        final ComputationGraph base;
+        final PeftConfig config;
+        final Map<String, FrozenDenseLayer> current;
+        final TargetSelection.Selected selected;
+        final Topology topo;
+        final Training training;
+        final Map<String, GraphVertex> vertices;
+        final Set<String> outputs;
+        final Layer reference;
+        final Map<String, GraphVertex> newVertices = new LinkedHashMap<>();
+        final Map<String, List<String>> newInputs = new LinkedHashMap<>();
+        final Map<String, String> projectionOf = new LinkedHashMap<>();
+
+        Rewrite(ComputationGraph base, PeftConfig config, Map<String, FrozenDenseLayer> current,
+                TargetSelection.Selected selected, Topology topo, Training training) {
+            this.base = base;
+            this.config = config;
+            this.current = current;
+            this.selected = selected;
+            this.topo = topo;
+            this.training = training;
+            this.vertices = base.getConfiguration().getVertices();
+            this.outputs = new HashSet<>(base.getConfiguration().getNetworkOutputs());
+            this.reference = referenceLayer(base.getConfiguration());
         }
 
-        Map<String, Boolean> upstreamTrains = upstreamTrains(topo.inputs, trainable);
-        Map<String, Boolean> inputGradients = inputGradients(topo, conf, vertices, saved, trainable, upstreamTrains,
-                outputs);
-        Layer reference = referenceLayer(conf);
+        private void put(String name, GraphVertex v, List<String> inputs) {
+            newVertices.put(name, v);
+            newInputs.put(name, new ArrayList<>(inputs));
+        }
 
-        Map<String, GraphVertex> newVertices = new LinkedHashMap<>();
-        Map<String, List<String>> newInputs = new LinkedHashMap<>();
-        Map<String, String> projectionOf = new LinkedHashMap<>();
-        for (Map.Entry<String, List<String>> e : topo.inputs.entrySet()) {
-            String name = e.getKey();
-            List<String> inputs = new ArrayList<>(e.getValue());
+        /** Whether DL4J must run the vertex in backprop: it trains, something above it trains, or it is an output. */
+        private boolean live(String name) {
+            return training.trainable().contains(name) || training.upstreamTrains().get(name) || outputs.contains(name);
+        }
+
+        void vertex(String name) {
+            List<String> inputs = topo.inputs.get(name);
             GraphEdit edit = topo.edits.get(name);
             if (edit != null) {
-                newVertices.put(name, editVertex(edit, vertices, reference,
-                        inputGradients.getOrDefault(name, upstreamTrains.get(name))));
-                newInputs.put(name, inputs);
-                continue;
+                put(name, editVertex(edit, vertices, reference,
+                        training.inputGradients().getOrDefault(name, training.upstreamTrains().get(name))), inputs);
+                return;
             }
             GraphVertex v = vertices.get(name);
-            boolean live = trainable.contains(name) || upstreamTrains.get(name) || outputs.contains(name);
             Layer l = layerOf(v);
             if (l == null) {
-                newVertices.put(name, live ? v.clone() : new FrozenVertex(v.clone()));
-                newInputs.put(name, inputs);
-                continue;
-            }
-            LayerVertex lv = (LayerVertex) v;
-            if (saved.contains(name)) {
-                newVertices.put(name, ownCopy(lv));
-                newInputs.put(name, inputs);
+                put(name, live(name) ? v.clone() : new FrozenVertex(v.clone()), inputs);
+            } else if (selected.saved().contains(name)) {
+                put(name, ownCopy((LayerVertex) v), inputs);
             } else if (isDenseType(l)) {
-                FeedForwardLayer ff = (FeedForwardLayer) l;
-                DenseTarget t = new DenseTarget(name, ff.getNIn(), ff.getNOut(),
-                        detachedCopy(base.getLayer(name).getParam("W")),
-                        hasBias(l) ? detachedCopy(base.getLayer(name).getParam("b")) : null,
-                        trainableBias.get(name), inputGradients.get(name), current.get(name));
-                FrozenDenseLayer fl = targets.contains(name) ? config.adaptDense(t) : config.freezeDense(t);
-                fl.setSkipBackprop(!live);
-                copyCommon((BaseLayer) l, fl);
-                if (l instanceof DenseLayer) {
-                    fl.setLayerName(name);
-                    newVertices.put(name, layerVertex(lv, fl, lv.getPreProcessor()));
-                    newInputs.put(name, inputs);
-                } else {
-                    String dense = uniqueName(name + DENSE_SUFFIX, topo.inputs.keySet());
-                    fl.setLayerName(dense);
-                    fl.setActivationFn(new ActivationIdentity());
-                    fl.setOutputProjection(true);
-                    InputPreProcessor pre = lv.getPreProcessor();
-                    InputPreProcessor post = null;
-                    Layer loss;
-                    if (l instanceof RnnOutputLayer) {
-                        RnnOutputLayer r = (RnnOutputLayer) l;
-                        RNNFormat fmt = r.getRnnDataFormat() == null ? RNNFormat.NCW : r.getRnnDataFormat();
-                        pre = pre == null ? new RnnToFeedForwardPreProcessor(fmt)
-                                : new ComposableInputPreProcessor(pre, new RnnToFeedForwardPreProcessor(fmt));
-                        post = new FeedForwardToRnnPreProcessor(fmt);
-                        loss = new RnnLossLayer.Builder(r.getLossFn()).activation(r.getActivationFn())
-                                .dataFormat(fmt).build();
-                    } else {
-                        OutputLayer o = (OutputLayer) l;
-                        loss = new LossLayer.Builder(o.getLossFn()).activation(o.getActivationFn()).build();
-                    }
-                    loss.setLayerName(name);
-                    IUpdater lossUpdater = ((BaseLayer) l).getIUpdater();
-                    ((BaseLayer) loss).setIUpdater(lossUpdater == null ? null : lossUpdater.clone());
-                    newVertices.put(dense, layerVertex(lv, fl, pre));
-                    newInputs.put(dense, inputs);
-                    LayerVertex lossVertex = layerVertex(lv, loss, post);
-                    newVertices.put(name, lossVertex);
-                    newInputs.put(name, new ArrayList<>(List.of(dense)));
-                    projectionOf.put(name, dense);
-                }
-            } else if (base.getLayer(name).numParams() > 0 || !live) {
+                frozenDense(name, (LayerVertex) v, inputs);
+            } else if (base.getLayer(name).numParams() > 0 || !live(name)) {
                 INDArray p = base.getLayer(name).numParams() > 0 ? detachedCopy(base.getLayer(name).params()) : null;
-                FrozenParamsLayer fp = new FrozenParamsLayer(l.clone(), p, live);
-                newVertices.put(name, layerVertex(lv, fp, lv.getPreProcessor()));
-                newInputs.put(name, inputs);
+                put(name, layerVertex((LayerVertex) v, new FrozenParamsLayer(l.clone(), p, live(name)),
+                        ((LayerVertex) v).getPreProcessor()), inputs);
             } else {
-                newVertices.put(name, ownCopy(lv));
-                newInputs.put(name, inputs);
+                put(name, ownCopy((LayerVertex) v), inputs);
             }
         }
 
-        ComputationGraphConfiguration newConf = conf.clone();
-        newConf.setVertices(newVertices);
-        newConf.setVertexInputs(newInputs);
-        newConf.setTopologicalOrder(null);
-        newConf.setTopologicalOrderStr(null);
-        newConf.validate(false, false);
-        return new Plan(newConf, projectionOf, base, saved);
+        /** A dense-type layer: the tuner's layer when targeted, else a plain frozen one; output layers are split. */
+        private void frozenDense(String name, LayerVertex lv, List<String> inputs) {
+            Layer l = lv.getLayerConf().getLayer();
+            FeedForwardLayer ff = (FeedForwardLayer) l;
+            DenseTarget t = new DenseTarget(name, ff.getNIn(), ff.getNOut(),
+                    detachedCopy(base.getLayer(name).getParam("W")),
+                    hasBias(l) ? detachedCopy(base.getLayer(name).getParam("b")) : null,
+                    training.trainableBias().get(name), training.inputGradients().get(name), current.get(name));
+            FrozenDenseLayer fl = selected.targets().contains(name) ? config.adaptDense(t) : config.freezeDense(t);
+            fl.setSkipBackprop(!live(name));
+            copyCommon((BaseLayer) l, fl);
+            if (l instanceof DenseLayer) {
+                fl.setLayerName(name);
+                put(name, layerVertex(lv, fl, lv.getPreProcessor()), inputs);
+            } else {
+                splitOutputLayer(name, lv, fl, inputs);
+            }
+        }
+
+        /**
+         * An output layer becomes its dense projection {@code <name>-dense} (the frozen layer, identity
+         * activation) and a parameter-free loss layer that keeps {@code name}, the original activation
+         * and loss function.
+         */
+        private void splitOutputLayer(String name, LayerVertex lv, FrozenDenseLayer fl, List<String> inputs) {
+            Layer l = lv.getLayerConf().getLayer();
+            String dense = uniqueName(name + DENSE_SUFFIX, topo.inputs.keySet());
+            fl.setLayerName(dense);
+            fl.setActivationFn(new ActivationIdentity());
+            fl.setOutputProjection(true);
+            InputPreProcessor pre = lv.getPreProcessor();
+            InputPreProcessor post = null;
+            Layer loss;
+            if (l instanceof RnnOutputLayer) {
+                RnnOutputLayer r = (RnnOutputLayer) l;
+                RNNFormat fmt = r.getRnnDataFormat() == null ? RNNFormat.NCW : r.getRnnDataFormat();
+                pre = pre == null ? new RnnToFeedForwardPreProcessor(fmt)
+                        : new ComposableInputPreProcessor(pre, new RnnToFeedForwardPreProcessor(fmt));
+                post = new FeedForwardToRnnPreProcessor(fmt);
+                loss = new RnnLossLayer.Builder(r.getLossFn()).activation(r.getActivationFn()).dataFormat(fmt).build();
+            } else {
+                OutputLayer o = (OutputLayer) l;
+                loss = new LossLayer.Builder(o.getLossFn()).activation(o.getActivationFn()).build();
+            }
+            loss.setLayerName(name);
+            IUpdater lossUpdater = ((BaseLayer) l).getIUpdater();
+            ((BaseLayer) loss).setIUpdater(lossUpdater == null ? null : lossUpdater.clone());
+            put(dense, layerVertex(lv, fl, pre), inputs);
+            put(name, layerVertex(lv, loss, post), List.of(dense));
+            projectionOf.put(name, dense);
+        }
+
+        /** Step 4: the rewritten configuration, validated, with DL4J left to compute the topological order. */
+        ComputationGraphConfiguration configuration() {
+            ComputationGraphConfiguration newConf = base.getConfiguration().clone();
+            newConf.setVertices(newVertices);
+            newConf.setVertexInputs(newInputs);
+            newConf.setTopologicalOrder(null);
+            newConf.setTopologicalOrderStr(null);
+            newConf.validate(false, false);
+            return newConf;
+        }
     }
 
     /** The base graph's wiring after the tuner's edits: vertex inputs in order, and which vertices are new. */
