@@ -1,4 +1,4 @@
-package org.peft4j.core.internal;
+package org.peft4j.core.spi;
 
 import java.util.List;
 import java.util.Map;
@@ -45,6 +45,27 @@ public final class ConfigJson {
             throw wrong(key, "an integer", v);
         }
         return ((Number) v).intValue();
+    }
+
+    /** A required number. */
+    public static double requiredNumber(Map<String, Object> json, String key) {
+        Double v = optionalNumber(json, key);
+        if (v == null) {
+            throw wrong(key, "a number", null);
+        }
+        return v;
+    }
+
+    /** A number, or null when the key is absent or null. */
+    public static Double optionalNumber(Map<String, Object> json, String key) {
+        Object v = json.get(key);
+        if (v == null) {
+            return null;
+        }
+        if (!(v instanceof Number)) {
+            throw wrong(key, "a number", v);
+        }
+        return ((Number) v).doubleValue();
     }
 
     /** A boolean, {@code dflt} when absent or null. */

@@ -1,4 +1,4 @@
-package org.peft4j.core.internal;
+package org.peft4j.core.spi;
 
 import java.io.IOException;
 import java.math.BigDecimal;

@@ -1,4 +1,4 @@
-package org.peft4j.core.internal;
+package org.peft4j.core.spi;
 
 import org.deeplearning4j.nn.api.ParamInitializer;
 import org.deeplearning4j.nn.conf.InputPreProcessor;
@@ -7,6 +7,8 @@ import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.peft4j.core.TunerLayer;
+import org.peft4j.core.internal.ParamLayout;
+import org.peft4j.core.internal.ParamLayoutInitializer;
 
 /**
  * Common base of the layer configurations that tuners insert into a graph

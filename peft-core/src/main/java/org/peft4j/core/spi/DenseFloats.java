@@ -1,4 +1,4 @@
-package org.peft4j.core.internal;
+package org.peft4j.core.spi;
 
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
