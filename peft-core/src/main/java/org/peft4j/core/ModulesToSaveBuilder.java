@@ -36,8 +36,10 @@ public abstract class ModulesToSaveBuilder<B extends ModulesToSaveBuilder<B>> {
     }
 
     /**
-     * Layers trained in full alongside the adapter (e.g. a new head). An entry chooses a layer whose
-     * name equals it or ends with {@code "."} plus the entry; together the entries must choose at
+     * Layers trained in full alongside the adapter (e.g. a new head). An entry chooses, as in
+     * Hugging Face PEFT, a layer whose name, or the name of a module containing it (its name up to
+     * one of its {@code "."}), ends with the entry: {@code "classifier"} chooses {@code classifier},
+     * {@code classifier.dense} and {@code pre_classifier}. Together the entries must choose at
      * least one layer when wrapping.
      */
     public B modulesToSave(String... names) {

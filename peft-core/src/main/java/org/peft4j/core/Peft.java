@@ -123,10 +123,43 @@ public final class Peft {
      */
     public static PeftModel load(ComputationGraph base, Path dir, UnaryOperator<PeftConfig> configure,
                                  boolean ignoreFingerprint) throws IOException {
+        return load(base, dir, null, configure, ignoreFingerprint);
+    }
+
+    /**
+     * Loads an adapter saved for a PyTorch model whose modules {@code names} maps to the layers of
+     * {@code base}: what Hugging Face PEFT writes ({@code base_model.model.encoder.layer.0.attention.self.query.lora_A.weight},
+     * {@code target_modules ["query", "value"]}), or {@link PeftModel#saveAdapter(Path, ModuleNames)}.
+     * {@code target_modules}, {@code exclude_modules}, {@code layers_to_transform},
+     * {@code modules_to_save} and the tuner's per-module keys (LoRA's {@code rank_pattern}, IA3's
+     * {@code feedforward_modules}) are resolved over the module paths, as PEFT resolved them; the
+     * model's config then names the layers they chose. Otherwise as {@link #load(ComputationGraph, Path)}.
+     *
+     * <pre>{@code
+     * ComputationGraph minilm = new MiniLm().load();
+     * PeftModel peft = Peft.load(minilm, dir, BertOnnxImport.moduleNames(minilm));
+     * }</pre>
+     *
+     * @throws IncompatibleAdapterException also if the file adapts or saves a module that has no
+     *     layer in {@code base}, or holds tensors of modules {@code names} does not know
+     */
+    public static PeftModel load(ComputationGraph base, Path dir, ModuleNames names) throws IOException {
+        Objects.requireNonNull(names, "names must not be null");
+        return load(base, dir, names, UnaryOperator.identity(), false);
+    }
+
+    /**
+     * As {@link #load(ComputationGraph, Path, ModuleNames)} with the options of
+     * {@link #load(ComputationGraph, Path, UnaryOperator, boolean)}; {@code names} null reads a file
+     * in the graph's layer names.
+     */
+    public static PeftModel load(ComputationGraph base, Path dir, ModuleNames names, UnaryOperator<PeftConfig> configure,
+                                 boolean ignoreFingerprint) throws IOException {
         Objects.requireNonNull(base, "base model must not be null");
         Objects.requireNonNull(dir, "directory must not be null");
         Objects.requireNonNull(configure, "configure must not be null");
-        AdapterReader.Loaded read = AdapterReader.read(dir, BaseFingerprint.of(base), ignoreFingerprint);
+        AdapterReader.Loaded read = AdapterReader.read(dir, BaseFingerprint.of(base), ignoreFingerprint, layerNames(base),
+                names);
         AdapterReader.Loaded loaded = read.withConfig(configure.apply(read.config()));
         Map<String, String> savedWith = loaded.savedWith(dir);
         PeftModel m;
@@ -140,9 +173,9 @@ public final class Peft {
         if (savedWith != null) {
             for (Map.Entry<String, String> e : savedWith.entrySet()) {
                 try {
-                    m.loadAdapter(dir.resolve(e.getKey()), e.getKey(), ignoreFingerprint, e.getValue());
+                    m.loadAdapter(dir.resolve(e.getKey()), e.getKey(), ignoreFingerprint, e.getValue(), names);
                 } catch (IllegalArgumentException | AdapterFormatException ex) {
-                    throw new AdapterFormatException(dir.resolve(AdapterFiles.CONFIG_FILE) + " lists adapter \""
+                    throw new AdapterFormatException(read.records().source() + " lists adapter \""
                             + e.getKey() + "\" as saved with it, which cannot be loaded: " + ex.getMessage(), ex);
                 }
             }
@@ -154,12 +187,21 @@ public final class Peft {
         }
         for (Path sub : subdirs) {
             try {
-                m.loadAdapter(sub, sub.getFileName().toString(), ignoreFingerprint);
+                m.loadAdapter(sub, sub.getFileName().toString(), ignoreFingerprint, null, names);
             } catch (IllegalArgumentException e) {
                 throw new AdapterFormatException("sub-directory " + sub + " holds an adapter that cannot be loaded: "
                         + e.getMessage() + "; rename it or move it out of " + dir);
             }
         }
         return m;
+    }
+
+    /** The names of the layers of {@code g}. */
+    static List<String> layerNames(ComputationGraph g) {
+        List<String> out = new java.util.ArrayList<>();
+        for (org.deeplearning4j.nn.api.Layer l : g.getLayers()) {
+            out.add(l.conf().getLayer().getLayerName());
+        }
+        return out;
     }
 }

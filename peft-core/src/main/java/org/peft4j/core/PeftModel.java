@@ -404,7 +404,7 @@ public final class PeftModel {
             throw new IllegalArgumentException("an adapter named \"" + name + "\" exists already; adapters are "
                     + adapters.keySet());
         }
-        if (Set.of(AdapterFiles.CONFIG_FILE, AdapterFiles.WEIGHTS_FILE, AdapterFiles.STATE_FILE).contains(name)) {
+        if (AdapterFiles.fileNames().contains(name)) {
             throw new IllegalArgumentException("adapter name \"" + name + "\" is the name of a file saveAdapter and "
                     + "saveCheckpoint write next to the adapters' directories; choose another name");
         }
@@ -606,24 +606,50 @@ public final class PeftModel {
      * @throws UnsupportedOperationException for full fine-tuning and transfer learning (use ModelSerializer)
      */
     public void saveAdapter(Path dir) throws IOException {
-        saveAdapter(dir, null);
+        saveAdapter(dir, null, null);
     }
 
-    /** {@link #saveAdapter(Path)}, the default adapter recording {@code trainingState} (a checkpoint's state digest) when non-null. */
-    private void saveAdapter(Path dir, String trainingState) throws IOException {
+    /**
+     * As {@link #saveAdapter(Path)}, in the module paths of the PyTorch model {@code names} maps to
+     * this graph: tensors {@code base_model.model.<module path>.lora_A.weight}, {@code target_modules}
+     * the shortest path suffixes that choose exactly the adapted modules (LoRA on every query and
+     * value projection of BERT: {@code ["query", "value"]}), trained modules under their module path
+     * with PyTorch's parameter names, so that Hugging Face PEFT loads the files onto that model.
+     * {@link Peft#load(ComputationGraph, Path, ModuleNames)} reads them back.
+     *
+     * @throws IllegalArgumentException if {@code names} has no module path for a layer an adapter
+     *     adapts or trains (nothing is written then)
+     */
+    public void saveAdapter(Path dir, ModuleNames names) throws IOException {
+        saveAdapter(dir, null, Objects.requireNonNull(names, "names must not be null"));
+    }
+
+    /**
+     * {@link #saveAdapter(Path)}, the default adapter recording {@code trainingState} (a
+     * checkpoint's state digest) when non-null, in {@code names}' module paths when non-null.
+     * Every adapter's files are prepared before the first is written.
+     */
+    private void saveAdapter(Path dir, String trainingState, ModuleNames names) throws IOException {
         synchronized (lock) {
             Map<String, String> others = new TreeMap<>();
+            Map<String, AdapterWriter.Prepared> prepared = new LinkedHashMap<>();
             for (String name : adapters.keySet()) {
                 if (!name.equals(DEFAULT_ADAPTER)) {
-                    others.put(name, saveOne(name, dir.resolve(name), null, null));
+                    AdapterWriter.Prepared p = prepareOne(name, null, null, names);
+                    prepared.put(name, p);
+                    others.put(name, p.weightsDigest());
                 }
             }
-            saveOne(DEFAULT_ADAPTER, dir, others, trainingState);
+            AdapterWriter.Prepared root = prepareOne(DEFAULT_ADAPTER, others, trainingState, names);
+            for (Map.Entry<String, AdapterWriter.Prepared> e : prepared.entrySet()) {
+                AdapterWriter.write(dir.resolve(e.getKey()), e.getValue());
+            }
+            AdapterWriter.write(dir, root);
         }
     }
 
-    private String saveOne(String name, Path target, Map<String, String> savedWith, String trainingState)
-            throws IOException {
+    private AdapterWriter.Prepared prepareOne(String name, Map<String, String> savedWith, String trainingState,
+                                              ModuleNames names) {
         PeftConfig c = adapters.get(name).config;
         ComputationGraph g = graphHolding(name);
         List<String> targets = new ArrayList<>();
@@ -632,8 +658,8 @@ public final class PeftModel {
                 targets.add(f.baseLayerName());
             }
         }
-        return AdapterWriter.save(c, baseFingerprint, g, target, targets, baseConf.getVertices().keySet(), savedWith,
-                trainingState);
+        return AdapterWriter.prepare(c, baseFingerprint, g, targets, baseConf.getVertices().keySet(), savedWith,
+                trainingState, names);
     }
 
     /** A graph wrapped with adapter {@code name}'s config holding its parameters (the live graph when active). */
@@ -658,18 +684,33 @@ public final class PeftModel {
 
     /** As {@link #loadAdapter(Path, String)}; {@code ignoreFingerprint} accepts an adapter trained on other base weights. */
     public void loadAdapter(Path dir, String name, boolean ignoreFingerprint) throws IOException {
-        loadAdapter(dir, name, ignoreFingerprint, null);
+        loadAdapter(dir, name, ignoreFingerprint, null, null);
+    }
+
+    /**
+     * As {@link #loadAdapter(Path, String)} for an adapter saved in the module paths of the PyTorch
+     * model {@code names} maps to this graph (see {@link Peft#load(ComputationGraph, Path, ModuleNames)}).
+     */
+    public void loadAdapter(Path dir, String name, ModuleNames names) throws IOException {
+        loadAdapter(dir, name, false, null, Objects.requireNonNull(names, "names must not be null"));
     }
 
     /**
      * As {@link #loadAdapter(Path, String, boolean)}; with {@code expectedDigest} non-null the
      * weights file must have that SHA-256 (the digest the directory's default adapter recorded for
-     * it, see {@link #saveAdapter}).
+     * it, see {@link #saveAdapter}); with {@code names} non-null the files are in module paths.
      */
-    void loadAdapter(Path dir, String name, boolean ignoreFingerprint, String expectedDigest) throws IOException {
+    void loadAdapter(Path dir, String name, boolean ignoreFingerprint, String expectedDigest, ModuleNames names)
+            throws IOException {
         synchronized (lock) {
             checkNewName(name);
-            AdapterReader.Loaded read = AdapterReader.read(dir, baseFingerprint, ignoreFingerprint);
+            List<String> layerNames = new ArrayList<>();
+            baseConf.getVertices().forEach((v, conf) -> {
+                if (conf instanceof LayerVertex) {
+                    layerNames.add(v);
+                }
+            });
+            AdapterReader.Loaded read = AdapterReader.read(dir, baseFingerprint, ignoreFingerprint, layerNames, names);
             if (expectedDigest != null && !expectedDigest.equals(read.weightsDigest())) {
                 throw new AdapterFormatException(dir.resolve(AdapterFiles.WEIGHTS_FILE) + " has SHA-256 "
                         + read.weightsDigest() + ", but " + expectedDigest + " was recorded for it: the directory mixes "
@@ -711,7 +752,7 @@ public final class PeftModel {
                     inactive.put(name, s.updaterState);
                 }
             });
-            saveAdapter(dir, TrainingStateFiles.save(graph, active, inactive, dir));
+            saveAdapter(dir, TrainingStateFiles.save(graph, active, inactive, dir), null);
         }
     }
 

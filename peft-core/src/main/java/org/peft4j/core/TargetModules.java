@@ -3,10 +3,13 @@ package org.peft4j.core;
 import com.google.re2j.Pattern;
 import com.google.re2j.PatternSyntaxException;
 import java.util.Arrays;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.LinkedHashSet;
 import java.util.Objects;
 import java.util.Set;
+import java.util.StringJoiner;
+import java.util.TreeSet;
 
 /**
  * A selection of layers by name, with Hugging Face PEFT's semantics of {@code target_modules}
@@ -140,6 +143,50 @@ public final class TargetModules {
             }
         }
         return false;
+    }
+
+    /**
+     * Whether a {@code modules_to_save} entry chooses {@code layerName}, as PEFT's
+     * {@code _set_trainable} does over {@code named_modules()}: the name, or the name up to one of its
+     * {@code "."} (a module containing the layer), ends with an entry, with no {@code "."} required
+     * before it ({@code "classifier"} chooses {@code pre_classifier} and {@code classifier.dense}).
+     */
+    public static boolean matchesModuleToSave(Iterable<String> entries, String layerName) {
+        for (String n : entries) {
+            for (int end = layerName.length(); end > 0; end = layerName.lastIndexOf('.', end - 1)) {
+                if (layerName.startsWith(n, end - n.length()) && end >= n.length()) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    /**
+     * A selection that chooses exactly {@code chosen} among {@code layerNames}: the list of their
+     * names when PEFT's suffix matching of that list chooses no other layer, else an anchored
+     * alternation of the quoted names (a regex, which matches whole names only).
+     *
+     * @throws IllegalArgumentException if {@code chosen} is empty
+     */
+    public static TargetModules exactly(Collection<String> chosen, Collection<String> layerNames) {
+        Set<String> wanted = new TreeSet<>(chosen);
+        if (wanted.isEmpty()) {
+            throw new IllegalArgumentException("an exact selection needs at least one layer");
+        }
+        Set<String> bySuffix = new TreeSet<>();
+        for (String n : layerNames) {
+            if (matchesName(wanted, n)) {
+                bySuffix.add(n);
+            }
+        }
+        bySuffix.addAll(wanted);
+        if (bySuffix.equals(wanted)) {
+            return names(wanted.toArray(new String[0]));
+        }
+        StringJoiner j = new StringJoiner("|", "(?:", ")");
+        wanted.forEach(n -> j.add(Pattern.quote(n)));
+        return regex(j.toString());
     }
 
     /** This selection as {@code adapter_config.json} holds it: a list of names, a regex string, or {@code "all-linear"}. */

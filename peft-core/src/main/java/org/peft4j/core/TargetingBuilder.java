@@ -61,4 +61,19 @@ public abstract class TargetingBuilder<B extends TargetingBuilder<B>> extends Mo
     public B excludeModulesRegex(String regex) {
         return excludeModules(TargetModules.regex(regex));
     }
+
+    /**
+     * Restricts a list of target names to layers of these indices, as PEFT's
+     * {@code layers_to_transform} ({@link Targeting.Builder#layersToTransform}).
+     */
+    public B layersToTransform(int... indices) {
+        targetingBuilder().layersToTransform(indices);
+        return self();
+    }
+
+    /** The name parts a layer index follows, as PEFT's {@code layers_pattern} ({@link Targeting.Builder#layersPattern}). */
+    public B layersPattern(String... patterns) {
+        targetingBuilder().layersPattern(patterns);
+        return self();
+    }
 }

@@ -143,9 +143,9 @@ class TargetingTest {
                 () -> Targeting.builder(Targeting.Scope.MODULES_TO_SAVE).targetModules(TargetModules.names("q")));
         assertThrows(IllegalStateException.class, () -> Targeting.builder(Targeting.Scope.TARGETS).build(),
                 "targeted scopes need target modules");
-        AdapterFormatException layers = assertThrows(AdapterFormatException.class, () -> Targeting.fromJson(
-                Map.of("target_modules", List.of("q"), "layers_to_transform", List.of(0, 1)), Targeting.Scope.TARGETS));
-        assertTrue(layers.getMessage().contains("\"layers_to_transform\""), layers.getMessage());
+        AdapterFormatException parameters = assertThrows(AdapterFormatException.class, () -> Targeting.fromJson(
+                Map.of("target_modules", List.of("q"), "target_parameters", List.of("q.weight")), Targeting.Scope.TARGETS));
+        assertTrue(parameters.getMessage().startsWith("\"target_parameters\""), parameters.getMessage());
         AdapterFormatException type = assertThrows(AdapterFormatException.class,
                 () -> Targeting.fromJson(Map.of("target_modules", 7), Targeting.Scope.TARGETS));
         assertTrue(type.getMessage().contains("\"target_modules\" must be a list of layer names or a regex string"),
@@ -160,8 +160,11 @@ class TargetingTest {
         Targeting filtered = Targeting.builder(Targeting.Scope.TARGETS).targetModules(TargetModules.ALL_LINEAR)
                 .targetTypes(DenseLayer.class).build();
         List<String> layers = List.of("a.q", "x.a.q", "b.up", "head");
-        assertEquals(List.of("b.up", "x.a.q"), filtered.targetModulesJson(List.of("x.a.q", "b.up"), layers));
-        Object regex = filtered.targetModulesJson(List.of("a.q"), layers);
+        Map<String, Object> json = new TreeMap<>();
+        filtered.writeResolvedJson(json, List.of("x.a.q", "b.up"), layers);
+        assertEquals(List.of("b.up", "x.a.q"), json.get("target_modules"));
+        filtered.writeResolvedJson(json, List.of("a.q"), layers);
+        Object regex = json.get("target_modules");
         assertTrue(regex instanceof String, "the list [a.q] would also choose x.a.q, so a regex is written: " + regex);
         TargetModules back = TargetModules.regex((String) regex);
         assertTrue(back.matches("a.q", true, false));

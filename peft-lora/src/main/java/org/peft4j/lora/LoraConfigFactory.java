@@ -6,15 +6,16 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
 import org.peft4j.core.Targeting;
 import org.peft4j.core.spi.ConfigJson;
+import org.peft4j.core.spi.KeyPolicy;
 
 /**
  * Reads {@link LoraConfig} from the keys of a Hugging Face PEFT {@code adapter_config.json};
- * registered with {@link java.util.ServiceLoader}. The shared keys (targets, exclusions, modules
- * to save, bias) are read by {@link Targeting#fromJson}. Keys we do not use (PEFT writes many) are
- * ignored; keys we use must have the right JSON type ({@code rank_pattern} and
- * {@code alpha_pattern}: objects of pattern to integer rank or number), and options we cannot
- * honour ({@code use_dora}, {@code fan_in_fan_out}, {@code layer_replication}) are refused rather
- * than silently dropped.
+ * registered with {@link java.util.ServiceLoader}. The shared keys (targets, exclusions, layer
+ * indices, modules to save, bias) are read by {@link Targeting#fromJson}. Every key's treatment is
+ * the table {@link #keyPolicy()} (honoured, ignored, or refused unless at a value that changes
+ * nothing); keys we use must have the right JSON type ({@code rank_pattern} and
+ * {@code alpha_pattern}: objects of pattern to integer rank or number), and {@code use_dora} is
+ * refused rather than silently dropped.
  *
  * <p>Thread-safety: stateless.
  */
@@ -23,6 +24,11 @@ public final class LoraConfigFactory implements PeftConfigFactory {
     @Override
     public String peftType() {
         return LoraConfig.PEFT_TYPE;
+    }
+
+    @Override
+    public KeyPolicy keyPolicy() {
+        return LoraKeyPolicy.POLICY;
     }
 
     @Override
@@ -37,36 +43,28 @@ public final class LoraConfigFactory implements PeftConfigFactory {
             }
             b.useRsLora(ConfigJson.bool(json, "use_rslora", false));
             if (ConfigJson.bool(json, "use_dora", false)) {
-                throw new AdapterFormatException("adapter_config.json: use_dora=true is not supported by this version");
-            }
-            if (ConfigJson.bool(json, "fan_in_fan_out", false)) {
-                throw new AdapterFormatException("adapter_config.json: fan_in_fan_out=true is not supported (DL4J "
-                        + "dense weights are [nIn, nOut]; peft4j files always store [out, in])");
+                throw new AdapterFormatException("use_dora=true is not supported by this version");
             }
             for (Map.Entry<String, Object> e : patterns(json, "rank_pattern").entrySet()) {
                 Object v = e.getValue();
                 if (!(v instanceof Integer || v instanceof Long) || ((Number) v).longValue() != ((Number) v).intValue()) {
-                    throw new AdapterFormatException("adapter_config.json: \"rank_pattern\" value of \"" + e.getKey()
+                    throw new AdapterFormatException("\"rank_pattern\" value of \"" + e.getKey()
                             + "\" must be an integer; got " + ConfigJson.describe(v));
                 }
                 b.rankPattern(e.getKey(), ((Number) v).intValue());
             }
             for (Map.Entry<String, Object> e : patterns(json, "alpha_pattern").entrySet()) {
                 if (!(e.getValue() instanceof Number)) {
-                    throw new AdapterFormatException("adapter_config.json: \"alpha_pattern\" value of \"" + e.getKey()
+                    throw new AdapterFormatException("\"alpha_pattern\" value of \"" + e.getKey()
                             + "\" must be a number; got " + ConfigJson.describe(e.getValue()));
                 }
                 b.alphaPattern(e.getKey(), ((Number) e.getValue()).doubleValue());
-            }
-            if (json.get("layer_replication") != null) {
-                throw new AdapterFormatException("adapter_config.json: \"layer_replication\" "
-                        + ConfigJson.describe(json.get("layer_replication")) + " is not supported; only null is");
             }
             Object init = json.getOrDefault("init_lora_weights", Boolean.TRUE);
             b.initLoraWeights("gaussian".equals(init) ? LoraInit.GAUSSIAN : LoraInit.KAIMING_UNIFORM);
             return b.build();
         } catch (IllegalArgumentException | IllegalStateException e) {
-            throw new AdapterFormatException("adapter_config.json: " + e.getMessage(), e);
+            throw new AdapterFormatException(e.getMessage(), e);
         }
     }
 
@@ -78,7 +76,7 @@ public final class LoraConfigFactory implements PeftConfigFactory {
             return Map.of();
         }
         if (!(v instanceof Map)) {
-            throw new AdapterFormatException("adapter_config.json: \"" + key + "\" must be an object of pattern to "
+            throw new AdapterFormatException("\"" + key + "\" must be an object of pattern to "
                     + "value; got " + ConfigJson.describe(v));
         }
         return (Map<String, Object>) v;

@@ -96,14 +96,24 @@ class AdapterFilesTest {
                 + "  \"modules_to_save\": [\n"
                 + "    \"output\"\n"
                 + "  ],\n"
-                + "  \"peft4j\": {\n"
-                + "    \"adapter_model_sha256\": \""
+                + "  \"peft_type\": \"LORA\",\n"
+                + "  \"r\": 4,\n"
+                + "  \"target_modules\": [\n"
+                + "    \"dense1\",\n"
+                + "    \"dense2\"\n"
+                + "  ],\n"
+                + "  \"task_type\": null,\n"
+                + "  \"use_dora\": false,\n"
+                + "  \"use_rslora\": false\n"
+                + "}";
+        assertEquals(head, json, "PEFT's keys only; peft4j's records are in peft4j.json");
+        String side = Files.readString(dir.resolve("peft4j.json"), StandardCharsets.UTF_8);
+        assertTrue(side.startsWith("{\n  \"adapter_config_sha256\": \"" + AdapterDirs.sha256(json.getBytes(StandardCharsets.UTF_8))
+                + "\",\n  \"adapter_model_sha256\": \""
                 + AdapterDirs.sha256(Files.readAllBytes(dir.resolve("adapter_model.safetensors"))) + "\",\n"
-                + "    \"base_model_fingerprint\": {\n";
-        assertTrue(json.startsWith(head), json);
-        assertTrue(json.contains("\n    \"saved_adapters\": {}\n  },\n  \"peft_type\""), json);
-        assertTrue(json.contains("\n  \"peft_type\": \"LORA\",\n  \"r\": 4,\n  \"target_modules\": [\n    \"dense1\",\n"
-                + "    \"dense2\"\n  ],\n  \"task_type\": null,\n  \"use_dora\": false,\n  \"use_rslora\": false\n}"), json);
+                + "  \"base_model_fingerprint\": {\n"), side);
+        assertTrue(side.matches("(?s).*\n  \"format_version\": 2,\n  \"library_version\": \"[^\"]+\",\n"
+                + "  \"saved_adapters\": \\{}\n}"), side);
     }
 
     @Test

@@ -213,12 +213,15 @@ class QLoraTest {
         PeftModel q = Peft.wrap(base, QLoraConfig.of(lora(), NF4_DQ));
         q.graph().fit(TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4));
         q.saveCheckpoint(dir);
-        String json = java.nio.file.Files.readString(dir.resolve("adapter_config.json"));
-        assertTrue(json.contains("\"quantized_base\": {\n      \"blocksize\": 64,\n      \"double_quant\": true,\n"
-                + "      \"frozen_layers_quantized\": false,\n      \"quant_type\": \"nf4\"\n    }"), json);
+        String json = java.nio.file.Files.readString(dir.resolve("peft4j.json"));
+        assertTrue(json.contains("\n  \"config\": {\n    \"quantized_base\": {\n      \"blocksize\": 64,\n"
+                + "      \"double_quant\": true,\n      \"frozen_layers_quantized\": false,\n      \"quant_type\": \"nf4\"\n"
+                + "    }\n  },"), json);
+        assertTrue(!java.nio.file.Files.readString(dir.resolve("adapter_config.json")).contains("quantized_base"),
+                "adapter_config.json holds PEFT's keys only");
         org.peft4j.core.IncompatibleAdapterException e = org.junit.jupiter.api.Assertions.assertThrows(
                 org.peft4j.core.IncompatibleAdapterException.class, () -> PeftModel.resume(base, dir));
-        assertEquals(dir.resolve("adapter_config.json") + " was saved by a model that held its frozen base as "
+        assertEquals(dir.resolve("peft4j.json") + " was saved by a model that held its frozen base as "
                 + "{blocksize=64, double_quant=true, frozen_layers_quantized=false, quant_type=nf4}, but the config to "
                 + "resume with holds it as floats: training would go on over another base. Resume with the config hook "
                 + "the training used, e.g. PeftModel.resume(base, dir, c -> QLoraConfig.of((LoraConfig) c, spec)) for "

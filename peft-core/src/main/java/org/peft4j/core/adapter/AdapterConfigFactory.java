@@ -35,7 +35,7 @@ public final class AdapterConfigFactory implements PeftConfigFactory {
             try {
                 a = AdapterConfig.Architecture.valueOf(arch == null ? "" : arch);
             } catch (IllegalArgumentException e) {
-                throw new AdapterFormatException("adapter_config.json: \"architecture\" must be one of "
+                throw new AdapterFormatException("\"architecture\" must be one of "
                         + Arrays.toString(AdapterConfig.Architecture.values()) + "; got " + ConfigJson.describe(arch));
             }
             Object where = json.get("insert_after");
@@ -52,14 +52,14 @@ public final class AdapterConfigFactory implements PeftConfigFactory {
                     } else if (where instanceof java.util.List) {
                         b.insertAfter(ConfigJson.optionalStrings(json, "insert_after"));
                     } else {
-                        throw new AdapterFormatException("adapter_config.json: \"insert_after\" must be a list of layer "
+                        throw new AdapterFormatException("\"insert_after\" must be a list of layer "
                                 + "names or a regex string; got " + ConfigJson.describe(where));
                     }
             }
             Integer size = ConfigJson.optionalInt(json, "bottleneck_size");
             Integer factor = ConfigJson.optionalInt(json, "reduction_factor");
             if ((size == null) == (factor == null)) {
-                throw new AdapterFormatException("adapter_config.json: give exactly one of \"bottleneck_size\" and "
+                throw new AdapterFormatException("give exactly one of \"bottleneck_size\" and "
                         + "\"reduction_factor\"; got " + size + " and " + factor);
             }
             if (size != null) {
@@ -72,20 +72,20 @@ public final class AdapterConfigFactory implements PeftConfigFactory {
                 try {
                     b.nonlinearity(Activation.valueOf(act.toUpperCase(Locale.ROOT)));
                 } catch (IllegalArgumentException e) {
-                    throw new AdapterFormatException("adapter_config.json: \"non_linearity\" \"" + act + "\" is not a "
+                    throw new AdapterFormatException("\"non_linearity\" \"" + act + "\" is not a "
                             + "DL4J activation; known: " + Arrays.stream(Activation.values())
                             .map(x -> x.name().toLowerCase(Locale.ROOT)).toList());
                 }
             }
             AdapterConfig c = b.build();
             if (a != AdapterConfig.Architecture.CUSTOM && where != null && !where.equals(c.insertAfter().regex())) {
-                throw new AdapterFormatException("adapter_config.json: architecture " + a + " inserts after \""
+                throw new AdapterFormatException("architecture " + a + " inserts after \""
                         + c.insertAfter().regex() + "\", but \"insert_after\" is " + ConfigJson.describe(where)
                         + "; use architecture CUSTOM for other insert points");
             }
             return c;
         } catch (IllegalArgumentException | IllegalStateException e) {
-            throw new AdapterFormatException("adapter_config.json: " + e.getMessage(), e);
+            throw new AdapterFormatException(e.getMessage(), e);
         }
     }
 }

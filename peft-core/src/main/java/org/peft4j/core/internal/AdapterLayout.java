@@ -5,18 +5,24 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import org.deeplearning4j.nn.api.Layer;
+import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
 import org.deeplearning4j.nn.conf.layers.DenseLayer;
+import org.deeplearning4j.nn.conf.layers.EmbeddingLayer;
+import org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer;
 import org.deeplearning4j.nn.conf.layers.OutputLayer;
 import org.deeplearning4j.nn.conf.layers.RnnOutputLayer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.blocks.Normalization;
+import org.peft4j.core.blocks.PositionalEmbedding;
 
 /**
  * Which tensors of {@code adapter_model.safetensors} hold which parameters of a wrapped graph:
  * per-layer tensors ({@link AdapterLayer#savedTensors()}, named
- * {@code base_model.model.<layer>.<suffix>}, and every parameter of a trained module) and
+ * {@code base_model.model.<layer>.<suffix>}, and every parameter of a trained module, under
+ * PyTorch's parameter name where it has one) and
  * model-level tensors assembled from the column blocks of several layers
  * ({@link AdapterLayer#sharedBlocks()}). Used by both {@link AdapterWriter} and {@link AdapterReader}.
  *
@@ -35,8 +41,17 @@ public final class AdapterLayout {
     record Slot(String vertex, String key, boolean transposed, long[] fileShape) {
     }
 
-    /** The tensors a graph's trainable parameters map to, by file name. */
+    /** The tensors a graph's trainable parameters map to, by file name, in the current format. */
     static Map<String, Slot> layout(ComputationGraph g) {
+        return layout(g, false);
+    }
+
+    /**
+     * The tensors a graph's trainable parameters map to, by file name. Trained modules are saved
+     * under PyTorch's parameter names ({@link #pytorchName}); in files of format 1
+     * ({@code legacy}) only dense-type layers were, the others under DL4J's keys.
+     */
+    static Map<String, Slot> layout(ComputationGraph g, boolean legacy) {
         Map<String, Slot> m = new TreeMap<>();
         for (Layer l : g.getLayers()) {
             if (l.numParams() == 0) {
@@ -57,15 +72,56 @@ public final class AdapterLayout {
                             new Slot(vertex, st.paramKey(), st.transposed(), shape));
                 }
             } else {
-                boolean dense = c instanceof DenseLayer || c instanceof OutputLayer || c instanceof RnnOutputLayer;
                 for (Map.Entry<String, INDArray> p : l.paramTable().entrySet()) {
-                    String suffix = dense && "W".equals(p.getKey()) ? "weight" : dense && "b".equals(p.getKey()) ? "bias" : p.getKey();
-                    boolean t = dense && "W".equals(p.getKey());
-                    m.put(PREFIX + vertex + "." + suffix, new Slot(vertex, p.getKey(), t, fileShape(p.getValue(), t)));
+                    String suffix = legacy && !isDense(c) ? null : pytorchName(c, p.getKey());
+                    boolean t = isDense(c) && DENSE_WEIGHT.equals(p.getKey());
+                    m.put(PREFIX + vertex + "." + (suffix == null ? p.getKey() : suffix),
+                            new Slot(vertex, p.getKey(), t, fileShape(p.getValue(), t)));
                 }
             }
         }
         return m;
+    }
+
+    private static final String DENSE_WEIGHT = "W";
+
+    private static boolean isDense(org.deeplearning4j.nn.conf.layers.Layer c) {
+        return c instanceof DenseLayer || c instanceof OutputLayer || c instanceof RnnOutputLayer;
+    }
+
+    /**
+     * PyTorch's name of parameter {@code key} of a trained module whose configuration is {@code c},
+     * or null when PyTorch's module of that kind has no such parameter (then the DL4J key is used):
+     * dense-type layers {@code W → weight} (stored transposed, {@code [out, in]}) and
+     * {@code b → bias}; embeddings ({@code EmbeddingLayer}, {@code EmbeddingSequenceLayer},
+     * peft4j's {@code PositionalEmbedding}) {@code W → weight [rows, width]} and {@code b → bias};
+     * 2D convolutions {@code W → weight [out, in, kH, kW]} and {@code b → bias}; peft4j's
+     * normalizations {@code g → weight}, {@code b → bias}.
+     */
+    static String pytorchName(org.deeplearning4j.nn.conf.layers.Layer c, String key) {
+        boolean weightAndBias = isDense(c) || c instanceof EmbeddingLayer || c instanceof EmbeddingSequenceLayer
+                || c.getClass() == ConvolutionLayer.class;
+        if (weightAndBias) {
+            return "W".equals(key) ? "weight" : "b".equals(key) ? "bias" : null;
+        }
+        if (c instanceof PositionalEmbedding) {
+            return PositionalEmbedding.WEIGHT_KEY.equals(key) ? "weight" : null;
+        }
+        if (c instanceof Normalization) {
+            return Normalization.GAIN_KEY.equals(key) ? "weight" : Normalization.BIAS_KEY.equals(key) ? "bias" : null;
+        }
+        return null;
+    }
+
+    /** The layers of {@code g} trained in full (modules to save): those with parameters that are not adapter layers. */
+    static List<String> trainedModules(ComputationGraph g) {
+        List<String> out = new ArrayList<>();
+        for (Layer l : g.getLayers()) {
+            if (l.numParams() > 0 && !(l.conf().getLayer() instanceof AdapterLayer)) {
+                out.add(l.conf().getLayer().getLayerName());
+            }
+        }
+        return out;
     }
 
     /** A model-level tensor and the blocks of it each layer holds. */

@@ -4,10 +4,12 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.ServiceLoader;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import org.deeplearning4j.nn.graph.ComputationGraph;
@@ -18,6 +20,7 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.IncompatibleAdapterException;
+import org.peft4j.core.ModuleNames;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
 import org.peft4j.core.io.DType;
@@ -25,6 +28,7 @@ import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
 import org.peft4j.core.spi.AdapterFileKeys;
+import org.peft4j.core.spi.KeyPolicy;
 import org.peft4j.core.spi.PeftJson;
 
 /**
@@ -43,30 +47,42 @@ public final class AdapterReader {
     }
 
     /**
-     * A validated adapter directory, not yet applied to any graph; {@code json} is the parsed config
-     * file, {@code weightsDigest} the hex SHA-256 of its weights file.
+     * A validated adapter directory, not yet applied to any graph: {@code tensors} the weights file,
+     * {@code tensorNames} the name of each of its tensors in the graph's layer names (graph name →
+     * file name; the same name unless the file is in a model's module paths), {@code json} the
+     * config as peft4j read it (in layer names; a format-1 {@code "peft4j"} object removed),
+     * {@code records} peft4j's records beside it, {@code weightsDigest} the hex SHA-256 of the
+     * weights file.
      */
-    public record Loaded(PeftConfig config, SafetensorsFile tensors, Map<String, Object> json, String weightsDigest) {
+    public record Loaded(PeftConfig config, SafetensorsFile tensors, Map<String, String> tensorNames,
+                         Map<String, Object> json, AdapterSidecar.Records records, String weightsDigest) {
 
         /** The same files, to be applied with another config (e.g. QLoRA for a LoRA file). */
         public Loaded withConfig(PeftConfig other) {
-            return new Loaded(other, tensors, json, weightsDigest);
+            return new Loaded(other, tensors, tensorNames, json, records, weightsDigest);
+        }
+
+        /** The file's tensors by their name in the graph's layer names. */
+        public Map<String, SafeTensor> byGraphName() {
+            Map<String, SafeTensor> out = new java.util.LinkedHashMap<>();
+            tensorNames.forEach((graphName, fileName) -> out.put(graphName, tensors.tensors().get(fileName)));
+            return out;
         }
 
         /**
          * The other adapters the default adapter of a directory was saved with (name → digest of
-         * their weights), sorted by name; empty when the config lists none, null when it predates
-         * the list (files of other writers): then every sub-directory holding an adapter is one.
+         * their weights), sorted by name; empty when the records list none, null when they predate
+         * the list or there are none (files of other writers): then every sub-directory holding an
+         * adapter is one.
          *
          * @throws AdapterFormatException if the list is not an object of name → 64-digit hex digest
          */
         public Map<String, String> savedWith(Path dir) {
-            Object ext = json.get("peft4j");
-            Object list = ext instanceof Map ? ((Map<?, ?>) ext).get(AdapterFiles.SAVED_ADAPTERS_KEY) : null;
+            Object list = records.get(AdapterFiles.SAVED_ADAPTERS_KEY);
             if (list == null) {
                 return null;
             }
-            String what = dir.resolve(AdapterFiles.CONFIG_FILE) + ": \"peft4j\".\"" + AdapterFiles.SAVED_ADAPTERS_KEY + "\"";
+            String what = records.describe(AdapterFiles.SAVED_ADAPTERS_KEY);
             if (!(list instanceof Map)) {
                 throw new AdapterFormatException(what + " must be an object of adapter name to SHA-256; got " + list);
             }
@@ -80,19 +96,19 @@ public final class AdapterReader {
 
     /**
      * Refuses to resume the adapter saved in {@code dir} with {@code resumed} when the two hold the
-     * frozen base differently ({@link AdapterFileKeys#BASE_FORM} under {@code "peft4j"}: a QLoRA checkpoint
-     * resumed without the config hook that makes it QLoRA again, or the reverse).
+     * frozen base differently ({@link AdapterFileKeys#BASE_FORM} among the tuner's records: a QLoRA
+     * checkpoint resumed without the config hook that makes it QLoRA again, or the reverse).
      *
      * @throws IncompatibleAdapterException naming both forms and the fix
      */
     public static void checkResumedBaseForm(Path dir, PeftConfig resumed) throws IOException {
-        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
-        Object savedExt = PeftJson.parseObject(Files.readAllBytes(configFile), configFile.toString()).get("peft4j");
-        Object saved = savedExt instanceof Map ? ((Map<?, ?>) savedExt).get(AdapterFileKeys.BASE_FORM) : null;
-        Object nowExt = resumed.toAdapterConfig().get("peft4j");
+        AdapterSidecar.Records records = AdapterSidecar.read(dir);
+        Object saved = records.tunerConfig().get(AdapterFileKeys.BASE_FORM);
+        Object nowExt = resumed.toAdapterConfig().get(AdapterFileKeys.EXTENSION);
         Object now = nowExt instanceof Map ? ((Map<?, ?>) nowExt).get(AdapterFileKeys.BASE_FORM) : null;
         if (!java.util.Objects.equals(saved, now)) {
-            throw new IncompatibleAdapterException(configFile + " was saved by a model that held its frozen base "
+            throw new IncompatibleAdapterException((records.source() == null ? dir.resolve(AdapterFiles.CONFIG_FILE)
+                    : records.source()) + " was saved by a model that held its frozen base "
                     + describeBaseForm(saved) + ", but the config to resume with holds it " + describeBaseForm(now)
                     + ": training would go on over another base. Resume with the config hook the training used, e.g. "
                     + "PeftModel.resume(base, dir, c -> QLoraConfig.of((LoraConfig) c, spec)) for a QLoRA checkpoint");
@@ -104,12 +120,21 @@ public final class AdapterReader {
     }
 
     /**
-     * Reads and validates an adapter directory against a base model's fingerprint.
+     * Reads and validates an adapter directory against a base model: the config's keys against the
+     * tuner's {@link KeyPolicy}, {@code modules_to_save} as PEFT reads it ({@link PeftFileSemantics}),
+     * with {@code names} the file's module paths translated into layer names
+     * ({@link ModulePathTranslation}), then the tuner's config, the fingerprint and the weights'
+     * digest.
      *
+     * @param layerNames the base model's layer (vertex) names
+     * @param names the module names of a file in a PyTorch model's module paths, or null for a file
+     *     in the graph's layer names
      * @throws AdapterFormatException if a file is missing or malformed
-     * @throws IncompatibleAdapterException if the adapter was trained on another base model
+     * @throws IncompatibleAdapterException if the adapter was trained on another base model or names
+     *     modules the graph does not have
      */
-    public static Loaded read(Path dir, BaseFingerprint base, boolean ignoreFingerprint) throws IOException {
+    public static Loaded read(Path dir, BaseFingerprint base, boolean ignoreFingerprint, Collection<String> layerNames,
+                              ModuleNames names) throws IOException {
         if (!Files.isDirectory(dir)) {
             throw new AdapterFormatException("no adapter directory at " + dir);
         }
@@ -122,60 +147,87 @@ public final class AdapterReader {
                     + "is at most " + MAX_CONFIG_BYTES + " bytes");
         }
         String what = configFile.toString();
-        Map<String, Object> json = PeftJson.parseObject(Files.readAllBytes(configFile), what);
+        byte[] configBytes = Files.readAllBytes(configFile);
+        Map<String, Object> json = PeftJson.parseObject(configBytes, what);
+        AdapterSidecar.Records records = AdapterSidecar.read(dir, configBytes, json);
         Object type = json.get("peft_type");
         if (!(type instanceof String)) {
             throw new AdapterFormatException(what + ": \"peft_type\" must be a string such as \"LORA\"; got " + type);
         }
-        PeftConfigFactory factory = null;
-        List<String> known = new ArrayList<>();
-        for (PeftConfigFactory f : ServiceLoader.load(PeftConfigFactory.class, AdapterFiles.class.getClassLoader())) {
-            known.add(f.peftType());
-            if (f.peftType().equals(type)) {
-                factory = f;
-            }
-        }
-        if (factory == null) {
-            throw new AdapterFormatException(what + ": peft_type \"" + type + "\" is not supported; known types: " + known
-                    + " (is the tuner's module, e.g. peft-lora, on the classpath?)");
-        }
-        PeftConfig config;
+        PeftConfigFactory factory = factory((String) type, what);
         try {
-            config = factory.fromAdapterConfig(json);
+            factory.keyPolicy().check(json);
         } catch (AdapterFormatException e) {
             throw new AdapterFormatException(what + ": " + e.getMessage(), e);
         }
-        Object ext = json.get("peft4j");
-        if (ext != null && !(ext instanceof Map)) {
-            throw new AdapterFormatException(what + ": \"peft4j\" must be an object");
+
+        Path weights = dir.resolve(AdapterFiles.WEIGHTS_FILE);
+        if (!Files.isRegularFile(weights)) {
+            if (Files.isRegularFile(dir.resolve(AdapterFiles.PICKLE_WEIGHTS_FILE))) {
+                throw new AdapterFormatException("no adapter weights in " + dir + ": there is "
+                        + AdapterFiles.PICKLE_WEIGHTS_FILE + " but no " + AdapterFiles.WEIGHTS_FILE + ". peft4j does not "
+                        + "read PyTorch pickles (loading one runs the code it holds); convert it once with "
+                        + "python -c \"import torch, safetensors.torch as st; sd = torch.load('adapter_model.bin', "
+                        + "map_location='cpu', weights_only=True); st.save_file({k: v.contiguous() for k, v in sd.items()}, "
+                        + "'adapter_model.safetensors', metadata={'format': 'pt'})\" in that directory");
+            }
+            throw new AdapterFormatException("no adapter weights in " + dir + ": " + AdapterFiles.WEIGHTS_FILE + " is missing");
         }
-        if (!ignoreFingerprint && ext != null && ((Map<?, ?>) ext).get("base_model_fingerprint") != null) {
-            BaseFingerprint expected = BaseFingerprint.fromJson(((Map<?, ?>) ext).get("base_model_fingerprint"), what);
+        byte[] bytes = Safetensors.readBytes(weights);
+        String digest = HexFormat.of().formatHex(AdapterFiles.sha256().digest(bytes));
+        Object recorded = records.get(AdapterFiles.WEIGHTS_DIGEST_KEY);
+        if (recorded != null && !AdapterFiles.digestValue(recorded, records.describe(AdapterFiles.WEIGHTS_DIGEST_KEY))
+                .equals(digest)) {
+            throw new AdapterFormatException(weights + " is not the weights file " + AdapterFiles.CONFIG_FILE + " was saved "
+                    + "with (SHA-256 " + digest + ", " + records.describe(AdapterFiles.WEIGHTS_DIGEST_KEY) + " is " + recorded
+                    + "): the two files come from different saves, for example a saveAdapter that stopped half-way; save "
+                    + "the adapter again");
+        }
+        SafetensorsFile file = Safetensors.fromBytes(bytes, weights);
+        Map<String, String> tensorNames = new java.util.LinkedHashMap<>();
+        for (String n : file.tensors().keySet()) {
+            tensorNames.put(n, n);
+        }
+        if (names == null && records.inModulePaths()) {
+            throw new IncompatibleAdapterException("the adapter in " + dir + " was saved in a PyTorch model's module "
+                    + "paths (" + records.describe(AdapterFiles.MODULE_NAMES_KEY) + "); load it with the graph's "
+                    + "ModuleNames: Peft.load(base, dir, names)");
+        }
+        if (names == null) {
+            json = PeftFileSemantics.normalize(json, tensorNames.keySet(), layerNames,
+                    new java.util.HashSet<>(layerNames)::contains);
+        } else {
+            json = PeftFileSemantics.normalize(json, tensorNames.keySet(), ModulePathTranslation.moduleNamesInFiles(names),
+                    m -> ModulePathTranslation.isMappedModule(m, names, layerNames));
+            tensorNames = ModulePathTranslation.tensorNamesToLayers(tensorNames.keySet(), names, layerNames,
+                    weights.toString());
+            json = ModulePathTranslation.configToLayers(json, names, factory.keyPolicy(), layerNames, what);
+        }
+        Map<String, Object> factoryJson = new TreeMap<>(json);
+        if (!records.tunerConfig().isEmpty()) {
+            factoryJson.put(AdapterFileKeys.EXTENSION, records.tunerConfig());
+        }
+        PeftConfig config;
+        try {
+            config = factory.fromAdapterConfig(factoryJson);
+        } catch (AdapterFormatException e) {
+            throw new AdapterFormatException(what + ": " + e.getMessage(), e);
+        }
+        Object fingerprint = records.get(AdapterFiles.FINGERPRINT_KEY);
+        if (!ignoreFingerprint && fingerprint != null) {
+            BaseFingerprint expected = BaseFingerprint.fromJson(fingerprint, records.source());
             List<String> diff = expected.differences(base);
             if (!diff.isEmpty()) {
                 throw new IncompatibleAdapterException("the adapter in " + dir + " was trained on another base model: "
                         + String.join("; ", diff) + ". Load with ignoreFingerprint=true to apply it anyway.");
             }
         }
-        Path weights = dir.resolve(AdapterFiles.WEIGHTS_FILE);
-        if (!Files.isRegularFile(weights)) {
-            throw new AdapterFormatException("no adapter weights in " + dir + ": " + AdapterFiles.WEIGHTS_FILE + " is missing");
-        }
-        byte[] bytes = Safetensors.readBytes(weights);
-        String digest = HexFormat.of().formatHex(AdapterFiles.sha256().digest(bytes));
-        Object recorded = ext == null ? null : ((Map<?, ?>) ext).get(AdapterFiles.WEIGHTS_DIGEST_KEY);
-        if (recorded != null && !AdapterFiles.digestValue(recorded, what + ": \"peft4j\".\"" + AdapterFiles.WEIGHTS_DIGEST_KEY + "\"")
-                .equals(digest)) {
-            throw new AdapterFormatException(weights + " is not the weights file " + AdapterFiles.CONFIG_FILE + " was saved with "
-                    + "(SHA-256 " + digest + ", the config records " + recorded + "): the two files come from different "
-                    + "saves, for example a saveAdapter that stopped half-way; save the adapter again");
-        }
-        SafetensorsFile tensors = Safetensors.fromBytes(bytes, weights);
         Object tokens = json.get("num_virtual_tokens");
         if (tokens instanceof Number) {
             // Prompt and prefix tuning size their prompt by this key, and prompt tuning computes an
             // initial prompt while planning the graph: check it against the file before that.
-            SafeTensor prompt = tensors.tensors().get(AdapterLayout.PROMPT_TENSOR);
+            SafeTensor prompt = tensorNames.containsKey(AdapterLayout.PROMPT_TENSOR)
+                    ? file.tensors().get(tensorNames.get(AdapterLayout.PROMPT_TENSOR)) : null;
             long n = ((Number) tokens).longValue();
             if (prompt == null || prompt.shape().length != 2 || prompt.shape()[0] != n) {
                 throw new AdapterFormatException(what + ": \"num_virtual_tokens\" is " + tokens + " but " + AdapterFiles.WEIGHTS_FILE
@@ -184,7 +236,20 @@ public final class AdapterReader {
                         + "; the config does not match its weights");
             }
         }
-        return new Loaded(config, tensors, json, digest);
+        return new Loaded(config, file, tensorNames, json, records, digest);
+    }
+
+    /** The factory registered for {@code type}. */
+    static PeftConfigFactory factory(String type, String what) {
+        List<String> known = new ArrayList<>();
+        for (PeftConfigFactory f : ServiceLoader.load(PeftConfigFactory.class, AdapterFiles.class.getClassLoader())) {
+            known.add(f.peftType());
+            if (f.peftType().equals(type)) {
+                return f;
+            }
+        }
+        throw new AdapterFormatException(what + ": peft_type \"" + type + "\" is not supported; known types: " + known
+                + " (is the tuner's module, e.g. peft-lora, on the classpath?)");
     }
 
     /**
@@ -200,7 +265,7 @@ public final class AdapterReader {
      */
     public static void checkSize(GraphRewriter.Plan plan, Loaded loaded, long baseParams, Path dir) {
         long inFile = 0;
-        for (SafeTensor t : loaded.tensors().tensors().values()) {
+        for (SafeTensor t : loaded.byGraphName().values()) {
             if (t.dtype() == DType.F32 || t.dtype() == DType.F16 || t.dtype() == DType.BF16) {
                 inFile = Math.addExact(inFile, t.elementCount());
             }
@@ -219,9 +284,9 @@ public final class AdapterReader {
      * trains (names and shapes), then writes them into {@code g}. Nothing is written on failure.
      */
     public static void assign(Loaded loaded, ComputationGraph g, Path dir) {
-        Map<String, AdapterLayout.Slot> expected = AdapterLayout.layout(g);
+        Map<String, AdapterLayout.Slot> expected = AdapterLayout.layout(g, loaded.records().legacy());
         Map<String, AdapterLayout.Shared> shared = AdapterLayout.sharedLayout(g);
-        Map<String, SafeTensor> actual = loaded.tensors().tensors();
+        Map<String, SafeTensor> actual = loaded.byGraphName();
         TreeSet<String> unknown = new TreeSet<>(actual.keySet());
         unknown.removeAll(expected.keySet());
         unknown.removeAll(shared.keySet());
@@ -230,7 +295,9 @@ public final class AdapterReader {
         missing.removeAll(actual.keySet());
         List<String> problems = new ArrayList<>(baseModelDifferences(loaded, g));
         if (!unknown.isEmpty()) {
-            problems.add("unknown tensors " + unknown);
+            TreeSet<String> inFile = new TreeSet<>();
+            unknown.forEach(n -> inFile.add(loaded.tensorNames().get(n)));
+            problems.add("unknown tensors " + inFile + moduleNamesHint(inFile, g));
         }
         if (!missing.isEmpty()) {
             problems.add("missing tensors " + missing);
@@ -285,6 +352,24 @@ public final class AdapterReader {
                 w[0].assign(w[1].reshape(w[0].shape()));
             }
         }
+    }
+
+    /**
+     * A hint for unknown tensors none of which belongs to a layer of {@code g}: the file is
+     * probably in a PyTorch model's module paths, which a name map translates.
+     */
+    private static String moduleNamesHint(Set<String> unknown, ComputationGraph g) {
+        for (String n : unknown) {
+            String rest = n.startsWith(AdapterLayout.PREFIX) ? n.substring(AdapterLayout.PREFIX.length()) : n;
+            for (org.deeplearning4j.nn.api.Layer l : g.getLayers()) {
+                if (rest.startsWith(l.conf().getLayer().getLayerName() + ".")) {
+                    return "";
+                }
+            }
+        }
+        return " (no layer of the graph holds them: if the adapter was saved for a PyTorch model, whose module "
+                + "paths differ from the layer names, load it with the graph's ModuleNames, "
+                + "Peft.load(base, dir, names))";
     }
 
     private static float[] floats(SafeTensor t, String name, Path dir) {

@@ -17,15 +17,21 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.AdapterLayer;
+import org.peft4j.core.ModuleNames;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.io.AtomicFiles;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
+import org.peft4j.core.spi.AdapterFileKeys;
+import org.peft4j.core.spi.KeyPolicy;
 import org.peft4j.core.spi.PeftJson;
 
 /**
- * Writes one adapter's two files ({@link AdapterFiles#WEIGHTS_FILE} first, then the
- * {@link AdapterFiles#CONFIG_FILE} that records its digest), each atomically.
+ * Writes one adapter's three files: {@link AdapterFiles#WEIGHTS_FILE}, {@link AdapterFiles#CONFIG_FILE}
+ * (Hugging Face PEFT's keys only) and {@link AdapterFiles#SIDE_FILE} (peft4j's records, with the
+ * SHA-256 of the other two). All three are computed in memory first ({@link #prepare}), then
+ * written in that order, each atomically ({@link #write}); a directory-level transaction can take
+ * the same {@link Prepared} set.
  *
  * <p>Thread-safety: stateless.
  */
@@ -35,35 +41,93 @@ public final class AdapterWriter {
     }
 
     /**
-     * Writes one adapter: {@code g} is wrapped with {@code config} and holds the adapter's
-     * parameters. The weights file is written first, then the config that records its digest.
+     * The files of one adapter, by file name in the order they are written (weights, config, side
+     * file), and the hex SHA-256 of the weights file.
+     */
+    public record Prepared(Map<String, byte[]> files, String weightsDigest) {
+    }
+
+    /**
+     * Writes one adapter ({@link #prepare}, then {@link #write}).
      *
-     * @param resolvedTargets the base-model names of the layers the adapter adapts
-     * @param baseLayers the base model's vertex names (see {@link org.peft4j.core.Targeting#targetModulesJson})
-     * @param savedWith for a directory's default adapter, the other adapters saved with it (name →
-     *     digest returned by their own save), recorded under {@value AdapterFiles#SAVED_ADAPTERS_KEY}; null for
-     *     an adapter in a sub-directory
-     * @param trainingState for a checkpoint's default adapter, the digest {@link #saveTrainingState}
-     *     returned, recorded under {@value AdapterFiles#TRAINING_STATE_KEY}; null otherwise
      * @return the hex SHA-256 of the weights file written
      */
     public static String save(PeftConfig config, BaseFingerprint fingerprint, ComputationGraph g, Path dir,
                               List<String> resolvedTargets, Collection<String> baseLayers, Map<String, String> savedWith,
-                              String trainingState) throws IOException {
-        Map<String, Object> json = new TreeMap<>(config.toAdapterConfig(g));
-        if (config.targetModules() != null) {
-            json.put("target_modules", config.targeting().targetModulesJson(resolvedTargets, baseLayers));
-        }
-        Map<String, Object> ext = new TreeMap<>();
-        Object configExt = json.remove("peft4j");
-        if (configExt instanceof Map) {
-            ((Map<?, ?>) configExt).forEach((k, v) -> ext.put(String.valueOf(k), v));
-        }
-        ext.put("library_version", AdapterFiles.libraryVersion());
-        ext.put("format_version", 1);
-        ext.put("base_model_fingerprint", fingerprint.toJson());
-        json.put("peft4j", ext);
+                              String trainingState, ModuleNames names) throws IOException {
+        Prepared p = prepare(config, fingerprint, g, resolvedTargets, baseLayers, savedWith, trainingState, names);
+        write(dir, p);
+        return p.weightsDigest();
+    }
 
+    /**
+     * Computes the files of one adapter: {@code g} is wrapped with {@code config} and holds the
+     * adapter's parameters.
+     *
+     * @param resolvedTargets the base-model names of the layers the adapter adapts
+     * @param baseLayers the base model's vertex names (see {@link org.peft4j.core.Targeting#writeResolvedJson})
+     * @param savedWith for a directory's default adapter, the other adapters saved with it (name →
+     *     digest returned by their own save), recorded under {@value AdapterFiles#SAVED_ADAPTERS_KEY}; null for
+     *     an adapter in a sub-directory
+     * @param trainingState for a checkpoint's default adapter, the digest
+     *     {@link TrainingStateFiles#save} returned, recorded under {@value AdapterFiles#TRAINING_STATE_KEY};
+     *     null otherwise
+     * @param names the module names to write tensors and keys in ({@link ModulePathTranslation}), or
+     *     null for the graph's layer names
+     * @throws IllegalArgumentException if {@code names} has no module path for a layer the adapter saves
+     */
+    public static Prepared prepare(PeftConfig config, BaseFingerprint fingerprint, ComputationGraph g,
+                                   List<String> resolvedTargets, Collection<String> baseLayers,
+                                   Map<String, String> savedWith, String trainingState, ModuleNames names) {
+        Map<String, Object> json = new TreeMap<>(config.toAdapterConfig(g));
+        Map<String, Object> tunerConfig = new TreeMap<>();
+        Object configExt = json.remove(AdapterFileKeys.EXTENSION);
+        if (configExt instanceof Map) {
+            ((Map<?, ?>) configExt).forEach((k, v) -> tunerConfig.put(String.valueOf(k), v));
+        }
+        if (config.targetModules() != null) {
+            config.targeting().writeResolvedJson(json, resolvedTargets, baseLayers);
+        }
+        Map<String, SafeTensor> tensors = tensors(g);
+        if (names != null) {
+            KeyPolicy policy = AdapterReader.factory(config.peftType(), AdapterFiles.CONFIG_FILE).keyPolicy();
+            json = ModulePathTranslation.configToPaths(json, names, policy,
+                    config.targetModules() == null ? List.of() : resolvedTargets, AdapterLayout.trainedModules(g));
+            tensors = ModulePathTranslation.tensorsToPaths(tensors, names, baseLayers);
+        }
+        byte[] weights = Safetensors.toBytes(tensors, Map.of("format", "pt"));
+        byte[] configBytes = PeftJson.write(json).getBytes(StandardCharsets.UTF_8);
+        String digest = HexFormat.of().formatHex(AdapterFiles.sha256().digest(weights));
+        Map<String, Object> records = new TreeMap<>();
+        records.put(AdapterFiles.FINGERPRINT_KEY, fingerprint.toJson());
+        records.put(AdapterFiles.WEIGHTS_DIGEST_KEY, digest);
+        records.put(AdapterFiles.CONFIG_DIGEST_KEY, HexFormat.of().formatHex(AdapterFiles.sha256().digest(configBytes)));
+        if (savedWith != null) {
+            records.put(AdapterFiles.SAVED_ADAPTERS_KEY, new TreeMap<>(savedWith));
+        }
+        if (trainingState != null) {
+            records.put(AdapterFiles.TRAINING_STATE_KEY, trainingState);
+        }
+        if (names != null) {
+            records.put(AdapterFiles.MODULE_NAMES_KEY, "pytorch");
+        }
+        Map<String, byte[]> files = new LinkedHashMap<>();
+        files.put(AdapterFiles.WEIGHTS_FILE, weights);
+        files.put(AdapterFiles.CONFIG_FILE, configBytes);
+        files.put(AdapterFiles.SIDE_FILE, AdapterSidecar.toBytes(records, tunerConfig));
+        return new Prepared(java.util.Collections.unmodifiableMap(files), digest);
+    }
+
+    /** Writes the prepared files into {@code dir} (created if needed), in order, each atomically. */
+    public static void write(Path dir, Prepared prepared) throws IOException {
+        Files.createDirectories(dir);
+        for (Map.Entry<String, byte[]> f : prepared.files().entrySet()) {
+            AtomicFiles.write(dir.resolve(f.getKey()), f.getValue());
+        }
+    }
+
+    /** The tensors of {@code g}'s trainable parameters in the file's layout, by name. */
+    private static Map<String, SafeTensor> tensors(ComputationGraph g) {
         Map<String, SafeTensor> tensors = new LinkedHashMap<>();
         try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
             for (Map.Entry<String, AdapterLayout.Slot> e : AdapterLayout.layout(g).entrySet()) {
@@ -100,18 +164,6 @@ public final class AdapterWriter {
                 tensors.put(e.getKey(), SafeTensor.ofFloats(shape, out));
             }
         }
-        byte[] weights = Safetensors.toBytes(tensors, Map.of("format", "pt"));
-        String digest = HexFormat.of().formatHex(AdapterFiles.sha256().digest(weights));
-        ext.put(AdapterFiles.WEIGHTS_DIGEST_KEY, digest);
-        if (savedWith != null) {
-            ext.put(AdapterFiles.SAVED_ADAPTERS_KEY, new TreeMap<>(savedWith));
-        }
-        if (trainingState != null) {
-            ext.put(AdapterFiles.TRAINING_STATE_KEY, trainingState);
-        }
-        Files.createDirectories(dir);
-        AtomicFiles.write(dir.resolve(AdapterFiles.WEIGHTS_FILE), weights);
-        AtomicFiles.write(dir.resolve(AdapterFiles.CONFIG_FILE), PeftJson.write(json).getBytes(StandardCharsets.UTF_8));
-        return digest;
+        return tensors;
     }
 }

@@ -61,12 +61,12 @@ public final class TargetSelection {
             TargetKind kind = TargetKind.of(l);
             if (t.isExcluded(name) || saved.contains(name)) {
                 exclusionUsed |= t.isExcluded(name);
-                if (tm.matches(name, kind == TargetKind.DENSE, outputs.contains(name))) {
+                if (t.selects(name, kind == TargetKind.DENSE, outputs.contains(name))) {
                     excluded.add(name);
                 }
                 continue;
             }
-            if (!tm.matches(name, kind == TargetKind.DENSE, outputs.contains(name)) || !t.typeAllowed(l)) {
+            if (!t.selects(name, kind == TargetKind.DENSE, outputs.contains(name)) || !t.typeAllowed(l)) {
                 continue;
             }
             if (kind == null || !config.supportedTargetKinds().contains(kind)) {
@@ -87,7 +87,9 @@ public final class TargetSelection {
             }
             throw new IllegalArgumentException("no layer matched targetModules " + tm
                     + (t.targetTypes().isEmpty() ? "" : " with targetTypes " + t.targetTypes().stream()
-                    .map(Class::getSimpleName).sorted().toList()) + layers);
+                    .map(Class::getSimpleName).sorted().toList())
+                    + (t.layersToTransform() == null ? "" : " in layersToTransform " + t.layersToTransform()
+                    + (t.layersPattern().isEmpty() ? "" : " after " + t.layersPattern())) + layers);
         }
         if (t.excludeModules() != null && !exclusionUsed) {
             LOG.warn("excludeModules {} matched no layer, so nothing was excluded; layers are: {}", t.excludeModules(),

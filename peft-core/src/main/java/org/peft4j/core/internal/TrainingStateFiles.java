@@ -16,7 +16,6 @@ import org.peft4j.core.io.AtomicFiles;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
-import org.peft4j.core.spi.PeftJson;
 
 /**
  * What resuming training needs beside the adapters ({@link AdapterFiles#STATE_FILE}): the active
@@ -110,19 +109,18 @@ public final class TrainingStateFiles {
         }
         byte[] bytes = Safetensors.readBytes(file);
         String digest = HexFormat.of().formatHex(AdapterFiles.sha256().digest(bytes));
-        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
-        Object ext = PeftJson.parseObject(Files.readAllBytes(configFile), configFile.toString()).get("peft4j");
-        Object recorded = ext instanceof Map ? ((Map<?, ?>) ext).get(AdapterFiles.TRAINING_STATE_KEY) : null;
+        AdapterSidecar.Records records = AdapterSidecar.read(dir);
+        Object recorded = records.get(AdapterFiles.TRAINING_STATE_KEY);
         if (recorded == null) {
-            throw new AdapterFormatException(file + " does not belong to the adapters in " + dir + ": their "
-                    + AdapterFiles.CONFIG_FILE + " records no training state, so they were written by saveAdapter, not "
-                    + "saveCheckpoint (after the checkpoint or without one); resume needs the files of one saveCheckpoint");
+            throw new AdapterFormatException(file + " does not belong to the adapters in " + dir + ": their records ("
+                    + (records.source() == null ? AdapterFiles.SIDE_FILE + " is missing or rewritten" : records.source())
+                    + ") hold no training state, so they were written by saveAdapter, not saveCheckpoint (after the "
+                    + "checkpoint or without one); resume needs the files of one saveCheckpoint");
         }
-        if (!AdapterFiles.digestValue(recorded, configFile + ": \"peft4j\".\"" + AdapterFiles.TRAINING_STATE_KEY + "\"")
-                .equals(digest)) {
-            throw new AdapterFormatException(file + " has SHA-256 " + digest + ", but " + configFile + " records " + recorded
-                    + ": the optimizer state and the adapters come from different saves, for example a saveCheckpoint "
-                    + "that stopped half-way; resume needs the files of one saveCheckpoint");
+        if (!AdapterFiles.digestValue(recorded, records.describe(AdapterFiles.TRAINING_STATE_KEY)).equals(digest)) {
+            throw new AdapterFormatException(file + " has SHA-256 " + digest + ", but " + records.source() + " records "
+                    + recorded + ": the optimizer state and the adapters come from different saves, for example a "
+                    + "saveCheckpoint that stopped half-way; resume needs the files of one saveCheckpoint");
         }
         SafetensorsFile f = Safetensors.fromBytes(bytes, file);
         Map<String, String> meta = f.metadata();

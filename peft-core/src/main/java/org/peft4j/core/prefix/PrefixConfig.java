@@ -185,9 +185,11 @@ public final class PrefixConfig implements UntargetedConfig {
     /**
      * Hugging Face PEFT's {@code adapter_config.json} keys for prefix tuning: {@code peft_type},
      * {@code num_virtual_tokens}, {@code prefix_projection}, {@code encoder_hidden_size} (null for
-     * plain prefixes), {@code num_transformer_submodules} 1, {@code modules_to_save}; the keys
-     * describing the base ({@code token_dim}, {@code num_layers}, {@code num_attention_heads}) come
-     * from the wrapped graph ({@link #toAdapterConfig(ComputationGraph)}). peft4j's extension key
+     * plain prefixes), {@code num_transformer_submodules} 1, {@code task_type} {@code "CAUSAL_LM"}
+     * (without a task type PEFT loads the prefixes into a model class that never uses them),
+     * {@code modules_to_save} when not empty; the keys describing the base ({@code token_dim},
+     * {@code num_layers}, {@code num_attention_heads}) come from the wrapped graph
+     * ({@link #toAdapterConfig(ComputationGraph)}). peft4j's record (the side file)
      * {@code prefix_encoder_saved} says whether the file holds the reparameterisation MLP (see
      * {@link PrefixEncoderLayer}); without it the adapter loads as plain prefixes, as PEFT loads it.
      */
@@ -199,6 +201,7 @@ public final class PrefixConfig implements UntargetedConfig {
         m.put("num_layers", null);
         m.put("num_attention_heads", null);
         m.put("num_transformer_submodules", 1);
+        m.put("task_type", "CAUSAL_LM");
         m.put("prefix_projection", prefixProjection());
         m.put("encoder_hidden_size", prefixProjection() ? encoderHiddenSize : null);
         m.put("peft4j", new java.util.TreeMap<>(Map.of("prefix_encoder_saved", prefixProjection())));

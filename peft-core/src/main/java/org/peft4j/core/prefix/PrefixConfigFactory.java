@@ -5,7 +5,9 @@ import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
 import org.peft4j.core.Targeting;
+import org.peft4j.core.internal.PromptLearningKeys;
 import org.peft4j.core.spi.ConfigJson;
+import org.peft4j.core.spi.KeyPolicy;
 
 /**
  * Reads {@link PrefixConfig} from a Hugging Face PEFT {@code adapter_config.json}
@@ -16,7 +18,7 @@ import org.peft4j.core.spi.ConfigJson;
  * <p>The reparameterisation MLP is rebuilt only when the file holds its weights (peft4j's
  * {@code prefix_encoder_saved}); a file with {@code prefix_projection=true} but only
  * {@code prompt_embeddings} (written by PEFT, or by peft4j after folding) loads as plain prefixes
- * holding the MLP's output, as PEFT loads it for inference.
+ * holding the MLP's output, as PEFT loads it for inference. Every key's treatment: {@link #keyPolicy()}.
  *
  * <p>Thread-safety: stateless.
  */
@@ -27,30 +29,39 @@ public final class PrefixConfigFactory implements PeftConfigFactory {
         return PrefixConfig.PEFT_TYPE;
     }
 
+    /** PEFT's PrefixTuningConfig keys (and those of PromptLearningConfig). */
+    private static final KeyPolicy POLICY = KeyPolicy.builder()
+            .honoured("num_virtual_tokens").honoured("token_dim").honoured("num_layers").honoured("num_attention_heads")
+            .honoured("num_transformer_submodules").honoured("modules_to_save").honoured("prefix_projection")
+            .honoured("encoder_hidden_size")
+            .ignored("init_weights")
+            .build();
+
+    @Override
+    public KeyPolicy keyPolicy() {
+        return POLICY;
+    }
+
     @Override
     public PeftConfig fromAdapterConfig(Map<String, Object> json) {
         try {
             PrefixConfig.Builder b = PrefixConfig.builder()
                     .targeting(Targeting.fromJson(json, Targeting.Scope.MODULES_TO_SAVE))
                     .numVirtualTokens(ConfigJson.requiredInt(json, "num_virtual_tokens"));
-            Integer submodules = ConfigJson.optionalInt(json, "num_transformer_submodules");
-            if (submodules != null && submodules != 1) {
-                throw new AdapterFormatException("adapter_config.json: num_transformer_submodules=" + submodules
-                        + " is not supported; peft4j prefixes a decoder (1)");
-            }
+            PromptLearningKeys.checkOneSubmodule(json);
             boolean projection = ConfigJson.bool(json, "prefix_projection", false);
             boolean mlpSaved = ConfigJson.bool(ConfigJson.extension(json), "prefix_encoder_saved", false);
             if (projection && mlpSaved) {
                 Integer e = ConfigJson.optionalInt(json, "encoder_hidden_size");
                 if (e == null) {
-                    throw new AdapterFormatException("adapter_config.json: \"encoder_hidden_size\" must be an integer "
+                    throw new AdapterFormatException("\"encoder_hidden_size\" must be an integer "
                             + "when the prefix encoder's weights are saved; got null");
                 }
                 b.encoderHiddenSize(e);
             }
             return b.build();
         } catch (IllegalArgumentException | IllegalStateException e) {
-            throw new AdapterFormatException("adapter_config.json: " + e.getMessage(), e);
+            throw new AdapterFormatException(e.getMessage(), e);
         }
     }
 }

@@ -122,11 +122,15 @@ public final class PromptTuningConfig implements UntargetedConfig {
 
     /**
      * Hugging Face PEFT's {@code adapter_config.json} keys for prompt tuning: {@code peft_type},
-     * {@code num_virtual_tokens}, {@code prompt_tuning_init} ({@code "RANDOM"} or {@code "TEXT"}),
-     * {@code prompt_tuning_init_text} (always null: peft4j starts from token ids, not text),
-     * {@code num_transformer_submodules} 1 (decoder only), {@code modules_to_save}; {@code token_dim}
-     * comes from the wrapped graph ({@link #toAdapterConfig(ComputationGraph)}). peft4j's extension
-     * keys: {@code embedding_layer}, {@code output_layer} and, for TEXT init, {@code init_token_ids}.
+     * {@code num_virtual_tokens}, {@code prompt_tuning_init} {@code "RANDOM"} (PEFT's {@code "TEXT"}
+     * needs the text and its tokenizer, which peft4j, starting from token ids, does not have; PEFT
+     * 0.13 to 0.20 refuse {@code "TEXT"} without them, and the init is only a starting value the
+     * saved prompt replaces), {@code prompt_tuning_init_text} null, {@code num_transformer_submodules}
+     * 1 (one stack), {@code task_type} {@code "CAUSAL_LM"} (without a task type PEFT loads the
+     * prompt into a model class that never prepends it), {@code modules_to_save} when not empty;
+     * {@code token_dim} comes from the wrapped graph ({@link #toAdapterConfig(ComputationGraph)}).
+     * peft4j's records (the side file): {@code embedding_layer}, {@code output_layer} and, for a
+     * TEXT init, {@code init_token_ids}.
      */
     @Override
     public Map<String, Object> methodConfig() {
@@ -134,7 +138,8 @@ public final class PromptTuningConfig implements UntargetedConfig {
         m.put("num_virtual_tokens", numVirtualTokens);
         m.put("token_dim", null);
         m.put("num_transformer_submodules", 1);
-        m.put("prompt_tuning_init", init.name());
+        m.put("task_type", "CAUSAL_LM");
+        m.put("prompt_tuning_init", PromptInit.RANDOM.name());
         m.put("prompt_tuning_init_text", null);
         m.put("tokenizer_name_or_path", null);
         Map<String, Object> ext = new TreeMap<>();

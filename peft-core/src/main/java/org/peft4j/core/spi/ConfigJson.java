@@ -7,7 +7,8 @@ import org.peft4j.core.AdapterFormatException;
 /**
  * Typed reads of {@code adapter_config.json} keys for the {@link org.peft4j.core.PeftConfigFactory}
  * implementations: each read names the key, what was found and what was expected, as an
- * {@link AdapterFormatException}.
+ * {@link AdapterFormatException} (without the file's name, which the reader of the file puts in
+ * front of the message).
  *
  * <p>Thread-safety: stateless.
  */
@@ -22,8 +23,7 @@ public final class ConfigJson {
     }
 
     private static AdapterFormatException wrong(String key, String expected, Object found) {
-        return new AdapterFormatException("adapter_config.json: \"" + key + "\" must be " + expected + "; got "
-                + describe(found));
+        return new AdapterFormatException("\"" + key + "\" must be " + expected + "; got " + describe(found));
     }
 
     /** A required integer. */
@@ -102,7 +102,7 @@ public final class ConfigJson {
         String[] out = new String[l.size()];
         for (int i = 0; i < out.length; i++) {
             if (!(l.get(i) instanceof String)) {
-                throw new AdapterFormatException("adapter_config.json: \"" + key + "\" must be a list of strings; element "
+                throw new AdapterFormatException("\"" + key + "\" must be a list of strings; element "
                         + i + " is " + describe(l.get(i)));
             }
             out[i] = (String) l.get(i);
@@ -110,7 +110,10 @@ public final class ConfigJson {
         return out;
     }
 
-    /** peft4j's extension object {@code "peft4j"} (empty when absent). */
+    /**
+     * peft4j's records for the tuner (empty when absent): what its config wrote under
+     * {@value AdapterFileKeys#EXTENSION}, which the reader hands back under that key.
+     */
     @SuppressWarnings("unchecked")
     public static Map<String, Object> extension(Map<String, Object> json) {
         Object v = json.get("peft4j");

@@ -133,10 +133,10 @@ class Ia3AdapterFilesTest {
         }
         assertEquals(List.of(PeftModel.DEFAULT_ADAPTER), Peft.load(base(), dir).adapterNames());
 
-        Path config = dir.resolve("adapter_config.json");
-        String json = Files.readString(config);
-        assertTrue(json.contains(",\n    \"saved_adapters\": {}"), json);
-        Files.writeString(config, json.replace(",\n    \"saved_adapters\": {}", ""));
+        Path side = dir.resolve("peft4j.json");
+        String json = Files.readString(side);
+        assertTrue(json.contains(",\n  \"saved_adapters\": {}"), json);
+        Files.writeString(side, json.replace(",\n  \"saved_adapters\": {}", ""));
         AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), dir));
         assertEquals("sub-directory " + stray + " holds an adapter that cannot be loaded: adapter name \"my adapter\" "
                 + "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names a directory "
@@ -184,10 +184,10 @@ class Ia3AdapterFilesTest {
         assertTrue(own.getMessage().endsWith(mixed.resolve("second").resolve("adapter_model.safetensors")
                 + " is not the weights file adapter_config.json was saved with (SHA-256 "
                 + AdapterDirs.sha256(Files.readAllBytes(after.resolve("second").resolve("adapter_model.safetensors")))
-                + ", the config records " + recordedDigest(before.resolve("second")) + "): the two files come from "
-                + "different saves, for example a saveAdapter that stopped half-way; save the adapter again"),
-                own.getMessage());
-        assertTrue(own.getMessage().startsWith(mixed.resolve("adapter_config.json") + " lists adapter \"second\" as saved "
+                + ", " + mixed.resolve("second").resolve("peft4j.json") + ": \"adapter_model_sha256\" is "
+                + recordedDigest(before.resolve("second")) + "): the two files come from different saves, for example a "
+                + "saveAdapter that stopped half-way; save the adapter again"), own.getMessage());
+        assertTrue(own.getMessage().startsWith(mixed.resolve("peft4j.json") + " lists adapter \"second\" as saved "
                 + "with it, which cannot be loaded: "), own.getMessage());
 
         copyAdapter(after.resolve("second"), mixed.resolve("second"));
@@ -274,7 +274,7 @@ class Ia3AdapterFilesTest {
         Files.copy(second.resolve("training_state.safetensors"), state, StandardCopyOption.REPLACE_EXISTING);
         AdapterFormatException mixed = assertThrows(AdapterFormatException.class, () -> PeftModel.resume(base(), first));
         assertEquals(state + " has SHA-256 " + AdapterDirs.sha256(Files.readAllBytes(state)) + ", but "
-                + first.resolve("adapter_config.json") + " records " + recordedKey(first, "training_state_sha256")
+                + first.resolve("peft4j.json") + " records " + recordedKey(first, "training_state_sha256")
                 + ": the optimizer state and the adapters come from different saves, for example a saveCheckpoint that "
                 + "stopped half-way; resume needs the files of one saveCheckpoint", mixed.getMessage());
 
@@ -282,14 +282,14 @@ class Ia3AdapterFilesTest {
         peft.saveAdapter(second);
         AdapterFormatException over = assertThrows(AdapterFormatException.class, () -> PeftModel.resume(base(), second));
         assertEquals(second.resolve("training_state.safetensors") + " does not belong to the adapters in " + second
-                + ": their adapter_config.json records no training state, so they were written by saveAdapter, not "
-                + "saveCheckpoint (after the checkpoint or without one); resume needs the files of one saveCheckpoint",
-                over.getMessage());
+                + ": their records (" + second.resolve("peft4j.json") + ") hold no training state, so they were written "
+                + "by saveAdapter, not saveCheckpoint (after the checkpoint or without one); resume needs the files of "
+                + "one saveCheckpoint", over.getMessage());
     }
 
     private static void copyAdapter(Path from, Path to) throws java.io.IOException {
         Files.createDirectories(to);
-        for (String name : new String[] {"adapter_config.json", "adapter_model.safetensors"}) {
+        for (String name : new String[] {"adapter_config.json", "adapter_model.safetensors", "peft4j.json"}) {
             Files.copy(from.resolve(name), to.resolve(name), StandardCopyOption.REPLACE_EXISTING);
         }
     }
@@ -300,7 +300,7 @@ class Ia3AdapterFilesTest {
 
     private static String recordedKey(Path adapterDir, String key) throws java.io.IOException {
         java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"" + key + "\": \"([0-9a-f]{64})\"")
-                .matcher(Files.readString(adapterDir.resolve("adapter_config.json")));
+                .matcher(Files.readString(adapterDir.resolve("peft4j.json")));
         assertTrue(m.find(), "no " + key + " in " + adapterDir);
         return m.group(1);
     }

@@ -114,7 +114,8 @@ class PrefixTuningFilesTest {
         Map<String, Object> json = json(dir);
         assertEquals(true, json.get("prefix_projection"));
         assertEquals(4, json.get("encoder_hidden_size"));
-        assertEquals(true, ((Map<?, ?>) json.get("peft4j")).get("prefix_encoder_saved"));
+        assertEquals(true, org.peft4j.core.testing.AdapterDirs.tunerRecords(dir).get("prefix_encoder_saved"));
+        assertEquals("CAUSAL_LM", json.get("task_type"));
         SafetensorsFile f = Safetensors.read(dir.resolve("adapter_model.safetensors"));
         String mlp = "base_model.model.block1.attn.core.prefix_encoder.";
         assertArrayEquals(new long[] {3, D}, f.get(mlp + "embedding.weight").shape());
@@ -144,7 +145,7 @@ class PrefixTuningFilesTest {
         INDArray expected = peft.output(x)[0];
         peft.saveAdapter(dir);
 
-        assertEquals(false, ((Map<?, ?>) json(dir).get("peft4j")).get("prefix_encoder_saved"));
+        assertEquals(false, org.peft4j.core.testing.AdapterDirs.tunerRecords(dir).get("prefix_encoder_saved"));
         SafetensorsFile f = Safetensors.read(dir.resolve("adapter_model.safetensors"));
         assertEquals(Set.of("prompt_embeddings"), f.tensors().keySet());
 

@@ -2,6 +2,7 @@ package org.peft4j.core.prompt;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -86,7 +87,10 @@ class PromptTuningFilesTest {
         assertEquals("RANDOM", json.get("prompt_tuning_init"));
         assertTrue(json.containsKey("prompt_tuning_init_text"));
         assertNull(json.get("prompt_tuning_init_text"));
-        Map<?, ?> ext = (Map<?, ?>) json.get("peft4j");
+        assertEquals("CAUSAL_LM", json.get("task_type"), "without it PEFT never prepends the prompt");
+        assertFalse(json.containsKey("modules_to_save"), "PEFT before 0.17 refuses the key");
+        assertFalse(json.containsKey("peft4j"), "PEFT 0.13 refuses keys its config class lacks");
+        Map<?, ?> ext = org.peft4j.core.testing.AdapterDirs.tunerRecords(dir);
         assertEquals("embed.tokens", ext.get("embedding_layer"));
         assertEquals("head", ext.get("output_layer"));
 
