@@ -36,6 +36,8 @@ DERIVED = {
                                  "layers_to_transform with layers_pattern"),
     "lora-layers-to-transform-int": (BERT, {"layers_to_transform": 5},
                                      "layers_to_transform as one integer, layers_pattern null"),
+    "lora-target-regex": (BERT, {"target_modules": ".*\\.layer\\.\\d+\\.attention\\.self\\.(query|value)"},
+                          "target_modules as a full-match regular expression string (no collected file has one)"),
     "lora-use-rslora": (BERT, {"use_rslora": True}, "rank-stabilized scaling alpha / sqrt(r)"),
     "lora-init-false": (BERT, {"init_lora_weights": False}, "an init that leaves the base alone (random A and B)"),
     "lora-init-gaussian": (BERT, {"init_lora_weights": "gaussian"}, "gaussian init of A"),

@@ -166,7 +166,9 @@ public final class Peft {
         try {
             m = wrap(base, loaded.config(), plan -> AdapterReader.checkSize(plan, loaded, base.numParams(), dir));
         } catch (IllegalArgumentException e) {
-            throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: " + e.getMessage());
+            throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: " + e.getMessage()
+                    + (names != null ? "" : AdapterReader.moduleNamesHint(loaded.tensors().tensors().keySet(),
+                    base.getConfiguration().getVertices().keySet())));
         }
         AdapterReader.assign(loaded, m.graph(), dir);
         m.setLoadConfigurer(configure);

@@ -11,7 +11,8 @@ import org.peft4j.core.spi.KeyPolicy;
  * Reads {@link Ia3Config} from the keys of a Hugging Face PEFT {@code adapter_config.json}
  * ({@code peft_type} {@code "IA3"}); registered with {@link java.util.ServiceLoader}. The shared
  * keys are read by {@link Targeting#fromJson}; {@code feedforward_modules} takes the same forms as
- * {@code target_modules} (a list or a regex string). {@code fan_in_fan_out} only says how the
+ * {@code target_modules} (a list or a regex string; an empty list, as PEFT writes for none, is none).
+ * {@code fan_in_fan_out} only says how the
  * PyTorch base stores its weights (GPT-2's {@code Conv1D}); IA3's vector has the same shape either
  * way, so it is ignored. Every key's treatment: {@link #keyPolicy()}.
  *
@@ -41,7 +42,7 @@ public final class Ia3ConfigFactory implements PeftConfigFactory {
         Ia3Config.Builder b = Ia3Config.builder().targeting(Targeting.fromJson(json, Targeting.Scope.TARGETS));
         Object ff = json.get("feedforward_modules");
         try {
-            if (ff != null) {
+            if (ff != null && !(ff instanceof java.util.List<?> l && l.isEmpty())) {
                 b.feedforwardModules(Targeting.selectionFromJson(ff, "feedforward_modules", false));
             }
             return b.build();

@@ -297,7 +297,8 @@ public final class AdapterReader {
         if (!unknown.isEmpty()) {
             TreeSet<String> inFile = new TreeSet<>();
             unknown.forEach(n -> inFile.add(loaded.tensorNames().get(n)));
-            problems.add("unknown tensors " + inFile + moduleNamesHint(inFile, g));
+            problems.add("unknown tensors " + inFile + moduleNamesHint(inFile,
+                    g.getConfiguration().getVertices().keySet()));
         }
         if (!missing.isEmpty()) {
             problems.add("missing tensors " + missing);
@@ -355,21 +356,29 @@ public final class AdapterReader {
     }
 
     /**
-     * A hint for unknown tensors none of which belongs to a layer of {@code g}: the file is
-     * probably in a PyTorch model's module paths, which a name map translates.
+     * A hint for a file none of whose per-layer tensors belongs to a vertex of the graph (empty
+     * otherwise): it was probably saved for a PyTorch model, whose module paths differ from the
+     * layer names, and a name map translates them.
+     *
+     * @param vertexNames the names of the graph's vertices
      */
-    private static String moduleNamesHint(Set<String> unknown, ComputationGraph g) {
-        for (String n : unknown) {
+    public static String moduleNamesHint(Collection<String> fileTensors, Collection<String> vertexNames) {
+        boolean perLayer = false;
+        for (String n : fileTensors) {
+            if (!n.contains(".")) {
+                continue;
+            }
+            perLayer = true;
             String rest = n.startsWith(AdapterLayout.PREFIX) ? n.substring(AdapterLayout.PREFIX.length()) : n;
-            for (org.deeplearning4j.nn.api.Layer l : g.getLayers()) {
-                if (rest.startsWith(l.conf().getLayer().getLayerName() + ".")) {
+            for (String v : vertexNames) {
+                if (rest.startsWith(v + ".")) {
                     return "";
                 }
             }
         }
-        return " (no layer of the graph holds them: if the adapter was saved for a PyTorch model, whose module "
-                + "paths differ from the layer names, load it with the graph's ModuleNames, "
-                + "Peft.load(base, dir, names))";
+        return !perLayer ? "" : " (no layer of the graph holds the file's tensors: if the adapter was saved for a "
+                + "PyTorch model, whose module paths differ from the layer names, load it with the graph's "
+                + "ModuleNames, Peft.load(base, dir, names))";
     }
 
     private static float[] floats(SafeTensor t, String name, Path dir) {

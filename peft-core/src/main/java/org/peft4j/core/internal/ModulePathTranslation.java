@@ -249,7 +249,7 @@ final class ModulePathTranslation {
 
         for (String key : policy.keys(KeyPolicy.Role.MODULE_SELECTION)) {
             Object v = json.get(key);
-            if (v == null) {
+            if (v == null || (v instanceof List<?> l && l.isEmpty())) {
                 continue;
             }
             TargetModules sel = Targeting.selectionFromJson(v, key, false);
@@ -423,7 +423,7 @@ final class ModulePathTranslation {
         out.remove("layers_pattern");
         for (String key : policy.keys(KeyPolicy.Role.MODULE_SELECTION)) {
             Object v = json.get(key);
-            if (v == null) {
+            if (v == null || (v instanceof List<?> l && l.isEmpty())) {
                 continue;
             }
             TargetModules sel = Targeting.selectionFromJson(v, key, false);

@@ -23,6 +23,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.shade.protobuf.CodedInputStream;
 import org.nd4j.shade.protobuf.InvalidProtocolBufferException;
+import org.peft4j.core.ModuleNames;
 import org.peft4j.core.blocks.LayerNorm;
 import org.peft4j.core.blocks.PositionalEmbedding;
 import org.peft4j.core.blocks.Transformers;
@@ -63,7 +64,16 @@ public final class BertOnnxImport {
     private static final String WORD = "embeddings.word_embeddings.weight";
     private static final Pattern LAYER = Pattern.compile("encoder\\.layer\\.(\\d+)\\.attention\\.self\\.query\\.bias");
 
-    /** The ONNX roles of the six projections of a layer, with their names in the encoder graph. */
+    /** The module path of a layer's attention LayerNorm, after {@code encoder.layer.{i}.}; in the encoder graph {@code ln1}. */
+    private static final String ATTENTION_NORM = "attention.output.LayerNorm";
+    /** The module path of a layer's MLP LayerNorm, after {@code encoder.layer.{i}.}; in the encoder graph {@code ln2}. */
+    private static final String OUTPUT_NORM = "output.LayerNorm";
+    private static final String EMBEDDING_NORM = "embeddings.LayerNorm";
+
+    /**
+     * The ONNX roles (module paths after {@code encoder.layer.{i}.}) of the six projections of a
+     * layer, with their names in the encoder graph.
+     */
     private static final String[][] ROLES = {
         {"attention.self.query", "attn.q"},
         {"attention.self.key", "attn.k"},
@@ -74,6 +84,63 @@ public final class BertOnnxImport {
     };
 
     private BertOnnxImport() {
+    }
+
+    /**
+     * The correspondence between the module paths of Hugging Face transformers' {@code BertModel}
+     * (the model PEFT wraps for an adapter of a BERT-family encoder, sentence-transformers'
+     * all-MiniLM-L6-v2 among them) and the layers of {@code encoder}, a graph of
+     * {@link Transformers#encoder()} such as {@link #load} returns:
+     * {@code embeddings.word_embeddings} is {@code embed.tokens}, {@code embeddings.LayerNorm} is
+     * {@code embed.ln}, and in layer {@code i}
+     * {@code encoder.layer.i.attention.self.query / key / value} are {@code block<i>.attn.q / k / v},
+     * {@code attention.output.dense} is {@code attn.o}, {@code intermediate.dense} is
+     * {@code mlp.up}, {@code output.dense} is {@code mlp.down}, {@code attention.output.LayerNorm}
+     * and {@code output.LayerNorm} are {@code ln1} and {@code ln2}; a head {@code classifier}
+     * ({@code EncoderBuilder.classes}) is {@code classifier}, the name
+     * {@code BertForSequenceClassification} gives its head (peft4j's head reads the mean-pooled
+     * output, BERT's the pooler's, so the head's weights carry over, its inputs do not). The
+     * position and token-type embeddings (fused into {@code embed.pos}) and {@code pooler.dense}
+     * have no layer. Tolerated prefixes: {@code bert.} (PEFT around
+     * {@code BertForSequenceClassification}) and {@code 0.auto_model.} (around a
+     * sentence-transformers model).
+     *
+     * @throws IllegalArgumentException if {@code encoder} lacks a layer of that structure
+     */
+    public static ModuleNames moduleNames(ComputationGraph encoder) {
+        Objects.requireNonNull(encoder, "encoder must not be null");
+        Map<String, org.deeplearning4j.nn.conf.graph.GraphVertex> v = encoder.getConfiguration().getVertices();
+        ModuleNames.Builder b = ModuleNames.builder()
+                .map("embeddings.word_embeddings", Transformers.TOKEN_EMBEDDING)
+                .map(EMBEDDING_NORM, Transformers.EMBEDDING_NORM)
+                .unmapped("embeddings.position_embeddings", "embeddings.token_type_embeddings", "pooler.dense")
+                .tolerate("bert.", "0.auto_model.");
+        int layers = 0;
+        while (v.containsKey(Transformers.block(layers) + ".ln2")) {
+            String block = Transformers.block(layers);
+            String path = "encoder.layer." + layers + ".";
+            for (String[] role : ROLES) {
+                b.map(path + role[0], block + "." + role[1]);
+            }
+            b.map(path + ATTENTION_NORM, block + ".ln1");
+            b.map(path + OUTPUT_NORM, block + ".ln2");
+            layers++;
+        }
+        if (v.containsKey(Transformers.CLASSIFIER)) {
+            b.map("classifier", Transformers.CLASSIFIER);
+        }
+        ModuleNames names = b.build();
+        List<String> missing = new ArrayList<>();
+        for (String layer : names.layersByPath().values()) {
+            if (!(v.get(layer) instanceof org.deeplearning4j.nn.conf.graph.LayerVertex)) {
+                missing.add(layer);
+            }
+        }
+        if (layers == 0 || !missing.isEmpty()) {
+            throw new IllegalArgumentException("not an encoder graph of Transformers.encoder(): "
+                    + (layers == 0 ? "it has no block0.ln2" : "it lacks the layers " + missing));
+        }
+        return names;
     }
 
     /** Reads {@code file}; the graph has no head (output {@code pool}) and is in FLOAT. */
@@ -484,7 +551,7 @@ public final class BertOnnxImport {
                         + "; the encoder builder needs an integer MLP ratio");
             }
 
-            Norm embedNorm = norm("embeddings.LayerNorm");
+            Norm embedNorm = norm(EMBEDDING_NORM);
             List<Norm> norms = new ArrayList<>();
             List<Projection[]> projections = new ArrayList<>();
             String x = embedNorm.output;
@@ -509,14 +576,14 @@ public final class BertOnnxImport {
                             + (headSize > 0 ? " or differs from layer 0's " + headSize : ""));
                 }
                 headSize = hs;
-                Norm attnNorm = norm("encoder.layer." + i + ".attention.output.LayerNorm");
+                Norm attnNorm = norm("encoder.layer." + i + "." + ATTENTION_NORM);
                 expectSum(attnNorm.input, p[3].output, x, where + " attention residual");
                 if (!p[4].input.equals(attnNorm.output)) {
                     throw error(where + ": intermediate.dense reads " + p[4].input + ", expected the attention "
                             + "LayerNorm's output " + attnNorm.output);
                 }
                 expectGelu(p[4].output, p[5].input, where);
-                Norm outNorm = norm("encoder.layer." + i + ".output.LayerNorm");
+                Norm outNorm = norm("encoder.layer." + i + "." + OUTPUT_NORM);
                 expectSum(outNorm.input, p[5].output, attnNorm.output, where + " MLP residual");
                 norms.add(attnNorm);
                 norms.add(outNorm);

@@ -19,6 +19,7 @@ import org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.util.ModelSerializer;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.peft4j.core.ModuleNames;
 import org.peft4j.core.blocks.AttentionCore;
 import org.peft4j.core.blocks.LayerNorm;
 import org.peft4j.core.blocks.PositionalEmbedding;
@@ -186,6 +187,17 @@ public final class MiniLm {
         return Transformers.encoder().vocabSize(tokens.getNIn()).maxLength(pos.maxLength()).dModel(tokens.getNOut())
                 .heads(core.getHeads()).layers(layers).mlpRatio((int) (up.getNOut() / up.getNIn()))
                 .layerNormEps(ln.eps());
+    }
+
+    /**
+     * The module paths of the PyTorch model ({@code BertModel} of all-MiniLM-L6-v2) for the layers of
+     * {@code g}, a graph {@link #load()} returned: what {@code Peft.load(g, dir, names)} needs to
+     * read a LoRA adapter that Hugging Face PEFT trained on the PyTorch model
+     * ({@code target_modules ["query", "value"]}), and {@code saveAdapter(dir, names)} to write one
+     * PEFT loads onto it. See {@link BertOnnxImport#moduleNames}.
+     */
+    public static ModuleNames moduleNames(ComputationGraph g) {
+        return BertOnnxImport.moduleNames(g);
     }
 
     /**
