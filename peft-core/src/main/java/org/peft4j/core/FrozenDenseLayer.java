@@ -39,7 +39,7 @@ import org.peft4j.core.internal.ParamLayoutInitializer;
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by
  * {@link PeftModel}'s merge/enable switches, which replace arrays rather than write into them.
  */
-public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, ParamLayout {
+public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, ParamLayout, DetachableFrozenState {
     private static final long serialVersionUID = 1L;
 
     /** Parameter key of the trainable bias (no underscore: DL4J splits gradient keys on the last one). */
@@ -289,6 +289,32 @@ public class FrozenDenseLayer extends FeedForwardLayer implements AdapterLayer, 
      */
     public INDArray deltaBias(Map<String, INDArray> params, INDArray bias) {
         return null;
+    }
+
+    /** A copy without the frozen and merged weight and bias (see {@link DetachableFrozenState}). */
+    @Override
+    public FrozenDenseLayer withoutFrozenState() {
+        FrozenDenseLayer c = (FrozenDenseLayer) clone();
+        c.frozenWeight = null;
+        c.frozenBias = null;
+        c.mergedWeight = null;
+        c.mergedBias = null;
+        return c;
+    }
+
+    /** Takes the frozen and merged weight and bias of {@code source} (see {@link DetachableFrozenState}). */
+    @Override
+    public void attachFrozenState(org.deeplearning4j.nn.conf.layers.Layer source) {
+        if (source == null || source.getClass() != getClass()) {
+            throw new IllegalArgumentException("frozen state of layer " + getLayerName() + " (" + getClass().getSimpleName()
+                    + ") must come from a " + getClass().getSimpleName() + "; got "
+                    + (source == null ? "null" : source.getClass().getSimpleName()));
+        }
+        FrozenDenseLayer s = (FrozenDenseLayer) source;
+        frozenWeight = s.frozenWeight;
+        frozenBias = s.frozenBias;
+        mergedWeight = s.mergedWeight;
+        mergedBias = s.mergedBias;
     }
 
     /** Creates the layer implementation; tuners return their own subclass. */
