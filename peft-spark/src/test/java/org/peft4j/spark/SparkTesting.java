@@ -16,7 +16,6 @@ import org.apache.spark.storage.BlockUpdatedInfo;
 import org.apache.spark.util.CollectionAccumulator;
 import org.deeplearning4j.nn.api.Model;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
-import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
 import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.layers.Layer;
@@ -24,7 +23,12 @@ import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.spark.api.TrainingHook;
 import org.nd4j.linalg.dataset.api.DataSet;
 import org.nd4j.linalg.dataset.api.MultiDataSet;
-import org.peft4j.core.DetachableFrozenState;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.FrozenParamsLayer;
+import org.peft4j.quant.QLoraDenseLayer;
+import org.peft4j.quant.QuantizedDenseLayer;
+import org.peft4j.quant.QuantizedTensor;
 
 /** Spark contexts on the loopback interface, a broadcast byte meter and frozen-state digests for the tests. */
 final class SparkTesting {
@@ -43,31 +47,63 @@ final class SparkTesting {
     }
 
     /**
-     * SHA-256 over the configuration JSON of every layer holding frozen state, in vertex-name
-     * order: the arrays are in it as their exact bytes (base64), so equal digests mean the
-     * frozen weights are bit-for-bit equal.
+     * SHA-256 over the frozen arrays of every layer holding frozen state, in vertex-name order:
+     * float arrays as their values in C order (the JSON a worker reads them from lays a matrix out
+     * in C order, the driver's may be Fortran order: same values), 4-bit weights as their codes
+     * and scales. Equal digests mean bit-for-bit equal frozen weights.
      */
     static String frozenDigest(ComputationGraphConfiguration conf) {
         try {
             MessageDigest md = MessageDigest.getInstance("SHA-256");
             int n = 0;
             for (Map.Entry<String, GraphVertex> e : new TreeMap<>(conf.getVertices()).entrySet()) {
-                if (e.getValue() instanceof LayerVertex) {
-                    Layer l = ((LayerVertex) e.getValue()).getLayerConf().getLayer();
-                    if (l instanceof DetachableFrozenState) {
-                        md.update(e.getKey().getBytes(StandardCharsets.UTF_8));
-                        md.update(NeuralNetConfiguration.mapper().writeValueAsString(l).getBytes(StandardCharsets.UTF_8));
-                        n++;
-                    }
+                if (!(e.getValue() instanceof LayerVertex)) {
+                    continue;
+                }
+                Layer l = ((LayerVertex) e.getValue()).getLayerConf().getLayer();
+                md.update(e.getKey().getBytes(StandardCharsets.UTF_8));
+                if (l instanceof QLoraDenseLayer || l instanceof QuantizedDenseLayer) {
+                    QuantizedTensor q = l instanceof QLoraDenseLayer ? ((QLoraDenseLayer) l).quantizedWeight()
+                            : ((QuantizedDenseLayer) l).quantizedWeight();
+                    md.update(q.packedCodes());
+                    md.update(floatBytes(q.absmax()));
+                    md.update(q.absmaxCodes());
+                    md.update(floatBytes(q.nestedAbsmax()));
+                    md.update(floatBytes(q.nestedQuantMap()));
+                    update(md, ((FrozenDenseLayer) l).frozenBias());
+                    n++;
+                } else if (l instanceof FrozenDenseLayer) {
+                    update(md, ((FrozenDenseLayer) l).frozenWeight());
+                    update(md, ((FrozenDenseLayer) l).frozenBias());
+                    n++;
+                } else if (l instanceof FrozenParamsLayer) {
+                    update(md, ((FrozenParamsLayer) l).frozenParams());
+                    n++;
                 }
             }
             if (n == 0) {
                 throw new IllegalStateException("no layer holds frozen state");
             }
             return HexFormat.of().formatHex(md.digest());
-        } catch (NoSuchAlgorithmException | java.io.IOException e) {
+        } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
+    }
+
+    private static void update(MessageDigest md, INDArray a) {
+        if (a == null) {
+            md.update((byte) 0);
+            return;
+        }
+        md.update(java.util.Arrays.toString(a.shape()).getBytes(StandardCharsets.UTF_8));
+        md.update(a.dataType().toString().getBytes(StandardCharsets.UTF_8));
+        md.update(a.dup('c').data().asBytes());
+    }
+
+    private static byte[] floatBytes(float[] v) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(v.length * 4);
+        b.asFloatBuffer().put(v);
+        return b.array();
     }
 
     /**
@@ -143,6 +179,46 @@ final class SparkTesting {
         synchronized long total() {
             return bytesByBlock.values().stream().mapToLong(Long::longValue).sum();
         }
+    }
+
+    /**
+     * {@code batches} minibatches of {@code batch} examples labelled by one fixed random linear
+     * teacher ({@code argmax(x·T)}, T from {@code teacherSeed}), features from {@code seed}: a rule a
+     * model can learn across batches, and held-out data from the same rule with another seed.
+     */
+    static List<org.nd4j.linalg.dataset.DataSet> teacherData(long teacherSeed, long seed, int batches, int batch,
+            int nIn, int nOut) {
+        org.nd4j.linalg.api.ndarray.INDArray t = gaussian(new java.util.Random(teacherSeed), nIn, nOut);
+        java.util.Random rng = new java.util.Random(seed);
+        List<org.nd4j.linalg.dataset.DataSet> out = new java.util.ArrayList<>();
+        for (int b = 0; b < batches; b++) {
+            org.nd4j.linalg.api.ndarray.INDArray x = gaussian(rng, batch, nIn);
+            org.nd4j.linalg.api.ndarray.INDArray idx = org.nd4j.linalg.factory.Nd4j.argMax(x.mmul(t), 1);
+            org.nd4j.linalg.api.ndarray.INDArray y = org.nd4j.linalg.factory.Nd4j.zeros(
+                    org.nd4j.linalg.api.buffer.DataType.FLOAT, batch, nOut);
+            for (int i = 0; i < batch; i++) {
+                y.putScalar(i, idx.getInt(i), 1.0);
+            }
+            out.add(new org.nd4j.linalg.dataset.DataSet(x, y));
+        }
+        return out;
+    }
+
+    private static org.nd4j.linalg.api.ndarray.INDArray gaussian(java.util.Random rng, int rows, int cols) {
+        float[] v = new float[rows * cols];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = (float) rng.nextGaussian();
+        }
+        return org.nd4j.linalg.factory.Nd4j.create(v, new long[] {rows, cols}, 'c');
+    }
+
+    /** Mean loss of {@code g} over {@code data}. */
+    static double meanLoss(ComputationGraph g, List<org.nd4j.linalg.dataset.DataSet> data) {
+        double sum = 0;
+        for (org.nd4j.linalg.dataset.DataSet d : data) {
+            sum += g.score(d);
+        }
+        return sum / data.size();
     }
 
     /** Waits until Spark's listener bus has delivered every event posted so far. */
