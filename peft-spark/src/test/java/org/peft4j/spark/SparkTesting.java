@@ -110,7 +110,7 @@ final class SparkTesting {
      * Records, after every minibatch a worker fits, the digest of its frozen state and the
      * lengths of its parameter vector and optimizer state, as {@code digest|numParams|stateLength}.
      */
-    static final class WorkerProbe implements TrainingHook {
+    static class WorkerProbe implements TrainingHook {
         private static final long serialVersionUID = 1L;
         private final CollectionAccumulator<String> seen;
 
@@ -141,9 +141,13 @@ final class SparkTesting {
         }
 
         private void record(Model model) {
+            seen.add(describe(model));
+        }
+
+        protected String describe(Model model) {
             ComputationGraph g = (ComputationGraph) model;
-            seen.add(frozenDigest(g.getConfiguration()) + "|" + g.numParams() + "|"
-                    + g.getUpdater().getStateViewArray().length());
+            return frozenDigest(g.getConfiguration()) + "|" + g.numParams() + "|"
+                    + g.getUpdater().getStateViewArray().length();
         }
     }
 
