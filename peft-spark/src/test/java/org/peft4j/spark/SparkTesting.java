@@ -31,7 +31,7 @@ import org.peft4j.quant.QuantizedDenseLayer;
 import org.peft4j.quant.QuantizedTensor;
 
 /** Spark contexts on the loopback interface, a broadcast byte meter and frozen-state digests for the tests. */
-final class SparkTesting {
+public final class SparkTesting {
 
     private SparkTesting() {
     }
@@ -156,7 +156,7 @@ final class SparkTesting {
      * (the driver's, each executor's) reports, from Spark's block-update events: the bytes each
      * broadcast puts on the driver plus what every executor fetched of it.
      */
-    static final class BroadcastMeter extends SparkListener {
+    public static final class BroadcastMeter extends SparkListener {
         private final Map<String, Long> bytesByBlock = new HashMap<>();
 
         @Override
@@ -170,7 +170,7 @@ final class SparkTesting {
         }
 
         /** Bytes by broadcast id (e.g. {@code broadcast_3}), summed over pieces and block managers. */
-        synchronized Map<String, Long> bytesByBroadcast() {
+        public synchronized Map<String, Long> bytesByBroadcast() {
             Map<String, Long> m = new TreeMap<>();
             bytesByBlock.forEach((k, v) -> {
                 String name = k.substring(k.indexOf('/') + 1);
@@ -226,7 +226,7 @@ final class SparkTesting {
     }
 
     /** Waits until Spark's listener bus has delivered every event posted so far. */
-    static void drainListenerBus(JavaSparkContext sc) {
+    public static void drainListenerBus(JavaSparkContext sc) {
         try {
             sc.sc().listenerBus().waitUntilEmpty();
         } catch (Exception e) {
