@@ -38,12 +38,16 @@ public final class SparkTesting {
 
     /** A context in {@code master} mode ({@code local[n]}), bound to 127.0.0.1, without UI. */
     static JavaSparkContext context(String master) {
-        SparkConf conf = new SparkConf().setMaster(master).setAppName("peft-spark-test")
+        return new JavaSparkContext(conf(master));
+    }
+
+    /** The configuration of {@link #context}. */
+    static SparkConf conf(String master) {
+        return new SparkConf().setMaster(master).setAppName("peft-spark-test")
                 .set("spark.ui.enabled", "false")
                 .set("spark.driver.host", "127.0.0.1")
                 .set("spark.driver.bindAddress", "127.0.0.1")
                 .set("spark.ui.showConsoleProgress", "false");
-        return new JavaSparkContext(conf);
     }
 
     /**
