@@ -29,7 +29,8 @@ import org.slf4j.LoggerFactory;
  * workers, splits, averaging, listeners and hooks.
  *
  * <p>Build it from DL4J's builder: {@code new PeftParameterAveragingTrainingMaster(new
- * ParameterAveragingTrainingMaster.Builder(batchSizePerWorker).averagingFrequency(5)...)}, or use
+ * ParameterAveragingTrainingMaster.Builder(numWorkers, examplesPerDataSet).batchSizePerWorker(32)
+ * .averagingFrequency(5)...)}, or use
  * {@link PeftSpark}, which also checks the model. Call {@link #releaseFrozenBase()} when done to
  * free the executors' copy of the base.
  *

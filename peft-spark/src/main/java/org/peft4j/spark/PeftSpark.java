@@ -19,9 +19,10 @@ import org.peft4j.core.PeftModel;
  * <pre>{@code
  * PeftModel model = Peft.wrap(base, LoraConfig.builder().rank(8).targetModules("q", "v").build());
  * try (PeftSpark spark = PeftSpark.parameterAveraging(sc, model,
- *         new ParameterAveragingTrainingMaster.Builder(32).averagingFrequency(5)
+ *         new ParameterAveragingTrainingMaster.Builder(numWorkers, 32)   // 32 examples per DataSet
+ *                 .batchSizePerWorker(32).averagingFrequency(5).saveUpdater(true)
  *                 .rddTrainingApproach(RDDTrainingApproach.Direct))) {
- *     spark.fit(trainingData);     // JavaRDD<DataSet>, one minibatch of 32 per DataSet
+ *     spark.fit(trainingData);     // JavaRDD<DataSet>
  * }
  * model.saveAdapter(dir);          // the trained adapter, in the usual layout
  * }</pre>
