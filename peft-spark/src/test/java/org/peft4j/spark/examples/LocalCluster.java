@@ -12,7 +12,9 @@ import org.apache.spark.SparkConf;
  * (its {@code jars/} directory on the class path); without an installation, this gives the
  * executors this JVM's class path instead and sets, in their launch environment,
  * {@code SPARK_SCALA_VERSION} (read before anything else) and {@code SPARK_TESTING=1}, the one
- * switch that lets the launcher go on without a {@code jars/} directory.
+ * switch that lets the launcher go on without a {@code jars/} directory. The workers write the
+ * executors' logs to {@code $SPARK_HOME/work}, or {@code ./work} when {@code SPARK_HOME} is unset
+ * (the Maven build sets it to {@code target/spark-home}).
  *
  * <p>Thread-safety: stateless.
  */
