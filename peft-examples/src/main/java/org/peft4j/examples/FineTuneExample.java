@@ -52,7 +52,8 @@ import picocli.CommandLine.Spec;
  *
  * <p>Thread-safety: one instance runs one experiment on the calling thread.
  */
-@Command(name = "peft-examples", mixinStandardHelpOptions = true, version = "peft4j FineTuneExample 0.1.0",
+@Command(name = "java -jar peft-examples/target/peft-examples.jar", mixinStandardHelpOptions = true,
+        versionProvider = Cli.Version.class,
         sortOptions = false, usageHelpAutoWidth = true,
         description = {"Pretrains a small character-level language model on Europarl text in the source languages, "
                 + "then adapts it to a held-out language with each method and compares them.",
@@ -152,7 +153,7 @@ public final class FineTuneExample implements Callable<Integer> {
     }
 
     static CommandLine commandLine(FineTuneExample example) {
-        return new CommandLine(example).setCaseInsensitiveEnumValuesAllowed(true);
+        return Cli.of(example);
     }
 
     @Override
@@ -306,8 +307,8 @@ public final class FineTuneExample implements Callable<Integer> {
         try {
             return ModelSerializer.restoreComputationGraph(file.toFile(), false);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read the cached pretrained model " + file
-                    + "; delete it to pretrain again", e);
+            throw new Cli.Failure("cannot read the cached pretrained model " + file + " (" + e.getMessage()
+                    + "); delete it to pretrain again", e);
         }
     }
 
@@ -316,8 +317,11 @@ public final class FineTuneExample implements Callable<Integer> {
         HeldOutMetrics m = HeldOutMetrics.of(base, heldOut, data.vocab().size());
         double src = HeldOutMetrics.of(base, sourceHeldOut, data.vocab().size()).bitsPerChar();
         String sample = TextSampler.sample(base, data.vocab(), prompt, sampleChars, seqLen, 0.7, seed);
+        // the batches every method trains on (same seed as in tune), for the chart's no-training curve
+        List<Double> onTrainingBatches = TrainingLoop.lossesWithoutTraining(base, data.targetTrain(), steps, batch,
+                seqLen, new Random(seed + 1));
         return new MethodResult(TuningMethods.ZERO_SHOT, 0, base.numParams(), 0, 0, 0, 0, m, src, 0, Double.NaN,
-                List.of(), sample);
+                onTrainingBatches, sample);
     }
 
     private MethodResult tune(TuningMethod method, ComputationGraph base, Supplier<ComputationGraph> freshBase,

