@@ -208,6 +208,7 @@ public final class SpamExample implements Callable<Integer> {
         System.setProperty("java.awt.headless", "true");
         PrintStream con = System.out;
         long t0 = System.nanoTime();
+        con.println(expectedTime(methods.size() - 1));
         Nd4j.setDefaultDataTypes(DataType.FLOAT, DataType.FLOAT);
         Nd4j.getEnvironment().setMaxThreads(threads);
         Nd4j.getEnvironment().setMaxMasterThreads(threads);
@@ -225,7 +226,7 @@ public final class SpamExample implements Callable<Integer> {
         List<Nf4Report.Row> nf4;
         try (EmailEncoder enc = new EmailEncoder(mini.tokenizerFile(), maxLength)) {
             if (!Files.isRegularFile(mini.cachedGraphFile())) {
-                con.println("Converting all-MiniLM-L6-v2 from ONNX into a DL4J graph (first run only, about a minute) "
+                con.println("Converting all-MiniLM-L6-v2 from ONNX into a DL4J graph (first run only, well under a minute) "
                         + "and caching it as " + mini.cachedGraphFile() + " ...");
             }
             base = loadBase(mini);
@@ -267,6 +268,22 @@ public final class SpamExample implements Callable<Integer> {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot load all-MiniLM-L6-v2 or its tokenizer (cache " + cacheDir + ")", e);
         }
+    }
+
+    /**
+     * Seconds per training step at the default batch and length, evaluation, saving and reloading
+     * included, measured on a 2-core machine (JDK 17, one thread).
+     */
+    static final double SECONDS_PER_STEP = 1.1;
+
+    /** The line printed before the run starts: how long it should take, from the measured rate. */
+    String expectedTime(int trainedMethods) {
+        SpamExample defaults = new SpamExample();
+        double scale = (double) batch * maxLength / ((double) defaults.batch * defaults.maxLength);
+        double seconds = scale * SECONDS_PER_STEP * steps * trainedMethods + 30;
+        return String.format(Locale.ROOT, "Expected time on a 2-core machine: about %d min for %d method(s) x %,d steps, "
+                        + "plus a minute or two on the first run (fetching the corpus, converting MiniLM; cached in %s).",
+                Math.max(1, Math.round(seconds / 60)), trainedMethods, steps, cacheDir);
     }
 
     /** The pretrained encoder with a 2-class head whose initialization depends on {@code --seed} only. */
