@@ -30,11 +30,10 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * {@code Nd4j.gemm}. Each tile is filled from the packed codes through a small heap chunk and a
  * bulk copy into the off-heap tile, by the calling thread and one pool task taking chunks from a
  * shared counter. Not a fixed split: after each product OpenBLAS's worker thread keeps spinning on
- * the other core for a while, so a thread there runs slowly, and with two equal halves the fill was
- * no faster than on one thread (Java 25, the sixteen tiles of 4096²: 8–13 ms against about 9 ms;
- * the shared counter took the whole batch-64 product from 27 ms to 18–23 ms). Filling tile
- * {@code t + 1} while BLAS multiplies tile {@code t} was tried and was slower (JDK 17, same product:
- * 31 ms against 24 ms): BLAS splits its work evenly over both cores and waits for the one the fill
+ * the other core for a while, so a thread there runs slowly, and with two equal halves the fill
+ * would take as long as on one thread; with a shared counter the faster thread takes more chunks.
+ * The fill does not overlap the product (tile {@code t + 1} filled while BLAS multiplies tile
+ * {@code t}): BLAS splits its work evenly over all cores and would wait for the one the fill
  * slows down.
  *
  * <p>Peak extra memory is one tile. The scratch tile lives outside any workspace; the result is
