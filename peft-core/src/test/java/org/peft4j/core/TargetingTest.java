@@ -171,4 +171,93 @@ class TargetingTest {
         assertFalse(back.matches("x.a.q", true, false));
         assertNull(Targeting.ofModulesToSave().targetModules());
     }
+
+    /** {@code in → m.layers.0.q → m.layers.0.v → m.layers.1.q → m.layers.1.v → m.layers.12.q → head}. */
+    private static ComputationGraph layered() {
+        ComputationGraphConfiguration.GraphBuilder g = new NeuralNetConfiguration.Builder().seed(3)
+                .dataType(DataType.FLOAT).updater(new Adam(1e-2)).graphBuilder().addInputs("in");
+        String prev = "in";
+        for (String n : List.of("m.layers.0.q", "m.layers.0.v", "m.layers.1.q", "m.layers.1.v", "m.layers.12.q")) {
+            g.addLayer(n, new DenseLayer.Builder().nIn(4).nOut(4).activation(Activation.TANH).build(), prev);
+            prev = n;
+        }
+        g.addLayer("head", new OutputLayer.Builder(LossFunctions.LossFunction.MCXENT).nIn(4).nOut(3)
+                .activation(Activation.SOFTMAX).build(), prev);
+        ComputationGraph graph = new ComputationGraph(g.setOutputs("head").build());
+        graph.init();
+        return graph;
+    }
+
+    private static Set<String> adaptedOn(ComputationGraph g, Ia3Config c) {
+        return new java.util.TreeSet<>(Peft.wrap(g, c).adaptedLayers().keySet());
+    }
+
+    @Test
+    void layersToTransformKeepsTheListedLayerIndicesAsPeftReadsThem() {
+        assertEquals(Set.of("m.layers.1.q", "m.layers.12.q"), adaptedOn(layered(), Ia3Config.builder().targetModules("q")
+                .layersToTransform(1, 12).build()), "the first number after any name part");
+        assertEquals(Set.of("m.layers.0.q", "m.layers.0.v"), adaptedOn(layered(), Ia3Config.builder().targetModules("q", "v")
+                .layersToTransform(0).layersPattern("layers").build()), "the number after layers.");
+        assertEquals(Set.of("m.layers.1.v"), adaptedOn(layered(), Ia3Config.builder().targetModules("m.layers.1.v", "q")
+                .layersToTransform(7).build()), "a name equal to an entry is chosen whatever its index");
+        assertEquals(Set.of("m.layers.0.q", "m.layers.1.q", "m.layers.12.q"), adaptedOn(layered(), Ia3Config.builder()
+                .targetModulesRegex(".*\\.q").layersToTransform(1).build()), "a regex ignores the option, as in PEFT");
+        IllegalArgumentException none = assertThrows(IllegalArgumentException.class, () -> adaptedOn(layered(),
+                Ia3Config.builder().targetModules("q").layersToTransform(5).layersPattern("layers").build()));
+        assertTrue(none.getMessage().startsWith("no layer matched targetModules [q] in layersToTransform [5] after "
+                + "[layers]; layers are:"), none.getMessage());
+        assertThrows(IllegalStateException.class, () -> Ia3Config.builder().targetModules("q").layersPattern("layers")
+                .build(), "a pattern without indices");
+        assertThrows(IllegalArgumentException.class, () -> Ia3Config.builder().layersToTransform(1, 1));
+    }
+
+    @Test
+    void layersToTransformRoundTripsThroughItsJsonKeys() {
+        Map<String, Object> json = new TreeMap<>(Map.of("target_modules", List.of("q"), "layers_to_transform", 5));
+        Targeting one = Targeting.fromJson(json, Targeting.Scope.TARGETS);
+        assertEquals(List.of(5), one.layersToTransform(), "one integer, as PEFT allows");
+        json.put("layers_pattern", "layers");
+        json.put("layers_to_transform", List.of(0, 2));
+        Targeting t = Targeting.fromJson(json, Targeting.Scope.TARGETS);
+        Map<String, Object> out = new TreeMap<>();
+        t.writeJson(out);
+        assertEquals(List.of(0, 2), out.get("layers_to_transform"));
+        assertEquals("layers", out.get("layers_pattern"));
+        assertEquals(t, Targeting.fromJson(out, Targeting.Scope.TARGETS));
+        json.put("layers_to_transform", List.of());
+        assertNull(Targeting.fromJson(json, Targeting.Scope.TARGETS).layersToTransform(), "an empty list is all layers");
+    }
+
+    @Test
+    void aModuleToSaveEntryMatchesTheEndOfALayerOrOfAModuleContainingIt() {
+        List<String> e = List.of("classifier");
+        assertTrue(TargetModules.matchesModuleToSave(e, "classifier"));
+        assertTrue(TargetModules.matchesModuleToSave(e, "pre_classifier"), "no '.' needed, as PEFT's endswith");
+        assertTrue(TargetModules.matchesModuleToSave(e, "classifier.dense"), "inside the module classifier");
+        assertTrue(TargetModules.matchesModuleToSave(e, "roberta.classifier.out_proj"));
+        assertFalse(TargetModules.matchesModuleToSave(e, "classifiers.dense"));
+        assertFalse(TargetModules.matchesModuleToSave(e, "classifier_head"));
+        assertEquals(Set.of("a.q"), adapted(Ia3Config.builder().targetModules("q").modulesToSave("b").build()),
+                "b.q sits in module b: saved, so not a target");
+    }
+
+    @Test
+    void repeatedModulesToSaveOfAFileAreOneAndPromptLearningWritesNoEmptyList() {
+        Targeting t = Targeting.fromJson(Map.of("target_modules", List.of("q"), "modules_to_save",
+                List.of("classifier", "classifier", "score")), Targeting.Scope.TARGETS);
+        assertEquals(List.of("classifier", "score"), t.modulesToSave());
+        Map<String, Object> json = new TreeMap<>();
+        Targeting.ofModulesToSave().writeJson(json);
+        assertEquals(Map.of(), json, "PEFT's prompt configs before 0.17 refuse modules_to_save, even null");
+    }
+
+    @Test
+    void excludeModulesIsWrittenAsTheResolvedTargetsForPeftBefore014() {
+        Targeting t = Targeting.builder(Targeting.Scope.TARGETS_AND_BIAS).targetModules(TargetModules.names("q"))
+                .excludeModules(TargetModules.names("a.q")).build();
+        Map<String, Object> json = new TreeMap<>();
+        t.writeResolvedJson(json, List.of("b.q"), List.of("a.q", "a.kq", "b.q", "b.up", "head"));
+        assertEquals(List.of("b.q"), json.get("target_modules"));
+        assertFalse(json.containsKey("exclude_modules"));
+    }
 }
