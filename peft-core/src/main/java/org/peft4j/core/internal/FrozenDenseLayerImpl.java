@@ -15,6 +15,7 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.blocks.internal.OmpThreads;
 
 /**
  * Implementation of {@link FrozenDenseLayer}: forward {@code z = x'·W + b (+ adapter)} with
@@ -122,6 +123,7 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
 
     private INDArray preOutput(boolean training, boolean forBackprop, LayerWorkspaceMgr workspaceMgr) {
         assertInputSet(forBackprop);
+        OmpThreads.apply();
         applyDropOutIfNecessary(training, workspaceMgr);
         FrozenDenseLayer c = layerConf();
         INDArray x = input.castTo(dataType);

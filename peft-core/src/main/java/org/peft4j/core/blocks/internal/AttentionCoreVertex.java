@@ -95,6 +95,7 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         if (!canDoForward()) {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do forward pass, inputs not set");
         }
+        OmpThreads.apply();
         State s = run();
         INDArray o = s.attn.out();
         INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
@@ -109,6 +110,7 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do backward pass, inputs or "
                     + "epsilon not set");
         }
+        OmpThreads.apply();
         State s = run();
         INDArray dOut = Layouts.heads(epsilon.castTo(dataType), heads);
         AttentionKernel.Backward bw = AttentionKernel.backward(s.q, s.k, s.v, s.attn.probs(), dOut,
