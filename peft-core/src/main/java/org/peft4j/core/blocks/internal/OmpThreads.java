@@ -46,8 +46,23 @@ public final class OmpThreads {
     public static final String PROPERTY = "peft4j.nd4jOmpThreads";
     static final String CPU_BACKEND = "org.nd4j.linalg.cpu.nativecpu.CpuBackend";
 
-    private static final int THREADS = threads(System.getProperty(PROPERTY, "1"), System.getenv());
-    private static final MethodHandle SET = THREADS > 0 ? setter() : null;
+    private static final String INVALID;
+    private static final int THREADS;
+    private static final MethodHandle SET;
+
+    static {
+        int n;
+        String invalid = null;
+        try {
+            n = threads(System.getProperty(PROPERTY, "1"), System.getenv());
+        } catch (IllegalArgumentException e) {
+            n = 0;
+            invalid = e.getMessage();
+        }
+        INVALID = invalid;
+        THREADS = n;
+        SET = n > 0 ? setter() : null;
+    }
 
     private OmpThreads() {
     }
@@ -79,7 +94,8 @@ public final class OmpThreads {
         return n;
     }
 
-    private static MethodHandle setter() {
+    /** {@code setOmpNumThreads(int)} of ND4J's native ops bound to their instance, or null off nd4j-native. */
+    static MethodHandle setter() {
         if (!CPU_BACKEND.equals(Nd4j.getBackend().getClass().getName())) {
             return null;
         }
@@ -102,8 +118,16 @@ public final class OmpThreads {
         return SET != null;
     }
 
-    /** Sets the calling thread's OpenMP thread count for ND4J's ops (see the class comment); cheap. */
+    /**
+     * Sets the calling thread's OpenMP thread count for ND4J's ops (see the class comment); cheap.
+     *
+     * @throws IllegalArgumentException if the system property {@value #PROPERTY} is neither
+     *     {@code keep} nor a positive integer
+     */
     public static void apply() {
+        if (INVALID != null) {
+            throw new IllegalArgumentException(INVALID);
+        }
         if (SET == null) {
             return;
         }
