@@ -60,6 +60,34 @@ public final class QuantizedMatmul {
     }
 
     /**
+     * {@code y = x · dequant(w)} written into {@code y}, which saves allocating the result and copying
+     * it where the caller already has the output array (a layer's activations).
+     *
+     * @param x [batch, nIn], batch &gt; 1
+     * @param w rank-2 quantized weight [nIn, nOut]
+     * @param y [batch, nOut], float32, C order, not a view
+     * @throws IllegalArgumentException if the shapes do not match, the batch is 1, or {@code y} is
+     *     not a plain float32 C-order array
+     */
+    public static void mmul(INDArray x, QuantizedTensor w, INDArray y) {
+        int[] dims = dims(w);
+        check(x, "x", dims[0], "nIn", w);
+        Objects.requireNonNull(y, "y must not be null");
+        if (x.size(0) < 2) {
+            throw new IllegalArgumentException("mmul into y is for batches larger than 1; got x "
+                    + Arrays.toString(x.shape()) + " (use gemv for one row)");
+        }
+        if (y.dataType() != DataType.FLOAT || y.rank() != 2 || y.size(0) != x.size(0) || y.size(1) != dims[1]
+                || y.ordering() != 'c' || y.isView() || y.stride(1) != 1 || y.stride(0) != dims[1]) {
+            throw new IllegalArgumentException("y must be a float32 C-order [" + x.size(0) + ", " + dims[1]
+                    + "] array that is not a view; got " + y.dataType() + " " + y.ordering() + " "
+                    + Arrays.toString(y.shape()) + (y.isView() ? " (a view)" : ""));
+        }
+        TiledMatmul.mmulInto(x.castTo(DataType.FLOAT), w.packedArray(), w.scales(), w.blockSize(),
+                Blockwise4bit.pairTable(w.type()), dims[0], dims[1], y, TiledMatmul.direct(y));
+    }
+
+    /**
      * {@code ε = g · dequant(w)ᵀ} (the input gradient of {@code y = x · W}).
      *
      * @param g [batch, nOut]

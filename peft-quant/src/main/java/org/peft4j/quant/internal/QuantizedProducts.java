@@ -31,6 +31,10 @@ public final class QuantizedProducts {
                 DenseFloats.write(z, y);
                 return;
             }
+            if (x.size(0) > 1 && HostSgemm.available() && HostSgemm.isPlain(z)) {
+                QuantizedMatmul.mmul(x, w, z);
+                return;
+            }
             z.assign(QuantizedMatmul.mmul(x, w));
         } else {
             Nd4j.gemm(x.castTo(z.dataType()), w.toINDArray().castTo(z.dataType()), z, false, false, 1.0, 0.0);
