@@ -146,6 +146,36 @@ public final class QuantizedMatmul {
                 dims[0], dims[1], g, 0, out, 0);
     }
 
+    /**
+     * {@code ε = g · dequant(w)ᵀ} written into {@code eps}, which saves allocating the result and the
+     * (transposing) copy into a layer's epsilon array.
+     *
+     * @param g [batch, nOut], batch &gt; 1
+     * @param w rank-2 quantized weight [nIn, nOut]
+     * @param eps [batch, nIn], float32, C or F order, not a view
+     * @throws IllegalArgumentException if the shapes do not match, the batch is 1, or {@code eps} is
+     *     not a plain float32 array
+     */
+    public static void mmulTransposed(INDArray g, QuantizedTensor w, INDArray eps) {
+        int[] dims = dims(w);
+        check(g, "g", dims[1], "nOut", w);
+        Objects.requireNonNull(eps, "eps must not be null");
+        if (g.size(0) < 2) {
+            throw new IllegalArgumentException("mmulTransposed into eps is for batches larger than 1; got g "
+                    + Arrays.toString(g.shape()) + " (use gemvTransposed for one row)");
+        }
+        boolean plain = eps.ordering() == 'c' ? eps.stride(1) == 1 && eps.stride(0) == dims[0]
+                : eps.stride(0) == 1 && eps.stride(1) == g.size(0);
+        if (eps.dataType() != DataType.FLOAT || eps.rank() != 2 || eps.size(0) != g.size(0) || eps.size(1) != dims[0]
+                || eps.isView() || !plain) {
+            throw new IllegalArgumentException("eps must be a float32 [" + g.size(0) + ", " + dims[0]
+                    + "] array with dense rows or columns that is not a view; got " + eps.dataType() + " "
+                    + eps.ordering() + " " + Arrays.toString(eps.shape()) + (eps.isView() ? " (a view)" : ""));
+        }
+        TiledMatmul.mmulTransposedInto(g.castTo(DataType.FLOAT), w.packedArray(), w.scales(), w.blockSize(),
+                Blockwise4bit.pairTable(w.type()), dims[0], dims[1], eps, TiledMatmul.directTransposed(eps));
+    }
+
     private static int[] dims(QuantizedTensor w) {
         Objects.requireNonNull(w, "w must not be null");
         long[] s = w.shape();

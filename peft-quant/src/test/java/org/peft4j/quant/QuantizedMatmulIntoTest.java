@@ -30,6 +30,27 @@ class QuantizedMatmulIntoTest {
         }
     }
 
+    /** The transposed product into C- and F-order epsilons, from C- and F-order gradients, equals the allocating one. */
+    @Test
+    void transposedProductIntoEpsEqualsTheAllocatingProduct() {
+        for (char gOrder : new char[] {'c', 'f'}) {
+            for (char epsOrder : new char[] {'c', 'f'}) {
+                INDArray g = Nd4j.rand(DataType.FLOAT, 5, 40).dup(gOrder);
+                INDArray eps = Nd4j.valueArrayOf(new long[] {5, 96}, Float.NaN, DataType.FLOAT).dup(epsOrder);
+                QuantizedMatmul.mmulTransposed(g, W, eps);
+                INDArray expected = QuantizedMatmul.mmulTransposed(g, W);
+                for (int r = 0; r < 5; r++) {
+                    for (int c = 0; c < 96; c++) {
+                        double e = expected.getDouble(r, c);
+                        double a = eps.getDouble(r, c);
+                        assertTrue(Math.abs(e - a) <= 1e-5 * (1 + Math.abs(e)),
+                                "g " + gOrder + ", eps " + epsOrder + ", [" + r + ", " + c + "]: " + a + " vs " + e);
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void outputThatIsAViewOrOfTheWrongShapeIsRejected() {
         INDArray x = Nd4j.rand(DataType.FLOAT, 5, 96);

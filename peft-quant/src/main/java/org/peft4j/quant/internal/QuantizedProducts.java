@@ -50,6 +50,10 @@ public final class QuantizedProducts {
                 DenseFloats.write(eps, out);
                 return;
             }
+            if (delta.size(0) > 1 && TiledMatmul.directTransposed(eps)) {
+                QuantizedMatmul.mmulTransposed(delta, w, eps);
+                return;
+            }
             eps.assign(QuantizedMatmul.mmulTransposed(delta, w));
         } else {
             Nd4j.gemm(delta.castTo(eps.dataType()), w.toINDArray().castTo(eps.dataType()), eps, false, true, 1.0, 0.0);

@@ -107,20 +107,42 @@ public final class TiledMatmul {
      */
     static INDArray mmulTransposed(INDArray g, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                    int nIn, int nOut, boolean direct) {
+        INDArray out = Nd4j.createUninitialized(DataType.FLOAT, g.size(0), nIn);
+        mmulTransposedInto(g, packed, scales, blockSize, pair, nIn, nOut, out, direct);
+        return out;
+    }
+
+    /** Whether {@link #mmulTransposedInto} may write {@code out} through {@link HostSgemm}. */
+    public static boolean directTransposed(INDArray out) {
+        return HostSgemm.available() && (HostSgemm.isPlain(out) || HostSgemm.isPlainF(out));
+    }
+
+    /**
+     * {@code out = g · Wᵀ} written into {@code out [batch, nIn]}: float32 and, when {@code direct},
+     * {@link HostSgemm#isPlain plain} in {@code 'c'} or {@code 'f'} order (an {@code 'f'} output,
+     * the order of DL4J's epsilons, is written as the row-major {@code outᵀ = W · gᵀ}, so it needs
+     * no transposing copy). A plain {@code 'c'} or {@code 'f'} {@code g [batch, nOut]} is read in
+     * place, any other is copied first.
+     */
+    public static void mmulTransposedInto(INDArray g, byte[] packed, BlockScales scales, int blockSize,
+                                          float[] pair, int nIn, int nOut, INDArray out, boolean direct) {
         int batch = Math.toIntExact(g.size(0));
-        INDArray out = Nd4j.createUninitialized(DataType.FLOAT, batch, nIn);
-        boolean byColumns = direct && HostSgemm.isPlainF(g);
-        INDArray a = direct && !byColumns && !HostSgemm.isPlain(g) ? g.dup('c') : g;
+        boolean gByColumns = direct && HostSgemm.isPlainF(g);
+        INDArray a = direct && !gByColumns && !HostSgemm.isPlain(g) ? g.dup('c') : g;
+        boolean outByColumns = direct && HostSgemm.isPlainF(out);
         forEachTile(packed, scales, blockSize, pair, nIn, nOut, (w, i0, rows) -> {
-            if (direct) {
-                HostSgemm.sgemm(byColumns, true, batch, rows, nOut, a, 0, byColumns ? batch : nOut, w, nOut, 0f,
+            if (outByColumns) {
+                // outᵀ[i0:i0+rows, :] = W_tile [rows, nOut] · gᵀ [nOut, batch]
+                HostSgemm.sgemm(false, !gByColumns, rows, batch, nOut, w, 0, nOut, a, gByColumns ? batch : nOut, 0f,
+                        out, (long) i0 * batch, batch);
+            } else if (direct) {
+                HostSgemm.sgemm(gByColumns, true, batch, rows, nOut, a, 0, gByColumns ? batch : nOut, w, nOut, 0f,
                         out, i0, nIn);
             } else {
                 INDArray part = Nd4j.gemm(a, w, false, true);
                 out.get(NDArrayIndex.all(), NDArrayIndex.interval(i0, i0 + rows)).assign(part);
             }
         });
-        return out;
     }
 
     /** One product with the dequantized rows {@code [i0, i0 + rows)} of W, given as {@code tile [rows, nOut]}. */
