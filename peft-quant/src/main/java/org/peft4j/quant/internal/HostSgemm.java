@@ -77,19 +77,36 @@ final class HostSgemm {
     }
 
     /**
-     * {@code C[cOff ...] = A[aOff ...] · op(B) + beta · C[cOff ...]}, row-major, with
-     * {@code op(B) = Bᵀ} when {@code transB}. {@code A} is {@code m × k} with leading dimension
-     * {@code lda}, {@code B} is {@code k × n} ({@code n × k} when transposed) with {@code ldb},
-     * {@code C} is {@code m × n} with {@code ldc}; offsets are in elements. All three arrays must
-     * be {@link #isPlain plain}; the caller has checked that every index lies inside them.
+     * Whether {@code a} is the {@code 'f'}-order counterpart of {@link #isPlain}: float32, rank 2,
+     * column-major with dense columns, not a view, at the start of its buffer, so it is the row-major
+     * matrix {@code aᵀ} with leading dimension {@code a.size(0)}.
      */
+    static boolean isPlainF(INDArray a) {
+        return a.dataType() == DataType.FLOAT && a.rank() == 2 && a.ordering() == 'f' && !a.isView()
+                && a.offset() == 0 && a.data().offset() == 0 && a.stride(0) == 1 && a.stride(1) == a.size(0);
+    }
+
+    /** {@link #sgemm(boolean, boolean, int, int, int, INDArray, long, int, INDArray, int, float, INDArray, long, int)} with {@code A} not transposed. */
     static void sgemm(boolean transB, int m, int n, int k, INDArray a, long aOff, int lda,
+                      INDArray b, int ldb, float beta, INDArray c, long cOff, int ldc) {
+        sgemm(false, transB, m, n, k, a, aOff, lda, b, ldb, beta, c, cOff, ldc);
+    }
+
+    /**
+     * {@code C[cOff ...] = op(A)[aOff ...] · op(B) + beta · C[cOff ...]}, row-major, with
+     * {@code op(X) = Xᵀ} when its flag is set. {@code op(A)} is {@code m × k} (stored {@code k × m}
+     * when transposed) with leading dimension {@code lda}, {@code op(B)} is {@code k × n} (stored
+     * {@code n × k} when transposed) with {@code ldb}, {@code C} is {@code m × n} with {@code ldc};
+     * offsets are in elements. Every array must be {@link #isPlain plain} or {@link #isPlainF}
+     * (read as its transpose); the caller has checked that every index lies inside them.
+     */
+    static void sgemm(boolean transA, boolean transB, int m, int n, int k, INDArray a, long aOff, int lda,
                       INDArray b, int ldb, float beta, INDArray c, long cOff, int ldc) {
         FloatPointer pa = new FloatPointer(a.data().addressPointer()).position(aOff);
         FloatPointer pb = new FloatPointer(b.data().addressPointer());
         FloatPointer pc = new FloatPointer(c.data().addressPointer()).position(cOff);
         try {
-            SGEMM.invokeExact(ROW_MAJOR, NO_TRANS, transB ? TRANS : NO_TRANS, m, n, k, 1f,
+            SGEMM.invokeExact(ROW_MAJOR, transA ? TRANS : NO_TRANS, transB ? TRANS : NO_TRANS, m, n, k, 1f,
                     pa, lda, pb, ldb, beta, pc, ldc);
         } catch (RuntimeException | Error e) {
             throw e;
