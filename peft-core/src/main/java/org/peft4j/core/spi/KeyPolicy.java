@@ -199,7 +199,6 @@ public final class KeyPolicy {
         return s.length() > 200 ? s.substring(0, 197) + "..." : s;
     }
 
-    @SuppressWarnings("unchecked")
     private static Map<String, ?> castMap(Map<?, ?> m) {
         Map<String, Object> out = new TreeMap<>();
         m.forEach((k, v) -> out.put(String.valueOf(k), v));
