@@ -405,7 +405,7 @@ public final class AdapterFiles {
             List<String> diff = expected.differences(base);
             if (!diff.isEmpty()) {
                 throw new IncompatibleAdapterException("the adapter in " + dir + " was trained on another base model: "
-                        + Messages.join("; ", diff) + ". Load with ignoreFingerprint=true to apply it anyway.");
+                        + Messages.joinSentences("; ", diff) + ". Load with ignoreFingerprint=true to apply it anyway.");
             }
         }
         Path weights = dir.resolve(WEIGHTS_FILE);
@@ -502,7 +502,7 @@ public final class AdapterFiles {
         }
         if (!problems.isEmpty()) {
             throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: "
-                    + Messages.join("; ", problems));
+                    + Messages.joinSentences("; ", problems));
         }
         // Names and shapes are those of g, so the data read now is what the adapter needs.
         Path weights = dir.resolve(WEIGHTS_FILE);

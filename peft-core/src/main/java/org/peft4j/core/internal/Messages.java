@@ -18,6 +18,8 @@ public final class Messages {
     public static final int MAX_ITEMS = 20;
     /** Characters of one item shown; longer items end in "...". */
     public static final int MAX_ITEM_CHARS = 200;
+    /** Characters of one sentence of {@link #joinSentences} shown. */
+    public static final int MAX_SENTENCE_CHARS = 4000;
 
     private Messages() {
     }
@@ -36,6 +38,19 @@ public final class Messages {
      * {@code separator + "and K more"}.
      */
     public static String join(String separator, Collection<?> items) {
+        return join(separator, items, MAX_ITEM_CHARS);
+    }
+
+    /**
+     * Sentences (problems found, each already built from bounded parts) joined with
+     * {@code separator}: as {@link #join}, each sentence shortened to
+     * {@value #MAX_SENTENCE_CHARS} characters.
+     */
+    public static String joinSentences(String separator, Collection<?> sentences) {
+        return join(separator, sentences, MAX_SENTENCE_CHARS);
+    }
+
+    private static String join(String separator, Collection<?> items, int maxChars) {
         StringBuilder b = new StringBuilder();
         Iterator<?> it = items.iterator();
         int shown = 0;
@@ -43,7 +58,7 @@ public final class Messages {
             if (shown > 0) {
                 b.append(separator);
             }
-            b.append(shorten(it.next()));
+            b.append(shorten(it.next(), maxChars));
             shown++;
         }
         int more = items.size() - shown;
@@ -58,14 +73,18 @@ public final class Messages {
      * {@code "...(N chars)"} when longer, with control characters shown as {@code ?}.
      */
     public static String shorten(Object item) {
+        return shorten(item, MAX_ITEM_CHARS);
+    }
+
+    private static String shorten(Object item, int maxChars) {
         String s = String.valueOf(item);
-        int limit = Math.min(s.length(), MAX_ITEM_CHARS);
+        int limit = Math.min(s.length(), maxChars);
         StringBuilder b = new StringBuilder(limit + 16);
         for (int i = 0; i < limit; i++) {
             char c = s.charAt(i);
             b.append(Character.isISOControl(c) ? '?' : c);
         }
-        if (s.length() > MAX_ITEM_CHARS) {
+        if (s.length() > maxChars) {
             b.append("...(").append(s.length()).append(" chars)");
         }
         return b.toString();
