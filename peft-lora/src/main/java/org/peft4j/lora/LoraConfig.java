@@ -226,10 +226,15 @@ public final class LoraConfig implements PeftConfig {
             return this;
         }
 
-        /** {@code lora_alpha} (default 8): the update is scaled by {@code alpha / rank}. */
+        /**
+         * {@code lora_alpha} (default 8): the update is scaled by {@code alpha / rank}. The layers
+         * apply that scale in float, so alpha must be a positive float ({@code build()} also checks
+         * that {@code alpha / rank} does not underflow).
+         */
         public Builder alpha(double alpha) {
-            if (!(alpha > 0) || Double.isInfinite(alpha)) {
-                throw new IllegalArgumentException("alpha must be positive and finite; got " + alpha);
+            if (!(alpha > 0) || !(alpha <= Float.MAX_VALUE)) {
+                throw new IllegalArgumentException("alpha must be positive and at most " + Float.MAX_VALUE + ", the "
+                        + "largest float, because the update is scaled by lora_alpha / r in float; got " + alpha);
             }
             this.alpha = alpha;
             return this;
@@ -293,10 +298,17 @@ public final class LoraConfig implements PeftConfig {
 
         /**
          * @throws IllegalStateException if no target modules were set
+         * @throws IllegalArgumentException if the scale {@code alpha / rank} underflows in float
          */
         public LoraConfig build() {
             ConfigChecks.requireTargetModules(targetModules);
-            return new LoraConfig(this);
+            LoraConfig c = new LoraConfig(this);
+            if (!((float) c.scaling() >= Float.MIN_NORMAL)) {
+                throw new IllegalArgumentException("the scale " + (useRsLora ? "alpha / sqrt(r)" : "alpha / r") + " = "
+                        + c.scaling() + " (lora_alpha " + alpha + ", r " + rank + ") is below the smallest normal float "
+                        + Float.MIN_NORMAL + ", so the adapter would add nothing; raise alpha or lower r");
+            }
+            return c;
         }
     }
 }
