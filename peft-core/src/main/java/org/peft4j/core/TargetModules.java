@@ -7,6 +7,7 @@ import java.util.Objects;
 import java.util.Set;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
+import org.peft4j.core.internal.Messages;
 
 /**
  * Which layers of a base model an adapter targets, chosen as in Hugging Face PEFT's
@@ -48,10 +49,11 @@ public final class TargetModules {
         for (String n : names) {
             if (n == null || n.isBlank()) {
                 throw new IllegalArgumentException("target modules: layer names must not be null or blank; got "
-                        + Arrays.toString(names));
+                        + Messages.list(Arrays.asList(names)));
             }
             if (!set.add(n)) {
-                throw new IllegalArgumentException("target modules: layer name \"" + n + "\" is given twice");
+                throw new IllegalArgumentException("target modules: layer name \"" + Messages.shorten(n)
+                        + "\" is given twice");
             }
         }
         return new TargetModules(Kind.NAMES, Collections.unmodifiableSet(set), null);

@@ -17,6 +17,7 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.internal.Messages;
 import org.peft4j.core.internal.Vertices;
 
 /**
@@ -189,7 +190,7 @@ public final class Ia3Config implements PeftConfig {
         }
         if (!stray.isEmpty()) {
             throw new IllegalArgumentException("feedforwardModules must be a subset of targetModules " + targetModules
-                    + "; these feedforward modules are not targets: " + stray);
+                    + "; these feedforward modules are not targets: " + Messages.list(stray));
         }
         return List.of();
     }
@@ -302,7 +303,7 @@ public final class Ia3Config implements PeftConfig {
                 }
                 if (!stray.isEmpty()) {
                     throw new IllegalArgumentException("feedforwardModules must be a subset of targetModules "
-                            + targetModules + "; not targets: " + stray);
+                            + targetModules + "; not targets: " + Messages.list(stray));
                 }
             }
             return new Ia3Config(this);

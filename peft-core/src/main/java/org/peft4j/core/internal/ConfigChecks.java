@@ -29,10 +29,10 @@ public final class ConfigChecks {
         for (String n : names) {
             if (n == null || n.isBlank()) {
                 throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
-                        + Arrays.toString(names));
+                        + Messages.list(Arrays.asList(names)));
             }
             if (!into.add(n)) {
-                throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
+                throw new IllegalArgumentException("modulesToSave: \"" + Messages.shorten(n) + "\" is given twice");
             }
         }
     }

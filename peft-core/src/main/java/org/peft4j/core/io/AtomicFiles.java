@@ -16,6 +16,7 @@ import java.nio.file.attribute.BasicFileAttributes;
 import java.util.HexFormat;
 import java.util.Objects;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.regex.Pattern;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -36,6 +37,8 @@ public final class AtomicFiles {
 
     private static final Logger LOG = LoggerFactory.getLogger(AtomicFiles.class);
     private static final int CHUNK = 1 << 20;
+    private static final String TEMPORARY_INFIX = ".tmp-";
+    private static final Pattern TEMPORARY = Pattern.compile("\\..+\\.tmp-[0-9a-f]{16}");
 
     /**
      * Lets tests stand between the writer and the temporary file's channel, e.g. to fail after
@@ -77,7 +80,7 @@ public final class AtomicFiles {
             throw new FileSystemException(abs.toString(), null,
                     "is a directory; expected a regular file to replace");
         }
-        Path tmp = dir.resolve("." + abs.getFileName() + ".tmp-"
+        Path tmp = dir.resolve("." + abs.getFileName() + TEMPORARY_INFIX
                 + HexFormat.of().toHexDigits(ThreadLocalRandom.current().nextLong()));
         try {
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW,
@@ -149,6 +152,14 @@ public final class AtomicFiles {
                     + "directory to write into");
         }
         return child;
+    }
+
+    /**
+     * Whether {@code fileName} is the name of a temporary file {@link #write} creates
+     * ({@code .<name>.tmp-<16 hex digits>}): one that remains after a crash can be deleted.
+     */
+    public static boolean isTemporary(String fileName) {
+        return TEMPORARY.matcher(fileName).matches();
     }
 
     /** Makes the rename durable where the platform lets a directory be opened and forced. */
