@@ -55,7 +55,9 @@ public final class ConfigJson {
         try {
             config = factory.fromAdapterConfig(json);
         } catch (AdapterFormatException e) {
-            throw new AdapterFormatException(what + ": " + e.getMessage(), e);
+            // A factory may quote a value of the file; this bounds what every factory says (the
+            // longest message of its own, a list of activations, has about 400 characters).
+            throw new AdapterFormatException(what + ": " + Messages.shorten(e.getMessage(), Messages.MAX_VALUE_CHARS), e);
         }
         Object ext = json.get("peft4j");
         if (ext != null && !(ext instanceof Map)) {

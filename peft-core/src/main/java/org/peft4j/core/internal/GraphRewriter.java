@@ -450,8 +450,9 @@ public final class GraphRewriter {
         if (tm.kind() == TargetModules.Kind.NAMES) {
             for (String n : tm.names()) {
                 if (!conf.getVertices().containsKey(n)) {
-                    throw new IllegalArgumentException("no layer matched target module \"" + n + "\" of targetModules "
-                            + tm + "; layers are: " + describeLayers(conf));
+                    throw new IllegalArgumentException("no layer matched target module \"" + Messages.shorten(n)
+                            + "\" of targetModules " + Messages.shorten(tm, Messages.MAX_VALUE_CHARS) + "; layers are: "
+                            + describeLayers(conf));
                 }
             }
         }
@@ -473,7 +474,7 @@ public final class GraphRewriter {
             targets.add(e.getKey());
         }
         if (targets.isEmpty()) {
-            throw new IllegalArgumentException("no layer matched targetModules " + tm
+            throw new IllegalArgumentException("no layer matched targetModules " + Messages.shorten(tm, Messages.MAX_VALUE_CHARS)
                     + (config.targetTypes().isEmpty() ? "" : " with targetTypes " + simpleNames(config.targetTypes()))
                     + "; layers are: " + describeLayers(conf));
         }

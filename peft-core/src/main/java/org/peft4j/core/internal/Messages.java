@@ -18,6 +18,8 @@ public final class Messages {
     public static final int MAX_ITEMS = 20;
     /** Characters of one item shown; longer items end in "...". */
     public static final int MAX_ITEM_CHARS = 200;
+    /** Characters of a whole value (a config's target list, a factory's message) quoted in a message. */
+    public static final int MAX_VALUE_CHARS = 1000;
     /** Characters of one sentence of {@link #joinSentences} shown. */
     public static final int MAX_SENTENCE_CHARS = 4000;
 
@@ -76,7 +78,8 @@ public final class Messages {
         return shorten(item, MAX_ITEM_CHARS);
     }
 
-    private static String shorten(Object item, int maxChars) {
+    /** As {@link #shorten(Object)}, cut to {@code maxChars} characters. */
+    public static String shorten(Object item, int maxChars) {
         String s = String.valueOf(item);
         int limit = Math.min(s.length(), maxChars);
         StringBuilder b = new StringBuilder(limit + 16);

@@ -68,7 +68,8 @@ public final class QuantStateJson {
             PeftJson.refuseLongNumbers(new String(json, StandardCharsets.UTF_8), what);
             root = MAPPER.readTree(json);
         } catch (IOException e) {
-            throw new AdapterFormatException(what + " is not valid UTF-8 JSON: " + e.getMessage(), e);
+            // Jackson's message quotes up to 500 characters of the input (escaped): shortened.
+            throw new AdapterFormatException(what + " is not valid UTF-8 JSON: " + Messages.shorten(e.getMessage()), e);
         }
         if (root == null || !root.isObject()) {
             throw new AdapterFormatException(what + " should hold a JSON object; found "
@@ -78,7 +79,7 @@ public final class QuantStateJson {
         try {
             type = QuantType.fromBitsandbytesName(text(root, "quant_type", what));
         } catch (IllegalArgumentException e) {
-            throw new AdapterFormatException(what + ": " + e.getMessage(), e);
+            throw new AdapterFormatException(what + ": " + Messages.shorten(e.getMessage()), e);
         }
         int blockSize = integer(root, "blocksize", what);
         String dtype = text(root, "dtype", what);

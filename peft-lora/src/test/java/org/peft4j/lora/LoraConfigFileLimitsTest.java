@@ -15,8 +15,11 @@ import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.Peft;
 import org.peft4j.core.testing.TinyGraphs;
 
-/** The LoRA scale alpha / r is applied in float: config values it cannot carry are refused, naming the key. */
-class LoraNumericLimitsTest {
+/**
+ * LoRA configs read from files: values the float arithmetic cannot carry are refused naming the key,
+ * and refusals stay short whatever the file lists.
+ */
+class LoraConfigFileLimitsTest {
 
     private static ComputationGraph base() {
         return TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 42, 8, 16, 4);
@@ -49,5 +52,24 @@ class LoraNumericLimitsTest {
         assertThrows(IllegalArgumentException.class,
                 () -> LoraConfig.builder().alpha(1e-45).rank(1).targetModules("d").build());
         LoraConfig.builder().alpha(1e-33).rank(1 << 20).useRsLora(true).targetModules("d").build(); // / 1024
+    }
+
+    /** A target list of thousands of layers the base lacks: the refusal quotes the list shortened. */
+    @Test
+    void thousandsOfUnknownTargetsGetAShortMessage(@TempDir Path dir) throws Exception {
+        Peft.wrap(base(), LoraConfig.builder().rank(4).alpha(8).targetModules("dense1").build()).saveAdapter(dir);
+        Path config = dir.resolve("adapter_config.json");
+        StringBuilder names = new StringBuilder("\"target_modules\": [");
+        for (int i = 0; i < 3000; i++) {
+            names.append(i == 0 ? "" : ", ").append("\"layer").append(i).append('"');
+        }
+        String json = Files.readString(config);
+        String edited = json.replaceFirst("\"target_modules\": \\[[^\\]]*\\]", names.append(']').toString());
+        assertTrue(edited.length() > json.length() + 20_000, "edited");
+        Files.writeString(config, edited);
+        Exception e = assertThrows(Exception.class, () -> Peft.load(base(), dir));
+        assertTrue(e.getMessage().startsWith("the adapter in " + dir + " does not fit the base model: no layer matched "
+                + "target module \"layer0\" of targetModules [layer0, layer1, "), e.getMessage());
+        assertTrue(e.getMessage().length() < 2000, e.getMessage().length() + " characters");
     }
 }
