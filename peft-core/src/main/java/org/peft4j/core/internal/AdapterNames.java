@@ -65,8 +65,9 @@ public final class AdapterNames {
         }
         for (String f : FILES) {
             if (f.equalsIgnoreCase(name)) {
-                throw new IllegalArgumentException("adapter name \"" + name + "\" is the name of a file saveAdapter and "
-                        + "saveCheckpoint write next to the adapters' directories (" + f + "); choose another name");
+                throw new IllegalArgumentException("adapter name \"" + name + "\" "
+                        + (f.equals(name) ? "is the name of a file" : "differs only in case from " + f + ", a file")
+                        + " saveAdapter and saveCheckpoint write next to the adapters' directories; choose another name");
             }
         }
         for (String e : existing) {

@@ -102,8 +102,14 @@ public final class Safetensors {
     /** Bytes read from a channel at once. */
     private static final int CHUNK = 1 << 20;
 
-    /** Configured once, never changed: Jackson factories are thread-safe after configuration. */
-    private static final JsonFactory JSON = new JsonFactory();
+    /**
+     * Configured once, never changed: Jackson factories are thread-safe after configuration. Field
+     * names (tensor names from the file) are neither interned nor kept in Jackson's shared symbol
+     * table: a header of millions of names would otherwise fill both.
+     */
+    private static final JsonFactory JSON = new JsonFactory()
+            .disable(JsonFactory.Feature.INTERN_FIELD_NAMES)
+            .disable(JsonFactory.Feature.CANONICALIZE_FIELD_NAMES);
 
     private Safetensors() {
     }

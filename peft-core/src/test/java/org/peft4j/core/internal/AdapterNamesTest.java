@@ -51,7 +51,8 @@ class AdapterNamesTest {
         for (String bad : List.of("", "../x", "a/b", "a\\b", ".hidden", "-x", "é", "x".repeat(101))) {
             assertTrue(refused(bad, List.of()).contains("must be 1-100 letters"), bad);
         }
-        assertTrue(refused("Adapter_Config.json", List.of()).contains("is the name of a file"));
+        assertTrue(refused("Adapter_Config.json", List.of()).contains("differs only in case from adapter_config.json, a "
+                + "file saveAdapter and saveCheckpoint write"));
         assertTrue(refused("training_state.safetensors", List.of()).contains("is the name of a file"));
         assertThrows(NullPointerException.class, () -> AdapterNames.checkNew(null, List.of()));
     }

@@ -20,9 +20,9 @@ final class TwoSets {
     static final Map<String, Integer> FILES = new LinkedHashMap<>();
 
     static {
-        FILES.put("adapter_model.safetensors", 1 << 20);
-        FILES.put("second/adapter_model.safetensors", 1 << 19);
-        FILES.put("training_state.safetensors", 1 << 18);
+        FILES.put("adapter_model.safetensors", 1 << 18);
+        FILES.put("second/adapter_model.safetensors", 1 << 17);
+        FILES.put("training_state.safetensors", 1 << 16);
         FILES.put("second/adapter_config.json", 4096);
         FILES.put("adapter_config.json", 4096);
     }
