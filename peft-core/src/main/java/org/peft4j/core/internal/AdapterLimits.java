@@ -6,6 +6,7 @@ import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.io.DType;
 import org.peft4j.core.io.SafetensorsHeader;
 import org.peft4j.core.io.TensorInfo;
+import org.peft4j.core.spi.Messages;
 
 /**
  * What an adapter's weights file may claim before its data is read, so that loading costs memory

@@ -5,6 +5,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
 import java.util.regex.Pattern;
+import org.peft4j.core.spi.Messages;
 
 /**
  * The rule for adapter names. A name becomes a directory when the adapters are saved

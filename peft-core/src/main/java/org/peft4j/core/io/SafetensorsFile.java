@@ -3,7 +3,7 @@ package org.peft4j.core.io;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
-import org.peft4j.core.internal.Messages;
+import org.peft4j.core.spi.Messages;
 
 /**
  * The validated contents of one safetensors file: its tensors by name, in the order the header

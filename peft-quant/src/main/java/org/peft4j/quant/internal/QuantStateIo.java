@@ -5,7 +5,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 import org.peft4j.core.AdapterFormatException;
-import org.peft4j.core.internal.Messages;
+import org.peft4j.core.spi.Messages;
 import org.peft4j.core.io.DType;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.quant.QuantType;

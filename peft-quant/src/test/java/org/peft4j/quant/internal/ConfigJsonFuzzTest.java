@@ -8,8 +8,8 @@ import com.code_intelligence.jazzer.junit.FuzzTest;
 import java.nio.charset.StandardCharsets;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
-import org.peft4j.core.internal.ConfigJson;
-import org.peft4j.core.internal.PeftJson;
+import org.peft4j.core.spi.ConfigJson;
+import org.peft4j.core.spi.PeftJson;
 
 /**
  * Coverage-guided fuzzing of the JSON that configures an adapter: {@code adapter_config.json}

@@ -11,8 +11,8 @@ import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.peft4j.core.AdapterFormatException;
-import org.peft4j.core.internal.ConfigJson;
-import org.peft4j.core.internal.PeftJson;
+import org.peft4j.core.spi.ConfigJson;
+import org.peft4j.core.spi.PeftJson;
 
 /**
  * Every key of every tuner's real {@code adapter_config.json} (the fuzz seeds), replaced by a huge
