@@ -81,10 +81,6 @@ public final class AdapterFiles {
     /** The format written: 2, the side file (1 was a {@code "peft4j"} object inside {@value #CONFIG_FILE}). */
     public static final int FORMAT_VERSION = 2;
 
-    /** Names of the files saveAdapter and saveCheckpoint write beside the adapters' directories. */
-    public static java.util.Set<String> fileNames() {
-        return java.util.Set.of(CONFIG_FILE, WEIGHTS_FILE, STATE_FILE, SIDE_FILE);
-    }
     private AdapterFiles() {
     }
 

@@ -23,6 +23,7 @@ import org.peft4j.core.io.AtomicFiles;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.spi.AdapterFileKeys;
+import org.peft4j.core.spi.ConfigJson;
 import org.peft4j.core.spi.KeyPolicy;
 import org.peft4j.core.spi.PeftJson;
 
@@ -90,7 +91,7 @@ public final class AdapterWriter {
         }
         Map<String, SafeTensor> tensors = tensors(g);
         if (names != null) {
-            KeyPolicy policy = AdapterReader.factory(config.peftType(), AdapterFiles.CONFIG_FILE).keyPolicy();
+            KeyPolicy policy = ConfigJson.factory(config.peftType(), AdapterFiles.CONFIG_FILE).keyPolicy();
             json = ModulePathTranslation.configToPaths(json, names, policy,
                     config.targetModules() == null ? List.of() : resolvedTargets, AdapterLayout.trainedModules(g));
             tensors = ModulePathTranslation.tensorsToPaths(tensors, names, baseLayers);

@@ -1,8 +1,12 @@
 package org.peft4j.core.spi;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.ServiceLoader;
 import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.PeftConfigFactory;
 
 /**
  * Typed reads of {@code adapter_config.json} keys for the {@link org.peft4j.core.PeftConfigFactory}
@@ -17,9 +21,89 @@ public final class ConfigJson {
     private ConfigJson() {
     }
 
+    /** An {@code adapter_config.json} read by {@link #parseAdapterConfig}: the config and the whole object. */
+    public record Parsed(PeftConfig config, Map<String, Object> json) {
+    }
+
+    /**
+     * Parses the bytes of an {@code adapter_config.json} on its own (without the files beside it):
+     * JSON ({@link PeftJson#parseObject}), {@code "peft_type"}, the keys against the
+     * {@link KeyPolicy} of the {@link PeftConfigFactory} registered for that type, and the config
+     * that factory builds. A {@code "peft4j"} object (files of peft4j's format 1) must be an object
+     * and is handed to the factory, not checked as a key. {@link org.peft4j.core.Peft#load} reads a
+     * directory with the same steps, plus peft4j's side file and PEFT's rules for
+     * {@code modules_to_save}.
+     *
+     * @param what names the file in messages
+     * @throws AdapterFormatException naming {@code what} for every problem
+     */
+    public static Parsed parseAdapterConfig(byte[] bytes, String what) {
+        Map<String, Object> json = PeftJson.parseObject(bytes, what);
+        Object ext = json.get(AdapterFileKeys.EXTENSION);
+        if (ext != null && !(ext instanceof Map)) {
+            throw new AdapterFormatException(what + ": \"" + AdapterFileKeys.EXTENSION + "\" must be an object");
+        }
+        PeftConfigFactory factory = factory(json.get("peft_type"), what);
+        Map<String, Object> keys = new java.util.TreeMap<>(json);
+        keys.remove(AdapterFileKeys.EXTENSION);
+        checkKeys(factory, keys, what);
+        return new Parsed(buildConfig(factory, json, what), json);
+    }
+
+    /**
+     * The factory registered for {@code peft_type} {@code type}.
+     *
+     * @param what names the file in messages
+     * @throws AdapterFormatException if {@code type} is not a string or no factory reads it, listing the known types
+     */
+    public static PeftConfigFactory factory(Object type, String what) {
+        if (!(type instanceof String)) {
+            throw new AdapterFormatException(what + ": \"peft_type\" must be a string such as \"LORA\"; got "
+                    + describe(type));
+        }
+        List<String> known = new ArrayList<>();
+        for (PeftConfigFactory f : ServiceLoader.load(PeftConfigFactory.class, ConfigJson.class.getClassLoader())) {
+            known.add(f.peftType());
+            if (f.peftType().equals(type)) {
+                return f;
+            }
+        }
+        throw new AdapterFormatException(what + ": peft_type \"" + Messages.shorten(type) + "\" is not supported; "
+                + "known types: " + known + " (is the tuner's module, e.g. peft-lora, on the classpath?)");
+    }
+
+    /**
+     * Checks the keys of {@code json} (PEFT's keys only, no {@code "peft4j"} object) against
+     * {@code factory}'s {@link KeyPolicy}.
+     *
+     * @throws AdapterFormatException naming {@code what} and the key
+     */
+    public static void checkKeys(PeftConfigFactory factory, Map<String, Object> json, String what) {
+        try {
+            factory.keyPolicy().check(json);
+        } catch (AdapterFormatException e) {
+            throw new AdapterFormatException(what + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The config {@code factory} builds from {@code json}, its messages put behind {@code what}
+     * and bounded: a factory may quote a value of the file (the longest message of its own, a list
+     * of activations, has about 400 characters).
+     *
+     * @throws AdapterFormatException naming {@code what}
+     */
+    public static PeftConfig buildConfig(PeftConfigFactory factory, Map<String, Object> json, String what) {
+        try {
+            return factory.fromAdapterConfig(json);
+        } catch (AdapterFormatException e) {
+            throw new AdapterFormatException(what + ": " + Messages.shorten(e.getMessage(), Messages.MAX_VALUE_CHARS), e);
+        }
+    }
+
     /** {@code "7 (Integer)"}, {@code "null"}: a found value for messages. */
     public static String describe(Object o) {
-        return o == null ? "null" : o + " (" + o.getClass().getSimpleName() + ")";
+        return o == null ? "null" : Messages.shorten(o) + " (" + o.getClass().getSimpleName() + ")";
     }
 
     private static AdapterFormatException wrong(String key, String expected, Object found) {
