@@ -1,6 +1,6 @@
 package org.peft4j.lora;
 
-import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.deeplearning4j.nn.conf.CNN2DFormat;
@@ -32,8 +32,8 @@ import org.peft4j.lora.internal.LoraTestHooks;
  *
  * <p>DoRA's norm is a constant in its backward pass by design (the paper's §4.3), while finite
  * differences move it with {@code A} and {@code B}: the DoRA checks pin it at its current value
- * (a test hook), and {@link #unpinnedDoraNormIsDetachedSoFiniteDifferencesDisagree} shows the
- * check would fail without the pin. Dropout checks pin the mask of the first training pass.
+ * (a test hook), and {@link #unpinnedDoraNormIsDetachedSoFiniteDifferencesDisagree} shows that
+ * without the pin finite differences see another derivative. Dropout checks pin the mask of the first training pass.
  */
 class LoraKindsGradientCheckTest {
     private static DataType before;
@@ -82,14 +82,50 @@ class LoraKindsGradientCheckTest {
         assertTrue(passes(peft, TinyGraphs.classification(DataType.DOUBLE, 4, 4, 5, 3), true, dropout));
     }
 
+    /** {@code (score(p + h) − score(p − h)) / 2h} for element {@code (r, c)} of the parameter {@code p}, restoring it. */
+    private static double centralDifference(ComputationGraph g, DataSet ds, INDArray p, int r, int c) {
+        double v = p.getDouble(r, c);
+        double h = 1e-6;
+        p.putScalar(r, c, v + h);
+        double plus = g.score(ds, true);
+        p.putScalar(r, c, v - h);
+        double minus = g.score(ds, true);
+        p.putScalar(r, c, v);
+        return (plus - minus) / (2 * h);
+    }
+
     @Test
     void unpinnedDoraNormIsDetachedSoFiniteDifferencesDisagree() {
         ComputationGraph base = TinyGraphs.mlpForGradientCheck(12);
         PeftModel peft = Peft.wrap(base, LoraConfig.builder().rank(2).alpha(3).useDora(true).targetModules("dense1")
                 .build());
         randomize(peft, 4);
-        assertFalse(passes(peft, TinyGraphs.classification(DataType.DOUBLE, 5, 4, 5, 3), false, false),
-                "the backward pass treats the norm as a constant, so the full derivative differs");
+        ComputationGraph g = peft.graph();
+        DataSet ds = TinyGraphs.classification(DataType.DOUBLE, 5, 4, 5, 3);
+        g.setInputs(ds.getFeatures());
+        g.setLabels(ds.getLabels());
+        g.computeGradientAndScore();
+        // DL4J's backward pass gives the gradient of the summed loss (its updater divides by the minibatch
+        // size); score() is the mean
+        INDArray analytic = g.getGradient().getGradientFor("dense1_" + LoraDenseLayer.LORA_B).div(ds.numExamples());
+        INDArray b = g.getLayer("dense1").getParam(LoraDenseLayer.LORA_B);
+        int r = 0;
+        int c = 0;
+        for (int i = 0; i < analytic.rows(); i++) {
+            for (int j = 0; j < analytic.columns(); j++) {
+                if (Math.abs(analytic.getDouble(i, j)) > Math.abs(analytic.getDouble(r, c))) {
+                    r = i;
+                    c = j;
+                }
+            }
+        }
+        double a = analytic.getDouble(r, c);
+        double full = centralDifference(g, ds, b, r, c);
+        assertTrue(Math.abs(full - a) > 1e-3 * Math.abs(a), "the backward pass treats the norm as a constant, so the "
+                + "full derivative differs: analytic " + a + ", finite difference " + full);
+        LoraTestHooks.pinWeightNorms(g, true);
+        double pinned = centralDifference(g, ds, b, r, c);
+        assertEquals(a, pinned, 1e-6 * Math.abs(a), "with the norm held, finite differences agree");
     }
 
     @Test

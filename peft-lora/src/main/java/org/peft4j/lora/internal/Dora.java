@@ -6,7 +6,6 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
-import org.nd4j.linalg.ops.transforms.Transforms;
 
 /**
  * DoRA's terms of one pass (arXiv 2402.09353), shared by the LoRA implementations of every target
@@ -154,10 +153,5 @@ final class Dora {
     /** Drops the arrays of the last pass. */
     void clear() {
         product = null;
-    }
-
-    /** Column norms of {@code v [K, nOut]}, for merging. */
-    static INDArray columnNorms(INDArray v) {
-        return Transforms.sqrt(v.mul(v).sum(0), false);
     }
 }
