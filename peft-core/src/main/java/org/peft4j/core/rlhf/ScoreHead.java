@@ -8,6 +8,7 @@ import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.RNNFormat;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
 import org.deeplearning4j.nn.conf.graph.LayerVertex;
+import org.deeplearning4j.nn.conf.layers.BaseLayer;
 import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.conf.layers.OutputLayer;
@@ -32,7 +33,8 @@ import org.peft4j.core.blocks.Transformers;
  *       {@value #NAME}.</li>
  * </ul>
  * Both carry DL4J's MSE loss with an identity activation, so {@code fit} with reward targets also
- * works; the preference trainers replace the loss during their own backward passes. Wrap the
+ * works; the preference trainers replace the loss during their own backward passes. The head
+ * trains with the updater of the model's next-token head (decoder) or first trained layer (encoder). Wrap the
  * result with {@value #NAME} in {@code modulesToSave} to train the head, which is then saved with
  * the adapter as a trained module ({@code base_model.model.score.weight}, {@code .bias}).
  *
@@ -72,7 +74,7 @@ public final class ScoreHead {
                 .activation(Activation.IDENTITY).dataFormat(fmt).build();
         List<String> outputs = new ArrayList<>(conf.getNetworkOutputs());
         outputs.add(NAME);
-        return attach(base, score, input, outputs);
+        return attach(base, score, input, outputs, r);
     }
 
     /** {@link #encoder(ComputationGraph, String, long)} for peft4j's encoder (pooled output {@link Transformers#POOL}). */
@@ -104,16 +106,27 @@ public final class ScoreHead {
         }
         OutputLayer score = new OutputLayer.Builder(LossFunctions.LossFunction.MSE).nIn(width).nOut(1)
                 .activation(Activation.IDENTITY).build();
-        return attach(base, score, pooled, List.of(NAME));
+        return attach(base, score, pooled, List.of(NAME), referenceLayer(conf));
     }
 
     /**
-     * A new graph: {@code base}'s configuration plus {@code score}, base weights copied by layer name
-     * and key, the head zero. DL4J's {@code TransferLearning.GraphBuilder} would do the same, but in
-     * 1.0.0-M2.1 it builds a float graph from a double one.
+     * A new graph: {@code base}'s configuration plus {@code score} (with the updater, regularization
+     * and gradient normalization of {@code like}, a layer of the model), base weights copied by layer
+     * name and key, the head zero. DL4J's {@code TransferLearning.GraphBuilder} would do the same, but
+     * in 1.0.0-M2.1 it builds a float graph from a double one.
      */
-    private static ComputationGraph attach(ComputationGraph base, Layer score, String input, List<String> outputs) {
+    private static ComputationGraph attach(ComputationGraph base, BaseLayer score, String input, List<String> outputs,
+                                           BaseLayer like) {
         ComputationGraphConfiguration orig = base.getConfiguration();
+        // a builder made from a NeuralNetConfiguration carries no updater: take the model's own settings
+        if (like != null) {
+            score.setIUpdater(like.getIUpdater() == null ? null : like.getIUpdater().clone());
+            score.setBiasUpdater(like.getBiasUpdater() == null ? null : like.getBiasUpdater().clone());
+            score.setRegularization(like.getRegularization());
+            score.setRegularizationBias(like.getRegularizationBias());
+            score.setGradientNormalization(like.getGradientNormalization());
+            score.setGradientNormalizationThreshold(like.getGradientNormalizationThreshold());
+        }
         NeuralNetConfiguration.Builder global = new NeuralNetConfiguration.Builder(base.conf().clone())
                 .dataType(orig.getDataType());
         ComputationGraphConfiguration conf = new ComputationGraphConfiguration.GraphBuilder(orig.clone(), global)
@@ -129,6 +142,17 @@ public final class ScoreHead {
         }
         g.getLayer(NAME).params().assign(0);
         return g;
+    }
+
+    /** The first layer with an updater of its own: whose training settings the head copies. */
+    private static BaseLayer referenceLayer(ComputationGraphConfiguration conf) {
+        for (GraphVertex v : conf.getVertices().values()) {
+            if (v instanceof LayerVertex lv && lv.getLayerConf().getLayer() instanceof BaseLayer b
+                    && b.getIUpdater() != null) {
+                return b;
+            }
+        }
+        return null;
     }
 
     private static void requireFreeName(ComputationGraphConfiguration conf) {
