@@ -69,6 +69,7 @@ public final class DpoTrainer {
         if (pairs == null || pairs.isEmpty()) {
             throw new IllegalArgumentException("no preference pairs given");
         }
+        TokenBatch.ofPairs(pairs, ModelInfo.of(model.graph(), config.heads())); // every pair checked, named by its index
         int n = pairs.size();
         double[][] lp = new double[4][n];
         int chunk = Sequences.CHUNK / 2;

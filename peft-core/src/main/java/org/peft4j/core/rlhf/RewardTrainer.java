@@ -66,6 +66,7 @@ public final class RewardTrainer {
         }
         ComputationGraph g = model.graph();
         ModelInfo info = ModelInfo.of(g, config.heads());
+        TokenBatch.ofPairs(pairs, info); // every pair checked, named by its index
         int n = pairs.size();
         double[] rc = new double[n];
         double[] rr = new double[n];

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.peft4j.core.PeftModel;
 import org.peft4j.core.rlhf.internal.Generator;
 import org.peft4j.core.rlhf.internal.GraphOutputs;
 import org.peft4j.core.rlhf.internal.ModelInfo;
@@ -13,6 +14,8 @@ import org.peft4j.core.rlhf.internal.TokenBatch;
  * Log-probabilities and sampling of responses with a language model: a plain graph, or a wrapped
  * one ({@code peft.graph()}; inside {@code peft.disableAdapter()} that is the reference model).
  * The graph is read through {@link Heads} (default: peft4j's decoder, output {@code head}).
+ *
+ * <p>{@link #referenceKl} measures how far a wrapped model's adapter has moved its distribution.
  *
  * <p>{@link #logProbs}: {@code log π(y | x) = Σ_j log p(y_j | x, y_<j)}, summed over the response
  * tokens only (prompt tokens and padding excluded), computed in batches of right-padded sequences
@@ -72,6 +75,44 @@ public final class Sequences {
             GraphOutputs o = GraphOutputs.run(graph, b, info, true, false);
             for (int i = 0; i < b.size(); i++) {
                 out[from + i] = o.responseLogProbs(i);
+            }
+        }
+        return out;
+    }
+
+    /** {@link #referenceKl(PeftModel, Heads, List, List)} with {@link Heads#DEFAULT}. */
+    public static double[] referenceKl(PeftModel model, List<int[]> prompts, List<int[]> responses) {
+        return referenceKl(model, Heads.DEFAULT, prompts, responses);
+    }
+
+    /**
+     * The KL divergence of the wrapped model's active adapter from its reference (the same model
+     * inside {@link PeftModel#disableAdapter()}) along each response:
+     * {@code Σ_j KL(π(·|x, y_<j) ‖ π_ref(·|x, y_<j))}, exact over the vocabulary at every response
+     * position, so never negative. Averaged over responses sampled from {@code π}, it estimates
+     * {@code KL(π‖π_ref)} of whole responses with less variance than {@code log π(y) − log π_ref(y)},
+     * the one-sample estimate PPO's penalty uses.
+     *
+     * @throws IllegalArgumentException as {@link #logProbs(ComputationGraph, Heads, List, List)}
+     */
+    public static double[] referenceKl(PeftModel model, Heads heads, List<int[]> prompts, List<int[]> responses) {
+        ComputationGraph graph = model.graph();
+        ModelInfo info = ModelInfo.of(graph, heads);
+        info.requireLanguageModel("the KL to the reference");
+        TokenBatch.check(prompts, responses, info);
+        double[] out = new double[prompts.size()];
+        for (int from = 0; from < prompts.size(); from += CHUNK) {
+            int to = Math.min(prompts.size(), from + CHUNK);
+            TokenBatch b = TokenBatch.of(prompts.subList(from, to), responses.subList(from, to), info);
+            GraphOutputs pol = GraphOutputs.run(graph, b, info, true, false);
+            GraphOutputs ref;
+            try (PeftModel.AdapterScope off = model.disableAdapter()) {
+                ref = GraphOutputs.run(graph, b, info, true, false);
+            }
+            for (int i = 0; i < b.size(); i++) {
+                for (int j = 0; j < b.responseLength(i); j++) {
+                    out[from + i] += pol.distribution(i, j, 1.0, null).klTo(ref.distribution(i, j, 1.0, null));
+                }
             }
         }
         return out;

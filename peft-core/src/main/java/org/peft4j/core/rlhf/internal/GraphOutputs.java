@@ -31,10 +31,10 @@ public record GraphOutputs(ModelInfo info, TokenBatch batch, double[] lm, int vo
     /** Runs {@code g} (inference mode, feature mask on) and keeps the outputs asked for. */
     public static GraphOutputs run(ComputationGraph g, TokenBatch batch, ModelInfo info, boolean lm, boolean score) {
         if (lm) {
-            info.requireLanguageModel("this");
+            info.requireLanguageModel("a forward pass");
         }
         if (score) {
-            info.requireScore("this");
+            info.requireScore("a forward pass");
         }
         DataType dt = info.dataType();
         g.clear(); // ComputationGraph.batchSize() would otherwise prefer the labels of the last fit

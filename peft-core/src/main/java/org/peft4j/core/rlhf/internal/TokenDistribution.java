@@ -103,6 +103,18 @@ public final class TokenDistribution {
         return h;
     }
 
+    /**
+     * {@code KL(this ‖ other) = Σ_v π(v)·(log π(v) − log π_other(v))} over this support; {@code other}
+     * must cover it (the whole vocabulary does).
+     */
+    public double klTo(TokenDistribution other) {
+        double kl = 0;
+        for (int j = 0; j < logPi.length; j++) {
+            kl += Math.exp(logPi[j]) * (logPi[j] - other.logProb(tokenAt(j)));
+        }
+        return kl;
+    }
+
     /** Number of tokens in the support. */
     public int supportSize() {
         return logPi.length;
