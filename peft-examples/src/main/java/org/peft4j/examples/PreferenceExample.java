@@ -52,10 +52,11 @@ import picocli.CommandLine.Spec;
  *       a KL penalty to the reference.</li>
  * </ol>
  * Each method is judged against the base on held-out prompts by scorers it did not train on: the
- * win rate of its continuations under the examples' function-word language guesser
- * ({@link LanguageGuess}: target-language words minus the best other language), and its bits per
- * character on the real held-out continuations; plus the KL to the reference, the reward model's
- * score and the time per step. Writes {@code results.md}, {@code ppo-reward-kl.png},
+ * win rate of its continuations under a judge language model (LoRA fine-tuned on the train lines,
+ * used by no method: likelier per character wins) and under the examples' function-word language
+ * guesser ({@link LanguageGuess}: target-language words minus the best other language), and its
+ * bits per character on the real held-out continuations; plus the KL to the reference, the reward
+ * model's score and the time per step. Writes {@code results.md}, {@code ppo-reward-kl.png},
  * {@code samples.md} and the adapters (PEFT layout) under {@code --out}.
  *
  * <p>Run: {@code java -cp peft-examples/target/peft-examples.jar org.peft4j.examples.PreferenceExample}.
@@ -94,6 +95,10 @@ public final class PreferenceExample implements Callable<Integer> {
     @Option(names = "--ppo-iterations", paramLabel = "N", description = "PPO iterations (default: ${DEFAULT-VALUE})")
     int ppoIterations = 80;
 
+    @Option(names = "--judge-steps", paramLabel = "N", description = "steps of the judge language model, LoRA "
+            + "fine-tuned on the train lines (default: ${DEFAULT-VALUE})")
+    int judgeSteps = 150;
+
     @Option(names = "--pairs-per-step", paramLabel = "N", description = "preference pairs per reward-model and DPO "
             + "step (default: ${DEFAULT-VALUE})")
     int pairsPerStep = 16;
@@ -102,10 +107,10 @@ public final class PreferenceExample implements Callable<Integer> {
     int ppoPrompts = 32;
 
     @Option(names = "--dpo-beta", paramLabel = "B", description = "DPO's beta (default: ${DEFAULT-VALUE})")
-    double dpoBeta = 0.1;
+    double dpoBeta = 0.5;
 
     @Option(names = "--kl-coef", paramLabel = "B", description = "PPO's initial KL coefficient (default: ${DEFAULT-VALUE})")
-    double klCoef = 0.05;
+    double klCoef = 0.2;
 
     @Option(names = "--kl-target", paramLabel = "NATS", description = "adaptive KL target per response, 0 for a fixed "
             + "coefficient (default: ${DEFAULT-VALUE})")
@@ -113,7 +118,7 @@ public final class PreferenceExample implements Callable<Integer> {
 
     @Option(names = "--kl-horizon", paramLabel = "N", description = "adaptive KL horizon in rollouts (default: "
             + "${DEFAULT-VALUE})")
-    double klHorizon = 1000;
+    double klHorizon = 200;
 
     @Option(names = "--temperature", paramLabel = "T", description = "PPO rollout temperature (default: ${DEFAULT-VALUE})")
     double temperature = 1.0;
@@ -125,7 +130,7 @@ public final class PreferenceExample implements Callable<Integer> {
     double lrReward = 2e-3;
 
     @Option(names = "--lr-dpo", paramLabel = "LR", description = "DPO learning rate (default: ${DEFAULT-VALUE})")
-    double lrDpo = 1e-3;
+    double lrDpo = 5e-4;
 
     @Option(names = "--lr-ppo", paramLabel = "LR", description = "PPO learning rate (default: ${DEFAULT-VALUE})")
     double lrPpo = 5e-4;
@@ -163,6 +168,8 @@ public final class PreferenceExample implements Callable<Integer> {
 
     /** Name of the reward model's adapter beside the PPO policy. */
     static final String REWARD_ADAPTER = "reward";
+    /** Learning rate of the judge language model (the examples' LoRA rate). */
+    static final double JUDGE_LEARNING_RATE = 5e-3;
     /** Temperature of the before/after samples. */
     static final double SAMPLE_TEMPERATURE = 0.7;
 
@@ -173,16 +180,18 @@ public final class PreferenceExample implements Callable<Integer> {
      * @param trainableParams parameters it trained
      * @param pairAccuracy held-out preference accuracy (reward model: its rewards; DPO: its implicit
      *     rewards), NaN where the method has none
-     * @param winRate share of held-out prompts where its continuation beats the base's under the
-     *     language judge (ties count half), NaN for the base and the reward model
+     * @param lmWinRate share of held-out prompts where its continuation is likelier than the base's
+     *     under the judge language model, per character (ties count half); NaN for the base and the
+     *     reward model
+     * @param wordWinRate the same under the function-word judge
      * @param realBitsPerChar bits per character of the real held-out continuations, NaN for the reward model
      * @param kl mean KL to the reference along its own held-out continuations, nats per response
      *     ({@link Sequences#referenceKl})
      * @param meanReward mean reward-model score of its held-out continuations
      * @param msPerStep mean wall time of a training step (PPO: of an iteration), first one excluded
      */
-    record Row(String method, long trainableParams, double pairAccuracy, double winRate, double realBitsPerChar,
-               double kl, double meanReward, double msPerStep) {
+    record Row(String method, long trainableParams, double pairAccuracy, double lmWinRate, double wordWinRate,
+               double realBitsPerChar, double kl, double meanReward, double msPerStep) {
     }
 
     /**
@@ -224,7 +233,7 @@ public final class PreferenceExample implements Callable<Integer> {
     private void validate() {
         for (Object[] o : new Object[][] {{"--prompt-chars", promptChars}, {"--response-chars", responseChars},
                 {"--rank", rank}, {"--reward-steps", rewardSteps}, {"--dpo-steps", dpoSteps},
-                {"--ppo-iterations", ppoIterations}, {"--pairs-per-step", pairsPerStep}, {"--ppo-prompts", ppoPrompts},
+                {"--ppo-iterations", ppoIterations}, {"--judge-steps", judgeSteps}, {"--pairs-per-step", pairsPerStep}, {"--ppo-prompts", ppoPrompts},
                 {"--eval-prompts", evalPrompts}, {"--pretrain-steps", pretrainSteps}, {"--max-chars", maxChars},
                 {"--threads", threads}}) {
             if ((int) o[1] <= 0) {
@@ -335,22 +344,33 @@ public final class PreferenceExample implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "PPO: last reward %.3f, KL %.2f (%s)%n", ppoMetrics.get(ppoMetrics.size() - 1)
                 .meanScore(), ppoMetrics.get(ppoMetrics.size() - 1).meanKl(), since(t0));
 
+        // the judge language model: LoRA fine-tuned on the train lines, used by no method
+        PeftModel judgeLm = Peft.wrap(base, plain);
+        judgeLm.graph().setLearningRate(JUDGE_LEARNING_RATE);
+        TextStream judgeText = TextStream.of(trainLines(docs), vocab);
+        Random judgeBatches = new Random(seed + 11);
+        double judgeMs = timedSteps("judge LM", judgeSteps, () -> {
+            judgeLm.graph().fit(judgeText.randomBatch(settings.batch, settings.seqLen, judgeBatches));
+            return String.format(Locale.ROOT, "loss %.3f", judgeLm.graph().score() / settings.seqLen);
+        });
+        System.out.printf(Locale.ROOT, "judge LM: %.0f ms/step (%s)%n", judgeMs, since(t0));
+
         // judge everything on held-out prompts
         List<Row> rows = new ArrayList<>();
-        Judge judge = new Judge(heldOut, vocab, reward);
+        Judge judge = new Judge(heldOut, vocab, reward, judgeLm.graph());
         Judge.Samples baseSamples = judge.sample(base, null);
-        rows.add(new Row("base (pretrained, no " + target + ")", 0, Double.NaN, Double.NaN,
+        rows.add(new Row("base (pretrained, no " + target + ")", 0, Double.NaN, Double.NaN, Double.NaN,
                 judge.realBitsPerChar(base), 0, baseSamples.meanReward(), Double.NaN));
         rows.add(new Row("reward model (LoRA + head)", rewardParams, rmHeldOut.accuracy(), Double.NaN, Double.NaN,
-                Double.NaN, Double.NaN, rewardMs));
+                Double.NaN, Double.NaN, Double.NaN, rewardMs));
         Judge.Samples dpoSamples = judge.sample(dpo.graph(), dpo);
         rows.add(new Row("DPO (LoRA)", dpo.trainableParameters(), dpoHeldOut.rewardAccuracy(),
-                judge.winRate(dpoSamples, baseSamples), judge.realBitsPerChar(dpo.graph()), dpoSamples.kl(),
-                dpoSamples.meanReward(), dpoMs));
+                Judge.winRate(dpoSamples.lm(), baseSamples.lm()), Judge.winRate(dpoSamples.words(), baseSamples.words()),
+                judge.realBitsPerChar(dpo.graph()), dpoSamples.kl(), dpoSamples.meanReward(), dpoMs));
         Judge.Samples ppoSamples = judge.sample(rlhf.graph(), rlhf);
         rows.add(new Row("PPO (LoRA + value head)", rlhf.trainableParameters(), Double.NaN,
-                judge.winRate(ppoSamples, baseSamples), judge.realBitsPerChar(rlhf.graph()), ppoSamples.kl(),
-                ppoSamples.meanReward(), ppoMs));
+                Judge.winRate(ppoSamples.lm(), baseSamples.lm()), Judge.winRate(ppoSamples.words(), baseSamples.words()),
+                judge.realBitsPerChar(rlhf.graph()), ppoSamples.kl(), ppoSamples.meanReward(), ppoMs));
 
         // samples before and after, adapters saved and reloaded
         int shown = Math.min(3, heldOut.pairs().size());
@@ -372,11 +392,13 @@ public final class PreferenceExample implements Callable<Integer> {
                         + "continuations (%,d train / %,d held-out pairs, prompt %d + continuation %d characters); "
                         + "character decoder pretrained on %s (%,d steps%s); LoRA r = %d on q, v; reward model %d steps, "
                         + "DPO %d steps (beta %.2f), PPO %d iterations of %d rollouts (temperature %.2f, top-k %d, KL "
-                        + "coefficient %.3f%s); %d pairs per step; seed %d; wall time %.1f min.", target,
+                        + "coefficient %.3f%s); %d pairs per step; judge LM: LoRA fine-tuned %d steps on the train lines; "
+                        + "seed %d; wall time %.1f min.", target,
                 train.pairs().size(), heldOut.pairs().size(), promptChars, responseChars, settings.sources,
                 pretrainSteps, loaded.fromCache() ? ", from cache" : "", rank, rewardSteps, dpoSteps, dpoBeta,
                 ppoIterations, ppoPrompts, temperature, topK, klCoef, klTarget > 0 ? String.format(Locale.ROOT,
-                        " adaptive to %.1f nats over %.0f rollouts", klTarget, klHorizon) : " fixed", pairsPerStep, seed,
+                        " adaptive to %.1f nats over %.0f rollouts", klTarget, klHorizon) : " fixed", pairsPerStep,
+                judgeSteps, seed,
                 minutes);
         List<Path> files = PreferenceReport.write(out, header, rows, rmHeldOut, dpoHeldOut, ppoMetrics, samples, target);
         System.out.println();
@@ -418,6 +440,19 @@ public final class PreferenceExample implements Callable<Integer> {
         List<int[]> rejected = Sequences.generate(base, prompts, SamplingConfig.builder().temperature(1.0)
                 .maxNewTokens(responseChars).build(), seed + (heldOut ? 1 : 0));
         return new Pairs(PreferencePair.zip(prompts, chosen, rejected), List.copyOf(texts));
+    }
+
+    /** The train lines (every line but each tenth), within --max-chars, as {@link #pairs} reads them. */
+    private List<String> trainLines(List<String> docs) {
+        List<String> out = new ArrayList<>();
+        long chars = 0;
+        for (int i = 0; i < docs.size() && chars < maxChars; i++) {
+            chars += docs.get(i).length();
+            if (i % 10 != 0) {
+                out.add(docs.get(i));
+            }
+        }
+        return out;
     }
 
     private static <T> List<T> sample(List<T> from, int n, Random rnd) {
@@ -463,21 +498,25 @@ public final class PreferenceExample implements Callable<Integer> {
 
     /**
      * The held-out judge: samples one continuation per held-out prompt (temperature 1, the same
-     * seed for every model), scores it with the language guesser, the reward model and the KL to the
-     * reference, and computes bits per character of the real continuations.
+     * seed for every model) and scores it with two judges no method trained on (the judge language
+     * model's log-likelihood per character, and the function-word language score), the reward
+     * model and the KL to the reference; and computes bits per character of the real continuations.
      */
     private final class Judge {
         private final Pairs heldOut;
         private final CharVocabulary vocab;
         private final RewardModel reward;
+        private final ComputationGraph judgeLm;
 
-        Judge(Pairs heldOut, CharVocabulary vocab, RewardModel reward) {
+        Judge(Pairs heldOut, CharVocabulary vocab, RewardModel reward, ComputationGraph judgeLm) {
             this.heldOut = heldOut;
             this.vocab = vocab;
             this.reward = reward;
+            this.judgeLm = judgeLm;
         }
 
-        record Samples(List<int[]> responses, double[] judge, double kl, double meanReward) {
+        /** Per held-out prompt: the judge LM's mean log-likelihood per character, and the word score. */
+        record Samples(List<int[]> responses, double[] lm, double[] words, double kl, double meanReward) {
         }
 
         /** Samples from {@code g}; KL against {@code peft} with its adapters disabled (0 when {@code peft} is null). */
@@ -487,12 +526,14 @@ public final class PreferenceExample implements Callable<Integer> {
                     seed + 7);
             double kl = peft == null ? 0 : java.util.Arrays.stream(Sequences.referenceKl(peft, prompts, ys)).average()
                     .orElse(Double.NaN);
-            double[] j = new double[ys.size()];
+            double[] lm = Sequences.logProbs(judgeLm, prompts, ys);
+            double[] words = new double[ys.size()];
             for (int i = 0; i < ys.size(); i++) {
-                j[i] = languageScore(vocab.decode(ys.get(i), 0, ys.get(i).length));
+                lm[i] /= ys.get(i).length;
+                words[i] = languageScore(vocab.decode(ys.get(i), 0, ys.get(i).length));
             }
             double[] r = reward.score(prompts, ys);
-            return new Samples(ys, j, kl, java.util.Arrays.stream(r).average().orElse(Double.NaN));
+            return new Samples(ys, lm, words, kl, java.util.Arrays.stream(r).average().orElse(Double.NaN));
         }
 
         /** Target-language function words minus those of the best other language. */
@@ -504,12 +545,13 @@ public final class PreferenceExample implements Callable<Integer> {
             return own - other;
         }
 
-        double winRate(Samples a, Samples b) {
+        /** Share of prompts where {@code a} scores higher than {@code b}, ties counting half. */
+        static double winRate(double[] a, double[] b) {
             double w = 0;
-            for (int i = 0; i < a.judge().length; i++) {
-                w += a.judge()[i] > b.judge()[i] ? 1 : a.judge()[i] == b.judge()[i] ? 0.5 : 0;
+            for (int i = 0; i < a.length; i++) {
+                w += a[i] > b[i] ? 1 : a[i] == b[i] ? 0.5 : 0;
             }
-            return w / a.judge().length;
+            return w / a.length;
         }
 
         double realBitsPerChar(ComputationGraph g) {

@@ -46,22 +46,24 @@ final class PreferenceReport {
     /** The comparison table. */
     static String markdown(List<PreferenceExample.Row> rows, String target) {
         StringBuilder sb = new StringBuilder();
-        sb.append("| method | trainable params | held-out pair accuracy | win rate vs base (language judge) "
-                + "| real-text bits/char | KL to reference (nats/response) | reward-model score | ms/step |\n");
-        sb.append("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        sb.append("| method | trainable params | held-out pair accuracy | win rate vs base: LM judge "
+                + "| win rate vs base: word judge | real-text bits/char | KL to reference (nats/response) "
+                + "| reward-model score | ms/step |\n");
+        sb.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (PreferenceExample.Row r : rows) {
-            sb.append(String.format(Locale.ROOT, "| %s | %,d | %s | %s | %s | %s | %s | %s |%n", r.method(),
-                    r.trainableParams(), num(r.pairAccuracy(), "%.3f"), num(r.winRate(), "%.3f"),
-                    num(r.realBitsPerChar(), "%.3f"), num(r.kl(), "%.2f"), num(r.meanReward(), "%.3f"),
-                    num(r.msPerStep(), "%.0f")));
+            sb.append(String.format(Locale.ROOT, "| %s | %,d | %s | %s | %s | %s | %s | %s | %s |%n", r.method(),
+                    r.trainableParams(), num(r.pairAccuracy(), "%.3f"), num(r.lmWinRate(), "%.3f"),
+                    num(r.wordWinRate(), "%.3f"), num(r.realBitsPerChar(), "%.3f"), num(r.kl(), "%.2f"),
+                    num(r.meanReward(), "%.3f"), num(r.msPerStep(), "%.0f")));
         }
         sb.append(String.format(Locale.ROOT, "%nHeld-out pair accuracy: how often the method ranks the real "
                 + "continuation above the base model's sample (reward model: its reward; DPO: its implicit reward "
-                + "β·log π/π_ref). Win rate: share of held-out prompts where the method's continuation (temperature 1, "
-                + "same seed as the base) holds more %s function words, net of the best other language's, than the "
-                + "base's (ties count half). Real-text bits/char: the real held-out continuations under the model. KL: "
+                + "β·log π/π_ref). Win rates: share of held-out prompts where the method's continuation (temperature 1, "
+                + "same seed as the base) beats the base's (ties count half) under a judge no method trained on: the LM "
+                + "judge (a LoRA of the base fine-tuned on the %s train lines) by log-likelihood per character, the "
+                + "word judge by %s function words net of the best other language's. Real-text bits/char: the real held-out continuations under the model. KL: "
                 + "Σ over positions of KL(π‖π_ref) along its own continuations, exact over the vocabulary. ms/step: PPO per iteration (rollout, scoring and "
-                + "every update).%n", target));
+                + "every update).%n", target, target));
         return sb.toString();
     }
 

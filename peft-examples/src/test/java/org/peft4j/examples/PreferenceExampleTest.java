@@ -19,7 +19,7 @@ class PreferenceExampleTest {
         new CommandLine(ex).parseArgs("--tiny", "--pretrain-steps", "30", "--max-chars", "150000", "--prompt-chars", "12",
                 "--response-chars", "16", "--rank", "4", "--reward-steps", "20", "--dpo-steps", "10",
                 "--lr-reward", "1e-2", "--lr-dpo", "1e-2",
-                "--ppo-iterations", "2", "--pairs-per-step", "8", "--ppo-prompts", "8", "--eval-prompts", "24",
+                "--ppo-iterations", "2", "--judge-steps", "10", "--pairs-per-step", "8", "--ppo-prompts", "8", "--eval-prompts", "24",
                 "--max-pairs", "64", "--no-progress", "--out", dir.resolve("out").toString(),
                 "--cache-dir", dir.resolve("cache").toString());
         PreferenceExample.Outcome o = ex.run();
@@ -34,7 +34,8 @@ class PreferenceExampleTest {
         assertEquals(2, o.ppo().size());
         for (PreferenceExample.Row r : rows.subList(2, 4)) {
             assertTrue(r.kl() > 0 && Double.isFinite(r.kl()), r.method() + " moved off the reference: " + r.kl());
-            assertTrue(r.winRate() >= 0 && r.winRate() <= 1 && r.trainableParams() > 0, r.toString());
+            assertTrue(r.lmWinRate() >= 0 && r.lmWinRate() <= 1 && r.wordWinRate() >= 0 && r.wordWinRate() <= 1
+                    && r.trainableParams() > 0, r.toString());
         }
         assertTrue(o.reloadMaxAbsDiff() <= 1e-5, "reloaded adapters give other outputs: " + o.reloadMaxAbsDiff());
         for (String f : List.of("results.md", "samples.md", "ppo-reward-kl.png")) {
