@@ -77,13 +77,6 @@ class RewardTrainerTest {
     }
 
     @Test
-    void aDecoderRewardModelLearnsTheHeldOutPreference() {
-        RewardMetrics m = train(Peft.wrap(rewardBase(), ia3WithHead()), 15);
-        assertTrue(m.accuracy() > 0.9, "held-out accuracy " + m);
-        assertTrue(m.margin() > 1, "held-out margin " + m);
-    }
-
-    @Test
     void anEncoderRewardModelLearnsTheHeldOutPreference() {
         ComputationGraph encoder = Transformers.encoder().vocabSize(8)
                 .maxLength(16).dModel(16).heads(2).layers(1).mlpRatio(2).seed(4).updater(new Adam(2e-2))
@@ -93,26 +86,26 @@ class RewardTrainerTest {
     }
 
     @Test
-    void theHeadIsSavedAsATrainedModuleAndLoadsBackToTheSameRewards(@TempDir Path dir) throws IOException {
+    void aDecoderRewardModelLearnsAndIsSavedWithItsHeadAsATrainedModule(@TempDir Path dir) throws IOException {
         PeftModel rm = Peft.wrap(rewardBase(), ia3WithHead());
-        train(rm, 10);
+        RewardMetrics m = train(rm, 15);
+        assertTrue(m.accuracy() > 0.9, "held-out accuracy " + m);
+        assertTrue(m.margin() > 1, "held-out margin " + m);
+
         List<PreferencePair> probe = pairs(5, 6);
         List<int[]> prompts = probe.stream().map(PreferencePair::prompt).toList();
         List<int[]> responses = probe.stream().map(PreferencePair::chosen).toList();
         double[] before = new RewardModel(rm, PeftModel.DEFAULT_ADAPTER).score(prompts, responses);
         rm.saveAdapter(dir);
-
         SafeTensor w = Safetensors.read(dir.resolve("adapter_model.safetensors")).tensors()
                 .get("base_model.model." + ScoreHead.NAME + ".weight");
         assertNotNull(w, "the head is saved as a trained module");
         assertArrayEquals(new long[] {1, 16}, w.shape(), "PyTorch orientation [out, in]");
         assertTrue(Files.readString(dir.resolve("adapter_config.json")).contains("\"modules_to_save\": [\n    \"score\""),
                 Files.readString(dir.resolve("adapter_config.json")));
-
         PeftModel loaded = Peft.load(rewardBase(), dir);
         double[] after = new RewardModel(loaded, PeftModel.DEFAULT_ADAPTER).score(prompts, responses);
         assertArrayEquals(before, after, 1e-5);
-        assertTrue(java.util.Arrays.stream(before).map(Math::abs).max().orElse(0) > 0.1, "rewards moved off 0");
     }
 
     @Test
@@ -121,7 +114,7 @@ class RewardTrainerTest {
         shared.addAdapter("reward", ia3WithHead());
         shared.setAdapter("reward");
         RewardTrainer t = new RewardTrainer(shared, RewardConfig.builder().build());
-        for (int s = 0; s < 10; s++) {
+        for (int s = 0; s < 5; s++) {
             t.step(pairs(2, 16));
         }
         List<int[]> prompts = List.of(new int[] {1, 2, 3}, new int[] {4, 4, 4});
