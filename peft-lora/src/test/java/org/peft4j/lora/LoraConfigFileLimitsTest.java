@@ -68,8 +68,8 @@ class LoraConfigFileLimitsTest {
         assertTrue(edited.length() > json.length() + 20_000, "edited");
         Files.writeString(config, edited);
         Exception e = assertThrows(Exception.class, () -> Peft.load(base(), dir));
-        assertTrue(e.getMessage().startsWith("the adapter in " + dir + " does not fit the base model: no layer matched "
-                + "targetModules [layer0, layer1, "), e.getMessage());
+        assertTrue(e.getMessage().startsWith("the adapter in " + dir + " does not fit the base model: adapter_config.json: "
+                + "no layer matched targetModules [layer0, layer1, "), e.getMessage());
         assertTrue(e.getMessage().length() < 2000, e.getMessage().length() + " characters");
     }
 }
