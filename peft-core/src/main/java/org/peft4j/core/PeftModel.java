@@ -70,6 +70,12 @@ public final class PeftModel {
     public static final String DEFAULT_ADAPTER = "default";
 
     private final Object lock = new Object();
+    /**
+     * Taken by saves, before {@link #lock}: two saves of this model run one after the other (a
+     * save into a directory removes the staging directory a concurrent save there left), without
+     * holding up {@link #output} meanwhile.
+     */
+    private final Object saveLock = new Object();
     private final ComputationGraphConfiguration baseConf;
     private final Map<String, String> projectionOf;
     private final BaseFingerprint baseFingerprint;
@@ -696,6 +702,12 @@ public final class PeftModel {
      */
     private void save(Path dir, boolean checkpoint) throws IOException {
         Objects.requireNonNull(dir, "dir must not be null");
+        synchronized (saveLock) {
+            saveOnce(dir, checkpoint);
+        }
+    }
+
+    private void saveOnce(Path dir, boolean checkpoint) throws IOException {
         while (true) {
             long seen;
             Map<String, Held> inactive = new LinkedHashMap<>();
@@ -707,17 +719,16 @@ public final class PeftModel {
                     }
                 }
             }
-            Map<String, ComputationGraph> built = new LinkedHashMap<>();
-            for (Map.Entry<String, Held> e : inactive.entrySet()) {
-                built.put(e.getKey(), e.getValue().build());
-            }
             try (DirectoryTransaction tx = DirectoryTransaction.begin(dir)) {
                 Path staging = tx.staging();
                 Map<String, String> others = new TreeMap<>();
-                for (Map.Entry<String, ComputationGraph> e : built.entrySet()) {
-                    if (!e.getKey().equals(DEFAULT_ADAPTER)) {
-                        others.put(e.getKey(), saveOne(inactive.get(e.getKey()).config, e.getValue(),
-                                staging.resolve(e.getKey()), null, null));
+                ComputationGraph defaultGraph = null;
+                for (Map.Entry<String, Held> e : inactive.entrySet()) {
+                    ComputationGraph g = e.getValue().build(); // one at a time: each holds a copy of the base
+                    if (e.getKey().equals(DEFAULT_ADAPTER)) {
+                        defaultGraph = g; // written last: it lists the others' digests
+                    } else {
+                        others.put(e.getKey(), saveOne(e.getValue().config, g, staging.resolve(e.getKey()), null, null));
                     }
                 }
                 String trainingState = null;
@@ -741,9 +752,8 @@ public final class PeftModel {
                         others.put(active, saveOne(activeConfig, graph, staging.resolve(active), null, null));
                     }
                 }
-                if (built.containsKey(DEFAULT_ADAPTER)) {
-                    saveOne(inactive.get(DEFAULT_ADAPTER).config, built.get(DEFAULT_ADAPTER), staging, others,
-                            trainingState);
+                if (defaultGraph != null) {
+                    saveOne(inactive.get(DEFAULT_ADAPTER).config, defaultGraph, staging, others, trainingState);
                 }
                 tx.commit();
                 return;

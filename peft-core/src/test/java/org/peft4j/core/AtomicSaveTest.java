@@ -86,6 +86,35 @@ class AtomicSaveTest {
         assertEquals(filesOfB, files(dir), "exactly B's files, in place");
     }
 
+    /**
+     * Two threads saving one model into one directory take turns (a save removes the staging
+     * directory a concurrent save into the same directory left, so overlapping saves would fail).
+     */
+    @Test
+    void savesOfOneModelFromTwoThreadsTakeTurns() throws Exception {
+        Path dir = tmp.resolve("two-threads");
+        PeftModel model = TwoAdapterSets.model('B');
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+        try {
+            List<java.util.concurrent.Future<?>> saves = new ArrayList<>();
+            for (int t = 0; t < 2; t++) {
+                saves.add(pool.submit(() -> {
+                    for (int i = 0; i < 5; i++) {
+                        model.saveAdapter(dir);
+                    }
+                    return null;
+                }));
+            }
+            for (java.util.concurrent.Future<?> f : saves) {
+                f.get(5, java.util.concurrent.TimeUnit.MINUTES);
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+        assertEquals('B', TwoAdapterSets.view(dir));
+        assertEquals(List.of(), leftovers(dir));
+    }
+
     @Test
     void fromTheCommitRenameOnTheDirectoryLoadsAsTheNewSetWhicheverFilesWereMoved() throws Exception {
         List<List<String>> movedFirst = new ArrayList<>();

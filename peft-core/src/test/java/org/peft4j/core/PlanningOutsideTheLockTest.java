@@ -211,6 +211,18 @@ class PlanningOutsideTheLockTest {
         assertEquals(before, model.output(input())[0]);
     }
 
+    @Test
+    void saveAdapterBuildsTheInactiveAdaptersWithoutTheLock(@TempDir Path dir) throws Exception {
+        PeftModel model = Peft.wrap(base(), Ia3Config.builder().targetModules("dense1").build());
+        INDArray before = model.output(input())[0];
+        SlowPlan slow = new SlowPlan(Ia3Config.builder().targetModules("dense0").build());
+        slow.armed.set(false);
+        model.addAdapter("slow", slow);
+        slow.armed.set(true);
+        servedWhilePlanning(model, slow, () -> model.saveAdapter(dir), before);
+        assertEquals(List.of(PeftModel.DEFAULT_ADAPTER, "slow"), Peft.load(base(), dir).adapterNames());
+    }
+
     /** A switch planned while the model changed is checked again under the lock: merged meanwhile, it is refused. */
     @Test
     void aSwitchPlannedWhileTheModelWasMergedIsRefusedAtTheSwap() throws Exception {
