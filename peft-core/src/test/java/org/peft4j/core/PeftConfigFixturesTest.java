@@ -18,7 +18,7 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
-import org.peft4j.core.internal.PeftJson;
+import org.peft4j.core.spi.PeftJson;
 
 /**
  * Guards the fixture set of real {@code adapter_config.json} files under {@code peft-configs/}: every file is

@@ -11,7 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
 import org.junit.jupiter.api.Test;
-import org.peft4j.core.internal.PeftJson;
+import org.peft4j.core.spi.PeftJson;
 import org.peft4j.core.io.DType;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
