@@ -9,21 +9,22 @@ import org.deeplearning4j.nn.graph.ComputationGraph;
  * What {@link Peft#wrap} needs to know of a tuning method: which layers it targets, which it trains
  * in full and which biases train ({@link #targeting()}, one shared value), which kinds of layer it
  * can adapt ({@link #supportedTargetKinds()}), how it adapts one targeted layer
- * ({@link #adaptDense}: LoRA, IA3) and which structural edits it makes to the graph
+ * ({@link #adapt}: LoRA, IA3) and which structural edits it makes to the graph
  * ({@link #graphEdits}: layers inserted by bottleneck adapters and prompt tuning, attention cores
  * replaced by prefix tuning).
  *
  * <p>Adding a tuner touches no core file: its own package holds the config (this interface), its
  * {@link PeftConfigFactory} (one line in {@code META-INF/services/org.peft4j.core.PeftConfigFactory}),
- * its layer (a subclass of {@link FrozenDenseLayer} that declares its parameters, file tensors and
- * merged weight) and the layer's implementation (a subclass of
- * {@link org.peft4j.core.spi.FrozenDenseLayerImpl} with its forward and backward).
+ * its layer (a subclass of the frozen layer of each kind it adapts, e.g. {@link FrozenDenseLayer},
+ * that declares its parameters, file tensors and merged weight) and the layer's implementation (a
+ * subclass of that kind's implementation, e.g. {@link org.peft4j.core.spi.FrozenDenseLayerImpl},
+ * with its forward and backward).
  *
  * <p>Implementations are immutable value objects built by a validating builder (for example
  * {@code org.peft4j.lora.LoraConfig}). The family is open across modules (Java's {@code sealed}
  * needs one package or one named module, and peft4j's tuners live in several Maven modules), so
  * polymorphism takes the place of a switch over kinds: the core asks the config to build its own
- * replacement layer through {@link #adaptDense}.
+ * replacement layer through {@link #adapt}.
  *
  * <p>Thread-safety: implementations must be immutable.
  */
@@ -73,21 +74,23 @@ public interface PeftConfig {
     }
 
     /**
-     * Builds the layer that replaces one targeted dense-type layer: a {@link FrozenDenseLayer}
-     * (or subclass) holding the frozen weights of {@code target} plus the method's own trainable
-     * parameters. Called by {@link Peft#wrap} only; the core copies activation, updater,
-     * regularization and dropout of the base layer onto the result afterwards.
+     * Builds the layer that replaces one targeted layer: a subclass of the frozen layer of
+     * {@code target.kind()} ({@link FrozenDenseLayer}, {@link FrozenEmbeddingLayer},
+     * {@link FrozenConvolutionLayer}) holding the frozen weights of {@code target} plus the method's
+     * own trainable parameters. Called by {@link Peft#wrap} only for targets of a kind in
+     * {@link #supportedTargetKinds()}; the core copies activation, updater, regularization and
+     * dropout of the base layer onto the result afterwards.
      *
-     * @throws UnsupportedOperationException if the method adapts no layers (then
-     *     {@link #targetModules()} is null and this is never called)
+     * @throws UnsupportedOperationException if the method adapts no layers (then it supports no
+     *     kind and this is never called)
      */
-    FrozenDenseLayer adaptDense(DenseTarget target);
+    FrozenBaseLayer adapt(Target target);
 
     /**
      * Builds the frozen replacement of a dense-type layer that is not targeted (default: a plain
      * {@link FrozenDenseLayer}). QLoRA overrides it to hold those weights in 4 bits too.
      */
-    default FrozenDenseLayer freezeDense(DenseTarget target) {
+    default FrozenDenseLayer freeze(Target target) {
         return new FrozenDenseLayer(target);
     }
 

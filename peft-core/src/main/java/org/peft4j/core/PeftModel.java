@@ -152,12 +152,8 @@ public final class PeftModel {
         long frozen = 0;
         for (Layer l : g.getLayers()) {
             org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
-            if (c instanceof FrozenDenseLayer) {
-                FrozenDenseLayer f = (FrozenDenseLayer) c;
-                frozen += f.getNIn() * f.getNOut();
-                if (f.frozenBias() != null && !f.isTrainableBias()) {
-                    frozen += f.frozenBias().length();
-                }
+            if (c instanceof FrozenBaseLayer f) {
+                frozen += f.frozenElements();
             } else if (c instanceof FrozenParamsLayer && ((FrozenParamsLayer) c).frozenParams() != null) {
                 frozen += ((FrozenParamsLayer) c).frozenParams().length();
             }
@@ -173,8 +169,8 @@ public final class PeftModel {
         long bytes = 0;
         for (Layer l : graph().getLayers()) {
             org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
-            if (c instanceof FrozenDenseLayer) {
-                bytes += ((FrozenDenseLayer) c).frozenBytes();
+            if (c instanceof FrozenBaseLayer f) {
+                bytes += f.frozenBytes();
             } else if (c instanceof FrozenParamsLayer && ((FrozenParamsLayer) c).frozenParams() != null) {
                 INDArray p = ((FrozenParamsLayer) c).frozenParams();
                 bytes += p.length() * p.dataType().width();
@@ -197,12 +193,12 @@ public final class PeftModel {
     }
 
     /** The layers carrying an adapter, by their vertex name in {@link #graph()}. */
-    public Map<String, FrozenDenseLayer> adaptedLayers() {
-        Map<String, FrozenDenseLayer> m = new LinkedHashMap<>();
+    public Map<String, FrozenBaseLayer> adaptedLayers() {
+        Map<String, FrozenBaseLayer> m = new LinkedHashMap<>();
         for (Layer l : graph().getLayers()) {
             org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
-            if (c instanceof FrozenDenseLayer && ((FrozenDenseLayer) c).hasAdapter()) {
-                m.put(c.getLayerName(), (FrozenDenseLayer) c);
+            if (c instanceof FrozenBaseLayer f && f.hasAdapter()) {
+                m.put(c.getLayerName(), f);
             }
         }
         return Collections.unmodifiableMap(m);
@@ -236,7 +232,7 @@ public final class PeftModel {
 
     /** Whether the adapters are merged into the frozen weights. */
     public boolean isMerged() {
-        return adaptedLayers().values().stream().anyMatch(FrozenDenseLayer::isMerged);
+        return adaptedLayers().values().stream().anyMatch(FrozenBaseLayer::isMerged);
     }
 
     /**
@@ -257,7 +253,7 @@ public final class PeftModel {
                         + "scope first");
             }
             try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
-                for (Map.Entry<String, FrozenDenseLayer> e : adaptedLayers().entrySet()) {
+                for (Map.Entry<String, FrozenBaseLayer> e : adaptedLayers().entrySet()) {
                     e.getValue().merge(graph.getLayer(e.getKey()).paramTable());
                 }
             }
@@ -267,7 +263,7 @@ public final class PeftModel {
     /** Restores the frozen base weights exactly (they were kept while merged). No-op if not merged. */
     public void unmerge() {
         synchronized (lock) {
-            for (FrozenDenseLayer f : adaptedLayers().values()) {
+            for (FrozenBaseLayer f : adaptedLayers().values()) {
                 f.unmerge();
             }
         }
@@ -289,8 +285,8 @@ public final class PeftModel {
                 throw new IllegalStateException("adapters are merged, so disabling them would not restore the base "
                         + "outputs; call unmerge() first");
             }
-            Map<FrozenDenseLayer, Boolean> before = new java.util.IdentityHashMap<>();
-            for (FrozenDenseLayer f : adaptedLayers().values()) {
+            Map<FrozenBaseLayer, Boolean> before = new java.util.IdentityHashMap<>();
+            for (FrozenBaseLayer f : adaptedLayers().values()) {
                 before.put(f, f.isAdapterEnabled());
                 f.setAdapterEnabled(false);
             }
@@ -301,7 +297,7 @@ public final class PeftModel {
             }
             return () -> {
                 synchronized (lock) {
-                    before.forEach(FrozenDenseLayer::setAdapterEnabled);
+                    before.forEach(FrozenBaseLayer::setAdapterEnabled);
                     beforeAdded.forEach(TunerLayer::setAdapterEnabled);
                 }
             };
@@ -460,7 +456,7 @@ public final class PeftModel {
             current.updaterState = state == null ? null : state.dup();
             if (target.config.layoutSignature().equals(current.config.layoutSignature())) {
                 graph.params().assign(target.params);
-                for (FrozenDenseLayer f : adaptedLayers().values()) {
+                for (FrozenBaseLayer f : adaptedLayers().values()) {
                     f.adoptConfig(target.config);
                 }
             } else {
@@ -536,10 +532,10 @@ public final class PeftModel {
     }
 
     /** Every frozen dense layer of the live graph, adapted or not, by its base-model name. */
-    private Map<String, FrozenDenseLayer> frozenLayersByBaseName() {
-        Map<String, FrozenDenseLayer> m = new HashMap<>();
+    private Map<String, FrozenBaseLayer> frozenLayersByBaseName() {
+        Map<String, FrozenBaseLayer> m = new HashMap<>();
         for (Layer l : graph.getLayers()) {
-            if (l.conf().getLayer() instanceof FrozenDenseLayer f) {
+            if (l.conf().getLayer() instanceof FrozenBaseLayer f) {
                 m.put(f.baseLayerName(), f);
             }
         }
@@ -568,8 +564,7 @@ public final class PeftModel {
                 Layer target = out.getLayer(name);
                 Layer wrapped = graph.getLayer(projectionOf.getOrDefault(name, name));
                 org.deeplearning4j.nn.conf.layers.Layer c = wrapped.conf().getLayer();
-                if (c instanceof FrozenDenseLayer) {
-                    FrozenDenseLayer f = (FrozenDenseLayer) c;
+                if (c instanceof FrozenBaseLayer f) {
                     Map<String, INDArray> params = wrapped.paramTable();
                     INDArray w = f.frozenWeight();
                     INDArray b = merged ? f.biasInUse(params) : f.frozenBias();
@@ -577,7 +572,7 @@ public final class PeftModel {
                         w = f.mergedWeight(w, params);
                         b = b == null ? null : f.mergedBias(b.reshape(b.length()), params);
                     }
-                    target.getParam("W").assign(w);
+                    target.getParam("W").assign(f.stockWeight(w));
                     if (b != null) {
                         target.getParam("b").assign(b.reshape(target.getParam("b").shape()));
                     }
@@ -633,8 +628,8 @@ public final class PeftModel {
         ComputationGraph g = graphHolding(name);
         List<String> targets = new ArrayList<>();
         for (Layer l : g.getLayers()) {
-            if (l.conf().getLayer() instanceof FrozenDenseLayer && ((FrozenDenseLayer) l.conf().getLayer()).hasAdapter()) {
-                targets.add(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName());
+            if (l.conf().getLayer() instanceof FrozenBaseLayer f && f.hasAdapter()) {
+                targets.add(f.baseLayerName());
             }
         }
         return AdapterWriter.save(c, baseFingerprint, g, target, targets, baseConf.getVertices().keySet(), savedWith,

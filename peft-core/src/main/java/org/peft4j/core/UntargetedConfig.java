@@ -8,7 +8,7 @@ import java.util.Set;
  * and prefix tuning change the graph's structure instead ({@link #graphEdits}: inserted layers,
  * replaced attention cores). Their {@link #targeting()} has scope
  * {@link Targeting.Scope#MODULES_TO_SAVE} (no targets, no trained biases); this fixes the
- * answers that follow: no target kinds, and {@link #adaptDense} refused.
+ * answers that follow: no target kinds, and {@link #adapt} refused.
  *
  * <p>Thread-safety: implementations must be immutable.
  */
@@ -22,7 +22,7 @@ public interface UntargetedConfig extends PeftConfig {
 
     /** @throws UnsupportedOperationException always: there are no targets, so the core never calls it */
     @Override
-    default FrozenDenseLayer adaptDense(DenseTarget target) {
+    default FrozenBaseLayer adapt(Target target) {
         throw new UnsupportedOperationException(peftType() + " adapts no layer in place");
     }
 }

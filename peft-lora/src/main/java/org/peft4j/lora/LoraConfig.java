@@ -4,9 +4,9 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
 import org.peft4j.core.BiasTargetingBuilder;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.PeftConfig;
+import org.peft4j.core.Target;
 import org.peft4j.core.Targeting;
 
 /**
@@ -125,7 +125,7 @@ public final class LoraConfig implements PeftConfig {
     }
 
     @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
+    public FrozenDenseLayer adapt(Target target) {
         return new LoraDenseLayer(target, this);
     }
 

@@ -7,8 +7,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.Target;
 import org.peft4j.core.spi.FrozenDenseLayerImpl;
 import org.peft4j.lora.internal.LoraDenseLayerImpl;
 
@@ -56,12 +56,12 @@ public class LoraDenseLayer extends FrozenDenseLayer {
     protected LoraDenseLayer() {
     }
 
-    LoraDenseLayer(DenseTarget target, LoraConfig config) {
+    LoraDenseLayer(Target target, LoraConfig config) {
         this(target, config, true);
     }
 
     /** For subclasses that hold the frozen weight in another form (QLoRA); see {@link FrozenDenseLayer}. */
-    protected LoraDenseLayer(DenseTarget target, LoraConfig config, boolean keepFloatWeight) {
+    protected LoraDenseLayer(Target target, LoraConfig config, boolean keepFloatWeight) {
         super(target, keepFloatWeight);
         this.rank = config.rank();
         this.loraAlpha = config.alpha();

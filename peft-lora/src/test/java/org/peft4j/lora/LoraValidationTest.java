@@ -103,6 +103,15 @@ class LoraValidationTest {
     }
 
     @Test
+    void loraRefusesAnEmbeddingTargetNamingItsKindAndTheKindsLoraAdapts() {
+        ComputationGraph decoder = org.peft4j.core.testing.TinyDecoders.decoder(DataType.FLOAT, new Adam(1e-2), 3, 7, 4,
+                1, 8);
+        rejects(IllegalArgumentException.class, "target module \"embed.tokens\" is a EmbeddingSequenceLayer (kind "
+                        + "EMBEDDING), and LORA adapts DENSE (DenseLayer, OutputLayer, RnnOutputLayer)",
+                () -> Peft.wrap(decoder, LoraConfig.builder().targetModules("embed.tokens").build()));
+    }
+
+    @Test
     void typeFilterNarrowsTargets() {
         PeftModel p = Peft.wrap(base(), LoraConfig.builder().targetModulesRegex(".*").targetTypes(OutputLayer.class).build());
         assertEquals(java.util.Set.of("output-dense"), p.adaptedLayers().keySet());

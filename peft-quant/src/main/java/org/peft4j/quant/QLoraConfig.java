@@ -4,9 +4,9 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.PeftConfig;
+import org.peft4j.core.Target;
 import org.peft4j.core.Targeting;
 import org.peft4j.core.spi.AdapterFileKeys;
 import org.peft4j.lora.LoraBased;
@@ -75,12 +75,12 @@ public final class QLoraConfig implements PeftConfig, LoraBased {
     }
 
     @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
+    public FrozenDenseLayer adapt(Target target) {
         return new QLoraDenseLayer(target, lora, spec);
     }
 
     @Override
-    public FrozenDenseLayer freezeDense(DenseTarget target) {
+    public FrozenDenseLayer freeze(Target target) {
         return quantizeFrozenLayers ? new QuantizedDenseLayer(target, spec) : new FrozenDenseLayer(target);
     }
 

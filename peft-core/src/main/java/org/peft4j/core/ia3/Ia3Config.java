@@ -8,10 +8,10 @@ import java.util.TreeSet;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
+import org.peft4j.core.Target;
 import org.peft4j.core.TargetKind;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.Targeting;
@@ -114,7 +114,7 @@ public final class Ia3Config implements PeftConfig {
     }
 
     @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
+    public FrozenDenseLayer adapt(Target target) {
         return new Ia3DenseLayer(target, isFeedforward(target.layerName()));
     }
 

@@ -6,8 +6,8 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.Target;
 import org.peft4j.core.ia3.internal.Ia3DenseLayerImpl;
 import org.peft4j.core.spi.FrozenDenseLayerImpl;
 
@@ -45,7 +45,7 @@ public class Ia3DenseLayer extends FrozenDenseLayer {
     protected Ia3DenseLayer() {
     }
 
-    Ia3DenseLayer(DenseTarget target, boolean feedforward) {
+    Ia3DenseLayer(Target target, boolean feedforward) {
         super(target);
         this.feedforward = feedforward;
     }

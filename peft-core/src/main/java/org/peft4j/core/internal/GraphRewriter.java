@@ -18,7 +18,6 @@ import org.deeplearning4j.nn.conf.graph.GraphVertex;
 import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.layers.BaseLayer;
 import org.deeplearning4j.nn.conf.layers.DenseLayer;
-import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.conf.layers.LossLayer;
 import org.deeplearning4j.nn.conf.layers.OutputLayer;
@@ -36,11 +35,14 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.config.IUpdater;
 import org.nd4j.linalg.learning.regularization.Regularization;
 import org.peft4j.core.BiasMode;
-import org.peft4j.core.DenseTarget;
+import org.peft4j.core.FrozenBaseLayer;
+import org.peft4j.core.FrozenConvolutionLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.FrozenParamsLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
+import org.peft4j.core.Target;
+import org.peft4j.core.TargetKind;
 import org.peft4j.core.TunerLayer;
 import org.peft4j.core.spi.Vertices;
 
@@ -138,9 +140,9 @@ public final class GraphRewriter {
     /**
      * As {@link #plan(ComputationGraph, PeftConfig)} for a {@code base} rebuilt from a wrapped model:
      * {@code current} maps base layer names to the frozen layers that hold them there, handed to the
-     * config as {@link DenseTarget#current()}.
+     * config as {@link Target#current()}.
      */
-    public static Plan plan(ComputationGraph base, PeftConfig config, Map<String, FrozenDenseLayer> current) {
+    public static Plan plan(ComputationGraph base, PeftConfig config, Map<String, FrozenBaseLayer> current) {
         ComputationGraphConfiguration conf = base.getConfiguration();
         refuseWrapped(conf);
         TargetSelection.Selected selected = TargetSelection.select(base, config);
@@ -157,7 +159,7 @@ public final class GraphRewriter {
     private static void refuseWrapped(ComputationGraphConfiguration conf) {
         for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
             Layer l = layerOf(e.getValue());
-            if (l instanceof FrozenDenseLayer || l instanceof FrozenParamsLayer || l instanceof TunerLayer
+            if (l instanceof FrozenBaseLayer || l instanceof FrozenParamsLayer || l instanceof TunerLayer
                     || e.getValue() instanceof TunerLayer) {
                 String type = (l == null ? e.getValue() : l).getClass().getSimpleName();
                 throw new IllegalArgumentException("the graph is already wrapped (layer \"" + e.getKey() + "\" is a "
@@ -193,7 +195,8 @@ public final class GraphRewriter {
             Map<String, Boolean> trainableBias = new HashMap<>();
             for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
                 Layer l = layerOf(e.getValue());
-                if (isDenseType(l) && !selected.saved().contains(e.getKey()) && !topo.edits.containsKey(e.getKey())) {
+                boolean frozenBase = isDenseType(l) || selected.targets().contains(e.getKey());
+                if (frozenBase && !selected.saved().contains(e.getKey()) && !topo.edits.containsKey(e.getKey())) {
                     boolean tb = hasBias(l) && (biasMode == BiasMode.ALL
                             || (biasMode == BiasMode.LORA_ONLY && selected.targets().contains(e.getKey())));
                     trainableBias.put(e.getKey(), tb);
@@ -204,7 +207,7 @@ public final class GraphRewriter {
             }
             Map<String, Boolean> upstreamTrains = GraphRewriter.upstreamTrains(topo.inputs, trainable);
             Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
-            Map<String, Boolean> inputGradients = GraphRewriter.inputGradients(topo, conf, vertices, selected.saved(), trainable,
+            Map<String, Boolean> inputGradients = GraphRewriter.inputGradients(topo, conf, vertices, selected, trainable,
                     upstreamTrains, outputs);
             return new Training(trainable, trainableBias, upstreamTrains, inputGradients);
         }
@@ -214,7 +217,7 @@ public final class GraphRewriter {
     private static final class Rewrite {
         final ComputationGraph base;
         final PeftConfig config;
-        final Map<String, FrozenDenseLayer> current;
+        final Map<String, FrozenBaseLayer> current;
         final TargetSelection.Selected selected;
         final Topology topo;
         final Training training;
@@ -225,7 +228,7 @@ public final class GraphRewriter {
         final Map<String, List<String>> newInputs = new LinkedHashMap<>();
         final Map<String, String> projectionOf = new LinkedHashMap<>();
 
-        Rewrite(ComputationGraph base, PeftConfig config, Map<String, FrozenDenseLayer> current,
+        Rewrite(ComputationGraph base, PeftConfig config, Map<String, FrozenBaseLayer> current,
                 TargetSelection.Selected selected, Topology topo, Training training) {
             this.base = base;
             this.config = config;
@@ -264,6 +267,8 @@ public final class GraphRewriter {
                 put(name, ownCopy((LayerVertex) v), inputs);
             } else if (isDenseType(l)) {
                 frozenDense(name, (LayerVertex) v, inputs);
+            } else if (selected.targets().contains(name)) {
+                adapted(name, (LayerVertex) v, inputs);
             } else if (base.getLayer(name).numParams() > 0 || !live(name)) {
                 INDArray p = base.getLayer(name).numParams() > 0 ? detachedCopy(base.getLayer(name).params()) : null;
                 put(name, layerVertex((LayerVertex) v, new FrozenParamsLayer(l.clone(), p, live(name)),
@@ -273,15 +278,44 @@ public final class GraphRewriter {
             }
         }
 
+        /** The frozen-weight view of a base layer that the tuner's {@link PeftConfig#adapt}/{@code freeze} receives. */
+        private Target target(String name, Layer l) {
+            org.deeplearning4j.nn.api.Layer layer = base.getLayer(name);
+            INDArray w = detachedCopy(layer.getParam("W"));
+            if (TargetKind.of(l) == TargetKind.CONVOLUTION) {
+                w = FrozenConvolutionLayer.kernelFromStock(l, w);
+            }
+            return new Target(name, TargetKind.of(l), l.clone(), w,
+                    hasBias(l) ? detachedCopy(layer.getParam("b")) : null, training.trainableBias().get(name),
+                    training.inputGradients().get(name), current.get(name));
+        }
+
+        /** The tuner's layer for {@code t}, checked to be of the target's kind. */
+        private FrozenBaseLayer adaptedLayer(Target t) {
+            FrozenBaseLayer fl = config.adapt(t);
+            if (fl == null || fl.kind() != t.kind()) {
+                throw new IllegalStateException(config.peftType() + " returned " + (fl == null ? "null" : fl.getClass()
+                        .getSimpleName() + " of kind " + fl.kind()) + " for layer \"" + t.layerName() + "\" of kind "
+                        + t.kind());
+            }
+            return fl;
+        }
+
+        /** A targeted embedding or convolution: the tuner's layer, under the same name and preprocessor. */
+        private void adapted(String name, LayerVertex lv, List<String> inputs) {
+            Layer l = lv.getLayerConf().getLayer();
+            FrozenBaseLayer fl = adaptedLayer(target(name, l));
+            fl.setSkipBackprop(!live(name));
+            copyCommon((BaseLayer) l, fl);
+            fl.setLayerName(name);
+            put(name, layerVertex(lv, fl, lv.getPreProcessor()), inputs);
+        }
+
         /** A dense-type layer: the tuner's layer when targeted, else a plain frozen one; output layers are split. */
         private void frozenDense(String name, LayerVertex lv, List<String> inputs) {
             Layer l = lv.getLayerConf().getLayer();
-            FeedForwardLayer ff = (FeedForwardLayer) l;
-            DenseTarget t = new DenseTarget(name, ff.getNIn(), ff.getNOut(),
-                    detachedCopy(base.getLayer(name).getParam("W")),
-                    hasBias(l) ? detachedCopy(base.getLayer(name).getParam("b")) : null,
-                    training.trainableBias().get(name), training.inputGradients().get(name), current.get(name));
-            FrozenDenseLayer fl = selected.targets().contains(name) ? config.adaptDense(t) : config.freezeDense(t);
+            Target t = target(name, l);
+            FrozenDenseLayer fl = selected.targets().contains(name) ? (FrozenDenseLayer) adaptedLayer(t) : config.freeze(t);
             fl.setSkipBackprop(!live(name));
             copyCommon((BaseLayer) l, fl);
             if (l instanceof DenseLayer) {
@@ -491,7 +525,7 @@ public final class GraphRewriter {
      * it comes first). Layers DL4J skips in backprop (wrapped as frozen: not live) contribute nothing.
      */
     private static Map<String, Boolean> inputGradients(Topology topo, ComputationGraphConfiguration conf,
-            Map<String, GraphVertex> vertices, Set<String> saved, Set<String> trainable,
+            Map<String, GraphVertex> vertices, TargetSelection.Selected selected, Set<String> trainable,
             Map<String, Boolean> upstreamTrains, Set<String> outputs) {
         Map<String, Boolean> gated = new LinkedHashMap<>();
         Map<String, Boolean> live = new HashMap<>();
@@ -514,7 +548,8 @@ public final class GraphRewriter {
                 continue;
             }
             live.put(name, trainable.contains(name) || upstreamTrains.get(name) || outputs.contains(name));
-            if (isDenseType(layerOf(vertices.get(name))) && !saved.contains(name)) {
+            boolean frozenBase = isDenseType(layerOf(vertices.get(name))) || selected.targets().contains(name);
+            if (frozenBase && !selected.saved().contains(name)) {
                 gated.put(name, upstreamTrains.get(name));
             }
         }
@@ -569,6 +604,15 @@ public final class GraphRewriter {
         if (l instanceof DenseLayer) {
             return ((DenseLayer) l).hasBias();
         }
+        if (l instanceof org.deeplearning4j.nn.conf.layers.ConvolutionLayer) {
+            return ((org.deeplearning4j.nn.conf.layers.ConvolutionLayer) l).hasBias();
+        }
+        if (l instanceof org.deeplearning4j.nn.conf.layers.EmbeddingLayer) {
+            return ((org.deeplearning4j.nn.conf.layers.EmbeddingLayer) l).hasBias();
+        }
+        if (l instanceof org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer) {
+            return ((org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer) l).hasBias();
+        }
         if (l instanceof org.deeplearning4j.nn.conf.layers.BaseOutputLayer) {
             return ((org.deeplearning4j.nn.conf.layers.BaseOutputLayer) l).hasBias();
         }
@@ -576,7 +620,7 @@ public final class GraphRewriter {
     }
 
     /** Copies the training settings of a base layer, with its own copies of the mutable ones ({@link #ownSettings}). */
-    private static void copyCommon(BaseLayer from, FrozenDenseLayer to) {
+    private static void copyCommon(BaseLayer from, FrozenBaseLayer to) {
         to.setActivationFn(from.getActivationFn());
         to.setWeightInitFn(from.getWeightInitFn());
         to.setBiasInit(from.getBiasInit());

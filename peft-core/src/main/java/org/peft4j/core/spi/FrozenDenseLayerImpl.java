@@ -1,12 +1,10 @@
 package org.peft4j.core.spi;
 
 import java.util.Arrays;
-import java.util.Map;
 import org.deeplearning4j.exception.DL4JInvalidInputException;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.gradient.DefaultGradient;
 import org.deeplearning4j.nn.gradient.Gradient;
-import org.deeplearning4j.nn.layers.BaseLayer;
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.nd4j.common.primitives.Pair;
@@ -20,66 +18,19 @@ import org.peft4j.core.FrozenDenseLayer;
  * Implementation of {@link FrozenDenseLayer}: forward {@code z = x'·W + b (+ adapter)} with
  * {@code x' = }{@link #adapterInput}{@code (x)} (just {@code x} unless a tuner scales the input),
  * backward {@code eps_in = delta·Wᵀ (+ adapter)} with no weight gradient for {@code W}. Tuners
- * extend it through four hooks, called only while the adapter is active (present, enabled, not
- * merged): {@link #adapterInput} (what {@code W} sees), {@link #addAdapterOutput} (changes
- * {@code z} in place), {@link #adapterDelta} (maps {@code dL/dz} to the gradient at {@code x'·W + b})
- * and {@link #adapterBackward} (parameter gradients, adapter part of the input gradient).
+ * extend it through the hooks of {@link FrozenLayerImpl}; the row form is the layer's own
+ * {@code x [batch, nIn]}, {@code z [batch, nOut]}. Layers that hold {@code W} in another form
+ * (4-bit blocks) override {@link #baseForward} and {@link #baseInputGradient}.
  *
  * <p>Written by hand because DL4J's dense layer always computes the weight gradient, and its
  * parameters must be in the flat vector; here the frozen weight is a configuration field.
  *
  * <p>Thread-safety: like every DL4J layer, one instance is used by one thread at a time.
  */
-public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
+public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
 
     public FrozenDenseLayerImpl(NeuralNetConfiguration conf, DataType dataType) {
         super(conf, dataType);
-    }
-
-    /** Whether the adapter branch takes part in forward and backward now. */
-    protected boolean adapterActive() {
-        FrozenDenseLayer c = layerConf();
-        return c.hasAdapter() && c.isAdapterEnabled() && !c.isMerged();
-    }
-
-    /**
-     * The input the frozen weight multiplies, {@code x' [batch, nIn]}; default {@code x} itself.
-     * IA3 on a feedforward target returns {@code x ⊙ l}. An override must not write into {@code x}.
-     */
-    protected INDArray adapterInput(INDArray x, boolean training, LayerWorkspaceMgr workspaceMgr) {
-        return x;
-    }
-
-    /**
-     * Changes {@code z [batch, nOut]} in place, which holds {@code x'·W + b} on entry: LoRA adds its
-     * branch, IA3 on a non-feedforward target multiplies by its scale; {@code x [batch, nIn]}.
-     * Called with {@code forBackprop} true when the backward pass recomputes the forward pass, so an
-     * implementation may keep what {@link #adapterDelta} needs (in a {@code BP_WORKING_MEM} array).
-     */
-    protected void addAdapterOutput(INDArray x, INDArray z, boolean training, boolean forBackprop,
-                                    LayerWorkspaceMgr workspaceMgr) {
-    }
-
-    /**
-     * Maps {@code delta = dL/dz [batch, nOut]} to the gradient at {@code x'·W + b}, from which the
-     * bias gradient and the base part of the input gradient are computed; default {@code delta}.
-     * An implementation may write into {@code delta} and may compute parameter gradients here (it
-     * reports them to the {@link Gradient} in {@link #adapterBackward}, after the bias).
-     */
-    protected INDArray adapterDelta(INDArray x, INDArray delta, LayerWorkspaceMgr workspaceMgr) {
-        return delta;
-    }
-
-    /**
-     * Writes the adapter's parameter gradients into their gradient views (and into {@code g}) and,
-     * when {@code epsOut} is not null, adds the adapter's part of the input gradient to it.
-     * {@code epsOut} holds {@code delta·Wᵀ} on entry, the gradient with respect to {@code x'}.
-     *
-     * @param x the layer input {@code [batch, nIn]} (after the layer's own input dropout)
-     * @param delta the result of {@link #adapterDelta}, {@code [batch, nOut]}
-     */
-    protected void adapterBackward(INDArray x, INDArray delta, Gradient g, INDArray epsOut,
-                                   LayerWorkspaceMgr workspaceMgr) {
     }
 
     /**
@@ -95,10 +46,6 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
     /** {@code eps = delta·Wᵀ} for the frozen weight (overwriting {@code eps [batch, nIn]}). */
     protected void baseInputGradient(INDArray delta, INDArray eps) {
         Nd4j.gemm(delta, layerConf().effectiveWeight().castTo(delta.dataType()), eps, false, true, 1.0, 0.0);
-    }
-
-    /** Called after each backward pass: drop per-iteration state such as dropout masks. */
-    protected void afterBackward() {
     }
 
     /**
@@ -172,11 +119,7 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
                 delta = adapterDelta(x, delta, workspaceMgr);
             }
             Gradient g = new DefaultGradient();
-            if (c.isTrainableBias()) {
-                INDArray biasGrad = gradientViews.get(FrozenDenseLayer.BIAS_KEY);
-                delta.sum(biasGrad, 0);
-                g.gradientForVariable().put(FrozenDenseLayer.BIAS_KEY, biasGrad);
-            }
+            biasGradient(delta, g);
             INDArray epsNext = null;
             if (c.isInputGradient()) {
                 epsNext = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, delta.dataType(),
@@ -185,13 +128,8 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
             }
             if (active) {
                 adapterBackward(x, delta, g, epsNext, workspaceMgr);
-            } else if (gradientViews != null) {
-                for (Map.Entry<String, INDArray> e : gradientViews.entrySet()) {
-                    if (!g.gradientForVariable().containsKey(e.getKey())) {
-                        e.getValue().assign(0);
-                        g.gradientForVariable().put(e.getKey(), e.getValue());
-                    }
-                }
+            } else {
+                zeroOtherGradients(g);
             }
             if (epsNext != null) {
                 epsNext = backpropDropOutIfPresent(epsNext);
@@ -205,25 +143,9 @@ public class FrozenDenseLayerImpl extends BaseLayer<FrozenDenseLayer> {
     }
 
     @Override
-    public boolean hasBias() {
-        return layerConf().isTrainableBias();
-    }
-
-    @Override
-    public boolean isPretrainLayer() {
-        return false;
-    }
-
-    @Override
-    public void fit(INDArray input, LayerWorkspaceMgr workspaceMgr) {
-        throw new UnsupportedOperationException("layer-wise fit is not supported; fit the ComputationGraph");
-    }
-
-    @Override
     public void clear() {
         super.clear();
         cachedZ = null;
         cachedInput = null;
-        afterBackward();
     }
 }

@@ -25,6 +25,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.learning.config.Adam;
+import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.FrozenParamsLayer;
 import org.peft4j.core.Peft;
@@ -114,11 +115,11 @@ class Ia3BehaviourTest {
         peft.adaptedLayers().forEach((n, f) -> weights.put(n, f.effectiveWeight().dup()));
 
         peft.merge();
-        FrozenDenseLayer outputScaled = peft.adaptedLayers().get("dense1");
+        FrozenBaseLayer outputScaled = peft.adaptedLayers().get("dense1");
         Map<String, INDArray> scaledParams = peft.graph().getLayer("dense1").paramTable();
         assertNotSame(outputScaled.frozenBias(), outputScaled.effectiveBias(scaledParams),
                 "output scaling folds l into the bias");
-        FrozenDenseLayer inputScaled = peft.adaptedLayers().get("dense2");
+        FrozenBaseLayer inputScaled = peft.adaptedLayers().get("dense2");
         assertSame(inputScaled.frozenBias(), inputScaled.effectiveBias(peft.graph().getLayer("dense2").paramTable()),
                 "input scaling leaves the bias");
         INDArray merged = peft.graph().outputSingle(x);
