@@ -6,7 +6,9 @@ import java.util.List;
 import java.util.Map;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
-import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.FrozenBaseLayer;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.Target;
 import org.peft4j.lora.lycoris.CpWeight;
 import org.peft4j.lora.lycoris.LycorisAdapter;
 import org.peft4j.lora.lycoris.LycorisInit;
@@ -49,6 +51,12 @@ final class HadamardProduct extends LycorisAdapter {
     private HadamardProduct() {
     }
 
+    /** The update of {@code target} as {@code config} sets it up. */
+    static HadamardProduct of(LoHaConfig config, Target target) {
+        long[] shape = targetShape(target);
+        return new HadamardProduct(config, config.rank(), config.alpha(), shape[0], shape[1], kernelOf(shape));
+    }
+
     /**
      * The update of a layer with {@code out} outputs, {@code in} inputs and the given kernel
      * (empty for a dense layer), configured by {@code config} with rank {@code rank} and
@@ -58,6 +66,17 @@ final class HadamardProduct extends LycorisAdapter {
         super(rank, alpha, config.rankDropout(), true, config.moduleDropout(), out, in, kernel);
         this.effective = config.useEffectiveConv2d() && kernel.length > 0 && kernelPositions() > 1;
         this.initWeights = config.initWeights();
+    }
+
+    @Override
+    public LycorisAdapter adopt(PeftConfig config) {
+        if (config instanceof LoHaConfig c) {
+            HadamardProduct other = new HadamardProduct(c, c.rank(), c.alpha(), outFeatures(), inFeatures(), kernel());
+            if (sameLayout(other)) {
+                return other;
+            }
+        }
+        throw new IllegalArgumentException("a LoHa layer with " + this + " cannot take the settings of " + config);
     }
 
     /** Whether the update has the effective convolution form ({@code hada_t1}, {@code hada_t2}). */
@@ -100,10 +119,10 @@ final class HadamardProduct extends LycorisAdapter {
     }
 
     @Override
-    public List<FrozenDenseLayer.SavedTensor> savedTensors() {
-        List<FrozenDenseLayer.SavedTensor> l = new ArrayList<>();
+    public List<FrozenBaseLayer.SavedTensor> savedTensors() {
+        List<FrozenBaseLayer.SavedTensor> l = new ArrayList<>();
         for (String key : paramShapes().keySet()) {
-            l.add(new FrozenDenseLayer.SavedTensor(key, fileSuffix(key), false));
+            l.add(new FrozenBaseLayer.SavedTensor(key, fileSuffix(key), false));
         }
         return l;
     }

@@ -5,12 +5,14 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.TreeMap;
-import org.peft4j.core.DenseTarget;
-import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.PeftConfig;
+import org.peft4j.core.Target;
 import org.peft4j.core.TargetKind;
 import org.peft4j.core.Targeting;
 import org.peft4j.core.TargetingBuilder;
+import org.peft4j.lora.lycoris.LycorisConvolutionLayer;
+import org.peft4j.lora.lycoris.LycorisDenseLayer;
 
 /**
  * Configuration of a LoHa adapter (low-rank Hadamard product, FedPara arXiv 2108.06098), with
@@ -122,7 +124,7 @@ public final class LoHaConfig implements PeftConfig {
 
     @Override
     public Set<TargetKind> supportedTargetKinds() {
-        return Set.of(TargetKind.DENSE);
+        return Set.of(TargetKind.DENSE, TargetKind.CONVOLUTION);
     }
 
     /**
@@ -154,9 +156,15 @@ public final class LoHaConfig implements PeftConfig {
         return PEFT_TYPE + " r=" + rank + " effectiveConv=" + useEffectiveConv2d + " " + targeting.signature();
     }
 
+    /**
+     * A dense target becomes a {@link LycorisDenseLayer}, a convolution a
+     * {@link LycorisConvolutionLayer}, each with this method's update made for its shape.
+     */
     @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
-        return new LoHaDenseLayer(target, this);
+    public FrozenBaseLayer adapt(Target target) {
+        HadamardProduct update = HadamardProduct.of(this, target);
+        return target.kind() == TargetKind.DENSE ? new LycorisDenseLayer(target, update)
+                : new LycorisConvolutionLayer(target, update);
     }
 
     @Override

@@ -7,7 +7,9 @@ import java.util.Locale;
 import java.util.Map;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
-import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.FrozenBaseLayer;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.Target;
 import org.peft4j.lora.lycoris.CpWeight;
 import org.peft4j.lora.lycoris.LycorisAdapter;
 import org.peft4j.lora.lycoris.LycorisInit;
@@ -69,6 +71,12 @@ final class KroneckerProduct extends LycorisAdapter {
     private KroneckerProduct() {
     }
 
+    /** The update of {@code target} as {@code config} sets it up. */
+    static KroneckerProduct of(LoKrConfig config, Target target) {
+        long[] shape = targetShape(target);
+        return new KroneckerProduct(config, config.rank(), config.alpha(), shape[0], shape[1], kernelOf(shape));
+    }
+
     /**
      * The update of a layer with {@code out} outputs, {@code in} inputs and the given kernel (empty
      * for a dense layer), configured by {@code config} with rank {@code rank} and {@code alpha}.
@@ -113,6 +121,17 @@ final class KroneckerProduct extends LycorisAdapter {
             n = dimension / next;
         }
         return m <= n ? new long[] {m, n} : new long[] {n, m};
+    }
+
+    @Override
+    public LycorisAdapter adopt(PeftConfig config) {
+        if (config instanceof LoKrConfig c) {
+            KroneckerProduct other = new KroneckerProduct(c, c.rank(), c.alpha(), outFeatures(), inFeatures(), kernel());
+            if (sameLayout(other)) {
+                return other;
+            }
+        }
+        throw new IllegalArgumentException("a LoKr layer with " + this + " cannot take the settings of " + config);
     }
 
     /** {@code [outL, outK, inM, inN]}. */
@@ -188,10 +207,10 @@ final class KroneckerProduct extends LycorisAdapter {
     }
 
     @Override
-    public List<FrozenDenseLayer.SavedTensor> savedTensors() {
-        List<FrozenDenseLayer.SavedTensor> l = new ArrayList<>();
+    public List<FrozenBaseLayer.SavedTensor> savedTensors() {
+        List<FrozenBaseLayer.SavedTensor> l = new ArrayList<>();
         for (String key : paramShapes().keySet()) {
-            l.add(new FrozenDenseLayer.SavedTensor(key, fileSuffix(key), false));
+            l.add(new FrozenBaseLayer.SavedTensor(key, fileSuffix(key), false));
         }
         return l;
     }

@@ -3,9 +3,15 @@ package org.peft4j.lora.lycoris;
 import java.io.Serializable;
 import java.util.List;
 import java.util.Map;
+import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
+import org.deeplearning4j.nn.conf.layers.Convolution1DLayer;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
-import org.peft4j.core.FrozenDenseLayer;
+import org.nd4j.shade.jackson.annotation.JsonTypeInfo;
+import org.peft4j.core.FrozenBaseLayer;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.Target;
+import org.peft4j.core.TargetKind;
 
 /**
  * The adapter of one layer of a LyCORIS-style method (LoHa, LoKr): a weight update {@code ΔW}
@@ -22,12 +28,15 @@ import org.peft4j.core.FrozenDenseLayer;
  * {@code x [rows, in]}; a convolution the same with {@code x} its im2col columns
  * {@code [rows, in·K]}.
  *
- * <p>Held in a layer configuration as a JSON property; immutable (a new adapter is made when an
- * adapter with other settings is switched in, {@link #withSettings}), so layer clones may share it.
+ * <p>The family's layers ({@link LycorisDenseLayer}, {@link LycorisConvolutionLayer}) hold it as a
+ * JSON property (its class recorded, so each method's adapter round-trips) and ask it for
+ * everything method-specific. Immutable (a new adapter is made when an adapter with other settings
+ * is switched in, {@link #adopt}), so layer clones may share it.
  *
  * <p>Thread-safety: immutable.
  */
-public abstract class LycorisAdapter implements Serializable, Cloneable {
+@JsonTypeInfo(use = JsonTypeInfo.Id.CLASS, include = JsonTypeInfo.As.PROPERTY, property = "@class")
+public abstract class LycorisAdapter implements Serializable {
     private static final long serialVersionUID = 1L;
 
     @JsonProperty("rank")
@@ -126,20 +135,51 @@ public abstract class LycorisAdapter implements Serializable, Cloneable {
     }
 
     /**
-     * The same adapter with other scalar settings (an adapter of the same layout switched in); the
-     * factors' layout is unchanged.
+     * The sizes of a target as LyCORIS sees them, PyTorch's way: {@code [out, in, kernel...]} with
+     * the kernel empty for a dense layer, {@code [kH, kW]} for a 2D and {@code [k]} for a 1D
+     * convolution.
+     *
+     * @throws IllegalArgumentException for a target of another kind (the core refuses those first)
      */
-    public LycorisAdapter withSettings(double alpha, double rankDropout, boolean rankDropoutScale, double moduleDropout) {
-        try {
-            LycorisAdapter c = (LycorisAdapter) clone();
-            c.alpha = alpha;
-            c.rankDropout = rankDropout;
-            c.rankDropoutScale = rankDropoutScale;
-            c.moduleDropout = moduleDropout;
-            return c;
-        } catch (CloneNotSupportedException e) {
-            throw new AssertionError(e);
+    public static long[] targetShape(Target target) {
+        if (target.kind() == TargetKind.DENSE) {
+            return new long[] {target.nOut(), target.nIn()};
         }
+        if (target.kind() == TargetKind.CONVOLUTION) {
+            int[] k = ((ConvolutionLayer) target.baseLayer()).getKernelSize();
+            return target.baseLayer() instanceof Convolution1DLayer
+                    ? new long[] {target.nOut(), target.nIn(), k[0]}
+                    : new long[] {target.nOut(), target.nIn(), k[0], k[1]};
+        }
+        throw new IllegalArgumentException("layer \"" + target.layerName() + "\" is of kind " + target.kind()
+                + "; LyCORIS adapters take DENSE and CONVOLUTION layers");
+    }
+
+    /** The kernel part of a {@link #targetShape}. */
+    protected static int[] kernelOf(long[] targetShape) {
+        int[] k = new int[targetShape.length - 2];
+        for (int i = 0; i < k.length; i++) {
+            k[i] = Math.toIntExact(targetShape[2 + i]);
+        }
+        return k;
+    }
+
+    /**
+     * This adapter with the settings of {@code config} (an adapter of the same layout being switched
+     * in, {@link org.peft4j.core.PeftModel#setAdapter}): the same factors, with its alpha and dropout.
+     *
+     * @throws IllegalArgumentException if {@code config} is of another method or another layout
+     */
+    public abstract LycorisAdapter adopt(PeftConfig config);
+
+    /**
+     * Whether {@code other} has the same factors (keys and shapes) as this adapter, so that it can
+     * take over this one's parameters.
+     */
+    protected boolean sameLayout(LycorisAdapter other) {
+        Map<String, long[]> a = paramShapes();
+        Map<String, long[]> b = other.paramShapes();
+        return a.keySet().equals(b.keySet()) && a.keySet().stream().allMatch(k -> java.util.Arrays.equals(a.get(k), b.get(k)));
     }
 
     /** The trainable factors in flat-vector order, parameter key to shape (PEFT's tensor shapes). */
@@ -149,7 +189,7 @@ public abstract class LycorisAdapter implements Serializable, Cloneable {
     public abstract void initParam(String key, INDArray view);
 
     /** The factors as file tensors, with PEFT's suffixes. */
-    public abstract List<FrozenDenseLayer.SavedTensor> savedTensors();
+    public abstract List<FrozenBaseLayer.SavedTensor> savedTensors();
 
     /**
      * {@code P = ΔW [out, in·K]} ('c' order, scaling included) from the current factors; a new

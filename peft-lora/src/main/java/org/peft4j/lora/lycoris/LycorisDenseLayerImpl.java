@@ -8,7 +8,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.peft4j.core.spi.FrozenDenseLayerImpl;
 
 /**
- * Implementation of the dense layers of LoHa and LoKr: the frozen dense layer plus the update
+ * Implementation of {@link LycorisDenseLayer}: the frozen dense layer plus the update
  * {@code z += x·ΔWᵀ} of the layer's {@link LycorisAdapter}, with its backward pass and dropout
  * ({@link LycorisBranch}). Hand-written because DL4J has no layer with a frozen weight outside the
  * parameter vector, and SameDiff layers return doubled gradients in 1.0.0-M2.1.

@@ -1,8 +1,9 @@
 package org.peft4j.lora.lycoris;
 
 /**
- * A layer configuration that carries a {@link LycorisAdapter} (LoHa's and LoKr's layers for each
- * kind of target): what the shared implementations ({@link LycorisDenseLayerImpl}) need to run it.
+ * A layer configuration that carries a {@link LycorisAdapter}: the family's layer for each kind of
+ * target ({@link LycorisDenseLayer}, {@link LycorisConvolutionLayer}), and what their
+ * implementations need to run it.
  *
  * <p>Thread-safety: as the implementing configuration.
  */

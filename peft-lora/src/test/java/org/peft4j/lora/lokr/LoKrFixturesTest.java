@@ -22,7 +22,8 @@ import org.peft4j.lora.testing.PeftFiles;
  * LoKr against the independent numpy reference of {@code family/lokr/*} (written from Hugging Face
  * PEFT v0.20.0's formulas by {@code family_reference.py}): the split of sizes equals PEFT's
  * {@code factorization} on its table, PEFT-written adapters with a full and a low-rank {@code w2},
- * and with both factors low-rank, load onto graphs built from the reference base weights with the
+ * with both factors low-rank, on a 2D convolution and on a 1D
+ * convolution with a full {@code w2} (PEFT's other element order), load onto graphs built from the reference base weights with the
  * reference's output, {@code ΔW} and merged weight, and save back as PEFT wrote them.
  */
 class LoKrFixturesTest {
@@ -56,16 +57,16 @@ class LoKrFixturesTest {
     }
 
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"lokr/dense", "lokr/dense_decompose_both", "lokr/dense_full"})
-    void denseOutputDeltaWeightAndMergedWeightEqualTheReference(String name) throws IOException {
-        FixtureChecks.denseMatchesReference(FamilyCase.of(name));
+    @ValueSource(strings = {"lokr/dense", "lokr/dense_decompose_both", "lokr/dense_full", "lokr/conv2d", "lokr/conv1d_full_w2"})
+    void outputDeltaWeightAndMergedWeightEqualTheReference(String name) throws IOException {
+        FixtureChecks.matchesReference(FamilyCase.of(name));
     }
 
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"lokr/dense", "lokr/dense_decompose_both", "lokr/dense_full"})
+    @ValueSource(strings = {"lokr/dense", "lokr/dense_decompose_both", "lokr/dense_full", "lokr/conv2d", "lokr/conv1d_full_w2"})
     void savingTheLoadedAdapterWritesPeftsTensorsAndKeys(String name, @TempDir Path tmp) throws IOException {
         FamilyCase c = FamilyCase.of(name);
-        FixtureChecks.savedAdapterIsPefts(c, c.denseBase(DataType.FLOAT), tmp,
+        FixtureChecks.savedAdapterIsPefts(c, c.base(DataType.FLOAT), tmp,
                 PeftFiles.fieldList("/peft-0.13-lokr-config-fields.txt"), NOT_WRITTEN);
     }
 }

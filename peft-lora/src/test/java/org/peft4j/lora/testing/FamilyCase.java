@@ -12,8 +12,12 @@ import java.nio.file.Path;
 import java.util.Map;
 import java.util.TreeMap;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
+import org.deeplearning4j.nn.conf.ConvolutionMode;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.layers.Convolution1DLayer;
+import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
 import org.deeplearning4j.nn.conf.layers.DenseLayer;
+import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.nd4j.linalg.activations.Activation;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -102,27 +106,65 @@ public final class FamilyCase {
         return new TreeMap<>(PeftJson.parseObject(Files.readAllBytes(f), f.toString()));
     }
 
+    /** The case's layer kind, {@code case.json} {@code layer}: {@code dense}, {@code conv2d} or {@code conv1d}. */
+    public String layer() {
+        return info.get("layer").asText();
+    }
+
+    private int[] ints(String key) {
+        JsonNode a = info.get(key);
+        int[] out = new int[a.size()];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = a.get(i).asInt();
+        }
+        return out;
+    }
+
     /**
-     * The base model of a dense case: {@code in → <module>} (a {@link DenseLayer} with identity
-     * activation, the graph's output), weights from {@code base_weight} (transposed to DL4J's
-     * {@code [nIn, nOut]}) and {@code base_bias}.
+     * The base model: {@code in → <module>}, the graph's output, with identity activation and the
+     * reference's {@code base_weight} and {@code base_bias}: a {@link DenseLayer} (weight transposed
+     * to DL4J's {@code [nIn, nOut]}), a {@link ConvolutionLayer} or a {@link Convolution1DLayer}
+     * (stride and padding of {@code case.json}, truncate mode, NCHW / NCW).
      */
-    public ComputationGraph denseBase(DataType dt) {
+    public ComputationGraph base(DataType dt) {
         INDArray w = ref("base_weight");
         long out = w.size(0);
         long in = w.size(1);
+        Layer layer = switch (layer()) {
+            case "dense" -> new DenseLayer.Builder().nIn(in).nOut(out).activation(Activation.IDENTITY).build();
+            case "conv2d" -> new ConvolutionLayer.Builder(ints("kernel")).stride(ints("stride")).padding(ints("padding"))
+                    .convolutionMode(ConvolutionMode.Truncate).nIn(in).nOut(out).activation(Activation.IDENTITY).build();
+            case "conv1d" -> new Convolution1DLayer.Builder().kernelSize(ints("kernel")[0]).stride(ints("stride")[0])
+                    .padding(ints("padding")[0]).convolutionMode(ConvolutionMode.Truncate).nIn(in).nOut(out)
+                    .activation(Activation.IDENTITY).build();
+            default -> throw new IllegalStateException("no base graph for layer " + layer());
+        };
         ComputationGraphConfiguration conf = new NeuralNetConfiguration.Builder()
                 .dataType(dt).updater(new NoOp()).seed(1)
                 .graphBuilder()
                 .addInputs("in")
-                .addLayer(module(), new DenseLayer.Builder().nIn(in).nOut(out).activation(Activation.IDENTITY).build(), "in")
+                .addLayer(module(), layer, "in")
                 .setOutputs(module())
                 .build();
         ComputationGraph g = new ComputationGraph(conf);
         g.init();
-        g.getLayer(module()).setParam("W", w.transpose().castTo(dt));
-        g.getLayer(module()).setParam("b", ref("base_bias").reshape(1, out).castTo(dt));
+        org.deeplearning4j.nn.api.Layer l = g.getLayer(module());
+        l.setParam("W", stockWeight(w).castTo(dt));
+        l.setParam("b", ref("base_bias").reshape(l.getParam("b").shape()).castTo(dt));
         return g;
+    }
+
+    /**
+     * A weight in PyTorch's orientation as the stock DL4J layer of this case holds it: transposed
+     * for a dense layer, as is for a 2D convolution, and for a 1D convolution the {@code [nOut, nIn, k, 1]}
+     * array whose buffer DL4J 1.0.0-M2.1 reads as {@code [k, nIn, nOut]}.
+     */
+    public INDArray stockWeight(INDArray w) {
+        return switch (layer()) {
+            case "dense" -> w.transpose();
+            case "conv1d" -> w.permute(2, 1, 0).dup('c').reshape('c', w.size(0), w.size(1), w.size(2), 1);
+            default -> w;
+        };
     }
 
     /** The reference input {@code x} in data type {@code dt}. */
