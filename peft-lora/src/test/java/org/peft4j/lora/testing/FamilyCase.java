@@ -127,6 +127,19 @@ public final class FamilyCase {
      * (stride and padding of {@code case.json}, truncate mode, NCHW / NCW).
      */
     public ComputationGraph base(DataType dt) {
+        return base(dt, false);
+    }
+
+    /**
+     * {@link #base(DataType)} of a dense case with a dense layer {@code pre} in front of the
+     * module that passes the input on unchanged ({@code W = I}, {@code b = 0}, identity): training
+     * it in full makes the module pass an epsilon down.
+     */
+    public ComputationGraph baseWithUpstream(DataType dt) {
+        return base(dt, true);
+    }
+
+    private ComputationGraph base(DataType dt, boolean upstream) {
         INDArray w = ref("base_weight");
         long out = w.size(0);
         long in = w.size(1);
@@ -139,15 +152,17 @@ public final class FamilyCase {
                     .activation(Activation.IDENTITY).build();
             default -> throw new IllegalStateException("no base graph for layer " + layer());
         };
-        ComputationGraphConfiguration conf = new NeuralNetConfiguration.Builder()
-                .dataType(dt).updater(new NoOp()).seed(1)
-                .graphBuilder()
-                .addInputs("in")
-                .addLayer(module(), layer, "in")
-                .setOutputs(module())
-                .build();
+        var b = new NeuralNetConfiguration.Builder().dataType(dt).updater(new NoOp()).seed(1).graphBuilder().addInputs("in");
+        if (upstream) {
+            b.addLayer("pre", new DenseLayer.Builder().nIn(in).nOut(in).activation(Activation.IDENTITY).build(), "in");
+        }
+        ComputationGraphConfiguration conf = b.addLayer(module(), layer, upstream ? "pre" : "in").setOutputs(module()).build();
         ComputationGraph g = new ComputationGraph(conf);
         g.init();
+        if (upstream) {
+            g.getLayer("pre").setParam("W", org.nd4j.linalg.factory.Nd4j.eye(in).castTo(dt));
+            g.getLayer("pre").setParam("b", org.nd4j.linalg.factory.Nd4j.zeros(dt, 1, in));
+        }
         org.deeplearning4j.nn.api.Layer l = g.getLayer(module());
         l.setParam("W", stockWeight(w).castTo(dt));
         l.setParam("b", ref("base_bias").reshape(l.getParam("b").shape()).castTo(dt));
