@@ -1,5 +1,8 @@
 package org.peft4j.lora;
 
+import com.google.re2j.Pattern;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
@@ -27,6 +30,13 @@ import org.peft4j.core.Targeting;
  * <p>Scaling of the update {@code A·B}: {@code alpha / rank}, or {@code alpha / √rank} with
  * {@link Builder#useRsLora(boolean) rsLoRA} (arXiv 2312.03732).
  *
+ * <p>Per-layer rank and alpha ({@link Builder#rankPattern}, {@link Builder#alphaPattern}, PEFT's
+ * {@code rank_pattern} and {@code alpha_pattern}): a key is a regular expression (RE2) matched
+ * against the end of a layer's name at a {@code "."} boundary, as PEFT's {@code get_pattern_key}
+ * does ({@code (.*\.)?(key)} must match the whole name); the first matching key in sorted order
+ * (the order {@code adapter_config.json} keeps them in) gives the layer's value, else
+ * {@link #rank()} and {@link #alpha()} apply.
+ *
  * <p>Thread-safety: immutable; the builder is not thread-safe.
  */
 public final class LoraConfig implements PeftConfig {
@@ -40,6 +50,8 @@ public final class LoraConfig implements PeftConfig {
     private final Targeting targeting;
     private final boolean useRsLora;
     private final LoraInit initLoraWeights;
+    private final Map<String, Integer> rankPattern;
+    private final Map<String, Double> alphaPattern;
 
     private LoraConfig(Builder b, Targeting targeting) {
         this.rank = b.rank;
@@ -48,6 +60,8 @@ public final class LoraConfig implements PeftConfig {
         this.targeting = targeting;
         this.useRsLora = b.useRsLora;
         this.initLoraWeights = b.init;
+        this.rankPattern = Collections.unmodifiableMap(new TreeMap<>(b.rankPattern));
+        this.alphaPattern = Collections.unmodifiableMap(new TreeMap<>(b.alphaPattern));
     }
 
     public static Builder builder() {
@@ -63,6 +77,8 @@ public final class LoraConfig implements PeftConfig {
         b.targeting(targeting);
         b.useRsLora = useRsLora;
         b.init = initLoraWeights;
+        b.rankPattern.putAll(rankPattern);
+        b.alphaPattern.putAll(alphaPattern);
         return b;
     }
 
@@ -101,10 +117,56 @@ public final class LoraConfig implements PeftConfig {
         return initLoraWeights;
     }
 
+    /** Per-layer ranks by pattern key, in the order keys are tried (sorted); empty when none. */
+    public Map<String, Integer> rankPattern() {
+        return rankPattern;
+    }
+
+    /** Per-layer alphas by pattern key, in the order keys are tried (sorted); empty when none. */
+    public Map<String, Double> alphaPattern() {
+        return alphaPattern;
+    }
+
+    /** The rank of layer {@code layerName}: its {@link #rankPattern()} value, else {@link #rank()}. */
+    public int rankFor(String layerName) {
+        String key = patternKey(rankPattern.keySet(), layerName);
+        return key == null ? rank : rankPattern.get(key);
+    }
+
+    /** The alpha of layer {@code layerName}: its {@link #alphaPattern()} value, else {@link #alpha()}. */
+    public double alphaFor(String layerName) {
+        String key = patternKey(alphaPattern.keySet(), layerName);
+        return key == null ? alpha : alphaPattern.get(key);
+    }
+
+    /** The scaling of layer {@code layerName}: {@code alphaFor / rankFor}, or over {@code √rankFor} with rsLoRA. */
+    public double scalingFor(String layerName) {
+        int r = rankFor(layerName);
+        double a = alphaFor(layerName);
+        return useRsLora ? a / Math.sqrt(r) : a / r;
+    }
+
+    /**
+     * The first key (in the order given) whose expression matches the end of {@code layerName} at a
+     * {@code "."} boundary, or null: Hugging Face PEFT's {@code get_pattern_key}.
+     */
+    static String patternKey(Iterable<String> keys, String layerName) {
+        for (String k : keys) {
+            if (patternOf(k).matches(layerName)) {
+                return k;
+            }
+        }
+        return null;
+    }
+
+    private static Pattern patternOf(String key) {
+        return Pattern.compile("(?:.*\\.)?(?:" + key + ")");
+    }
+
     /**
      * Hugging Face PEFT's LoRA keys ({@code r}, {@code lora_alpha}, {@code lora_dropout},
-     * {@code use_rslora}, {@code init_lora_weights}, and {@code use_dora}, {@code fan_in_fan_out}
-     * false); {@link PeftConfig#toAdapterConfig()} adds {@code peft_type} and the targeting keys.
+     * {@code use_rslora}, {@code init_lora_weights}, {@code rank_pattern} and {@code alpha_pattern}
+     * when set, and {@code use_dora}, {@code fan_in_fan_out} false); {@link PeftConfig#toAdapterConfig()} adds {@code peft_type} and the targeting keys.
      */
     @Override
     public Map<String, Object> methodConfig() {
@@ -116,12 +178,18 @@ public final class LoraConfig implements PeftConfig {
         m.put("use_dora", false);
         m.put("fan_in_fan_out", false);
         m.put("init_lora_weights", initLoraWeights == LoraInit.GAUSSIAN ? "gaussian" : Boolean.TRUE);
+        if (!rankPattern.isEmpty()) {
+            m.put("rank_pattern", new TreeMap<>(rankPattern));
+        }
+        if (!alphaPattern.isEmpty()) {
+            m.put("alpha_pattern", new TreeMap<>(alphaPattern));
+        }
         return m;
     }
 
     @Override
     public String layoutSignature() {
-        return PEFT_TYPE + " r=" + rank + " " + targeting.signature();
+        return PEFT_TYPE + " r=" + rank + " ranks=" + rankPattern + " " + targeting.signature();
     }
 
     @Override
@@ -139,18 +207,21 @@ public final class LoraConfig implements PeftConfig {
         }
         LoraConfig c = (LoraConfig) o;
         return rank == c.rank && Double.compare(alpha, c.alpha) == 0 && Double.compare(dropout, c.dropout) == 0
-                && targeting.equals(c.targeting) && useRsLora == c.useRsLora && initLoraWeights == c.initLoraWeights;
+                && targeting.equals(c.targeting) && useRsLora == c.useRsLora && initLoraWeights == c.initLoraWeights
+                && rankPattern.equals(c.rankPattern) && alphaPattern.equals(c.alphaPattern);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(rank, alpha, dropout, targeting, useRsLora, initLoraWeights);
+        return Objects.hash(rank, alpha, dropout, targeting, useRsLora, initLoraWeights, rankPattern, alphaPattern);
     }
 
     @Override
     public String toString() {
         return "LoraConfig(rank=" + rank + ", alpha=" + alpha + ", dropout=" + dropout + ", " + targeting
-                + ", useRsLora=" + useRsLora + ", initLoraWeights=" + initLoraWeights + ")";
+                + ", useRsLora=" + useRsLora + ", initLoraWeights=" + initLoraWeights
+                + (rankPattern.isEmpty() ? "" : ", rankPattern=" + rankPattern)
+                + (alphaPattern.isEmpty() ? "" : ", alphaPattern=" + alphaPattern) + ")";
     }
 
     /**
@@ -164,6 +235,8 @@ public final class LoraConfig implements PeftConfig {
         private double dropout = 0.0;
         private boolean useRsLora;
         private LoraInit init = LoraInit.KAIMING_UNIFORM;
+        private final Map<String, Integer> rankPattern = new LinkedHashMap<>();
+        private final Map<String, Double> alphaPattern = new LinkedHashMap<>();
 
         private Builder() {
         }
@@ -199,6 +272,56 @@ public final class LoraConfig implements PeftConfig {
         public Builder useRsLora(boolean useRsLora) {
             this.useRsLora = useRsLora;
             return this;
+        }
+
+        /**
+         * Rank {@code r} of the layers whose name {@code key} matches (see the class comment), instead
+         * of {@link #rank(int)}; PEFT's {@code rank_pattern}.
+         *
+         * @throws IllegalArgumentException if the rank is not positive, the key is not an RE2
+         *     expression, or the key was given already
+         */
+        public Builder rankPattern(String key, int rank) {
+            checkKey(key, rankPattern.keySet(), "rankPattern");
+            if (rank <= 0) {
+                throw new IllegalArgumentException("rankPattern \"" + key + "\": rank must be positive; got " + rank);
+            }
+            rankPattern.put(key, rank);
+            return this;
+        }
+
+        /**
+         * {@code lora_alpha} of the layers whose name {@code key} matches (see the class comment),
+         * instead of {@link #alpha(double)}; PEFT's {@code alpha_pattern}.
+         *
+         * @throws IllegalArgumentException if alpha is not positive and finite, the key is not an RE2
+         *     expression, or the key was given already
+         */
+        public Builder alphaPattern(String key, double alpha) {
+            checkKey(key, alphaPattern.keySet(), "alphaPattern");
+            if (!(alpha > 0) || Double.isInfinite(alpha)) {
+                throw new IllegalArgumentException("alphaPattern \"" + key + "\": alpha must be positive and finite; got "
+                        + alpha);
+            }
+            alphaPattern.put(key, alpha);
+            return this;
+        }
+
+        private static void checkKey(String key, java.util.Set<String> given, String what) {
+            Objects.requireNonNull(key, what + " key must not be null");
+            if (key.isEmpty()) {
+                throw new IllegalArgumentException(what + " key must not be empty");
+            }
+            if (given.contains(key)) {
+                throw new IllegalArgumentException(what + ": key \"" + key + "\" is given twice");
+            }
+            org.peft4j.core.TargetModules.regex(key);
+            try {
+                patternOf(key);
+            } catch (com.google.re2j.PatternSyntaxException e) {
+                throw new IllegalArgumentException(what + ": key \"" + key + "\" is not a regular expression RE2 "
+                        + "accepts: " + e.getDescription(), e);
+            }
         }
 
         /** Initialisation of {@code A} (default {@link LoraInit#KAIMING_UNIFORM}). */

@@ -1,6 +1,5 @@
 package org.peft4j.lora;
 
-import java.util.List;
 import java.util.Map;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
@@ -12,9 +11,10 @@ import org.peft4j.core.spi.ConfigJson;
  * Reads {@link LoraConfig} from the keys of a Hugging Face PEFT {@code adapter_config.json};
  * registered with {@link java.util.ServiceLoader}. The shared keys (targets, exclusions, modules
  * to save, bias) are read by {@link Targeting#fromJson}. Keys we do not use (PEFT writes many) are
- * ignored; keys we use must have the right JSON type, and options we cannot honour
- * ({@code use_dora}, {@code fan_in_fan_out}, a non-empty {@code rank_pattern} or
- * {@code alpha_pattern}, {@code layer_replication}) are refused rather than silently dropped.
+ * ignored; keys we use must have the right JSON type ({@code rank_pattern} and
+ * {@code alpha_pattern}: objects of pattern to integer rank or number), and options we cannot
+ * honour ({@code use_dora}, {@code fan_in_fan_out}, {@code layer_replication}) are refused rather
+ * than silently dropped.
  *
  * <p>Thread-safety: stateless.
  */
@@ -43,13 +43,20 @@ public final class LoraConfigFactory implements PeftConfigFactory {
                 throw new AdapterFormatException("adapter_config.json: fan_in_fan_out=true is not supported (DL4J "
                         + "dense weights are [nIn, nOut]; peft4j files always store [out, in])");
             }
-            for (String key : List.of("rank_pattern", "alpha_pattern")) {
-                Object pattern = json.get(key);
-                if (pattern != null && !(pattern instanceof Map<?, ?> m && m.isEmpty())) {
-                    throw new AdapterFormatException("adapter_config.json: \"" + key + "\" " + ConfigJson.describe(pattern)
-                            + " is not supported: per-module ranks and alphas are not implemented, and dropping them "
-                            + "would change the adapter's output");
+            for (Map.Entry<String, Object> e : patterns(json, "rank_pattern").entrySet()) {
+                Object v = e.getValue();
+                if (!(v instanceof Integer || v instanceof Long) || ((Number) v).longValue() != ((Number) v).intValue()) {
+                    throw new AdapterFormatException("adapter_config.json: \"rank_pattern\" value of \"" + e.getKey()
+                            + "\" must be an integer; got " + ConfigJson.describe(v));
                 }
+                b.rankPattern(e.getKey(), ((Number) v).intValue());
+            }
+            for (Map.Entry<String, Object> e : patterns(json, "alpha_pattern").entrySet()) {
+                if (!(e.getValue() instanceof Number)) {
+                    throw new AdapterFormatException("adapter_config.json: \"alpha_pattern\" value of \"" + e.getKey()
+                            + "\" must be a number; got " + ConfigJson.describe(e.getValue()));
+                }
+                b.alphaPattern(e.getKey(), ((Number) e.getValue()).doubleValue());
             }
             if (json.get("layer_replication") != null) {
                 throw new AdapterFormatException("adapter_config.json: \"layer_replication\" "
@@ -61,5 +68,19 @@ public final class LoraConfigFactory implements PeftConfigFactory {
         } catch (IllegalArgumentException | IllegalStateException e) {
             throw new AdapterFormatException("adapter_config.json: " + e.getMessage(), e);
         }
+    }
+
+    /** An object of pattern key to value (empty when absent or null). */
+    @SuppressWarnings("unchecked")
+    private static Map<String, Object> patterns(Map<String, Object> json, String key) {
+        Object v = json.get(key);
+        if (v == null) {
+            return Map.of();
+        }
+        if (!(v instanceof Map)) {
+            throw new AdapterFormatException("adapter_config.json: \"" + key + "\" must be an object of pattern to "
+                    + "value; got " + ConfigJson.describe(v));
+        }
+        return (Map<String, Object>) v;
     }
 }

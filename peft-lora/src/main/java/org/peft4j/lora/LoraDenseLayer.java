@@ -63,9 +63,9 @@ public class LoraDenseLayer extends FrozenDenseLayer {
     /** For subclasses that hold the frozen weight in another form (QLoRA); see {@link FrozenDenseLayer}. */
     protected LoraDenseLayer(Target target, LoraConfig config, boolean keepFloatWeight) {
         super(target, keepFloatWeight);
-        this.rank = config.rank();
-        this.loraAlpha = config.alpha();
-        this.scaling = config.scaling();
+        this.rank = config.rankFor(target.layerName());
+        this.loraAlpha = config.alphaFor(target.layerName());
+        this.scaling = config.scalingFor(target.layerName());
         this.loraDropout = config.dropout();
         this.init = config.initLoraWeights();
     }
@@ -136,12 +136,12 @@ public class LoraDenseLayer extends FrozenDenseLayer {
     @Override
     public void adoptConfig(org.peft4j.core.PeftConfig config) {
         LoraConfig c = config instanceof LoraBased ? ((LoraBased) config).lora() : (LoraConfig) config;
-        if (c.rank() != rank) {
+        if (c.rankFor(baseLayerName()) != rank) {
             throw new IllegalArgumentException("layer " + getLayerName() + " has rank " + rank + ", adapter has rank "
-                    + c.rank());
+                    + c.rankFor(baseLayerName()));
         }
-        this.loraAlpha = c.alpha();
-        this.scaling = c.scaling();
+        this.loraAlpha = c.alphaFor(baseLayerName());
+        this.scaling = c.scalingFor(baseLayerName());
         this.loraDropout = c.dropout();
         this.init = c.initLoraWeights();
     }
