@@ -54,7 +54,8 @@ final class HadamardProduct extends LycorisAdapter {
     /** The update of {@code target} as {@code config} sets it up. */
     static HadamardProduct of(LoHaConfig config, Target target) {
         long[] shape = targetShape(target);
-        return new HadamardProduct(config, config.rank(), config.alpha(), shape[0], shape[1], kernelOf(shape));
+        return new HadamardProduct(config, config.rankFor(target.layerName()), config.alphaFor(target.layerName()), shape[0],
+                shape[1], kernelOf(shape));
     }
 
     /**
@@ -69,9 +70,10 @@ final class HadamardProduct extends LycorisAdapter {
     }
 
     @Override
-    public LycorisAdapter adopt(PeftConfig config) {
+    public LycorisAdapter adopt(PeftConfig config, String layerName) {
         if (config instanceof LoHaConfig c) {
-            HadamardProduct other = new HadamardProduct(c, c.rank(), c.alpha(), outFeatures(), inFeatures(), kernel());
+            HadamardProduct other = new HadamardProduct(c, c.rankFor(layerName), c.alphaFor(layerName), outFeatures(), inFeatures(),
+                    kernel());
             if (sameLayout(other)) {
                 return other;
             }

@@ -1,6 +1,5 @@
 package org.peft4j.lora.loha;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
@@ -12,6 +11,7 @@ import org.peft4j.core.TargetKind;
 import org.peft4j.core.Targeting;
 import org.peft4j.core.TargetingBuilder;
 import org.peft4j.lora.lycoris.LycorisConvolutionLayer;
+import org.peft4j.lora.lycoris.LayerPatterns;
 import org.peft4j.lora.lycoris.LycorisDenseLayer;
 
 /**
@@ -49,9 +49,11 @@ public final class LoHaConfig implements PeftConfig {
     private final double moduleDropout;
     private final boolean useEffectiveConv2d;
     private final boolean initWeights;
+    private final LayerPatterns patterns;
     private final Targeting targeting;
 
     private LoHaConfig(Builder b, Targeting targeting) {
+        this.patterns = b.patterns.build();
         this.rank = b.rank;
         this.alpha = b.alpha;
         this.rankDropout = b.rankDropout;
@@ -74,6 +76,7 @@ public final class LoHaConfig implements PeftConfig {
         b.moduleDropout = moduleDropout;
         b.useEffectiveConv2d = useEffectiveConv2d;
         b.initWeights = initWeights;
+        b.patterns = new LayerPatterns.Builder(patterns);
         b.targeting(targeting);
         return b;
     }
@@ -86,6 +89,26 @@ public final class LoHaConfig implements PeftConfig {
     @Override
     public Targeting targeting() {
         return targeting;
+    }
+
+    /** Per-layer ranks by pattern key (PEFT's {@code rank_pattern}), in the order keys are tried; empty when none. */
+    public Map<String, Integer> rankPattern() {
+        return patterns.ranks();
+    }
+
+    /** Per-layer alphas by pattern key (PEFT's {@code alpha_pattern}), in the order keys are tried; empty when none. */
+    public Map<String, Double> alphaPattern() {
+        return patterns.alphas();
+    }
+
+    /** The rank of layer {@code layerName}: its {@link #rankPattern()} value, else {@link #rank()}. */
+    public int rankFor(String layerName) {
+        return patterns.rankFor(layerName, rank);
+    }
+
+    /** The alpha of layer {@code layerName}: its {@link #alphaPattern()} value, else {@link #alpha()}. */
+    public double alphaFor(String layerName) {
+        return patterns.alphaFor(layerName, alpha);
     }
 
     /** Rank {@code r} of each factor product. */
@@ -130,7 +153,7 @@ public final class LoHaConfig implements PeftConfig {
     /**
      * Hugging Face PEFT's LoHa keys: {@code r}, {@code alpha}, {@code rank_dropout},
      * {@code module_dropout}, {@code use_effective_conv2d}, {@code init_weights}, and
-     * {@code rank_pattern}, {@code alpha_pattern} ({@code {}}), {@code layers_to_transform},
+     * {@code rank_pattern}, {@code alpha_pattern} ({@code {}} when unset), {@code layers_to_transform},
      * {@code layers_pattern} (null), all keys of PEFT 0.13's {@code LoHaConfig};
      * {@link PeftConfig#toAdapterConfig()} adds {@code peft_type} and the targeting keys.
      */
@@ -143,8 +166,7 @@ public final class LoHaConfig implements PeftConfig {
         m.put("module_dropout", moduleDropout);
         m.put("use_effective_conv2d", useEffectiveConv2d);
         m.put("init_weights", initWeights);
-        m.put("rank_pattern", new LinkedHashMap<>());
-        m.put("alpha_pattern", new LinkedHashMap<>());
+        patterns.writeJson(m);
         m.put("layers_to_transform", null);
         m.put("layers_pattern", null);
         return m;
@@ -153,7 +175,7 @@ public final class LoHaConfig implements PeftConfig {
     /** The default signature plus what shapes the factors: rank and the effective convolution form. */
     @Override
     public String layoutSignature() {
-        return PEFT_TYPE + " r=" + rank + " effectiveConv=" + useEffectiveConv2d + " " + targeting.signature();
+        return PEFT_TYPE + " r=" + rank + " ranks=" + patterns.ranks() + " effectiveConv=" + useEffectiveConv2d + " " + targeting.signature();
     }
 
     /**
@@ -178,19 +200,19 @@ public final class LoHaConfig implements PeftConfig {
         LoHaConfig c = (LoHaConfig) o;
         return rank == c.rank && Double.compare(alpha, c.alpha) == 0 && Double.compare(rankDropout, c.rankDropout) == 0
                 && Double.compare(moduleDropout, c.moduleDropout) == 0 && useEffectiveConv2d == c.useEffectiveConv2d
-                && initWeights == c.initWeights && targeting.equals(c.targeting);
+                && initWeights == c.initWeights && patterns.equals(c.patterns) && targeting.equals(c.targeting);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(rank, alpha, rankDropout, moduleDropout, useEffectiveConv2d, initWeights, targeting);
+        return Objects.hash(rank, alpha, rankDropout, moduleDropout, useEffectiveConv2d, initWeights, patterns, targeting);
     }
 
     @Override
     public String toString() {
         return "LoHaConfig(rank=" + rank + ", alpha=" + alpha + ", rankDropout=" + rankDropout + ", moduleDropout="
                 + moduleDropout + ", useEffectiveConv2d=" + useEffectiveConv2d + ", initWeights=" + initWeights + ", "
-                + targeting + ")";
+                + targeting + (patterns.equals(LayerPatterns.NONE) ? "" : ", " + patterns) + ")";
     }
 
     /**
@@ -206,7 +228,40 @@ public final class LoHaConfig implements PeftConfig {
         private boolean useEffectiveConv2d;
         private boolean initWeights = true;
 
+        private LayerPatterns.Builder patterns = new LayerPatterns.Builder();
+
         private Builder() {
+        }
+
+        /**
+         * Rank of the layers whose name {@code key} matches (an RE2 expression matched against the
+         * end of the name at a {@code "."} boundary, first key in sorted order), instead of
+         * {@link #rank(int)}; PEFT's {@code rank_pattern}.
+         *
+         * @throws IllegalArgumentException if the rank is not positive, or the key is empty, given
+         *     already or not an RE2 expression
+         */
+        public Builder rankPattern(String key, int rank) {
+            patterns.rank(key, rank);
+            return this;
+        }
+
+        /**
+         * Alpha of the layers whose name {@code key} matches (as for {@link #rankPattern}), instead of
+         * {@link #alpha(double)}; PEFT's {@code alpha_pattern}.
+         *
+         * @throws IllegalArgumentException if alpha is not positive and finite, or the key is empty,
+         *     given already or not an RE2 expression
+         */
+        public Builder alphaPattern(String key, double alpha) {
+            patterns.alpha(key, alpha);
+            return this;
+        }
+
+        /** Every per-layer rank and alpha at once (read from a file). */
+        Builder patterns(LayerPatterns p) {
+            this.patterns = new LayerPatterns.Builder(p);
+            return this;
         }
 
         /** Rank {@code r} of each of the two factor products (default 8). */

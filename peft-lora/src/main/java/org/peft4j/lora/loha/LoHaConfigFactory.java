@@ -1,20 +1,20 @@
 package org.peft4j.lora.loha;
 
-import java.util.List;
 import java.util.Map;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
 import org.peft4j.core.Targeting;
 import org.peft4j.core.spi.ConfigJson;
+import org.peft4j.lora.lycoris.LayerPatterns;
 
 /**
  * Reads {@link LoHaConfig} from the keys of a Hugging Face PEFT {@code adapter_config.json}
  * ({@code peft_type} {@code "LOHA"}); registered with {@link java.util.ServiceLoader}. The shared
  * keys (targets, exclusions, modules to save) are read by {@link Targeting#fromJson}; an absent
- * LoHa key takes PEFT's default ({@code r} 8, {@code alpha} 8, dropouts 0). Keys we do not use are
- * ignored; options we cannot honour (a non-empty {@code rank_pattern} or {@code alpha_pattern})
- * are refused rather than silently dropped.
+ * LoHa key takes PEFT's default ({@code r} 8, {@code alpha} 8, dropouts 0); {@code rank_pattern}
+ * and {@code alpha_pattern} are read by {@link LayerPatterns#fromJson}. Keys we do not use are
+ * ignored; keys we use must have the right JSON type and a value the builder accepts.
  *
  * <p>Thread-safety: stateless.
  */
@@ -47,22 +47,11 @@ public final class LoHaConfigFactory implements PeftConfigFactory {
             }
             b.useEffectiveConv2d(ConfigJson.bool(json, "use_effective_conv2d", false));
             b.initWeights(ConfigJson.bool(json, "init_weights", true));
-            refusePatterns(json);
+            b.patterns(LayerPatterns.fromJson(json));
             return b.build();
         } catch (IllegalArgumentException | IllegalStateException e) {
             throw new AdapterFormatException("adapter_config.json: " + e.getMessage(), e);
         }
     }
 
-    /** A non-empty {@code rank_pattern} or {@code alpha_pattern} is refused: dropping it would change the outputs. */
-    static void refusePatterns(Map<String, Object> json) {
-        for (String key : List.of("rank_pattern", "alpha_pattern")) {
-            Object pattern = json.get(key);
-            if (pattern != null && !(pattern instanceof Map<?, ?> m && m.isEmpty())) {
-                throw new AdapterFormatException("adapter_config.json: \"" + key + "\" " + ConfigJson.describe(pattern)
-                        + " is not supported: per-module ranks and alphas are not implemented, and dropping them "
-                        + "would change the adapter's output");
-            }
-        }
-    }
 }

@@ -74,7 +74,8 @@ final class KroneckerProduct extends LycorisAdapter {
     /** The update of {@code target} as {@code config} sets it up. */
     static KroneckerProduct of(LoKrConfig config, Target target) {
         long[] shape = targetShape(target);
-        return new KroneckerProduct(config, config.rank(), config.alpha(), shape[0], shape[1], kernelOf(shape));
+        return new KroneckerProduct(config, config.rankFor(target.layerName()), config.alphaFor(target.layerName()), shape[0],
+                shape[1], kernelOf(shape));
     }
 
     /**
@@ -124,9 +125,10 @@ final class KroneckerProduct extends LycorisAdapter {
     }
 
     @Override
-    public LycorisAdapter adopt(PeftConfig config) {
+    public LycorisAdapter adopt(PeftConfig config, String layerName) {
         if (config instanceof LoKrConfig c) {
-            KroneckerProduct other = new KroneckerProduct(c, c.rank(), c.alpha(), outFeatures(), inFeatures(), kernel());
+            KroneckerProduct other = new KroneckerProduct(c, c.rankFor(layerName), c.alphaFor(layerName), outFeatures(), inFeatures(),
+                    kernel());
             if (sameLayout(other)) {
                 return other;
             }

@@ -1,6 +1,5 @@
 package org.peft4j.lora.lokr;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
@@ -12,6 +11,7 @@ import org.peft4j.core.TargetKind;
 import org.peft4j.core.Targeting;
 import org.peft4j.core.TargetingBuilder;
 import org.peft4j.lora.lycoris.LycorisConvolutionLayer;
+import org.peft4j.lora.lycoris.LayerPatterns;
 import org.peft4j.lora.lycoris.LycorisDenseLayer;
 
 /**
@@ -55,9 +55,11 @@ public final class LoKrConfig implements PeftConfig {
     private final boolean decomposeBoth;
     private final int decomposeFactor;
     private final LoKrInit init;
+    private final LayerPatterns patterns;
     private final Targeting targeting;
 
     private LoKrConfig(Builder b, Targeting targeting) {
+        this.patterns = b.patterns.build();
         this.rank = b.rank;
         this.alpha = b.alpha;
         this.rankDropout = b.rankDropout;
@@ -86,6 +88,7 @@ public final class LoKrConfig implements PeftConfig {
         b.decomposeBoth = decomposeBoth;
         b.decomposeFactor = decomposeFactor;
         b.init = init;
+        b.patterns = new LayerPatterns.Builder(patterns);
         b.targeting(targeting);
         return b;
     }
@@ -98,6 +101,26 @@ public final class LoKrConfig implements PeftConfig {
     @Override
     public Targeting targeting() {
         return targeting;
+    }
+
+    /** Per-layer ranks by pattern key (PEFT's {@code rank_pattern}), in the order keys are tried; empty when none. */
+    public Map<String, Integer> rankPattern() {
+        return patterns.ranks();
+    }
+
+    /** Per-layer alphas by pattern key (PEFT's {@code alpha_pattern}), in the order keys are tried; empty when none. */
+    public Map<String, Double> alphaPattern() {
+        return patterns.alphas();
+    }
+
+    /** The rank of layer {@code layerName}: its {@link #rankPattern()} value, else {@link #rank()}. */
+    public int rankFor(String layerName) {
+        return patterns.rankFor(layerName, rank);
+    }
+
+    /** The alpha of layer {@code layerName}: its {@link #alphaPattern()} value, else {@link #alpha()}. */
+    public double alphaFor(String layerName) {
+        return patterns.alphaFor(layerName, alpha);
     }
 
     /** Rank {@code r} of the factors that are products. */
@@ -158,7 +181,7 @@ public final class LoKrConfig implements PeftConfig {
      * Hugging Face PEFT's LoKr keys: {@code r}, {@code alpha}, {@code rank_dropout},
      * {@code module_dropout}, {@code use_effective_conv2d}, {@code decompose_both},
      * {@code decompose_factor}, {@code init_weights}, and {@code rank_pattern},
-     * {@code alpha_pattern} ({@code {}}), {@code layers_to_transform}, {@code layers_pattern}
+     * {@code alpha_pattern} ({@code {}} when unset), {@code layers_to_transform}, {@code layers_pattern}
      * (null), all keys of PEFT 0.13's {@code LoKrConfig}; {@code rank_dropout_scale} only when true
      * (PEFT reads it from 0.14 on, and releases before refuse unknown keys).
      * {@link PeftConfig#toAdapterConfig()} adds {@code peft_type} and the targeting keys.
@@ -174,8 +197,7 @@ public final class LoKrConfig implements PeftConfig {
         m.put("decompose_both", decomposeBoth);
         m.put("decompose_factor", decomposeFactor);
         m.put("init_weights", init.jsonValue());
-        m.put("rank_pattern", new LinkedHashMap<>());
-        m.put("alpha_pattern", new LinkedHashMap<>());
+        patterns.writeJson(m);
         m.put("layers_to_transform", null);
         m.put("layers_pattern", null);
         if (rankDropoutScale) {
@@ -187,7 +209,7 @@ public final class LoKrConfig implements PeftConfig {
     /** The default signature plus what shapes the factors: rank, the split and the effective convolution form. */
     @Override
     public String layoutSignature() {
-        return PEFT_TYPE + " r=" + rank + " decomposeBoth=" + decomposeBoth + " factor=" + decomposeFactor
+        return PEFT_TYPE + " r=" + rank + " ranks=" + patterns.ranks() + " decomposeBoth=" + decomposeBoth + " factor=" + decomposeFactor
                 + " effectiveConv=" + useEffectiveConv2d + " " + targeting.signature();
     }
 
@@ -214,13 +236,13 @@ public final class LoKrConfig implements PeftConfig {
         return rank == c.rank && Double.compare(alpha, c.alpha) == 0 && Double.compare(rankDropout, c.rankDropout) == 0
                 && Double.compare(moduleDropout, c.moduleDropout) == 0 && rankDropoutScale == c.rankDropoutScale
                 && useEffectiveConv2d == c.useEffectiveConv2d && decomposeBoth == c.decomposeBoth
-                && decomposeFactor == c.decomposeFactor && init == c.init && targeting.equals(c.targeting);
+                && decomposeFactor == c.decomposeFactor && init == c.init && patterns.equals(c.patterns) && targeting.equals(c.targeting);
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(rank, alpha, rankDropout, moduleDropout, rankDropoutScale, useEffectiveConv2d, decomposeBoth,
-                decomposeFactor, init, targeting);
+                decomposeFactor, init, patterns, targeting);
     }
 
     @Override
@@ -228,7 +250,7 @@ public final class LoKrConfig implements PeftConfig {
         return "LoKrConfig(rank=" + rank + ", alpha=" + alpha + ", rankDropout=" + rankDropout + ", rankDropoutScale="
                 + rankDropoutScale + ", moduleDropout=" + moduleDropout + ", useEffectiveConv2d=" + useEffectiveConv2d
                 + ", decomposeBoth=" + decomposeBoth + ", decomposeFactor=" + decomposeFactor + ", init=" + init + ", "
-                + targeting + ")";
+                + targeting + (patterns.equals(LayerPatterns.NONE) ? "" : ", " + patterns) + ")";
     }
 
     /**
@@ -247,7 +269,40 @@ public final class LoKrConfig implements PeftConfig {
         private int decomposeFactor = -1;
         private LoKrInit init = LoKrInit.ZERO_W1;
 
+        private LayerPatterns.Builder patterns = new LayerPatterns.Builder();
+
         private Builder() {
+        }
+
+        /**
+         * Rank of the layers whose name {@code key} matches (an RE2 expression matched against the
+         * end of the name at a {@code "."} boundary, first key in sorted order), instead of
+         * {@link #rank(int)}; PEFT's {@code rank_pattern}.
+         *
+         * @throws IllegalArgumentException if the rank is not positive, or the key is empty, given
+         *     already or not an RE2 expression
+         */
+        public Builder rankPattern(String key, int rank) {
+            patterns.rank(key, rank);
+            return this;
+        }
+
+        /**
+         * Alpha of the layers whose name {@code key} matches (as for {@link #rankPattern}), instead of
+         * {@link #alpha(double)}; PEFT's {@code alpha_pattern}.
+         *
+         * @throws IllegalArgumentException if alpha is not positive and finite, or the key is empty,
+         *     given already or not an RE2 expression
+         */
+        public Builder alphaPattern(String key, double alpha) {
+            patterns.alpha(key, alpha);
+            return this;
+        }
+
+        /** Every per-layer rank and alpha at once (read from a file). */
+        Builder patterns(LayerPatterns p) {
+            this.patterns = new LayerPatterns.Builder(p);
+            return this;
         }
 
         /** Rank {@code r} of the factors that are products (default 8). */

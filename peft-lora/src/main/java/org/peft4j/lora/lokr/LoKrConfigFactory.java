@@ -1,12 +1,12 @@
 package org.peft4j.lora.lokr;
 
-import java.util.List;
 import java.util.Map;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
 import org.peft4j.core.Targeting;
 import org.peft4j.core.spi.ConfigJson;
+import org.peft4j.lora.lycoris.LayerPatterns;
 
 /**
  * Reads {@link LoKrConfig} from the keys of a Hugging Face PEFT {@code adapter_config.json}
@@ -14,8 +14,9 @@ import org.peft4j.core.spi.ConfigJson;
  * keys (targets, exclusions, modules to save) are read by {@link Targeting#fromJson}; an absent
  * LoKr key takes PEFT's default ({@code r} 8, {@code alpha} 8, dropouts 0,
  * {@code decompose_factor} −1). {@code decompose_factor} is taken as PEFT takes it, whatever the
- * integer. Keys we do not use are ignored; options we cannot honour (a non-empty
- * {@code rank_pattern} or {@code alpha_pattern}) are refused rather than silently dropped.
+ * integer; {@code rank_pattern} and {@code alpha_pattern} are read by {@link LayerPatterns#fromJson}.
+ * Keys we do not use are ignored; keys we use must have the right JSON type and a value the builder
+ * accepts.
  *
  * <p>Thread-safety: stateless.
  */
@@ -57,14 +58,7 @@ public final class LoKrConfigFactory implements PeftConfigFactory {
             if (init != null) {
                 b.init(LoKrInit.fromJson(init));
             }
-            for (String key : List.of("rank_pattern", "alpha_pattern")) {
-                Object pattern = json.get(key);
-                if (pattern != null && !(pattern instanceof Map<?, ?> m && m.isEmpty())) {
-                    throw new AdapterFormatException("adapter_config.json: \"" + key + "\" " + ConfigJson.describe(pattern)
-                            + " is not supported: per-module ranks and alphas are not implemented, and dropping them "
-                            + "would change the adapter's output");
-                }
-            }
+            b.patterns(LayerPatterns.fromJson(json));
             return b.build();
         } catch (IllegalArgumentException | IllegalStateException e) {
             throw new AdapterFormatException("adapter_config.json: " + e.getMessage(), e);

@@ -165,12 +165,13 @@ public abstract class LycorisAdapter implements Serializable {
     }
 
     /**
-     * This adapter with the settings of {@code config} (an adapter of the same layout being switched
-     * in, {@link org.peft4j.core.PeftModel#setAdapter}): the same factors, with its alpha and dropout.
+     * This adapter with the settings {@code config} gives layer {@code layerName} (an adapter of the
+     * same layout being switched in, {@link org.peft4j.core.PeftModel#setAdapter}): the same
+     * factors, with its alpha and dropout.
      *
      * @throws IllegalArgumentException if {@code config} is of another method or another layout
      */
-    public abstract LycorisAdapter adopt(PeftConfig config);
+    public abstract LycorisAdapter adopt(PeftConfig config, String layerName);
 
     /**
      * Whether {@code other} has the same factors (keys and shapes) as this adapter, so that it can

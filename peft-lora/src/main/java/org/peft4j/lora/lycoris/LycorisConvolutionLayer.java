@@ -81,7 +81,7 @@ public class LycorisConvolutionLayer extends FrozenConvolutionLayer implements L
 
     @Override
     public void adoptConfig(PeftConfig config) {
-        this.adapter = adapter.adopt(config);
+        this.adapter = adapter.adopt(config, baseLayerName());
     }
 
     /** The kernel {@code W + ΔW}, in the shape of {@code base} ({@code [nOut, nIn, kH, kW]}). */

@@ -81,7 +81,7 @@ public class LycorisDenseLayer extends FrozenDenseLayer implements LycorisLayer 
 
     @Override
     public void adoptConfig(PeftConfig config) {
-        this.adapter = adapter.adopt(config);
+        this.adapter = adapter.adopt(config, baseLayerName());
     }
 
     /** {@code W' = W + ΔWᵀ [nIn, nOut]}. */

@@ -21,6 +21,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.learning.config.Adam;
 import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.IncompatibleAdapterException;
 import org.peft4j.core.Peft;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftModel;
@@ -79,7 +80,8 @@ class LoHaConfigTest {
         for (LoHaConfig c : List.of(
                 LoHaConfig.builder().targetModules("q", "v").build(),
                 LoHaConfig.builder().rank(3).alpha(1.5).rankDropout(0.25).moduleDropout(0.1).useEffectiveConv2d(true)
-                        .initWeights(false).targetModulesRegex("block\\d+\\.(q|v)").excludeModules("block0.q")
+                        .initWeights(false).rankPattern("block0\\.v", 4).alphaPattern("v", 16)
+                        .targetModulesRegex("block\\d+\\.(q|v)").excludeModules("block0.q")
                         .modulesToSave("head").build())) {
             Map<String, Object> json = c.toAdapterConfig();
             assertEquals("LOHA", json.get("peft_type"));
@@ -101,8 +103,9 @@ class LoHaConfigTest {
     void factoryRefusesOptionsItCannotHonourNamingTheKey() throws IOException {
         Map<String, Object> peft = FamilyCase.of("loha/dense").adapterConfig();
         for (Object[] bad : new Object[][] {
-                {"rank_pattern", Map.of("dense", 4), "\"rank_pattern\" {dense=4}"},
-                {"alpha_pattern", Map.of("dense", 4.0), "\"alpha_pattern\" {dense=4.0}"},
+                {"rank_pattern", Map.of("dense", "4"), "\"rank_pattern\" value of \"dense\" must be an integer; got 4 (String)"},
+                {"rank_pattern", List.of(4), "\"rank_pattern\" must be an object of pattern to value"},
+                {"alpha_pattern", Map.of("dense[", 4.0), "alphaPattern: key \"dense[\" is not a regular expression"},
                 {"layers_to_transform", List.of(0), "\"layers_to_transform\""},
                 {"init_weights", "lycoris", "\"init_weights\" must be true or false"},
                 {"r", 0, "rank must be positive; got 0"},
@@ -117,18 +120,26 @@ class LoHaConfigTest {
     @Test
     void aRefusedFileLeavesTheBaseModelAlone(@TempDir Path dir) throws IOException {
         FamilyCase c = FamilyCase.of("loha/dense");
-        for (String f : new String[] {"adapter_config.json", "adapter_model.safetensors"}) {
-            Files.copy(c.dir().resolve(f), dir.resolve(f));
-        }
-        Map<String, Object> json = c.adapterConfig();
-        json.put("rank_pattern", Map.of("dense", 4));
-        Files.writeString(dir.resolve("adapter_config.json"), PeftJson.write(json));
         ComputationGraph base = c.base(DataType.FLOAT);
         INDArray params = base.params().dup();
         String conf = base.getConfiguration().toJson();
-        rejects(AdapterFormatException.class, "rank_pattern", () -> Peft.load(base, dir));
-        assertEquals(params, base.params());
-        assertEquals(conf, base.getConfiguration().toJson());
+        for (Object[] change : new Object[][] {
+                {"init_weights", "lycoris", AdapterFormatException.class, "\"init_weights\" must be true or false"},
+                {"rank_pattern", Map.of("dense", 4), AdapterFormatException.class, "the config does not match its weights"},
+                {"rank_pattern", Map.of("dense", 1), IncompatibleAdapterException.class,
+                        "base_model.model.dense.hada_w1_a has shape [4, 2], expected [4, 1]"}}) {
+            for (String f : new String[] {"adapter_config.json", "adapter_model.safetensors"}) {
+                Files.copy(c.dir().resolve(f), dir.resolve(f), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            }
+            Map<String, Object> json = c.adapterConfig();
+            json.put((String) change[0], change[1]);
+            Files.writeString(dir.resolve("adapter_config.json"), PeftJson.write(json));
+            @SuppressWarnings("unchecked")
+            Class<? extends Exception> type = (Class<? extends Exception>) change[2];
+            rejects(type, (String) change[3], () -> Peft.load(base, dir));
+            assertEquals(params, base.params());
+            assertEquals(conf, base.getConfiguration().toJson());
+        }
     }
 
     private static Map<String, long[]> shapes(PeftModel peft, String layer) {

@@ -74,6 +74,7 @@ class LoKrConfigTest {
                 LoKrConfig.builder().targetModules("q", "v").build(),
                 LoKrConfig.builder().rank(3).alpha(1.5).rankDropout(0.25).rankDropoutScale(true).moduleDropout(0.1)
                         .useEffectiveConv2d(true).decomposeBoth(true).decomposeFactor(4).init(LoKrInit.ZERO_W2)
+                        .rankPattern("q", 2).alphaPattern("block1\\..*", 0.5)
                         .targetModulesRegex("block\\d+\\.(q|v)").modulesToSave("head").build(),
                 LoKrConfig.builder().init(LoKrInit.RANDOM).targetModules("q").build())) {
             Map<String, Object> json = c.toAdapterConfig();
@@ -100,8 +101,8 @@ class LoKrConfigTest {
     void factoryRefusesOptionsItCannotHonourNamingTheKey() throws IOException {
         Map<String, Object> peft = FamilyCase.of("lokr/dense").adapterConfig();
         for (Object[] bad : new Object[][] {
-                {"rank_pattern", Map.of("dense", 4), "\"rank_pattern\" {dense=4}"},
-                {"alpha_pattern", Map.of("dense", 1.0), "\"alpha_pattern\""},
+                {"rank_pattern", Map.of("dense", 0), "rankPattern \"dense\": rank must be positive; got 0"},
+                {"alpha_pattern", Map.of("dense", true), "\"alpha_pattern\" value of \"dense\" must be a number"},
                 {"layers_to_transform", 0, "\"layers_to_transform\""},
                 {"init_weights", "gaussian", "init_weights must be true, false or \"lycoris\"; got gaussian"},
                 {"decompose_factor", 2.5, "\"decompose_factor\" must be an integer"},
