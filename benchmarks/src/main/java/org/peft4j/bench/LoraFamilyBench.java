@@ -1,0 +1,124 @@
+package org.peft4j.bench;
+
+import java.util.concurrent.TimeUnit;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.dataset.DataSet;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.learning.config.Adam;
+import org.openjdk.jmh.annotations.AuxCounters;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.Warmup;
+import org.peft4j.core.Peft;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.PeftModel;
+import org.peft4j.core.blocks.Transformers;
+import org.peft4j.lora.LoraConfig;
+import org.peft4j.lora.loha.LoHaConfig;
+import org.peft4j.lora.lokr.LoKrConfig;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The LoRA family side by side: one training step ({@code ComputationGraph.fit} on one mini-batch)
+ * and the trainable parameter count (the {@code trainableParameters} secondary result, a constant)
+ * of each method on the attention query and value projections, with plain LoRA as the baseline in
+ * the same run, on two models:
+ * <ul>
+ *   <li>{@code decoder}: the examples' small decoder (vocabulary 128, d 64, 4 heads, 2 blocks),
+ *       batch 8 × 32 tokens;</li>
+ *   <li>{@code encoder}: a MiniLM-sized encoder (vocabulary 30522, d 384, 12 heads, 6 blocks, a
+ *       2-class head), batch 8 × 32 tokens.</li>
+ * </ul>
+ * Ranks: LoRA 8; LoHa 4 (two rank-4 pairs: LoRA-8's parameter count, an update of rank up to 16);
+ * LoKr 8 (its factor sizes follow the layer's split, so its count is what PEFT's rules give). Setup
+ * builds and wraps the model; the measured method is the step alone.
+ *
+ * <pre>java -jar benchmarks/target/benchmarks.jar LoraFamilyBench</pre>
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MILLISECONDS)
+@Warmup(iterations = 2, time = 2)
+@Measurement(iterations = 3, time = 3)
+@Fork(value = 1, jvmArgs = {"-Xmx3g"})
+public class LoraFamilyBench {
+    private static final Logger LOG = LoggerFactory.getLogger(LoraFamilyBench.class);
+    private static final String QV = "block\\d+\\.attn\\.(q|v)";
+
+    @Param({"decoder", "encoder"})
+    public String model;
+
+    @Param({"lora", "loha", "lokr"})
+    public String method;
+
+    private ComputationGraph graph;
+    private DataSet batch;
+    private long trainable;
+
+    /** The trainable parameter count of the wrapped model, reported beside the step time. */
+    @State(Scope.Thread)
+    @AuxCounters(AuxCounters.Type.EVENTS)
+    public static class Counts {
+        public long trainableParameters;
+    }
+
+    static PeftConfig config(String method) {
+        switch (method) {
+            case "lora":
+                return LoraConfig.builder().rank(8).alpha(16).targetModulesRegex(QV).build();
+            case "loha":
+                return LoHaConfig.builder().rank(4).alpha(8).targetModulesRegex(QV).build();
+            case "lokr":
+                return LoKrConfig.builder().rank(8).alpha(8).targetModulesRegex(QV).build();
+            default:
+                throw new IllegalArgumentException("unknown method " + method);
+        }
+    }
+
+    @Setup(Level.Trial)
+    public void setUp() {
+        boolean decoder = model.equals("decoder");
+        int vocab = decoder ? 128 : 30522;
+        ComputationGraph base = decoder
+                ? Transformers.decoder().vocabSize(vocab).maxLength(48).dModel(64).heads(4).layers(2)
+                        .updater(new Adam(1e-3)).seed(7).build()
+                : Transformers.encoder().vocabSize(vocab).maxLength(64).dModel(384).heads(12).layers(6).classes(2)
+                        .updater(new Adam(1e-3)).seed(7).build();
+        PeftModel peft = Peft.wrap(base, config(method));
+        graph = peft.graph();
+        trainable = peft.trainableParameters();
+        LOG.info("{} {}: {}", model, method, peft.trainableParametersSummary());
+        Nd4j.getRandom().setSeed(11);
+        INDArray tokens = Nd4j.rand(DataType.FLOAT, 8, 32).muli(vocab).castTo(DataType.INT32).castTo(DataType.FLOAT);
+        INDArray labels;
+        if (decoder) {
+            labels = Nd4j.rand(DataType.FLOAT, 8, 1, 32).muli(vocab).castTo(DataType.INT32).castTo(DataType.FLOAT);
+        } else {
+            labels = Nd4j.zeros(DataType.FLOAT, 8, 2);
+            for (int i = 0; i < 8; i++) {
+                labels.putScalar(i, i % 2, 1.0);
+            }
+        }
+        batch = new DataSet(tokens, labels);
+    }
+
+    /** One optimizer step; the score is returned so the work cannot be optimized away. */
+    @Benchmark
+    public double trainStep(Counts counts) {
+        graph.fit(batch);
+        counts.trainableParameters = trainable;
+        return graph.score();
+    }
+}
