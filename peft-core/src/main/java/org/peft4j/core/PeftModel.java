@@ -740,7 +740,7 @@ public final class PeftModel {
         for (String name : m.adapterNames()) {
             AdapterReader.checkResumedBaseForm(name.equals(DEFAULT_ADAPTER) ? dir : dir.resolve(name), m.slot(name).config);
         }
-        m.applyTrainingState(TrainingStateFiles.read(dir));
+        m.applyTrainingState(TrainingStateFiles.read(dir, DEFAULT_ADAPTER));
         return m;
     }
 

@@ -20,7 +20,6 @@ import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.IncompatibleAdapterException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
-import org.peft4j.core.PeftModel;
 import org.peft4j.core.io.DType;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;

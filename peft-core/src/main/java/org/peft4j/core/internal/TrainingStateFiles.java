@@ -12,7 +12,6 @@ import java.util.TreeMap;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.peft4j.core.AdapterFormatException;
-import org.peft4j.core.PeftModel;
 import org.peft4j.core.io.AtomicFiles;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
@@ -100,10 +99,11 @@ public final class TrainingStateFiles {
      * Reads what {@link #save} wrote next to the adapters in {@code dir}, after checking that the
      * default adapter's config recorded this file's SHA-256 (so it belongs to the same save).
      *
+     * @param defaultActive the active adapter of a file that names none
      * @throws AdapterFormatException if the file is missing or malformed, or not the one saved
      *     with the adapters
      */
-    public static TrainingState read(Path dir) throws IOException {
+    public static TrainingState read(Path dir, String defaultActive) throws IOException {
         Path file = dir.resolve(AdapterFiles.STATE_FILE);
         if (!Files.isRegularFile(file)) {
             throw new AdapterFormatException("no checkpoint in " + dir + ": " + AdapterFiles.STATE_FILE + " is missing");
@@ -128,7 +128,7 @@ public final class TrainingStateFiles {
         Map<String, String> meta = f.metadata();
         int iteration = parseCount(meta, "iteration_count", file);
         int epoch = parseCount(meta, "epoch_count", file);
-        String active = meta.getOrDefault("active_adapter", PeftModel.DEFAULT_ADAPTER);
+        String active = meta.getOrDefault("active_adapter", defaultActive);
         Map<String, SafeTensor> inactive = new TreeMap<>();
         for (Map.Entry<String, SafeTensor> e : f.tensors().entrySet()) {
             if (e.getKey().equals("updater_state")) {
