@@ -253,6 +253,34 @@ class LycorisBehaviourTest {
     }
 
     @Test
+    void convolutionsKeepTheirGeometryStrideDilationSamePaddingAndNhwc() {
+        ComputationGraph base = new ComputationGraph(new org.deeplearning4j.nn.conf.NeuralNetConfiguration.Builder()
+                .seed(3).dataType(DataType.FLOAT).updater(new Adam(1e-2)).graphBuilder().addInputs("in")
+                .setInputTypes(org.deeplearning4j.nn.conf.inputs.InputType.convolutional(9, 9, 2,
+                        org.deeplearning4j.nn.conf.CNN2DFormat.NHWC))
+                .addLayer("conv", new ConvolutionLayer.Builder(3, 2).stride(2, 1).dilation(2, 1).nOut(4)
+                        .convolutionMode(org.deeplearning4j.nn.conf.ConvolutionMode.Same)
+                        .dataFormat(org.deeplearning4j.nn.conf.CNN2DFormat.NHWC)
+                        .activation(org.nd4j.linalg.activations.Activation.TANH).build(), "in")
+                .addLayer("head", new OutputLayer.Builder(org.nd4j.linalg.lossfunctions.LossFunctions.LossFunction.MSE)
+                        .nOut(2).activation(org.nd4j.linalg.activations.Activation.IDENTITY).build(), "conv")
+                .setOutputs("head").build());
+        base.init();
+        org.nd4j.linalg.factory.Nd4j.getRandom().setSeed(4);
+        INDArray x = org.nd4j.linalg.factory.Nd4j.randn(DataType.FLOAT, 4, 9, 9, 2);
+        DataSet ds = new DataSet(x, org.nd4j.linalg.factory.Nd4j.randn(DataType.FLOAT, 4, 2));
+        for (PeftConfig c : new PeftConfig[] {LoHaConfig.builder().rank(2).useEffectiveConv2d(true).targetModules("conv")
+                .build(), LoKrConfig.builder().rank(1).targetModules("conv").build()}) {
+            PeftModel peft = Peft.wrap(base, c);
+            assertTrue(relDiff(base.outputSingle(x), peft.graph().outputSingle(x)) <= 1e-6, "identity at init");
+            train(peft, ds, 3);
+            INDArray unmerged = peft.graph().outputSingle(x);
+            assertTrue(relDiff(base.outputSingle(x), unmerged) > 1e-4, "trained");
+            assertTrue(relDiff(unmerged, peft.mergeAndUnload().outputSingle(x)) <= 1e-5, c.peftType() + " merged");
+        }
+    }
+
+    @Test
     void embeddingTargetsAreRefusedNamingTheKindsLoHaAndLoKrAdapt() {
         ComputationGraph decoder = TinyDecoders.decoder(DataType.FLOAT, new Adam(1e-2), 3, 7, 4, 1, 8);
         INDArray params = decoder.params().dup();
