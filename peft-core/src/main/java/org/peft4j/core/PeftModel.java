@@ -274,7 +274,13 @@ public final class PeftModel {
      * exactly the base model's outputs. Inside it, {@link #merge()} and switching to an adapter of
      * another layout are refused (either would switch adapters back on).
      *
-     * <pre>{@code try (var off = peft.disableAdapter()) { base = peft.graph().outputSingle(x); }}</pre>
+     * <pre>{@code
+     * var off = peft.disableAdapter();
+     * try (off) {
+     *     base = peft.graph().outputSingle(x);
+     * }}</pre>
+     * Declared before the {@code try}, the scope counts as referenced, so {@code javac -Xlint:try}
+     * does not warn about a resource that the block never uses.
      *
      * @throws IllegalStateException if the adapters are merged (a merged weight already holds them;
      *     call {@link #unmerge()} first, or use {@link #reconstructBase()})
