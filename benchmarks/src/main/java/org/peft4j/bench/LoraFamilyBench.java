@@ -45,6 +45,11 @@ import org.slf4j.LoggerFactory;
  * LoKr 512; encoder: 73,728, 73,728, 7,680); the measured method is the step alone.
  *
  * <pre>java -jar benchmarks/target/benchmarks.jar LoraFamilyBench</pre>
+ *
+ * On a machine whose load changes between trials, {@link #main} gives steadier ratios: it steps
+ * the three methods in turn, round after round, in one JVM and prints each method's median step
+ * time and its median per-round ratio to LoRA:
+ * <pre>java -cp benchmarks/target/benchmarks.jar org.peft4j.bench.LoraFamilyBench encoder 20</pre>
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -102,6 +107,46 @@ public class LoraFamilyBench {
             }
         }
         batch = new DataSet(tokens, labels);
+    }
+
+    /**
+     * Interleaved run: {@code args[0]} the model ({@code decoder} or {@code encoder}), {@code args[1]}
+     * the measured rounds (after 3 warm-up rounds), each round one step of every method.
+     */
+    public static void main(String[] args) {
+        String[] methods = {"lora", "loha", "lokr"};
+        int rounds = Integer.parseInt(args[1]);
+        LoraFamilyBench[] b = new LoraFamilyBench[methods.length];
+        for (int m = 0; m < methods.length; m++) {
+            b[m] = new LoraFamilyBench();
+            b[m].model = args[0];
+            b[m].method = methods[m];
+            b[m].setUp();
+        }
+        double[][] ms = new double[methods.length][rounds];
+        for (int r = -3; r < rounds; r++) {
+            for (int m = 0; m < methods.length; m++) {
+                long start = System.nanoTime();
+                b[m].trainStep();
+                if (r >= 0) {
+                    ms[m][r] = (System.nanoTime() - start) / 1e6;
+                }
+            }
+        }
+        for (int m = 0; m < methods.length; m++) {
+            double[] ratio = new double[rounds];
+            for (int r = 0; r < rounds; r++) {
+                ratio[r] = ms[m][r] / ms[0][r];
+            }
+            LOG.info(String.format(java.util.Locale.ROOT, "%s %s: median %.1f ms/step, median ratio to LoRA %.2f",
+                    args[0], methods[m], median(ms[m]), median(ratio)));
+        }
+    }
+
+    private static double median(double[] v) {
+        double[] c = v.clone();
+        java.util.Arrays.sort(c);
+        return c[c.length / 2];
     }
 
     /** One optimizer step; the score is returned so the work cannot be optimized away. */
