@@ -39,15 +39,19 @@ import org.slf4j.LoggerFactory;
  *   <li>{@code encoder}: a MiniLM-sized encoder (vocabulary 30522, d 384, 12 heads, 6 blocks, a
  *       2-class head), batch 8 × 32 tokens.</li>
  * </ul>
- * Ranks: LoRA 8; LoHa 4 (two rank-4 pairs: LoRA-8's parameter count, an update of rank up to 16);
- * LoKr 8 (its factor sizes follow the layer's split, so its count is what PEFT's rules give). Setup
- * builds and wraps the model and logs its trainable parameters (decoder: LoRA 4,096, LoHa 4,096,
- * LoKr 512; encoder: 73,728, 73,728, 7,680); the measured method is the step alone.
+ * Ranks: LoRA 8; DoRA 8 (LoRA-8 plus one magnitude per output feature; its step also forms the
+ * weight norm of every adapted layer); {@code lora-embed} is LoRA 8 on the projections and on the
+ * token embedding {@code embed.tokens} (a lookup into a {@code [vocab, 8]} table, and a scatter-add
+ * over it in backward); LoHa 4 (two rank-4 pairs: LoRA-8's parameter count, an update of rank up to
+ * 16); LoKr 8 (its factor sizes follow the layer's split, so its count is what PEFT's rules give).
+ * Setup builds and wraps the model and logs its trainable parameters (decoder: LoRA 4,096, DoRA
+ * 4,352, lora-embed 5,632, LoHa 4,096, LoKr 512; encoder: 73,728, 78,336, 320,976, 73,728, 7,680);
+ * the measured method is the step alone.
  *
  * <pre>java -jar benchmarks/target/benchmarks.jar LoraFamilyBench</pre>
  *
  * On a machine whose load changes between trials, {@link #main} gives steadier ratios: it steps
- * the three methods in turn, round after round, in one JVM and prints each method's median step
+ * the methods in turn, round after round, in one JVM and prints each method's median step
  * time and its median per-round ratio to LoRA:
  * <pre>java -cp benchmarks/target/benchmarks.jar org.peft4j.bench.LoraFamilyBench encoder 20</pre>
  */
@@ -64,7 +68,7 @@ public class LoraFamilyBench {
     @Param({"decoder", "encoder"})
     public String model;
 
-    @Param({"lora", "loha", "lokr"})
+    @Param({"lora", "dora", "lora-embed", "loha", "lokr"})
     public String method;
 
     private ComputationGraph graph;
@@ -74,6 +78,11 @@ public class LoraFamilyBench {
         switch (method) {
             case "lora":
                 return LoraConfig.builder().rank(8).alpha(16).targetModulesRegex(QV).build();
+            case "dora":
+                return LoraConfig.builder().rank(8).alpha(16).useDora(true).targetModulesRegex(QV).build();
+            case "lora-embed":
+                return LoraConfig.builder().rank(8).alpha(16)
+                        .targetModulesRegex(QV + "|" + Transformers.TOKEN_EMBEDDING.replace(".", "\\.")).build();
             case "loha":
                 return LoHaConfig.builder().rank(4).alpha(8).targetModulesRegex(QV).build();
             case "lokr":
@@ -111,10 +120,12 @@ public class LoraFamilyBench {
 
     /**
      * Interleaved run: {@code args[0]} the model ({@code decoder} or {@code encoder}), {@code args[1]}
-     * the measured rounds (after 3 warm-up rounds), each round one step of every method.
+     * the measured rounds (after 3 warm-up rounds), each round one step of every method; further
+     * arguments choose the methods (default: all, LoRA first, the baseline of the ratios).
      */
     public static void main(String[] args) {
-        String[] methods = {"lora", "loha", "lokr"};
+        String[] methods = args.length > 2 ? java.util.Arrays.copyOfRange(args, 2, args.length)
+                : new String[] {"lora", "dora", "lora-embed", "loha", "lokr"};
         int rounds = Integer.parseInt(args[1]);
         LoraFamilyBench[] b = new LoraFamilyBench[methods.length];
         for (int m = 0; m < methods.length; m++) {
@@ -138,8 +149,8 @@ public class LoraFamilyBench {
             for (int r = 0; r < rounds; r++) {
                 ratio[r] = ms[m][r] / ms[0][r];
             }
-            LOG.info(String.format(java.util.Locale.ROOT, "%s %s: median %.1f ms/step, median ratio to LoRA %.2f",
-                    args[0], methods[m], median(ms[m]), median(ratio)));
+            LOG.info(String.format(java.util.Locale.ROOT, "%s %s: median %.1f ms/step, median ratio to %s %.2f",
+                    args[0], methods[m], median(ms[m]), methods[0], median(ratio)));
         }
     }
 
