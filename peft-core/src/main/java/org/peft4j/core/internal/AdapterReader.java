@@ -41,8 +41,6 @@ import org.peft4j.core.spi.PeftJson;
  */
 public final class AdapterReader {
 
-    private static final long MAX_CONFIG_BYTES = 16L << 20;
-
     private AdapterReader() {
     }
 
@@ -62,6 +60,16 @@ public final class AdapterReader {
         /** The same files, to be applied with another config (e.g. QLoRA for a LoRA file). */
         public Loaded withConfig(PeftConfig other) {
             return new Loaded(other, tensors, tensorNames, json, records, weightsDigest);
+        }
+
+        /** Whether the file's tensors were renamed (a file in a PyTorch model's module paths, read through a name map). */
+        public boolean renamed() {
+            for (Map.Entry<String, String> e : tensorNames.entrySet()) {
+                if (!e.getKey().equals(e.getValue())) {
+                    return true;
+                }
+            }
+            return false;
         }
 
         /** The file's tensors by their name in the graph's layer names. */
@@ -138,28 +146,24 @@ public final class AdapterReader {
      */
     public static Loaded read(Path dir, BaseFingerprint base, boolean ignoreFingerprint, Collection<String> layerNames,
                               ModuleNames names) throws IOException {
-        if (!Files.isDirectory(dir)) {
-            throw new AdapterFormatException("no adapter directory at " + dir);
-        }
-        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
+        Path configFile = AdapterFiles.file(dir, AdapterFiles.CONFIG_FILE);
         if (!Files.isRegularFile(configFile)) {
+            if (!Files.isDirectory(dir)) {
+                throw new AdapterFormatException("no adapter directory at " + dir);
+            }
             throw new AdapterFormatException("no adapter in " + dir + ": " + AdapterFiles.CONFIG_FILE + " is missing");
         }
-        if (Files.size(configFile) > MAX_CONFIG_BYTES) {
-            throw new AdapterFormatException(configFile + " is " + Files.size(configFile) + " bytes; an adapter config "
-                    + "is at most " + MAX_CONFIG_BYTES + " bytes");
-        }
         String what = configFile.toString();
-        byte[] configBytes = Files.readAllBytes(configFile);
+        byte[] configBytes = AdapterFiles.readConfig(configFile);
         Map<String, Object> json = PeftJson.parseObject(configBytes, what);
         AdapterSidecar.Records records = AdapterSidecar.read(dir, configBytes, json);
         Object type = json.get("peft_type");
         PeftConfigFactory factory = ConfigJson.factory(type, what);
         ConfigJson.checkKeys(factory, json, what);
 
-        Path weights = dir.resolve(AdapterFiles.WEIGHTS_FILE);
+        Path weights = AdapterFiles.file(dir, AdapterFiles.WEIGHTS_FILE);
         if (!Files.isRegularFile(weights)) {
-            if (Files.isRegularFile(dir.resolve(AdapterFiles.PICKLE_WEIGHTS_FILE))) {
+            if (Files.isRegularFile(AdapterFiles.file(dir, AdapterFiles.PICKLE_WEIGHTS_FILE))) {
                 throw new AdapterFormatException("no adapter weights in " + dir + ": there is "
                         + AdapterFiles.PICKLE_WEIGHTS_FILE + " but no " + AdapterFiles.WEIGHTS_FILE + ". peft4j does not "
                         + "read PyTorch pickles (loading one runs the code it holds); convert it once with "
@@ -274,38 +278,39 @@ public final class AdapterReader {
         if (!unknown.isEmpty()) {
             TreeSet<String> inFile = new TreeSet<>();
             unknown.forEach(n -> inFile.add(loaded.tensorNames().get(n)));
-            problems.add(unknown.size() + " unknown tensors " + Messages.list(inFile)
-                    + moduleNamesHint(loaded.tensors().tensors().keySet(), g.getConfiguration().getVertices().keySet()));
+            problems.add(AdapterFiles.WEIGHTS_FILE + ": " + unknown.size() + " unknown tensors " + Messages.list(inFile)
+                    + moduleNamesHint(loaded, g.getConfiguration().getVertices().keySet()));
         }
         if (!missing.isEmpty()) {
-            problems.add(missing.size() + " missing tensors " + Messages.list(missing));
+            problems.add(AdapterFiles.WEIGHTS_FILE + ": " + missing.size() + " missing tensors " + Messages.list(missing));
         }
         for (Map.Entry<String, AdapterLayout.Slot> e : expected.entrySet()) {
             TensorInfo t = header.get(e.getKey());
             if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
-                problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
+                problems.add(AdapterFiles.WEIGHTS_FILE + ": " + e.getKey() + " has shape "
+                        + java.util.Arrays.toString(t.shape()) + ", expected "
                         + java.util.Arrays.toString(e.getValue().fileShape()));
             }
         }
         for (Map.Entry<String, AdapterLayout.Shared> e : shared.entrySet()) {
             TensorInfo t = header.get(e.getKey());
             if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
-                problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
+                problems.add(AdapterFiles.WEIGHTS_FILE + ": " + e.getKey() + " has shape "
+                        + java.util.Arrays.toString(t.shape()) + ", expected "
                         + java.util.Arrays.toString(e.getValue().fileShape()));
             }
         }
         if (!problems.isEmpty()) {
-            throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: "
-                    + Messages.joinSentences("; ", problems));
+            throw doesNotFit(dir, Messages.joinSentences("; ", problems));
         }
         // Names and shapes are those of g, so the data read now is what the adapter needs.
-        Path weights = dir.resolve(AdapterFiles.WEIGHTS_FILE);
+        Path weights = AdapterFiles.file(dir, AdapterFiles.WEIGHTS_FILE);
         SafetensorsFile file = Safetensors.readData(weights, loaded.tensors());
         if (loaded.weightsDigest() != null && !loaded.weightsDigest().equals(file.sha256())) {
             throw new AdapterFormatException(weights + " is not the weights file " + AdapterFiles.CONFIG_FILE + " was saved "
                     + "with (SHA-256 " + file.sha256() + ", " + loaded.records().describe(AdapterFiles.WEIGHTS_DIGEST_KEY)
-                    + " is " + loaded.weightsDigest() + "): the two files come from different saves, for example a "
-                    + "saveAdapter that stopped half-way; save the adapter again");
+                    + " is " + loaded.weightsDigest() + "): the two files come from different saves, for example "
+                    + "copied together by hand; save the adapter again");
         }
         Map<String, SafeTensor> actual = new java.util.LinkedHashMap<>();
         loaded.tensorNames().forEach((graphName, fileName) -> actual.put(graphName, file.tensors().get(fileName)));
@@ -345,14 +350,17 @@ public final class AdapterReader {
 
     /**
      * A hint for a file none of whose per-layer tensors belongs to a vertex of the graph (empty
-     * otherwise): it was probably saved for a PyTorch model, whose module paths differ from the
-     * layer names, and a name map translates them.
+     * otherwise, and for a file read through a name map): it was probably saved for a PyTorch
+     * model, whose module paths differ from the layer names, and a name map translates them.
      *
      * @param vertexNames the names of the graph's vertices
      */
-    public static String moduleNamesHint(Collection<String> fileTensors, Collection<String> vertexNames) {
+    static String moduleNamesHint(Loaded loaded, Collection<String> vertexNames) {
+        if (loaded.renamed()) {
+            return "";
+        }
         boolean perLayer = false;
-        for (String n : fileTensors) {
+        for (String n : loaded.tensors().tensors().keySet()) {
             if (!n.contains(".")) {
                 continue;
             }
@@ -367,6 +375,30 @@ public final class AdapterReader {
         return !perLayer ? "" : " (no layer of the graph holds the file's tensors: if the adapter was saved for a "
                 + "PyTorch model, whose module paths differ from the layer names, load it with the graph's "
                 + "ModuleNames, Peft.load(base, dir, names))";
+    }
+
+    /**
+     * The refusal of an adapter that does not fit the base model, whichever entry point read it:
+     * {@code "the adapter in <dir> does not fit the base model: <problems>"}, each problem naming
+     * its file.
+     */
+    public static IncompatibleAdapterException doesNotFit(Path dir, String problems) {
+        return new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: " + problems);
+    }
+
+    /**
+     * {@link #doesNotFit(Path, String)} for a config that cannot be applied to the base model
+     * ({@code e} from planning the wrapped graph: no layer matched its targets, a target of a kind
+     * the method does not adapt, ...); the problem is the config file's. When none of the file's
+     * tensors belongs to a layer of the graph, the message says how to load a file saved in a
+     * PyTorch model's module paths.
+     *
+     * @param vertexNames the names of the base graph's vertices
+     */
+    public static IncompatibleAdapterException doesNotFit(Path dir, Loaded loaded, Collection<String> vertexNames,
+                                                          IllegalArgumentException e) {
+        return new IncompatibleAdapterException(doesNotFit(dir, AdapterFiles.CONFIG_FILE + ": " + e.getMessage()
+                + moduleNamesHint(loaded, vertexNames)).getMessage(), e);
     }
 
     private static float[] floats(SafeTensor t, String name, Path dir) {

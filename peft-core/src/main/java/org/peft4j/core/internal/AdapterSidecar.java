@@ -36,7 +36,6 @@ import org.slf4j.LoggerFactory;
 public final class AdapterSidecar {
 
     private static final Logger LOG = LoggerFactory.getLogger(AdapterSidecar.class);
-    private static final long MAX_BYTES = 16L << 20;
 
     private AdapterSidecar() {
     }
@@ -81,13 +80,13 @@ public final class AdapterSidecar {
      * @throws AdapterFormatException if the side file or the {@code "peft4j"} object is malformed
      */
     public static Records read(Path dir, byte[] configBytes, Map<String, Object> json) throws IOException {
-        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
+        Path configFile = AdapterFiles.file(dir, AdapterFiles.CONFIG_FILE);
         Object legacy = json.remove(AdapterFileKeys.EXTENSION);
         if (legacy != null && !(legacy instanceof Map)) {
             throw new AdapterFormatException(configFile + ": \"" + AdapterFileKeys.EXTENSION + "\" must be an object; got "
                     + legacy);
         }
-        Path side = dir.resolve(AdapterFiles.SIDE_FILE);
+        Path side = AdapterFiles.file(dir, AdapterFiles.SIDE_FILE);
         if (Files.isRegularFile(side)) {
             Records r = readSideFile(side, configBytes);
             if (r != null) {
@@ -113,19 +112,15 @@ public final class AdapterSidecar {
 
     /** Reads the records of the adapter in {@code dir} (its config and side file). */
     public static Records read(Path dir) throws IOException {
-        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
-        byte[] bytes = Files.readAllBytes(configFile);
+        Path configFile = AdapterFiles.file(dir, AdapterFiles.CONFIG_FILE);
+        byte[] bytes = AdapterFiles.readConfig(configFile);
         return read(dir, bytes, PeftJson.parseObject(bytes, configFile.toString()));
     }
 
     /** The side file's records, or null when it was written with another config than {@code configBytes}. */
     private static Records readSideFile(Path side, byte[] configBytes) throws IOException {
-        if (Files.size(side) > MAX_BYTES) {
-            throw new AdapterFormatException(side + " is " + Files.size(side) + " bytes; peft4j's records are at most "
-                    + MAX_BYTES + " bytes");
-        }
         String what = side.toString();
-        Map<String, Object> values = PeftJson.parseObject(Files.readAllBytes(side), what);
+        Map<String, Object> values = PeftJson.parseObject(AdapterFiles.readBounded(side, "peft4j's records"), what);
         Object format = values.get(AdapterFiles.FORMAT_KEY);
         if (!Integer.valueOf(AdapterFiles.FORMAT_VERSION).equals(format)) {
             throw new AdapterFormatException(what + ": \"" + AdapterFiles.FORMAT_KEY + "\" must be "

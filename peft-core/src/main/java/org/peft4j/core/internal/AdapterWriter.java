@@ -30,9 +30,11 @@ import org.peft4j.core.spi.PeftJson;
 /**
  * Writes one adapter's three files: {@link AdapterFiles#WEIGHTS_FILE}, {@link AdapterFiles#CONFIG_FILE}
  * (Hugging Face PEFT's keys only) and {@link AdapterFiles#SIDE_FILE} (peft4j's records, with the
- * SHA-256 of the other two). All three are computed in memory first ({@link #prepare}), then
- * written in that order, each atomically ({@link #write}); a directory-level transaction can take
- * the same {@link Prepared} set.
+ * SHA-256 of the other two). All three are computed in memory first ({@link #prepare}), so a
+ * file that cannot be written in a model's module paths stops the save before anything is written,
+ * then written in that order ({@link #write}). {@link org.peft4j.core.PeftModel} writes them into
+ * the staging directory of a {@link org.peft4j.core.io.DirectoryTransaction}, whose one rename
+ * makes the save of all adapters of a directory atomic.
  *
  * <p>Thread-safety: stateless.
  */

@@ -106,7 +106,7 @@ public final class TrainingStateFiles {
      *     with the adapters
      */
     public static TrainingState read(Path dir, String defaultActive, int adapters) throws IOException {
-        Path file = dir.resolve(AdapterFiles.STATE_FILE);
+        Path file = AdapterFiles.file(dir, AdapterFiles.STATE_FILE);
         if (!Files.isRegularFile(file)) {
             throw new AdapterFormatException("no checkpoint in " + dir + ": " + AdapterFiles.STATE_FILE + " is missing");
         }

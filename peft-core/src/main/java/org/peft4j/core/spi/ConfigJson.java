@@ -18,6 +18,8 @@ import org.peft4j.core.PeftConfigFactory;
  */
 public final class ConfigJson {
 
+    private static final String CONFIG_FILE = "adapter_config.json";
+
     private ConfigJson() {
     }
 
@@ -89,7 +91,8 @@ public final class ConfigJson {
     /**
      * The config {@code factory} builds from {@code json}, its messages put behind {@code what}
      * and bounded: a factory may quote a value of the file (the longest message of its own, a list
-     * of activations, has about 400 characters).
+     * of activations, has about 400 characters). A message that begins with the bare file name
+     * has it replaced by {@code what}, not repeated after it.
      *
      * @throws AdapterFormatException naming {@code what}
      */
@@ -97,7 +100,14 @@ public final class ConfigJson {
         try {
             return factory.fromAdapterConfig(json);
         } catch (AdapterFormatException e) {
-            throw new AdapterFormatException(what + ": " + Messages.shorten(e.getMessage(), Messages.MAX_VALUE_CHARS), e);
+            // Factories name the file by its bare name (they do not know the directory): that
+            // name gives way to the path here instead of being repeated after it.
+            String m = e.getMessage();
+            String bare = CONFIG_FILE + ": ";
+            if (m != null && m.startsWith(bare)) {
+                m = m.substring(bare.length());
+            }
+            throw new AdapterFormatException(what + ": " + Messages.shorten(m, Messages.MAX_VALUE_CHARS), e);
         }
     }
 
