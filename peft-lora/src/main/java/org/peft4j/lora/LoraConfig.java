@@ -250,10 +250,15 @@ public final class LoraConfig implements PeftConfig {
             return this;
         }
 
-        /** {@code lora_alpha} (default 8): the update is scaled by {@code alpha / rank}. */
+        /**
+         * {@code lora_alpha} (default 8): the update is scaled by {@code alpha / rank}. The layers
+         * apply that scale in float, so alpha must be a positive float ({@code build()} also checks
+         * that {@code alpha / rank} does not underflow).
+         */
         public Builder alpha(double alpha) {
-            if (!(alpha > 0) || Double.isInfinite(alpha)) {
-                throw new IllegalArgumentException("alpha must be positive and finite; got " + alpha);
+            if (!(alpha > 0) || !(alpha <= Float.MAX_VALUE)) {
+                throw new IllegalArgumentException("alpha must be positive and at most " + Float.MAX_VALUE + ", the "
+                        + "largest float, because the update is scaled by lora_alpha / r in float; got " + alpha);
             }
             this.alpha = alpha;
             return this;
@@ -294,13 +299,14 @@ public final class LoraConfig implements PeftConfig {
          * {@code lora_alpha} of the layers whose name {@code key} matches (see the class comment),
          * instead of {@link #alpha(double)}; PEFT's {@code alpha_pattern}.
          *
-         * @throws IllegalArgumentException if alpha is not positive and finite, the key is not an RE2
-         *     expression, or the key was given already
+         * @throws IllegalArgumentException if alpha is not positive and at most the largest float
+         *     (as {@link #alpha(double)}), the key is not an RE2 expression, or the key was given already
          */
         public Builder alphaPattern(String key, double alpha) {
             checkKey(key, alphaPattern.keySet(), "alphaPattern");
-            if (!(alpha > 0) || Double.isInfinite(alpha)) {
-                throw new IllegalArgumentException("alphaPattern \"" + key + "\": alpha must be positive and finite; got "
+            if (!(alpha > 0) || !(alpha <= Float.MAX_VALUE)) {
+                throw new IllegalArgumentException("alphaPattern \"" + key + "\": alpha must be positive and at most "
+                        + Float.MAX_VALUE + ", the largest float, because the update is scaled by alpha / r in float; got "
                         + alpha);
             }
             alphaPattern.put(key, alpha);
@@ -332,9 +338,27 @@ public final class LoraConfig implements PeftConfig {
 
         /**
          * @throws IllegalStateException if no target modules were set
+         * @throws IllegalArgumentException if a layer's scale {@code alpha / rank} could underflow in
+         *     float (the smallest alpha over the largest rank, patterns included)
          */
         public LoraConfig build() {
-            return new LoraConfig(this, buildTargeting());
+            LoraConfig c = new LoraConfig(this, buildTargeting());
+            // The smallest alpha over the largest rank bounds every layer's scale from below.
+            double smallestAlpha = alpha;
+            for (double a : alphaPattern.values()) {
+                smallestAlpha = Math.min(smallestAlpha, a);
+            }
+            int largestRank = rank;
+            for (int r : rankPattern.values()) {
+                largestRank = Math.max(largestRank, r);
+            }
+            double scale = useRsLora ? smallestAlpha / Math.sqrt(largestRank) : smallestAlpha / largestRank;
+            if (!((float) scale >= Float.MIN_NORMAL)) {
+                throw new IllegalArgumentException("the scale " + (useRsLora ? "alpha / sqrt(r)" : "alpha / r") + " = "
+                        + scale + " (lora_alpha " + smallestAlpha + ", r " + largestRank + ") is below the smallest normal "
+                        + "float " + Float.MIN_NORMAL + ", so the adapter would add nothing; raise alpha or lower r");
+            }
+            return c;
         }
     }
 }

@@ -15,11 +15,11 @@ import org.nd4j.linalg.factory.Nd4j;
  * arrays, for {@link TiledMatmul}.
  *
  * <p>Why not {@code Nd4j.gemm}: that goes through ND4J's {@code Mmul} op, which refuses an output
- * that is a column slice ({@code C array should NOT be a view}) and, for the tile products here
- * ({@code x[:, i0:i0+256] · W_tile} accumulated sixteen times at 4096², batch 64), took 17–36 ms
- * where the same sixteen {@code cblas_sgemm} calls took 13.5–14.5 ms (scratch harness, JDK 17,
- * {@code OMP_WAIT_POLICY=PASSIVE}; a single float GEMM of the whole matrix took 14–15 ms). The
- * BLAS routine takes leading dimensions, so a slice of {@code x} or of the output needs no copy.
+ * that is a column slice ({@code C array should NOT be a view}) and adds a per-call overhead that,
+ * for the many small tile products here ({@code x[:, i0:i0+256] · W_tile} accumulated sixteen
+ * times at 4096², batch 64), costs more than the arithmetic; called directly, the sixteen products
+ * take about as long as one float GEMM of the whole matrix. The BLAS routine takes leading
+ * dimensions, so a slice of {@code x} or of the output needs no copy.
  *
  * <p>Available only when ND4J runs its CPU backend (whose buffers are host memory and whose BLAS
  * is the OpenBLAS build bundled with it, {@code org.bytedeco.openblas}) and the system property

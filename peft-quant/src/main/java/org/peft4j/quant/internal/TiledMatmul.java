@@ -14,8 +14,8 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * Batched products with a 4-bit matrix {@code W [nIn, nOut]} that never materialise the whole
  * float matrix: a panel {@code W[r0:r0+rows, c0:c0+cols]} of about {@value #TILE_FLOATS} floats is
  * dequantized into one reusable float tile at a time, and BLAS multiplies with it, each product
- * running over a slice of the summed dimension (which OpenBLAS did faster than one product of the
- * whole matrix at batch 64: 4096², 9–10 ms against 10–17 ms):
+ * running over a slice of the summed dimension (at batch 64 OpenBLAS runs these slices at least as
+ * fast as one product over the whole matrix):
  * <ul>
  *   <li>{@link #mmul}: {@code y = x · W} over row panels {@code W[i0:i0+kt, :]},
  *       {@code y += x[:, i0:i0+kt] · W[i0:i0+kt, :]} ({@code x [batch, nIn]}, {@code y [batch, nOut]});</li>
@@ -25,8 +25,8 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * </ul>
  * ND4J has no 4-bit GEMM, and a hand-written Java GEMM would not approach its BLAS; so only the
  * dequantization is ours and the flops stay in BLAS. The tile is small enough (1 MiB) to stay in
- * the L2 cache between the fill and the product: with the native fill, a 4 MiB tile took twice as
- * long to fill (4096², 3 ms against 1.6 ms), bound by writing it to memory.
+ * the L2 cache between the fill and the product; a tile larger than L2 makes the fill bound by
+ * writing it to memory.
  *
  * <p>On ND4J's CPU backend the products call OpenBLAS directly ({@link HostSgemm}), with leading
  * dimensions for the slices of {@code x}, {@code g} and the output; elsewhere they go through
@@ -36,11 +36,10 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * codes through a small heap chunk and a bulk copy into the off-heap tile, by the calling thread and
  * one pool task taking chunks from a shared counter. Not a fixed split: after each product
  * OpenBLAS's worker thread keeps spinning on the other core for a while, so a thread there runs
- * slowly, and with two equal halves the fill was no faster than on one thread (Java 25, the sixteen
- * tiles of 4096²: 8–13 ms against about 9 ms; the shared counter took the whole batch-64 product
- * from 27 ms to 18–23 ms). Filling tile {@code t + 1} while BLAS multiplies tile {@code t} was
- * tried and was slower (JDK 17, same product: 31 ms against 24 ms): BLAS splits its work evenly
- * over both cores and waits for the one the fill slows down.
+ * slowly, and with two equal halves the fill would take as long as on one thread; with a shared
+ * counter the faster thread takes more chunks. The fill does not overlap the product (tile
+ * {@code t + 1} filled while BLAS multiplies tile {@code t}): BLAS splits its work evenly over all
+ * cores and would wait for the one the fill slows down.
  *
  * <p>Peak extra memory is one tile. The scratch tile lives outside any workspace; the result is
  * created in the caller's current workspace, like any ND4J op output.
