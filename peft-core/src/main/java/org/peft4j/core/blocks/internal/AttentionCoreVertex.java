@@ -30,18 +30,22 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
 
     private final int heads;
     private final boolean causal;
+    private final boolean rowsOutput;
     private INDArray keyMask;
 
+    /** @param rowsOutput whether the output is time-distributed rows (else an NCW sequence) */
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, DataType dataType, int heads,
-                               boolean causal) {
-        this(graph, name, vertexIndex, null, null, dataType, heads, causal);
+                               boolean causal, boolean rowsOutput) {
+        this(graph, name, vertexIndex, null, null, dataType, heads, causal, rowsOutput);
     }
 
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, VertexIndices[] inputVertices,
-                               VertexIndices[] outputVertices, DataType dataType, int heads, boolean causal) {
+                               VertexIndices[] outputVertices, DataType dataType, int heads, boolean causal,
+                               boolean rowsOutput) {
         super(graph, name, vertexIndex, inputVertices, outputVertices, dataType);
         this.heads = heads;
         this.causal = causal;
+        this.rowsOutput = rowsOutput;
     }
 
     @Override
@@ -96,9 +100,9 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     }
 
     /**
-     * The output is an NCW sequence held in {@code 'f'} order, which the per-time-step dense layer
-     * after the core ({@code attn.o}, through {@code RnnToFeedForwardPreProcessor}) reads with one
-     * copy instead of two.
+     * The output is time-distributed rows in {@code 'c'} order when the core is built for rows, else
+     * an NCW sequence held in {@code 'f'} order, which the per-time-step dense layer after the core
+     * ({@code attn.o}, through {@code RnnToFeedForwardPreProcessor}) reads with one copy instead of two.
      */
     @Override
     public INDArray doForward(boolean training, LayerWorkspaceMgr workspaceMgr) {
@@ -108,6 +112,12 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         OmpThreads.apply();
         State s = run();
         INDArray o = s.attn.out();
+        if (rowsOutput) {
+            INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
+                    new long[] {o.size(0) * o.size(2), o.size(1) * o.size(3)}, 'c');
+            Layouts.headsToTimeDistributed(o, out);
+            return out;
+        }
         INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
                 new long[] {o.size(0), o.size(1) * o.size(3), o.size(2)}, 'f');
         return Layouts.headsToNcwF(o, out);
@@ -122,7 +132,9 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         }
         OmpThreads.apply();
         State s = run();
-        INDArray dOut = Layouts.heads(epsilon.castTo(dataType), heads);
+        INDArray e = epsilon.castTo(dataType);
+        INDArray dOut = e.rank() == 2 ? Layouts.timeDistributedToHeads(e, s.batch, heads, "vertex \"" + vertexName + "\"")
+                : Layouts.heads(e, heads);
         AttentionKernel.Backward bw = AttentionKernel.backward(s.q, s.k, s.v, s.attn.probs(), dOut,
                 1.0 / Math.sqrt(s.q.size(3)));
         INDArray[] grads = {bw.dq(), bw.dk(), bw.dv()};
@@ -155,7 +167,8 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                                                            int minibatchSize) {
         INDArray m = maskArrays == null ? null : maskArrays[1];
         keyMask = m == null ? null : Layouts.sequenceMask(m, minibatchSize);
-        return new Pair<>(keyMask, currentMaskState);
+        // the output mask matches the output: per-row [b·T, 1] for rows, [b, T] for a sequence
+        return new Pair<>(rowsOutput ? Layouts.rowMask(keyMask) : keyMask, currentMaskState);
     }
 
     @Override
