@@ -270,12 +270,12 @@ public final class Transformers {
             return SEQUENCE;
         }
 
-        private static DenseLayer dense(long nIn, long nOut, IActivation act, double dropout) {
+        private static Dense dense(long nIn, long nOut, IActivation act, double dropout) {
             DenseLayer.Builder b = new DenseLayer.Builder().nIn(nIn).nOut(nOut).activation(act);
             if (dropout > 0) {
                 b.dropOut(new Dropout(1.0 - dropout));
             }
-            return b.build();
+            return Dense.of(b.build());
         }
 
     }
@@ -287,11 +287,11 @@ public final class Transformers {
      * <pre>
      * tokens → embed.tokens (EmbeddingSequenceLayer, [b, d, T]) → embed.pos (PositionalEmbedding, rows)  = x
      * for each block i:
-     *   block{i}.ln1 (LayerNorm) → block{i}.attn.q | .k | .v  (DenseLayer, identity)
-     *     → block{i}.attn.core (AttentionCore, causal) → block{i}.attn.o (DenseLayer)
+     *   block{i}.ln1 (LayerNorm) → block{i}.attn.q | .k | .v  (Dense, identity)
+     *     → block{i}.attn.core (AttentionCore, causal) → block{i}.attn.o (Dense)
      *   block{i}.attn.residual = x + attn                       (ElementWiseVertex Add)
-     *   block{i}.ln2 (LayerNorm) → block{i}.mlp.up (DenseLayer, GELU, mlpRatio·d)
-     *     → block{i}.mlp.down (DenseLayer, identity, d)
+     *   block{i}.ln2 (LayerNorm) → block{i}.mlp.up (Dense, GELU, mlpRatio·d)
+     *     → block{i}.mlp.down (Dense, identity, d)
      *   block{i}.mlp.residual = block{i}.attn.residual + mlp     (ElementWiseVertex Add) = x
      * final.ln (LayerNorm) → final.seq (back to [b, d, T])
      *   → head (RnnOutputLayer, softmax over vocabSize, loss SPARSE_MCXENT)
@@ -300,9 +300,9 @@ public final class Transformers {
      * works with {@code RnnOutputLayer} and label masks in 1.0.0-M2.1). Between {@code embed.pos} and
      * {@link #SEQUENCE} every activation is DL4J's time-distributed rows {@code [b·T, d]} (row
      * {@code b + B·t}, as {@code RnnToFeedForwardPreProcessor} lays them out) with the per-row mask
-     * {@code [b·T, 1]}: the dense layers are stock {@code DenseLayer}s with no preprocessor, so tuners
-     * adapt them like any dense layer and no layer pays a conversion; the inputs, outputs and masks at
-     * the graph's boundary are sequences. Dropout (probability {@code p} of dropping) is DL4J input dropout on {@code attn.o} (the
+     * {@code [b·T, 1]}: the dense layers ({@link Dense}, DL4J's {@code DenseLayer} with peft4j's
+     * implementation) have no preprocessor, so tuners adapt them like any dense layer and no layer pays
+     * a conversion; the inputs, outputs and masks at the graph's boundary are sequences. Dropout (probability {@code p} of dropping) is DL4J input dropout on {@code attn.o} (the
      * attention context) and on {@code mlp.down} (the MLP hidden activations). The graph does not use
      * {@code setInputTypes} (which overwrites the embedding's vocabulary in 1.0.0-M2.1): every
      * {@code nIn} is explicit.
@@ -345,10 +345,10 @@ public final class Transformers {
      * tokens → embed.tokens (EmbeddingSequenceLayer, no bias, [b, d, T]) → embed.pos (PositionalEmbedding, rows)
      *   → embed.ln (LayerNorm)                                         = x
      * for each block i:
-     *   x → block{i}.attn.q | .k | .v  (DenseLayer, identity)
+     *   x → block{i}.attn.q | .k | .v  (Dense, identity)
      *     → block{i}.attn.core (AttentionCore, not causal, key-padding mask) → block{i}.attn.o
      *   block{i}.attn.residual = x + attn;   block{i}.ln1 = LayerNorm(block{i}.attn.residual)
-     *   block{i}.ln1 → block{i}.mlp.up (DenseLayer, ExactGelu, mlpRatio·d) → block{i}.mlp.down
+     *   block{i}.ln1 → block{i}.mlp.up (Dense, ExactGelu, mlpRatio·d) → block{i}.mlp.down
      *   block{i}.mlp.residual = block{i}.ln1 + mlp;   block{i}.ln2 = LayerNorm(block{i}.mlp.residual) = x
      * final.seq (back to [b, d, T]) → pool (GlobalPoolingLayer AVG over the unmasked time steps, [b, d])
      *   [→ classifier (OutputLayer, softmax, MCXENT, classes)]

@@ -47,7 +47,7 @@ class DecoderTest {
                 assertTrue(names.contains("block" + i + s), "block" + i + s);
             }
             for (String s : List.of(".attn.q", ".attn.k", ".attn.v", ".attn.o", ".mlp.up", ".mlp.down")) {
-                assertEquals(DenseLayer.class, g.getLayer("block" + i + s).conf().getLayer().getClass());
+                assertEquals(Dense.class, g.getLayer("block" + i + s).conf().getLayer().getClass());
             }
             assertInstanceOf(AttentionCore.class, c.getVertices().get("block" + i + ".attn.core"));
             assertTrue(((AttentionCore) c.getVertices().get("block" + i + ".attn.core")).isCausal());

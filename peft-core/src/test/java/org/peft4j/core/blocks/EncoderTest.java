@@ -71,7 +71,7 @@ class EncoderTest {
                 assertTrue(names.contains("block" + i + s), "block" + i + s);
             }
             for (String s : List.of(".attn.q", ".attn.k", ".attn.v", ".attn.o", ".mlp.up", ".mlp.down")) {
-                assertEquals(DenseLayer.class, g.getLayer("block" + i + s).conf().getLayer().getClass());
+                assertEquals(Dense.class, g.getLayer("block" + i + s).conf().getLayer().getClass());
             }
             assertFalse(((AttentionCore) c.getVertices().get("block" + i + ".attn.core")).isCausal());
             // post-norm: the norms read the residual sums, q/k/v read the previous block's ln2
