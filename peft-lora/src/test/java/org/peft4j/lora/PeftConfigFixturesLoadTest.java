@@ -5,8 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
+import java.net.URI;
 import java.net.URISyntaxException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.FileSystemNotFoundException;
+import java.nio.file.FileSystems;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -254,8 +257,21 @@ class PeftConfigFixturesLoadTest {
 
     // ---------------------------------------------------------------- fixtures
 
-    private static Path root() throws URISyntaxException {
-        return Path.of(PeftConfigFixturesLoadTest.class.getResource("/peft-configs/SOURCES.md").toURI()).getParent();
+    /**
+     * The fixture directory of peft-core's test resources: a directory when the reactor runs the
+     * tests ({@code test}), an entry of peft-core's test jar when it has packaged it first
+     * ({@code verify}), read then through a zip file system kept open for the tests of this JVM.
+     */
+    private static synchronized Path root() throws URISyntaxException, IOException {
+        URI uri = PeftConfigFixturesLoadTest.class.getResource("/peft-configs/SOURCES.md").toURI();
+        if ("jar".equals(uri.getScheme())) {
+            try {
+                FileSystems.getFileSystem(uri);
+            } catch (FileSystemNotFoundException e) {
+                FileSystems.newFileSystem(uri, Map.of());
+            }
+        }
+        return Path.of(uri).getParent();
     }
 
     static Stream<String> fixtures() throws IOException, URISyntaxException {
