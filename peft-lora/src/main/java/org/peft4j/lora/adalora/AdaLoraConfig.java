@@ -508,7 +508,7 @@ public final class AdaLoraConfig implements PeftConfig {
             if (rankPattern.containsKey(layerName)) {
                 throw new IllegalArgumentException("rankPattern: layer \"" + layerName + "\" is given twice");
             }
-            if (kept.contains(null)) {
+            if (kept.stream().anyMatch(java.util.Objects::isNull)) {
                 throw new IllegalArgumentException("rankPattern of layer \"" + layerName + "\": flags must be true or "
                         + "false; got " + kept);
             }

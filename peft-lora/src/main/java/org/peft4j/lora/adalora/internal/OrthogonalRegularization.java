@@ -25,19 +25,29 @@ public final class OrthogonalRegularization implements Regularization {
 
     private final double coefficient;
     private final boolean rows;
+    private final long[] shape;
 
     /**
      * @param coefficient {@code c}
      * @param rows true for {@code A} ({@code M = A·Aᵀ − I}), false for {@code B} ({@code M = Bᵀ·B − I})
+     * @param shape the factor's shape: DL4J's updater hands a parameter over as a flat view of its
+     *     {@code 'f'}-ordered elements
      */
-    public OrthogonalRegularization(double coefficient, boolean rows) {
+    public OrthogonalRegularization(double coefficient, boolean rows, long... shape) {
         this.coefficient = coefficient;
         this.rows = rows;
+        this.shape = shape.clone();
+    }
+
+    /** The factor as a matrix in double precision (a flat view is read in {@code 'f'} order). */
+    private INDArray matrix(INDArray p) {
+        INDArray d = p.castTo(DataType.DOUBLE);
+        return d.rank() == 2 ? d : d.dup('f').reshape('f', shape);
     }
 
     /** {@code M} in double precision. */
     private INDArray deviation(INDArray p) {
-        INDArray d = p.castTo(DataType.DOUBLE);
+        INDArray d = matrix(p);
         INDArray m = rows ? d.mmul(d.transpose()) : d.transpose().mmul(d);
         return m.subi(Nd4j.eye(m.rows()).castTo(DataType.DOUBLE));
     }
@@ -50,14 +60,14 @@ public final class OrthogonalRegularization implements Regularization {
     /** Adds {@code c·∂‖M‖/∂p} to {@code gradView}. */
     @Override
     public void apply(INDArray param, INDArray gradView, double lr, int iteration, int epoch) {
-        gradView.addi(gradient(param).castTo(gradView.dataType()));
+        gradView.addi(gradient(param).castTo(gradView.dataType()).dup('f').reshape('f', gradView.shape()));
     }
 
-    /** {@code c·∂‖M‖/∂p}, in double precision. */
+    /** {@code c·∂‖M‖/∂p} as a matrix of the factor's shape, in double precision. */
     public INDArray gradient(INDArray param) {
         INDArray m = deviation(param);
         double norm = m.norm2Number().doubleValue();
-        INDArray p = param.castTo(DataType.DOUBLE);
+        INDArray p = matrix(param);
         if (norm == 0) {
             return Nd4j.zeros(DataType.DOUBLE, p.shape());
         }
@@ -72,18 +82,18 @@ public final class OrthogonalRegularization implements Regularization {
 
     @Override
     public Regularization clone() {
-        return new OrthogonalRegularization(coefficient, rows);
+        return new OrthogonalRegularization(coefficient, rows, shape);
     }
 
     @Override
     public boolean equals(Object o) {
         return o instanceof OrthogonalRegularization r && Double.compare(r.coefficient, coefficient) == 0
-                && r.rows == rows;
+                && r.rows == rows && java.util.Arrays.equals(r.shape, shape);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(coefficient, rows);
+        return Objects.hash(coefficient, rows, java.util.Arrays.hashCode(shape));
     }
 
     @Override

@@ -295,10 +295,10 @@ public final class SvdUpdate implements Serializable {
             return null;
         }
         if (LORA_A.equals(key)) {
-            return new OrthogonalRegularization(orthRegWeight / orthRegMatrices, true);
+            return new OrthogonalRegularization(orthRegWeight / orthRegMatrices, true, rank, columns);
         }
         if (LORA_B.equals(key)) {
-            return new OrthogonalRegularization(orthRegWeight / orthRegMatrices, false);
+            return new OrthogonalRegularization(orthRegWeight / orthRegMatrices, false, outFeatures, rank);
         }
         return null;
     }
