@@ -10,9 +10,9 @@ import org.deeplearning4j.nn.api.Model;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.optimize.api.BaseTrainingListener;
 import org.deeplearning4j.optimize.api.TrainingListener;
-import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.learning.regularization.Regularization;
 import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftModel;
@@ -78,7 +78,7 @@ public final class AdaLoraAllocator extends BaseTrainingListener {
     private final List<String> layers;
     private final RankAllocator allocator;
     /** The copied gradients of the current step, by vertex: {A, E, B}. */
-    private final Map<String, INDArray[]> gradients = new LinkedHashMap<>();
+    private final Map<String, RankAllocator.Factors> gradients = new LinkedHashMap<>();
     private int step;
 
     /**
@@ -205,25 +205,36 @@ public final class AdaLoraAllocator extends BaseTrainingListener {
     public void onGradientCalculation(Model model) {
         checkBound(model);
         gradients.clear();
-        if (allocator.action(step) == RankAllocator.Action.FINAL_MASK
-                || allocator.action(step) == RankAllocator.Action.APPLY_FIXED) {
+        RankAllocator.Action action = allocator.action(step);
+        if (action == RankAllocator.Action.FINAL_MASK || action == RankAllocator.Action.APPLY_FIXED) {
             return;
         }
         double scale = graph.conf().isMiniBatch() ? 1.0 / graph.batchSize() : 1.0;
         for (String v : layers) {
             Layer l = graph.getLayer(v);
-            SvdUpdate s = svdOf(l.conf().getLayer());
-            INDArray[] g = new INDArray[3];
-            String[] keys = {SvdUpdate.LORA_A, SvdUpdate.LORA_E, SvdUpdate.LORA_B};
-            for (int t = 0; t < 3; t++) {
-                INDArray view = ((GradientViews) l).gradientView(keys[t]);
-                g[t] = view.castTo(DataType.DOUBLE).mul(scale);
-                OrthogonalRegularization orth = (OrthogonalRegularization) s.orthogonalRegularization(keys[t]);
-                if (orth != null) {
-                    g[t].addi(orth.gradient(l.getParam(keys[t])));
+            GradientViews views = (GradientViews) l;
+            RankAllocator.Factors g = RankAllocator.Factors.of(views.gradientView(SvdUpdate.LORA_A),
+                    views.gradientView(SvdUpdate.LORA_E), views.gradientView(SvdUpdate.LORA_B));
+            for (double[] a : new double[][] {g.a(), g.e(), g.b()}) {
+                for (int i = 0; i < a.length; i++) {
+                    a[i] *= scale;
                 }
             }
+            SvdUpdate s = svdOf(l.conf().getLayer());
+            addOrthogonal(g.a(), s.orthogonalRegularization(SvdUpdate.LORA_A), l.getParam(SvdUpdate.LORA_A));
+            addOrthogonal(g.b(), s.orthogonalRegularization(SvdUpdate.LORA_B), l.getParam(SvdUpdate.LORA_B));
             gradients.put(v, g);
+        }
+    }
+
+    /** Adds the regularizer's gradient (PEFT's loss has it) to a copied gradient. */
+    private static void addOrthogonal(double[] grad, Regularization orth, INDArray param) {
+        if (orth == null) {
+            return;
+        }
+        double[] d = ((OrthogonalRegularization) orth).gradient(OrthogonalRegularization.fortranOrder(param));
+        for (int i = 0; i < grad.length; i++) {
+            grad[i] += d[i];
         }
     }
 
@@ -236,13 +247,13 @@ public final class AdaLoraAllocator extends BaseTrainingListener {
             case UPDATE, UPDATE_AND_MASK -> {
                 for (String v : layers) {
                     Layer l = graph.getLayer(v);
-                    INDArray[] g = gradients.get(v);
+                    RankAllocator.Factors g = gradients.get(v);
                     if (g == null) {
                         throw new IllegalStateException("no gradient was seen for step " + step + "; the allocator must "
                                 + "be one of the training graph's listeners from the start of fit");
                     }
-                    allocator.updateImportance(v, new INDArray[] {l.getParam(SvdUpdate.LORA_A),
-                        l.getParam(SvdUpdate.LORA_E), l.getParam(SvdUpdate.LORA_B)}, g);
+                    allocator.updateImportance(v, RankAllocator.Factors.of(l.getParam(SvdUpdate.LORA_A),
+                            l.getParam(SvdUpdate.LORA_E), l.getParam(SvdUpdate.LORA_B)), g);
                 }
                 if (action == RankAllocator.Action.UPDATE_AND_MASK) {
                     apply(allocator.maskToBudget(allocator.schedule(step).budget()));

@@ -50,6 +50,11 @@ class AdaLoraAllocatorTest {
         return t;
     }
 
+    private static RankAllocator.Factors factors(FamilyCase c, String prefix, String layer) {
+        INDArray[] t = tensors(c, prefix, layer);
+        return RankAllocator.Factors.of(t[0], t[1], t[2]);
+    }
+
     @Test
     void importanceScoresAndMaskingEqualPefts() {
         FamilyCase c = FamilyCase.of("adalora/allocator");
@@ -59,8 +64,8 @@ class AdaLoraAllocatorTest {
         for (int step = 1; step <= 2; step++) {
             for (JsonNode l : info.get("layers")) {
                 String layer = l.asText();
-                alloc.updateImportance(layer, tensors(c, "step" + step + ".param", layer),
-                        tensors(c, "step" + step + ".grad", layer));
+                alloc.updateImportance(layer, factors(c, "step" + step + ".param", layer),
+                        factors(c, "step" + step + ".grad", layer));
                 for (int f = 0; f < 3; f++) {
                     String key = "." + layer + "." + FACTORS[f];
                     INDArray avgI = c.ref("step" + step + ".exp_avg_ipt" + key);
@@ -96,7 +101,8 @@ class AdaLoraAllocatorTest {
     void withNothingToPruneEveryTripletIsKept() {
         RankAllocator alloc = new RankAllocator(4, 4, 0, 0, 5, 1, 0.85, 0.85);
         Nd4j.getRandom().setSeed(3);
-        INDArray[] p = {Nd4j.randn(DataType.DOUBLE, 2, 3), Nd4j.randn(DataType.DOUBLE, 2), Nd4j.randn(DataType.DOUBLE, 4, 2)};
+        RankAllocator.Factors p = RankAllocator.Factors.of(Nd4j.randn(DataType.DOUBLE, 2, 3), Nd4j.randn(DataType.DOUBLE, 2),
+                Nd4j.randn(DataType.DOUBLE, 4, 2));
         alloc.updateImportance("a", p, p);
         alloc.updateImportance("b", p, p);
         // init_r == target_r: PEFT's kthvalue(k = 0) fails; nothing is pruned

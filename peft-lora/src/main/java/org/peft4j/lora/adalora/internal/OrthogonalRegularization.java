@@ -1,7 +1,7 @@
 package org.peft4j.lora.adalora.internal;
 
+import java.util.Arrays;
 import java.util.Objects;
-import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.regularization.Regularization;
@@ -17,6 +17,8 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  *
  * <p>A DL4J {@link Regularization}: the updater adds the gradient to the parameter's (minibatch-
  * averaged) gradient before the update, and the score includes the term, as the loss does in PEFT.
+ * Computed in double precision on the JVM: {@code M} is {@code r × r} with {@code r} a dozen or so,
+ * and a handful of small ND4J operations would cost more than the arithmetic.
  *
  * <p>Thread-safety: immutable.
  */
@@ -39,17 +41,9 @@ public final class OrthogonalRegularization implements Regularization {
         this.shape = shape.clone();
     }
 
-    /** The factor as a matrix in double precision (a flat view is read in {@code 'f'} order). */
-    private INDArray matrix(INDArray p) {
-        INDArray d = p.castTo(DataType.DOUBLE);
-        return d.rank() == 2 ? d : d.dup('f').reshape('f', shape);
-    }
-
-    /** {@code M} in double precision. */
-    private INDArray deviation(INDArray p) {
-        INDArray d = matrix(p);
-        INDArray m = rows ? d.mmul(d.transpose()) : d.transpose().mmul(d);
-        return m.subi(Nd4j.eye(m.rows()).castTo(DataType.DOUBLE));
+    /** The elements of a factor (the matrix, or a flat view of its {@code 'f'}-ordered elements) in {@code 'f'} order. */
+    public static double[] fortranOrder(INDArray p) {
+        return (p.rank() == 1 ? p : p.reshape('f', new long[] {p.length()})).toDoubleVector();
     }
 
     @Override
@@ -60,24 +54,88 @@ public final class OrthogonalRegularization implements Regularization {
     /** Adds {@code c·∂‖M‖/∂p} to {@code gradView}. */
     @Override
     public void apply(INDArray param, INDArray gradView, double lr, int iteration, int epoch) {
-        gradView.addi(gradient(param).castTo(gradView.dataType()).dup('f').reshape('f', gradView.shape()));
+        double[] g = gradient(fortranOrder(param));
+        gradView.addi(Nd4j.create(g, new long[] {g.length}, 'f').castTo(gradView.dataType())
+                .reshape('f', gradView.shape()));
     }
 
     /** {@code c·∂‖M‖/∂p} as a matrix of the factor's shape, in double precision. */
     public INDArray gradient(INDArray param) {
-        INDArray m = deviation(param);
-        double norm = m.norm2Number().doubleValue();
-        INDArray p = matrix(param);
+        return Nd4j.create(gradient(fortranOrder(param)), shape, 'f');
+    }
+
+    /** {@code c·∂‖M‖/∂p} of a factor given by its {@code 'f'}-ordered elements, in the same order. */
+    public double[] gradient(double[] p) {
+        int r = rank();
+        double[] m = deviation(p);
+        double norm = norm(m);
+        double[] g = new double[p.length];
         if (norm == 0) {
-            return Nd4j.zeros(DataType.DOUBLE, p.shape());
+            return g;
         }
-        INDArray g = rows ? m.mmul(p) : p.mmul(m);
-        return g.muli(2 * coefficient / norm);
+        double f = 2 * coefficient / norm;
+        if (rows) {
+            int n = (int) shape[1];
+            for (int j = 0; j < n; j++) {
+                for (int i = 0; i < r; i++) {
+                    double s = 0;
+                    for (int k = 0; k < r; k++) {
+                        s += m[i + k * r] * p[k + j * r];
+                    }
+                    g[i + j * r] = f * s;
+                }
+            }
+        } else {
+            int out = (int) shape[0];
+            for (int i = 0; i < r; i++) {
+                for (int o = 0; o < out; o++) {
+                    double s = 0;
+                    for (int k = 0; k < r; k++) {
+                        s += p[o + k * out] * m[k + i * r];
+                    }
+                    g[o + i * out] = f * s;
+                }
+            }
+        }
+        return g;
+    }
+
+    private int rank() {
+        return (int) (rows ? shape[0] : shape[1]);
+    }
+
+    /** {@code M = A·Aᵀ − I} or {@code Bᵀ·B − I}, {@code r × r} ('f' order, symmetric). */
+    private double[] deviation(double[] p) {
+        int r = rank();
+        int len = (int) (rows ? shape[1] : shape[0]);
+        double[] m = new double[r * r];
+        for (int i = 0; i < r; i++) {
+            for (int k = i; k < r; k++) {
+                double s = 0;
+                for (int j = 0; j < len; j++) {
+                    s += rows ? p[i + j * r] * p[k + j * r] : p[j + i * len] * p[j + k * len];
+                }
+                if (i == k) {
+                    s -= 1;
+                }
+                m[i + k * r] = s;
+                m[k + i * r] = s;
+            }
+        }
+        return m;
+    }
+
+    private static double norm(double[] m) {
+        double s = 0;
+        for (double v : m) {
+            s += v * v;
+        }
+        return Math.sqrt(s);
     }
 
     @Override
     public double score(INDArray param, int iteration, int epoch) {
-        return coefficient * deviation(param).norm2Number().doubleValue();
+        return coefficient * norm(deviation(fortranOrder(param)));
     }
 
     @Override
@@ -88,16 +146,17 @@ public final class OrthogonalRegularization implements Regularization {
     @Override
     public boolean equals(Object o) {
         return o instanceof OrthogonalRegularization r && Double.compare(r.coefficient, coefficient) == 0
-                && r.rows == rows && java.util.Arrays.equals(r.shape, shape);
+                && r.rows == rows && Arrays.equals(r.shape, shape);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(coefficient, rows, java.util.Arrays.hashCode(shape));
+        return Objects.hash(coefficient, rows, Arrays.hashCode(shape));
     }
 
     @Override
     public String toString() {
-        return "OrthogonalRegularization(" + coefficient + " * ||" + (rows ? "A·Aᵀ" : "Bᵀ·B") + " - I||_F)";
+        return "OrthogonalRegularization(" + coefficient + " * ||" + (rows ? "A·Aᵀ" : "Bᵀ·B") + " - I||_F, "
+                + Arrays.toString(shape) + ")";
     }
 }

@@ -3,10 +3,8 @@ package org.peft4j.lora.adalora.internal;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
-import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
-import org.nd4j.linalg.ops.transforms.Transforms;
 
 /**
  * AdaLoRA's rank allocation as Hugging Face PEFT computes it ({@code RankAllocator} and
@@ -24,7 +22,8 @@ import org.nd4j.linalg.ops.transforms.Transforms;
  * it keeps every triplet.
  *
  * <p>Parameters are in PEFT's orientation: {@code A [r, n]}, {@code E [r]} (or {@code [r, 1]}),
- * {@code B [out, r]}. State is kept in double precision.
+ * {@code B [out, r]}. State is kept in double precision, in JVM arrays: the work is a few passes
+ * over the adapter's parameters, cheaper in a loop than in as many small ND4J operations.
  *
  * <p>Thread-safety: not thread-safe; one training loop uses it.
  */
@@ -46,6 +45,27 @@ public final class RankAllocator {
     public record Budget(int budget, boolean mask) {
     }
 
+    /**
+     * One layer's {@code A [r, n]}, {@code E [r]} and {@code B [out, r]} (values or gradients), each
+     * as its elements in {@code 'f'} order (the order of DL4J's parameter views).
+     */
+    public record Factors(double[] a, double[] e, double[] b, int rank, int columns, int out) {
+
+        /** Copies of {@code a [r, n]}, {@code e [r]} (or {@code [r, 1]}) and {@code b [out, r]}. */
+        public static Factors of(INDArray a, INDArray e, INDArray b) {
+            return new Factors(OrthogonalRegularization.fortranOrder(a), OrthogonalRegularization.fortranOrder(e),
+                    OrthogonalRegularization.fortranOrder(b), (int) a.size(0), (int) a.size(1), (int) b.size(0));
+        }
+
+        double[] get(int factor) {
+            return factor == 0 ? a : factor == 1 ? e : b;
+        }
+
+        long[] shape(int factor) {
+            return factor == 0 ? new long[] {rank, columns} : factor == 1 ? new long[] {rank} : new long[] {out, rank};
+        }
+    }
+
     private final int initBudget;
     private final int targetBudget;
     private final int tinit;
@@ -54,9 +74,9 @@ public final class RankAllocator {
     private final int deltaT;
     private final double beta1;
     private final double beta2;
-    /** Layer → {A, E, B} smoothed importance and uncertainty. */
-    private final Map<String, INDArray[]> avgImportance = new LinkedHashMap<>();
-    private final Map<String, INDArray[]> avgUncertainty = new LinkedHashMap<>();
+    /** Layer → the smoothed importance and uncertainty of its factors. */
+    private final Map<String, Factors> avgImportance = new LinkedHashMap<>();
+    private final Map<String, Factors> avgUncertainty = new LinkedHashMap<>();
 
     /**
      * @param initBudget {@code init_bgt}: triplets at the start ({@code init_r} times the layers)
@@ -105,46 +125,59 @@ public final class RankAllocator {
      * @param params {@code A, E, B} after the optimizer step
      * @param grads their gradients of that step (task loss and regularizer, before the updater)
      */
-    public void updateImportance(String layer, INDArray[] params, INDArray[] grads) {
-        INDArray[] avgI = avgImportance.computeIfAbsent(layer, k -> zerosLike(params));
-        INDArray[] avgU = avgUncertainty.computeIfAbsent(layer, k -> zerosLike(params));
+    public void updateImportance(String layer, Factors params, Factors grads) {
+        Factors avgI = avgImportance.computeIfAbsent(layer, k -> zerosLike(params));
+        Factors avgU = avgUncertainty.computeIfAbsent(layer, k -> zerosLike(params));
         for (int t = 0; t < 3; t++) {
-            INDArray p = flatE(params[t], t).castTo(DataType.DOUBLE);
-            INDArray g = flatE(grads[t], t).castTo(DataType.DOUBLE);
-            INDArray importance = Transforms.abs(p.mul(g), false);
-            avgI[t].muli(beta1).addi(importance.mul(1 - beta1));
-            avgU[t].muli(beta2).addi(Transforms.abs(importance.sub(avgI[t]), false).muli(1 - beta2));
+            double[] p = params.get(t);
+            double[] g = grads.get(t);
+            double[] i = avgI.get(t);
+            double[] u = avgU.get(t);
+            for (int k = 0; k < p.length; k++) {
+                double importance = Math.abs(p[k] * g[k]);
+                i[k] = beta1 * i[k] + (1 - beta1) * importance;
+                u[k] = beta2 * u[k] + (1 - beta2) * Math.abs(importance - i[k]);
+            }
         }
     }
 
-    private static INDArray flatE(INDArray a, int t) {
-        return t == 1 ? a.reshape(a.length()) : a;
-    }
-
-    private static INDArray[] zerosLike(INDArray[] params) {
-        INDArray[] z = new INDArray[3];
-        for (int t = 0; t < 3; t++) {
-            z[t] = Nd4j.zeros(DataType.DOUBLE, flatE(params[t], t).shape());
-        }
-        return z;
+    private static Factors zerosLike(Factors f) {
+        return new Factors(new double[f.a().length], new double[f.e().length], new double[f.b().length], f.rank(),
+                f.columns(), f.out());
     }
 
     /** The smoothed importance {@code Ī} of one layer's {@code A} (0), {@code E} (1, as {@code [r]}) or {@code B} (2). */
     public INDArray averageImportance(String layer, int factor) {
-        return avgImportance.get(layer)[factor];
+        Factors f = avgImportance.get(layer);
+        return Nd4j.create(f.get(factor), f.shape(factor), 'f');
     }
 
     /** The uncertainty {@code Ū} of one layer's {@code A} (0), {@code E} (1, as {@code [r]}) or {@code B} (2). */
     public INDArray averageUncertainty(String layer, int factor) {
-        return avgUncertainty.get(layer)[factor];
+        Factors f = avgUncertainty.get(layer);
+        return Nd4j.create(f.get(factor), f.shape(factor), 'f');
     }
 
     /** The triplet scores {@code S [r]} of one layer. */
     public double[] tripletScores(String layer) {
-        INDArray[] i = avgImportance.get(layer);
-        INDArray[] u = avgUncertainty.get(layer);
-        INDArray s = i[1].mul(u[1]).addi(i[0].mul(u[0]).mean(1)).addi(i[2].mul(u[2]).mean(0));
-        return s.toDoubleVector();
+        Factors i = avgImportance.get(layer);
+        Factors u = avgUncertainty.get(layer);
+        int r = i.rank();
+        int n = i.columns();
+        int out = i.out();
+        double[] s = new double[r];
+        for (int k = 0; k < r; k++) {
+            double a = 0;
+            for (int j = 0; j < n; j++) {
+                a += i.a()[k + j * r] * u.a()[k + j * r];
+            }
+            double b = 0;
+            for (int o = 0; o < out; o++) {
+                b += i.b()[o + k * out] * u.b()[o + k * out];
+            }
+            s[k] = i.e()[k] * u.e()[k] + a / n + b / out;
+        }
+        return s;
     }
 
     /** The layers whose importance is tracked, in the order they were first updated. */
