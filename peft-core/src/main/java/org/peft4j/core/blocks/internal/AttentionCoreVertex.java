@@ -12,12 +12,16 @@ import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.nd4j.common.primitives.Pair;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Implementation of {@link org.peft4j.core.blocks.AttentionCore}: converts its inputs to heads,
- * runs {@link AttentionKernel}, and returns gradients in each input's own layout. The forward pass
- * is recomputed in backward.
+ * runs {@link AttentionKernel}, and returns gradients in each input's own layout. A training
+ * forward pass keeps the attention probabilities (outside workspaces, {@code [b, h, T, T]}) for the
+ * backward pass on the same inputs, which otherwise recomputes them: the scores, the masked
+ * softmax and its half a dozen passes were a third of the attention's cost.
  *
  * <p>The key mask is taken from {@link #feedForwardMaskArrays}, and used only while the graph has
  * input masks set: DL4J's {@code clearLayerMaskArrays} clears layers, not vertices, so a mask kept
@@ -30,18 +34,25 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
 
     private final int heads;
     private final boolean causal;
+    private final boolean rowsOutput;
     private INDArray keyMask;
+    /** Probabilities of the last training forward pass (detached) and the inputs they were computed from. */
+    private INDArray cachedProbs;
+    private INDArray[] cachedInputs;
 
+    /** @param rowsOutput whether the output is time-distributed rows (else an NCW sequence) */
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, DataType dataType, int heads,
-                               boolean causal) {
-        this(graph, name, vertexIndex, null, null, dataType, heads, causal);
+                               boolean causal, boolean rowsOutput) {
+        this(graph, name, vertexIndex, null, null, dataType, heads, causal, rowsOutput);
     }
 
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, VertexIndices[] inputVertices,
-                               VertexIndices[] outputVertices, DataType dataType, int heads, boolean causal) {
+                               VertexIndices[] outputVertices, DataType dataType, int heads, boolean causal,
+                               boolean rowsOutput) {
         super(graph, name, vertexIndex, inputVertices, outputVertices, dataType);
         this.heads = heads;
         this.causal = causal;
+        this.rowsOutput = rowsOutput;
     }
 
     @Override
@@ -78,11 +89,15 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         return Layouts.heads(Layouts.ncwInput(x, batch, dataType, vertexName), heads);
     }
 
-    private State run() {
+    /** The attention of the current inputs; with {@code probs} (kept from the forward pass) only the heads are set up. */
+    private State run(INDArray probs) {
         long b = batch();
         INDArray qh = heads(0, b);
         INDArray kh = heads(1, b);
         INDArray vh = heads(2, b);
+        if (probs != null) {
+            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs));
+        }
         if (qh.size(3) != kh.size(3) || kh.size(2) != vh.size(2) || qh.size(0) != kh.size(0)
                 || kh.size(0) != vh.size(0)) {
             throw new DL4JInvalidInputException("vertex \"" + vertexName + "\": incompatible q, k, v for " + heads
@@ -96,9 +111,9 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     }
 
     /**
-     * The output is an NCW sequence held in {@code 'f'} order, which the per-time-step dense layer
-     * after the core ({@code attn.o}, through {@code RnnToFeedForwardPreProcessor}) reads with one
-     * copy instead of two.
+     * The output is time-distributed rows in {@code 'c'} order when the core is built for rows, else
+     * an NCW sequence held in {@code 'f'} order, which the per-time-step dense layer after the core
+     * ({@code attn.o}, through {@code RnnToFeedForwardPreProcessor}) reads with one copy instead of two.
      */
     @Override
     public INDArray doForward(boolean training, LayerWorkspaceMgr workspaceMgr) {
@@ -106,8 +121,23 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do forward pass, inputs not set");
         }
         OmpThreads.apply();
-        State s = run();
+        State s;
+        if (training) {
+            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                s = run(null);
+            }
+            cachedProbs = s.attn.probs();
+            cachedInputs = inputs.clone();
+        } else {
+            s = run(null);
+        }
         INDArray o = s.attn.out();
+        if (rowsOutput) {
+            INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
+                    new long[] {o.size(0) * o.size(2), o.size(1) * o.size(3)}, 'c');
+            Layouts.headsToTimeDistributed(o, out);
+            return out;
+        }
         INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
                 new long[] {o.size(0), o.size(1) * o.size(3), o.size(2)}, 'f');
         return Layouts.headsToNcwF(o, out);
@@ -121,8 +151,16 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                     + "epsilon not set");
         }
         OmpThreads.apply();
-        State s = run();
-        INDArray dOut = Layouts.heads(epsilon.castTo(dataType), heads);
+        boolean cached = cachedProbs != null && cachedInputs != null && cachedInputs.length == inputs.length;
+        for (int i = 0; cached && i < inputs.length; i++) {
+            cached = cachedInputs[i] == inputs[i];
+        }
+        State s = run(cached ? cachedProbs : null);
+        cachedProbs = null;
+        cachedInputs = null;
+        INDArray e = epsilon.castTo(dataType);
+        INDArray dOut = e.rank() == 2 ? Layouts.timeDistributedToHeads(e, s.batch, heads, "vertex \"" + vertexName + "\"")
+                : Layouts.heads(e, heads);
         AttentionKernel.Backward bw = AttentionKernel.backward(s.q, s.k, s.v, s.attn.probs(), dOut,
                 1.0 / Math.sqrt(s.q.size(3)));
         INDArray[] grads = {bw.dq(), bw.dk(), bw.dv()};
@@ -144,6 +182,13 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     }
 
     @Override
+    public void clear() {
+        super.clear();
+        cachedProbs = null;
+        cachedInputs = null;
+    }
+
+    @Override
     public void setBackpropGradientsViewArray(INDArray backpropGradientsViewArray) {
         if (backpropGradientsViewArray != null) {
             throw new IllegalStateException("vertex \"" + vertexName + "\" has no parameters");
@@ -155,7 +200,8 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                                                            int minibatchSize) {
         INDArray m = maskArrays == null ? null : maskArrays[1];
         keyMask = m == null ? null : Layouts.sequenceMask(m, minibatchSize);
-        return new Pair<>(keyMask, currentMaskState);
+        // the output mask matches the output: per-row [b·T, 1] for rows, [b, T] for a sequence
+        return new Pair<>(rowsOutput ? Layouts.rowMask(keyMask) : keyMask, currentMaskState);
     }
 
     @Override
