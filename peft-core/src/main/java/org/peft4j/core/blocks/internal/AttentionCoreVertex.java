@@ -16,8 +16,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * Implementation of {@link org.peft4j.core.blocks.AttentionCore}: converts its inputs to heads,
- * runs {@link AttentionKernel}, and returns gradients in each input's own layout. The forward pass
- * is recomputed in backward.
+ * runs {@link AttentionKernel} (or, while training with a group size, {@link ShiftedSparseAttention}),
+ * and returns gradients in each input's own layout. The forward pass is recomputed in backward.
  *
  * <p>The key mask is taken from {@link #feedForwardMaskArrays}, and used only while the graph has
  * input masks set: DL4J's {@code clearLayerMaskArrays} clears layers, not vertices, so a mask kept
@@ -30,18 +30,22 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
 
     private final int heads;
     private final boolean causal;
+    private final int groupSize;
     private INDArray keyMask;
 
+    /** @param groupSize S²-Attn group size while training, 0 for full attention always */
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, DataType dataType, int heads,
-                               boolean causal) {
-        this(graph, name, vertexIndex, null, null, dataType, heads, causal);
+                               boolean causal, int groupSize) {
+        this(graph, name, vertexIndex, null, null, dataType, heads, causal, groupSize);
     }
 
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, VertexIndices[] inputVertices,
-                               VertexIndices[] outputVertices, DataType dataType, int heads, boolean causal) {
+                               VertexIndices[] outputVertices, DataType dataType, int heads, boolean causal,
+                               int groupSize) {
         super(graph, name, vertexIndex, inputVertices, outputVertices, dataType);
         this.heads = heads;
         this.causal = causal;
+        this.groupSize = groupSize;
     }
 
     @Override
@@ -54,7 +58,8 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         return null;
     }
 
-    private record State(long batch, INDArray q, INDArray k, INDArray v, AttentionKernel.Forward attn) {
+    private record State(long batch, INDArray q, INDArray k, INDArray v, AttentionKernel.Forward attn,
+                         ShiftedSparseAttention.Forward sparse) {
     }
 
     private long batch() {
@@ -70,7 +75,8 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         return Layouts.ncwInput(in, batch, dataType, vertexName);
     }
 
-    private State run() {
+    /** @param training whether S²-Attn applies (it does for sequences longer than one group) */
+    private State run(boolean training) {
         long b = batch();
         INDArray q = ncw(inputs[0], b);
         INDArray k = ncw(inputs[1], b);
@@ -82,12 +88,18 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                     + " heads");
         }
         INDArray mask = keyMask != null && graph.getInputMaskArrays() != null ? keyMask : null;
+        if (training && groupSize > 0 && q.size(2) > groupSize) {
+            ShiftedSparseAttention.Forward s = ShiftedSparseAttention.forward(Layouts.heads(q, heads),
+                    Layouts.heads(k, heads), Layouts.heads(v, heads), 1.0 / Math.sqrt(q.size(1) / heads), causal, mask,
+                    groupSize);
+            return new State(b, s.q(), s.k(), s.v(), null, s);
+        }
         INDArray allowed = AttentionKernel.allowedKeys(b, q.size(2), k.size(2), causal, mask, dataType);
         INDArray qh = Layouts.heads(q, heads);
         INDArray kh = Layouts.heads(k, heads);
         INDArray vh = Layouts.heads(v, heads);
         AttentionKernel.Forward f = AttentionKernel.forward(qh, kh, vh, 1.0 / Math.sqrt(q.size(1) / heads), allowed);
-        return new State(b, qh, kh, vh, f);
+        return new State(b, qh, kh, vh, f, null);
     }
 
     @Override
@@ -95,8 +107,8 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         if (!canDoForward()) {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do forward pass, inputs not set");
         }
-        State s = run();
-        INDArray o = s.attn.out();
+        State s = run(training);
+        INDArray o = s.sparse != null ? s.sparse.out() : s.attn.out();
         INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
                 new long[] {o.size(0), o.size(1) * o.size(3), o.size(2)}, 'c');
         Layouts.headsToNcw(o, out);
@@ -109,10 +121,10 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do backward pass, inputs or "
                     + "epsilon not set");
         }
-        State s = run();
+        State s = run(true);
         INDArray dOut = Layouts.heads(epsilon.castTo(dataType), heads);
-        AttentionKernel.Backward bw = AttentionKernel.backward(s.q, s.k, s.v, s.attn.probs(), dOut,
-                1.0 / Math.sqrt(s.q.size(3)));
+        AttentionKernel.Backward bw = s.sparse != null ? ShiftedSparseAttention.backward(s.sparse, dOut)
+                : AttentionKernel.backward(s.q, s.k, s.v, s.attn.probs(), dOut, 1.0 / Math.sqrt(s.q.size(3)));
         INDArray[] grads = {bw.dq(), bw.dk(), bw.dv()};
         INDArray[] eps = new INDArray[3];
         for (int i = 0; i < 3; i++) {
@@ -146,6 +158,7 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
 
     @Override
     public String toString() {
-        return "AttentionCoreVertex(name=" + vertexName + ", heads=" + heads + ", causal=" + causal + ")";
+        return "AttentionCoreVertex(name=" + vertexName + ", heads=" + heads + ", causal=" + causal
+                + (groupSize > 0 ? ", shiftedSparseGroupSize=" + groupSize : "") + ")";
     }
 }
