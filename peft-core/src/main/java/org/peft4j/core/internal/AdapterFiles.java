@@ -171,9 +171,9 @@ public final class AdapterFiles {
                 }
                 if (b.paramKey() != null) {
                     INDArray p = l.getParam(b.paramKey());
-                    if (p == null || p.rank() != 2 || p.size(0) != b.columns() || p.size(1) != b.fileShape()[0]) {
+                    if (p == null || p.rank() != 2 || p.size(0) != b.columns() || p.size(1) != b.rows()) {
                         throw new IllegalStateException("block " + b + " of " + c.getLayerName() + ": parameter "
-                                + b.paramKey() + " must be [" + b.columns() + ", " + b.fileShape()[0] + "], is "
+                                + b.paramKey() + " must be [" + b.columns() + ", " + b.rows() + "], is "
                                 + (p == null ? "missing" : java.util.Arrays.toString(p.shape())));
                     }
                 }
@@ -192,9 +192,10 @@ public final class AdapterFiles {
                 }
                 next += p.block().columns();
             }
-            if (next != e.getValue().fileShape()[1]) {
+            long width = e.getValue().parts().get(0).block().width();
+            if (next != width) {
                 throw new IllegalStateException("the blocks of " + e.getKey() + " cover " + next + " of its "
-                        + e.getValue().fileShape()[1] + " columns");
+                        + width + " columns");
             }
         }
         return m;
@@ -261,8 +262,8 @@ public final class AdapterFiles {
                     throw new IllegalStateException("two tensors named " + e.getKey());
                 }
                 long[] shape = e.getValue().fileShape();
-                int rows = Math.toIntExact(shape[0]);
-                int total = Math.toIntExact(shape[1]);
+                int rows = Math.toIntExact(e.getValue().parts().get(0).block().rows());
+                int total = Math.toIntExact(e.getValue().parts().get(0).block().width());
                 float[] out = new float[Math.multiplyExact(rows, total)];
                 for (Part p : e.getValue().parts()) {
                     AdapterLayer.SharedBlock b = p.block();
@@ -544,7 +545,7 @@ public final class AdapterFiles {
                         continue;
                     }
                     if (whole == null) {
-                        whole = Nd4j.create(floats(t, e.getKey(), dir), e.getValue().fileShape(), 'c');
+                        whole = Nd4j.create(floats(t, e.getKey(), dir), new long[] {b.rows(), b.width()}, 'c');
                     }
                     INDArray param = g.getLayer(p.vertex()).getParam(b.paramKey());
                     INDArray block = whole.get(NDArrayIndex.all(),
