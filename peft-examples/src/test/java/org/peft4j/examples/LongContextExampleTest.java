@@ -18,7 +18,7 @@ class LongContextExampleTest {
         LongContextExample ex = new LongContextExample();
         new CommandLine(ex).parseArgs("--tiny", "--context", "64", "--group", "16", "--steps", "12", "--batch", "4",
                 "--eval-windows", "8", "--pretrain-steps", "30", "--max-chars", "20000", "--out",
-                dir.resolve("out").toString(), "--cache-dir", dir.resolve("cache").toString());
+                dir.resolve("out").toString(), "--cache-dir", TinyCache.DIR.toString());
         LongContextExample.Outcome o = ex.run();
         List<LongContextExample.Row> rows = o.rows();
         assertEquals(5, rows.size());
