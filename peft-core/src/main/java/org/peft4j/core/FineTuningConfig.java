@@ -1,10 +1,6 @@
 package org.peft4j.core;
 
-import java.util.Arrays;
-import java.util.LinkedHashSet;
-import java.util.List;
 import java.util.Objects;
-import java.util.Set;
 
 /**
  * The two classic baselines through the same {@link Peft#wrap} API as the adapters, so users can
@@ -20,20 +16,22 @@ import java.util.Set;
 public final class FineTuningConfig implements UntargetedConfig {
 
     private final boolean full;
-    private final List<String> trainable;
+    private final Targeting targeting;
 
-    private FineTuningConfig(boolean full, List<String> trainable) {
+    private FineTuningConfig(boolean full, Targeting targeting) {
         this.full = full;
-        this.trainable = trainable;
+        this.targeting = targeting;
     }
 
     /** Full fine-tuning: a copy of the base model with every parameter trainable. */
     public static FineTuningConfig full() {
-        return new FineTuningConfig(true, List.of());
+        return new FineTuningConfig(true, Targeting.builder(Targeting.Scope.MODULES_TO_SAVE).build());
     }
 
     /**
-     * Transfer learning: only {@code layers} train (all their parameters); the rest is frozen.
+     * Transfer learning: only {@code layers} train (all their parameters); the rest is frozen. An
+     * entry chooses a layer whose name equals it or ends with {@code "."} plus the entry (as
+     * {@code modulesToSave} does); together they must choose at least one layer when wrapping.
      *
      * @throws IllegalArgumentException if no layer is named, or a name is null, blank or repeated
      */
@@ -42,17 +40,11 @@ public final class FineTuningConfig implements UntargetedConfig {
         if (layers.length == 0) {
             throw new IllegalArgumentException("transferLearning: name at least one layer to train");
         }
-        Set<String> set = new LinkedHashSet<>();
-        for (String l : layers) {
-            if (l == null || l.isBlank()) {
-                throw new IllegalArgumentException("transferLearning: layer names must not be null or blank; got "
-                        + Arrays.toString(layers));
-            }
-            if (!set.add(l)) {
-                throw new IllegalArgumentException("transferLearning: layer \"" + l + "\" is named twice");
-            }
+        try {
+            return new FineTuningConfig(false, Targeting.ofModulesToSave(layers));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("transferLearning: " + e.getMessage(), e);
         }
-        return new FineTuningConfig(false, List.copyOf(set));
     }
 
     @Override
@@ -61,8 +53,8 @@ public final class FineTuningConfig implements UntargetedConfig {
     }
 
     @Override
-    public List<String> modulesToSave() {
-        return trainable;
+    public Targeting targeting() {
+        return targeting;
     }
 
     @Override
@@ -73,16 +65,16 @@ public final class FineTuningConfig implements UntargetedConfig {
     @Override
     public boolean equals(Object o) {
         return o instanceof FineTuningConfig && ((FineTuningConfig) o).full == full
-                && ((FineTuningConfig) o).trainable.equals(trainable);
+                && ((FineTuningConfig) o).targeting.equals(targeting);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(full, trainable);
+        return Objects.hash(full, targeting);
     }
 
     @Override
     public String toString() {
-        return full ? "FineTuningConfig(full)" : "FineTuningConfig(transferLearning=" + trainable + ")";
+        return full ? "FineTuningConfig(full)" : "FineTuningConfig(transferLearning=" + targeting.modulesToSave() + ")";
     }
 }

@@ -14,6 +14,7 @@ import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.peft4j.core.internal.AdapterFiles;
+import org.peft4j.core.internal.AdapterReader;
 import org.peft4j.core.internal.BaseFingerprint;
 import org.peft4j.core.internal.GraphRewriter;
 
@@ -67,7 +68,7 @@ public final class Peft {
         check.accept(plan);
         GraphRewriter.Result r = plan.build();
         Map<String, Map<String, INDArray>> originals = new LinkedHashMap<>();
-        for (String s : config.modulesToSave()) {
+        for (String s : plan.saved()) {
             Map<String, INDArray> t = new LinkedHashMap<>();
             base.getLayer(s).paramTable().forEach((k, v) -> t.put(k, GraphRewriter.detachedCopy(v)));
             originals.put(s, t);
@@ -125,16 +126,16 @@ public final class Peft {
         Objects.requireNonNull(base, "base model must not be null");
         Objects.requireNonNull(dir, "directory must not be null");
         Objects.requireNonNull(configure, "configure must not be null");
-        AdapterFiles.Loaded read = AdapterFiles.read(dir, BaseFingerprint.of(base), ignoreFingerprint);
-        AdapterFiles.Loaded loaded = read.withConfig(configure.apply(read.config()));
+        AdapterReader.Loaded read = AdapterReader.read(dir, BaseFingerprint.of(base), ignoreFingerprint);
+        AdapterReader.Loaded loaded = read.withConfig(configure.apply(read.config()));
         Map<String, String> savedWith = loaded.savedWith(dir);
         PeftModel m;
         try {
-            m = wrap(base, loaded.config(), plan -> AdapterFiles.checkSize(plan, loaded, base.numParams(), dir));
+            m = wrap(base, loaded.config(), plan -> AdapterReader.checkSize(plan, loaded, base.numParams(), dir));
         } catch (IllegalArgumentException e) {
             throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: " + e.getMessage());
         }
-        AdapterFiles.assign(loaded, m.graph(), dir);
+        AdapterReader.assign(loaded, m.graph(), dir);
         m.setLoadConfigurer(configure);
         if (savedWith != null) {
             for (Map.Entry<String, String> e : savedWith.entrySet()) {

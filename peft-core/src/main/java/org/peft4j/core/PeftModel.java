@@ -23,8 +23,11 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.internal.AdapterFiles;
+import org.peft4j.core.internal.AdapterReader;
+import org.peft4j.core.internal.AdapterWriter;
 import org.peft4j.core.internal.BaseFingerprint;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.internal.TrainingStateFiles;
 import org.peft4j.core.io.SafeTensor;
 
 /**
@@ -149,12 +152,8 @@ public final class PeftModel {
         long frozen = 0;
         for (Layer l : g.getLayers()) {
             org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
-            if (c instanceof FrozenDenseLayer) {
-                FrozenDenseLayer f = (FrozenDenseLayer) c;
-                frozen += f.getNIn() * f.getNOut();
-                if (f.frozenBias() != null && !f.isTrainableBias()) {
-                    frozen += f.frozenBias().length();
-                }
+            if (c instanceof FrozenBaseLayer f) {
+                frozen += f.frozenElements();
             } else if (c instanceof FrozenParamsLayer && ((FrozenParamsLayer) c).frozenParams() != null) {
                 frozen += ((FrozenParamsLayer) c).frozenParams().length();
             }
@@ -170,8 +169,8 @@ public final class PeftModel {
         long bytes = 0;
         for (Layer l : graph().getLayers()) {
             org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
-            if (c instanceof FrozenDenseLayer) {
-                bytes += ((FrozenDenseLayer) c).frozenBytes();
+            if (c instanceof FrozenBaseLayer f) {
+                bytes += f.frozenBytes();
             } else if (c instanceof FrozenParamsLayer && ((FrozenParamsLayer) c).frozenParams() != null) {
                 INDArray p = ((FrozenParamsLayer) c).frozenParams();
                 bytes += p.length() * p.dataType().width();
@@ -194,12 +193,12 @@ public final class PeftModel {
     }
 
     /** The layers carrying an adapter, by their vertex name in {@link #graph()}. */
-    public Map<String, FrozenDenseLayer> adaptedLayers() {
-        Map<String, FrozenDenseLayer> m = new LinkedHashMap<>();
+    public Map<String, FrozenBaseLayer> adaptedLayers() {
+        Map<String, FrozenBaseLayer> m = new LinkedHashMap<>();
         for (Layer l : graph().getLayers()) {
             org.deeplearning4j.nn.conf.layers.Layer c = l.conf().getLayer();
-            if (c instanceof FrozenDenseLayer && ((FrozenDenseLayer) c).hasAdapter()) {
-                m.put(c.getLayerName(), (FrozenDenseLayer) c);
+            if (c instanceof FrozenBaseLayer f && f.hasAdapter()) {
+                m.put(c.getLayerName(), f);
             }
         }
         return Collections.unmodifiableMap(m);
@@ -231,19 +230,14 @@ public final class PeftModel {
         }
     }
 
-    /** The bias forward uses when unmerged: the trainable one when it trains, else the frozen one (or null). */
-    private static INDArray biasInUse(FrozenDenseLayer f, Map<String, INDArray> params) {
-        return f.isTrainableBias() ? params.get(FrozenDenseLayer.BIAS_KEY) : f.frozenBias();
-    }
-
     /** Whether the adapters are merged into the frozen weights. */
     public boolean isMerged() {
-        return adaptedLayers().values().stream().anyMatch(FrozenDenseLayer::isMerged);
+        return adaptedLayers().values().stream().anyMatch(FrozenBaseLayer::isMerged);
     }
 
     /**
-     * Folds each adapter into its layer's weight ({@code W' = W + ΔW}) so inference runs at the
-     * cost of the base model. The unmerged weight is kept, so {@link #unmerge()} restores it
+     * Folds each adapter into its layer's weight (each tuner's layer computes its merged weight,
+     * e.g. LoRA's {@code W' = W + s·A·B}) so inference runs at the cost of the base model. The unmerged weight is kept, so {@link #unmerge()} restores it
      * exactly. Training while merged is refused with an {@link IllegalStateException}.
      *
      * @throws IllegalStateException if already merged
@@ -259,15 +253,8 @@ public final class PeftModel {
                         + "scope first");
             }
             try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
-                for (Map.Entry<String, FrozenDenseLayer> e : adaptedLayers().entrySet()) {
-                    FrozenDenseLayer f = e.getValue();
-                    Map<String, INDArray> params = graph.getLayer(e.getKey()).paramTable();
-                    INDArray delta = f.deltaWeight(params);
-                    INDArray bias = biasInUse(f, params);
-                    INDArray deltaBias = bias == null ? null : f.deltaBias(params, bias);
-                    f.setMergedBias(deltaBias == null ? null : bias.reshape(bias.length()).add(
-                            deltaBias.reshape(bias.length()).castTo(bias.dataType())));
-                    f.setMergedWeight(f.frozenWeight().add(delta.castTo(f.frozenWeight().dataType())));
+                for (Map.Entry<String, FrozenBaseLayer> e : adaptedLayers().entrySet()) {
+                    e.getValue().merge(graph.getLayer(e.getKey()).paramTable());
                 }
             }
         }
@@ -276,9 +263,8 @@ public final class PeftModel {
     /** Restores the frozen base weights exactly (they were kept while merged). No-op if not merged. */
     public void unmerge() {
         synchronized (lock) {
-            for (FrozenDenseLayer f : adaptedLayers().values()) {
-                f.setMergedWeight(null);
-                f.setMergedBias(null);
+            for (FrozenBaseLayer f : adaptedLayers().values()) {
+                f.unmerge();
             }
         }
     }
@@ -299,8 +285,8 @@ public final class PeftModel {
                 throw new IllegalStateException("adapters are merged, so disabling them would not restore the base "
                         + "outputs; call unmerge() first");
             }
-            Map<FrozenDenseLayer, Boolean> before = new java.util.IdentityHashMap<>();
-            for (FrozenDenseLayer f : adaptedLayers().values()) {
+            Map<FrozenBaseLayer, Boolean> before = new java.util.IdentityHashMap<>();
+            for (FrozenBaseLayer f : adaptedLayers().values()) {
                 before.put(f, f.isAdapterEnabled());
                 f.setAdapterEnabled(false);
             }
@@ -311,7 +297,7 @@ public final class PeftModel {
             }
             return () -> {
                 synchronized (lock) {
-                    before.forEach(FrozenDenseLayer::setAdapterEnabled);
+                    before.forEach(FrozenBaseLayer::setAdapterEnabled);
                     beforeAdded.forEach(TunerLayer::setAdapterEnabled);
                 }
             };
@@ -470,7 +456,7 @@ public final class PeftModel {
             current.updaterState = state == null ? null : state.dup();
             if (target.config.layoutSignature().equals(current.config.layoutSignature())) {
                 graph.params().assign(target.params);
-                for (FrozenDenseLayer f : adaptedLayers().values()) {
+                for (FrozenBaseLayer f : adaptedLayers().values()) {
                     f.adoptConfig(target.config);
                 }
             } else {
@@ -546,10 +532,10 @@ public final class PeftModel {
     }
 
     /** Every frozen dense layer of the live graph, adapted or not, by its base-model name. */
-    private Map<String, FrozenDenseLayer> frozenLayersByBaseName() {
-        Map<String, FrozenDenseLayer> m = new HashMap<>();
+    private Map<String, FrozenBaseLayer> frozenLayersByBaseName() {
+        Map<String, FrozenBaseLayer> m = new HashMap<>();
         for (Layer l : graph.getLayers()) {
-            if (l.conf().getLayer() instanceof FrozenDenseLayer f) {
+            if (l.conf().getLayer() instanceof FrozenBaseLayer f) {
                 m.put(f.baseLayerName(), f);
             }
         }
@@ -578,18 +564,15 @@ public final class PeftModel {
                 Layer target = out.getLayer(name);
                 Layer wrapped = graph.getLayer(projectionOf.getOrDefault(name, name));
                 org.deeplearning4j.nn.conf.layers.Layer c = wrapped.conf().getLayer();
-                if (c instanceof FrozenDenseLayer) {
-                    FrozenDenseLayer f = (FrozenDenseLayer) c;
+                if (c instanceof FrozenBaseLayer f) {
+                    Map<String, INDArray> params = wrapped.paramTable();
                     INDArray w = f.frozenWeight();
-                    INDArray b = merged ? biasInUse(f, wrapped.paramTable()) : f.frozenBias();
+                    INDArray b = merged ? f.biasInUse(params) : f.frozenBias();
                     if (merged && f.hasAdapter() && f.isAdapterEnabled()) {
-                        w = w.add(f.deltaWeight(wrapped.paramTable()).castTo(w.dataType()));
-                        INDArray db = b == null ? null : f.deltaBias(wrapped.paramTable(), b);
-                        if (db != null) {
-                            b = b.reshape(b.length()).add(db.reshape(b.length()).castTo(b.dataType()));
-                        }
+                        w = f.mergedWeight(w, params);
+                        b = b == null ? null : f.mergedBias(b.reshape(b.length()), params);
                     }
-                    target.getParam("W").assign(w);
+                    target.getParam("W").assign(f.stockWeight(w));
                     if (b != null) {
                         target.getParam("b").assign(b.reshape(target.getParam("b").shape()));
                     }
@@ -645,11 +628,12 @@ public final class PeftModel {
         ComputationGraph g = graphHolding(name);
         List<String> targets = new ArrayList<>();
         for (Layer l : g.getLayers()) {
-            if (l.conf().getLayer() instanceof FrozenDenseLayer && ((FrozenDenseLayer) l.conf().getLayer()).hasAdapter()) {
-                targets.add(((FrozenDenseLayer) l.conf().getLayer()).baseLayerName());
+            if (l.conf().getLayer() instanceof FrozenBaseLayer f && f.hasAdapter()) {
+                targets.add(f.baseLayerName());
             }
         }
-        return AdapterFiles.save(c, baseFingerprint, g, target, targets, savedWith, trainingState);
+        return AdapterWriter.save(c, baseFingerprint, g, target, targets, baseConf.getVertices().keySet(), savedWith,
+                trainingState);
     }
 
     /** A graph wrapped with adapter {@code name}'s config holding its parameters (the live graph when active). */
@@ -685,19 +669,19 @@ public final class PeftModel {
     void loadAdapter(Path dir, String name, boolean ignoreFingerprint, String expectedDigest) throws IOException {
         synchronized (lock) {
             checkNewName(name);
-            AdapterFiles.Loaded read = AdapterFiles.read(dir, baseFingerprint, ignoreFingerprint);
+            AdapterReader.Loaded read = AdapterReader.read(dir, baseFingerprint, ignoreFingerprint);
             if (expectedDigest != null && !expectedDigest.equals(read.weightsDigest())) {
                 throw new AdapterFormatException(dir.resolve(AdapterFiles.WEIGHTS_FILE) + " has SHA-256 "
                         + read.weightsDigest() + ", but " + expectedDigest + " was recorded for it: the directory mixes "
                         + "files of different saves, for example of a saveAdapter that stopped half-way; save the "
                         + "adapters again");
             }
-            AdapterFiles.Loaded l = read.withConfig(loadConfigurer.apply(read.config()));
+            AdapterReader.Loaded l = read.withConfig(loadConfigurer.apply(read.config()));
             ComputationGraph base = reconstructBase();
             GraphRewriter.Plan plan = GraphRewriter.plan(base, l.config(), frozenLayersByBaseName());
-            AdapterFiles.checkSize(plan, l, base.numParams(), dir);
+            AdapterReader.checkSize(plan, l, base.numParams(), dir);
             ComputationGraph g = plan.build().graph();
-            AdapterFiles.assign(l, g, dir);
+            AdapterReader.assign(l, g, dir);
             Slot s = new Slot(l.config());
             s.params = g.params().dup();
             adapters.put(name, s);
@@ -727,7 +711,7 @@ public final class PeftModel {
                     inactive.put(name, s.updaterState);
                 }
             });
-            saveAdapter(dir, AdapterFiles.saveTrainingState(graph, active, inactive, dir));
+            saveAdapter(dir, TrainingStateFiles.save(graph, active, inactive, dir));
         }
     }
 
@@ -754,13 +738,36 @@ public final class PeftModel {
             throws IOException {
         PeftModel m = Peft.load(base, dir, configure, false);
         for (String name : m.adapterNames()) {
-            AdapterFiles.checkResumedBaseForm(name.equals(DEFAULT_ADAPTER) ? dir : dir.resolve(name), m.slot(name).config);
+            AdapterReader.checkResumedBaseForm(name.equals(DEFAULT_ADAPTER) ? dir : dir.resolve(name), m.slot(name).config);
         }
-        Path file = dir.resolve(AdapterFiles.STATE_FILE);
-        for (Map.Entry<String, SafeTensor> e : AdapterFiles.restoreTrainingState(m, dir).entrySet()) {
-            m.restoreInactiveState(e.getKey(), e.getValue(), file);
-        }
+        m.applyTrainingState(TrainingStateFiles.read(dir, DEFAULT_ADAPTER));
         return m;
+    }
+
+    /**
+     * Makes the checkpoint's active adapter active and gives it its optimizer state and counters,
+     * and gives every inactive adapter the optimizer state it resumes with; every state is checked
+     * against the size of its adapter's optimizer first.
+     */
+    private void applyTrainingState(TrainingStateFiles.TrainingState state) {
+        synchronized (lock) {
+            state.checkAdapters(adapterNames());
+            setAdapter(state.activeAdapter());
+            SafeTensor active = state.activeState();
+            if (active != null) {
+                INDArray view = graph.getUpdater(true).getStateViewArray();
+                if (view == null || view.length() != active.elementCount()) {
+                    throw new IncompatibleAdapterException(state.file() + ": optimizer state has " + active.elementCount()
+                            + " values, the model's optimizer needs " + (view == null ? 0 : view.length()));
+                }
+                view.assign(active.toINDArray(view.dataType()).reshape(view.shape()));
+            }
+            graph.getConfiguration().setIterationCount(state.iterationCount());
+            graph.getConfiguration().setEpochCount(state.epochCount());
+            for (Map.Entry<String, SafeTensor> e : state.inactiveStates().entrySet()) {
+                restoreInactiveState(e.getKey(), e.getValue(), state.file());
+            }
+        }
     }
 
     /** Gives inactive adapter {@code name} the optimizer state it resumes with, checked against its optimizer's size. */

@@ -1,18 +1,31 @@
 package org.peft4j.core;
 
+import com.google.re2j.Pattern;
+import com.google.re2j.PatternSyntaxException;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashSet;
 import java.util.Objects;
 import java.util.Set;
-import java.util.regex.Pattern;
-import java.util.regex.PatternSyntaxException;
 
 /**
- * Which layers of a base model an adapter targets, chosen as in Hugging Face PEFT's
- * {@code target_modules}: a set of exact layer names, one regular expression matched against the
- * whole layer name, or {@link #ALL_LINEAR} (every dense-type layer except the network's output
- * layers, like PEFT's {@code "all-linear"}, which skips the output head).
+ * A selection of layers by name, with Hugging Face PEFT's semantics of {@code target_modules}
+ * (and of {@code exclude_modules}, which uses the same forms):
+ * <ul>
+ *   <li>{@link #names}: a layer is chosen when its name equals an entry or ends with {@code "."}
+ *       plus an entry, so {@code "q"} chooses {@code q} and {@code block0.attn.q} but not
+ *       {@code block0.attn.kq};</li>
+ *   <li>{@link #regex}: a regular expression that must match the whole layer name;</li>
+ *   <li>{@link #ALL_LINEAR}: every dense-type layer except the network's outputs (PEFT's
+ *       {@code "all-linear"}, which skips the output head).</li>
+ * </ul>
+ * Whether a selection that chooses nothing is an error is decided where it is used: targets must
+ * choose at least one layer overall (not every entry needs to match), exclusions need not.
+ *
+ * <p>Expressions run on RE2/J, whose matching time is linear in the length of the name whatever
+ * the expression, so a pattern read from an adapter file such as {@code (.*){12}X} cannot stall
+ * wrapping or loading. Constructs RE2 does not support (back-references, look-around) are refused
+ * when the selection is built.
  *
  * <p>Thread-safety: immutable.
  */
@@ -35,7 +48,7 @@ public final class TargetModules {
     }
 
     /**
-     * Exact layer names.
+     * Layers whose name equals one of {@code names} or ends with {@code "."} plus one of them.
      *
      * @throws IllegalArgumentException if no name is given, or a name is null, blank or repeated
      */
@@ -58,17 +71,30 @@ public final class TargetModules {
     }
 
     /**
-     * A regular expression that must match the whole layer name ({@link java.util.regex.Matcher#matches()}).
+     * Layers whose whole name matches the regular expression {@code regex} (RE2 syntax, which is
+     * Java's and Python's for everything but back-references and look-around).
      *
-     * @throws IllegalArgumentException if the expression does not compile
+     * @throws IllegalArgumentException if the expression does not compile or uses a construct RE2
+     *     does not support; the message names the expression
      */
     public static TargetModules regex(String regex) {
+        return new TargetModules(Kind.REGEX, Set.of(), compile(regex, "target modules"));
+    }
+
+    /**
+     * Compiles a user's regular expression with RE2/J (linear-time matching).
+     *
+     * @param what names the option in the message, e.g. {@code "rank_pattern"}
+     * @throws IllegalArgumentException naming the expression if RE2 refuses it
+     */
+    static Pattern compile(String regex, String what) {
         Objects.requireNonNull(regex, "regex must not be null");
         try {
-            return new TargetModules(Kind.REGEX, Set.of(), Pattern.compile(regex));
+            return Pattern.compile(regex);
         } catch (PatternSyntaxException e) {
-            throw new IllegalArgumentException("target modules: invalid regular expression \"" + regex + "\": "
-                    + e.getDescription(), e);
+            throw new IllegalArgumentException(what + ": the regular expression \"" + regex + "\" is invalid or uses "
+                    + "a construct RE2 does not support (back-references and look-around are not; matching must run "
+                    + "in linear time): " + e.getDescription(), e);
         }
     }
 
@@ -76,7 +102,7 @@ public final class TargetModules {
         return kind;
     }
 
-    /** The exact names (empty unless {@link Kind#NAMES}). */
+    /** The names (empty unless {@link Kind#NAMES}). */
     public Set<String> names() {
         return names;
     }
@@ -90,19 +116,41 @@ public final class TargetModules {
      * Whether a layer is chosen by this selection.
      *
      * @param layerName the layer (vertex) name
-     * @param denseType whether the layer is dense-type (dense, output, RNN output)
+     * @param denseType whether the layer is dense-type ({@link TargetKind#DENSE})
      * @param networkOutput whether the layer is one of the network's outputs
      */
     public boolean matches(String layerName, boolean denseType, boolean networkOutput) {
         switch (kind) {
             case NAMES:
-                return names.contains(layerName);
+                return matchesName(names, layerName);
             case REGEX:
-                return regex.matcher(layerName).matches();
+                return regex.matches(layerName);
             case ALL_LINEAR:
                 return denseType && !networkOutput;
             default:
                 throw new AssertionError(kind);
+        }
+    }
+
+    /** Whether {@code layerName} equals one of {@code entries} or ends with {@code "."} plus one of them. */
+    static boolean matchesName(Iterable<String> entries, String layerName) {
+        for (String n : entries) {
+            if (layerName.equals(n) || layerName.endsWith("." + n)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** This selection as {@code adapter_config.json} holds it: a list of names, a regex string, or {@code "all-linear"}. */
+    public Object toJson() {
+        switch (kind) {
+            case NAMES:
+                return new java.util.ArrayList<>(names);
+            case REGEX:
+                return regex.pattern();
+            default:
+                return "all-linear";
         }
     }
 

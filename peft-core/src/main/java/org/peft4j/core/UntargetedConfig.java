@@ -6,32 +6,23 @@ import java.util.Set;
  * A {@link PeftConfig} with no target modules: its method adapts no layer in place. Full
  * fine-tuning and transfer learning only choose what trains; bottleneck adapters, prompt tuning
  * and prefix tuning change the graph's structure instead ({@link #graphEdits}: inserted layers,
- * replaced attention cores). This fixes the answers they share: no targets, no target types, no
- * trained biases, and {@link #adaptDense} refused.
+ * replaced attention cores). Their {@link #targeting()} has scope
+ * {@link Targeting.Scope#MODULES_TO_SAVE} (no targets, no trained biases); this fixes the
+ * answers that follow: no target kinds, and {@link #adapt} refused.
  *
  * <p>Thread-safety: implementations must be immutable.
  */
 public interface UntargetedConfig extends PeftConfig {
 
-    /** Adapts no layer in place: null. */
+    /** Adapts no layer in place. */
     @Override
-    default TargetModules targetModules() {
-        return null;
-    }
-
-    @Override
-    default Set<Class<? extends org.deeplearning4j.nn.conf.layers.Layer>> targetTypes() {
+    default Set<TargetKind> supportedTargetKinds() {
         return Set.of();
     }
 
+    /** @throws UnsupportedOperationException always: there are no targets, so the core never calls it */
     @Override
-    default BiasMode bias() {
-        return BiasMode.NONE;
-    }
-
-    /** @throws UnsupportedOperationException always: {@link #targetModules()} is null, so the core never calls it */
-    @Override
-    default FrozenDenseLayer adaptDense(DenseTarget target) {
+    default FrozenBaseLayer adapt(Target target) {
         throw new UnsupportedOperationException(peftType() + " adapts no layer in place");
     }
 }

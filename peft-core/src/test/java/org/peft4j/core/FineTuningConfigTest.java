@@ -91,7 +91,7 @@ class FineTuningConfigTest {
         assertThrows(IllegalArgumentException.class, FineTuningConfig::transferLearning);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> Peft.wrap(mlp(), FineTuningConfig.transferLearning("head")));
-        assertTrue(e.getMessage().startsWith("modulesToSave: no layer named \"head\"; layers are: dense0 (DenseLayer)"),
+        assertTrue(e.getMessage().startsWith("modulesToSave [head]: no layer matched; layers are: dense0 (DenseLayer)"),
                 e.getMessage());
     }
 }

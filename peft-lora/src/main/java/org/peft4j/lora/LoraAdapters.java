@@ -79,6 +79,11 @@ public final class LoraAdapters {
                 throw new IllegalArgumentException("adapter \"" + s + "\" trains biases or whole modules; weighted "
                         + "combinations cover LoRA factors only");
             }
+            if (!l.rankPattern().isEmpty() || !l.alphaPattern().isEmpty()) {
+                throw new IllegalArgumentException("adapter \"" + s + "\" has per-layer ranks or alphas (rankPattern "
+                        + l.rankPattern() + ", alphaPattern " + l.alphaPattern() + "); weighted combinations take "
+                        + "adapters of one rank and alpha");
+            }
             // Compare the layers the adapters resolved to, not how their configs name them: "all-linear"
             // with a type filter and the list of names it resolved to (as saved files record it) agree.
             Map<String, Map<String, INDArray>> p = peft.adapterParameters(s);

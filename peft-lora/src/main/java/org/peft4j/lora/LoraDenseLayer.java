@@ -7,9 +7,9 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
-import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.Target;
+import org.peft4j.core.spi.FrozenDenseLayerImpl;
 import org.peft4j.lora.internal.LoraDenseLayerImpl;
 
 /**
@@ -56,16 +56,16 @@ public class LoraDenseLayer extends FrozenDenseLayer {
     protected LoraDenseLayer() {
     }
 
-    LoraDenseLayer(DenseTarget target, LoraConfig config) {
+    LoraDenseLayer(Target target, LoraConfig config) {
         this(target, config, true);
     }
 
     /** For subclasses that hold the frozen weight in another form (QLoRA); see {@link FrozenDenseLayer}. */
-    protected LoraDenseLayer(DenseTarget target, LoraConfig config, boolean keepFloatWeight) {
+    protected LoraDenseLayer(Target target, LoraConfig config, boolean keepFloatWeight) {
         super(target, keepFloatWeight);
-        this.rank = config.rank();
-        this.loraAlpha = config.alpha();
-        this.scaling = config.scaling();
+        this.rank = config.rankFor(target.layerName());
+        this.loraAlpha = config.alphaFor(target.layerName());
+        this.scaling = config.scalingFor(target.layerName());
         this.loraDropout = config.dropout();
         this.init = config.initLoraWeights();
     }
@@ -136,20 +136,21 @@ public class LoraDenseLayer extends FrozenDenseLayer {
     @Override
     public void adoptConfig(org.peft4j.core.PeftConfig config) {
         LoraConfig c = config instanceof LoraBased ? ((LoraBased) config).lora() : (LoraConfig) config;
-        if (c.rank() != rank) {
+        if (c.rankFor(baseLayerName()) != rank) {
             throw new IllegalArgumentException("layer " + getLayerName() + " has rank " + rank + ", adapter has rank "
-                    + c.rank());
+                    + c.rankFor(baseLayerName()));
         }
-        this.loraAlpha = c.alpha();
-        this.scaling = c.scaling();
+        this.loraAlpha = c.alphaFor(baseLayerName());
+        this.scaling = c.scalingFor(baseLayerName());
         this.loraDropout = c.dropout();
         this.init = c.initLoraWeights();
     }
 
-    /** {@code ΔW = s · A·B [nIn, nOut]}. */
+    /** {@code W' = W + s · A·B [nIn, nOut]}. */
     @Override
-    public INDArray deltaWeight(Map<String, INDArray> params) {
-        return params.get(LORA_A).mmul(params.get(LORA_B)).muli(scaling);
+    public INDArray mergedWeight(INDArray base, Map<String, INDArray> params) {
+        INDArray delta = params.get(LORA_A).mmul(params.get(LORA_B)).muli(scaling);
+        return base.add(delta.castTo(base.dataType()));
     }
 
     @Override

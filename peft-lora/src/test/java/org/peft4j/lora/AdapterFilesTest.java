@@ -154,11 +154,10 @@ class AdapterFilesTest {
         String good = new String(goodConfig, StandardCharsets.UTF_8);
         assertTrue(good.contains("\"use_rslora\": false"), good);
         Files.writeString(config, good.replace("\"use_rslora\": false",
-                "\"use_rslora\": false,\n  \"alpha_pattern\": {\"dense1\": 32}"));
-        AdapterFormatException pattern = assertThrows(AdapterFormatException.class, () -> Peft.load(base, dir));
-        assertTrue(pattern.getMessage().contains("\"alpha_pattern\" {dense1=32}")
-                && pattern.getMessage().endsWith("is not supported: per-module ranks and alphas are not implemented, and "
-                + "dropping them would change the adapter's output"), pattern.getMessage());
+                "\"use_rslora\": false,\n  \"rank_pattern\": {\"dense1\": 5}"));
+        IncompatibleAdapterException pattern = assertThrows(IncompatibleAdapterException.class, () -> Peft.load(base, dir));
+        assertTrue(pattern.getMessage().contains("base_model.model.dense1.lora_A.weight has shape [4, 16], expected [5, 16]"),
+                pattern.getMessage());
         Files.writeString(config, good.replace("\"use_rslora\": false",
                 "\"use_rslora\": false,\n  \"alpha_pattern\": {},\n  \"rank_pattern\": {},\n  \"layers_to_transform\": null"));
         Peft.load(base, dir);

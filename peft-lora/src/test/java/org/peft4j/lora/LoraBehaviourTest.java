@@ -21,8 +21,8 @@ import org.junit.jupiter.api.io.TempDir;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
-import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.config.Adam;
+import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.Peft;
 import org.peft4j.core.PeftModel;
@@ -254,7 +254,7 @@ class LoraBehaviourTest {
     }
 
     private static void assertNotSameArrays(ComputationGraph base, PeftModel peft) {
-        for (FrozenDenseLayer f : peft.adaptedLayers().values()) {
+        for (FrozenBaseLayer f : peft.adaptedLayers().values()) {
             String baseName = f.baseLayerName();
             assertFalse(base.getLayer(baseName).getParam("W") == f.frozenWeight(), "frozen weight is a copy");
         }

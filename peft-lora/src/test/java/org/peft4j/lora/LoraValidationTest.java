@@ -42,7 +42,7 @@ class LoraValidationTest {
         rejects(IllegalArgumentException.class, "dropout must be in [0, 1); got -0.1", () -> LoraConfig.builder().dropout(-0.1));
         rejects(IllegalStateException.class, "targetModules must be set", () -> LoraConfig.builder().build());
         rejects(IllegalStateException.class, "already set", () -> LoraConfig.builder().targetModules("a").targetModules("b"));
-        rejects(IllegalArgumentException.class, "invalid regular expression", () -> LoraConfig.builder().targetModulesRegex("dense["));
+        rejects(IllegalArgumentException.class, "the regular expression \"dense[\" is invalid", () -> LoraConfig.builder().targetModulesRegex("dense["));
         rejects(IllegalArgumentException.class, "given twice", () -> LoraConfig.builder().targetModules("a", "a"));
     }
 
@@ -72,16 +72,18 @@ class LoraValidationTest {
         String json = g.getConfiguration().toJson();
 
         rejects(IllegalArgumentException.class,
-                "no layer matched target module \"q_proj\" of targetModules [q_proj]; layers are: dense0 (DenseLayer), "
+                "no layer matched targetModules [q_proj, v_proj]; layers are: dense0 (DenseLayer), "
                         + "dense1 (DenseLayer), dense2 (DenseLayer), output (OutputLayer)",
-                () -> Peft.wrap(g, LoraConfig.builder().targetModules("q_proj").build()));
+                () -> Peft.wrap(g, LoraConfig.builder().targetModules("q_proj", "v_proj").build()));
         rejects(IllegalArgumentException.class, "no layer matched targetModules regex(attn.*); layers are: dense0 (DenseLayer)",
                 () -> Peft.wrap(g, LoraConfig.builder().targetModulesRegex("attn.*").build()));
         rejects(IllegalArgumentException.class, "with targetTypes [LSTM]",
                 () -> Peft.wrap(g, LoraConfig.builder().targetModules(TargetModules.ALL_LINEAR).targetTypes(LSTM.class).build()));
-        rejects(IllegalArgumentException.class, "modulesToSave: no layer named \"head\"; layers are: dense0 (DenseLayer)",
+        rejects(IllegalArgumentException.class, "modulesToSave [head]: no layer matched; layers are: "
+                        + "dense0 (DenseLayer)",
                 () -> Peft.wrap(g, LoraConfig.builder().targetModules("dense1").modulesToSave("head").build()));
-        rejects(IllegalArgumentException.class, "both a target and in modulesToSave",
+        rejects(IllegalArgumentException.class, "no layer left to adapt: targetModules [dense1] chose only [dense1], "
+                        + "which excludeModules [] or modulesToSave [dense1] exclude",
                 () -> Peft.wrap(g, LoraConfig.builder().targetModules("dense1").modulesToSave("dense1").build()));
         rejects(NullPointerException.class, "base model must not be null",
                 () -> Peft.wrap((ComputationGraph) null, LoraConfig.builder().targetModules("dense1").build()));
@@ -94,10 +96,19 @@ class LoraValidationTest {
         ComputationGraph seq = TinyGraphs.sequence(DataType.FLOAT, new Adam(1e-2), 3, 5, 8, 3);
         INDArray params = seq.params().dup();
         String json = seq.getConfiguration().toJson();
-        rejects(IllegalArgumentException.class, "target module \"lstm\" is a LSTM, which LORA cannot adapt; supported "
-                        + "layer types: DenseLayer (without layer norm), OutputLayer, RnnOutputLayer",
+        rejects(IllegalArgumentException.class, "target module \"lstm\" is a LSTM, which is of no target kind, and "
+                        + "LORA adapts DENSE (DenseLayer, OutputLayer, RnnOutputLayer)",
                 () -> Peft.wrap(seq, LoraConfig.builder().targetModules("lstm").build()));
         assertUnchanged(seq, params, json);
+    }
+
+    @Test
+    void loraRefusesAnEmbeddingTargetNamingItsKindAndTheKindsLoraAdapts() {
+        ComputationGraph decoder = org.peft4j.core.testing.TinyDecoders.decoder(DataType.FLOAT, new Adam(1e-2), 3, 7, 4,
+                1, 8);
+        rejects(IllegalArgumentException.class, "target module \"embed.tokens\" is a EmbeddingSequenceLayer (kind "
+                        + "EMBEDDING), and LORA adapts DENSE (DenseLayer, OutputLayer, RnnOutputLayer)",
+                () -> Peft.wrap(decoder, LoraConfig.builder().targetModules("embed.tokens").build()));
     }
 
     @Test

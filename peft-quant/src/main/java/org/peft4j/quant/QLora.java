@@ -11,9 +11,10 @@ import org.deeplearning4j.nn.api.Layer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.peft4j.core.AdapterFormatException;
-import org.peft4j.core.DenseTarget;
+import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.PeftModel;
+import org.peft4j.core.Target;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
@@ -48,11 +49,11 @@ public final class QLora {
     public static QuantizedMerge mergeIntoQuantized(PeftModel peft, QuantSpec spec) {
         Map<String, QuantizedTensor> weights = new LinkedHashMap<>();
         Map<String, Double> errors = new LinkedHashMap<>();
-        for (Map.Entry<String, FrozenDenseLayer> e : peft.adaptedLayers().entrySet()) {
-            FrozenDenseLayer f = e.getValue();
+        for (Map.Entry<String, FrozenBaseLayer> e : peft.adaptedLayers().entrySet()) {
+            FrozenBaseLayer f = e.getValue();
             INDArray merged = f.frozenWeight().castTo(DataType.FLOAT);
             if (f.isAdapterEnabled()) {
-                merged = merged.add(f.deltaWeight(peft.graph().getLayer(e.getKey()).paramTable()).castTo(DataType.FLOAT));
+                merged = f.mergedWeight(merged, peft.graph().getLayer(e.getKey()).paramTable()).castTo(DataType.FLOAT);
             }
             QuantizedTensor q = QuantizedTensor.quantize(merged, spec);
             double err = q.toINDArray().sub(merged).norm2Number().doubleValue()
@@ -122,13 +123,13 @@ public final class QLora {
 
     /**
      * The 4-bit base weight for a layer of a graph being wrapped: the tensor the target's
-     * {@link DenseTarget#current() current} layer already holds when it was quantized with
+     * {@link Target#current() current} layer already holds when it was quantized with
      * {@code spec} (switching between adapters of different layouts rebuilds the graph from the
      * dequantized base, and quantizing that again would move the double-quantized scales a little
      * on every switch), else {@code target.weight()} quantized with {@code spec}. A base held with
      * another spec is dequantized and quantized again with {@code spec}, which is lossy.
      */
-    static QuantizedTensor quantizedBase(DenseTarget target, QuantSpec spec) {
+    static QuantizedTensor quantizedBase(Target target, QuantSpec spec) {
         QuantizedTensor held = quantizedWeight(target.current());
         if (held != null && spec.equals(held.spec())
                 && Arrays.equals(held.shape(), new long[] {target.nIn(), target.nOut()})) {

@@ -1,18 +1,14 @@
 package org.peft4j.quant;
 
-import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Set;
 import java.util.TreeMap;
-import org.deeplearning4j.nn.conf.layers.Layer;
-import org.peft4j.core.BiasMode;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.PeftConfig;
-import org.peft4j.core.TargetModules;
-import org.peft4j.core.internal.AdapterFiles;
+import org.peft4j.core.Target;
+import org.peft4j.core.Targeting;
+import org.peft4j.core.spi.AdapterFileKeys;
 import org.peft4j.lora.LoraBased;
 import org.peft4j.lora.LoraConfig;
 
@@ -74,32 +70,17 @@ public final class QLoraConfig implements PeftConfig, LoraBased {
     }
 
     @Override
-    public TargetModules targetModules() {
-        return lora.targetModules();
+    public Targeting targeting() {
+        return lora.targeting();
     }
 
     @Override
-    public Set<Class<? extends Layer>> targetTypes() {
-        return lora.targetTypes();
-    }
-
-    @Override
-    public List<String> modulesToSave() {
-        return lora.modulesToSave();
-    }
-
-    @Override
-    public BiasMode bias() {
-        return lora.bias();
-    }
-
-    @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
+    public FrozenDenseLayer adapt(Target target) {
         return new QLoraDenseLayer(target, lora, spec);
     }
 
     @Override
-    public FrozenDenseLayer freezeDense(DenseTarget target) {
+    public FrozenDenseLayer freeze(Target target) {
         return quantizeFrozenLayers ? new QuantizedDenseLayer(target, spec) : new FrozenDenseLayer(target);
     }
 
@@ -110,8 +91,8 @@ public final class QLoraConfig implements PeftConfig, LoraBased {
      * resume over a base held otherwise.
      */
     @Override
-    public Map<String, Object> toAdapterConfig() {
-        Map<String, Object> m = new TreeMap<>(lora.toAdapterConfig());
+    public Map<String, Object> methodConfig() {
+        Map<String, Object> m = new TreeMap<>(lora.methodConfig());
         Map<String, Object> ext = new TreeMap<>();
         if (m.get("peft4j") instanceof Map<?, ?> loraExt) {
             loraExt.forEach((k, v) -> ext.put(String.valueOf(k), v));
@@ -121,7 +102,7 @@ public final class QLoraConfig implements PeftConfig, LoraBased {
         form.put("blocksize", spec.blockSize());
         form.put("double_quant", spec.doubleQuant());
         form.put("frozen_layers_quantized", quantizeFrozenLayers);
-        ext.put(AdapterFiles.BASE_FORM_KEY, form);
+        ext.put(AdapterFileKeys.BASE_FORM, form);
         m.put("peft4j", ext);
         return m;
     }

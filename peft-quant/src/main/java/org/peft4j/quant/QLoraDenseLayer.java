@@ -7,8 +7,8 @@ import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
-import org.peft4j.core.DenseTarget;
-import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.Target;
+import org.peft4j.core.spi.FrozenDenseLayerImpl;
 import org.peft4j.lora.LoraConfig;
 import org.peft4j.lora.LoraDenseLayer;
 import org.peft4j.lora.internal.LoraDenseLayerImpl;
@@ -40,7 +40,7 @@ public class QLoraDenseLayer extends LoraDenseLayer {
     protected QLoraDenseLayer() {
     }
 
-    QLoraDenseLayer(DenseTarget target, LoraConfig config, QuantSpec spec) {
+    QLoraDenseLayer(Target target, LoraConfig config, QuantSpec spec) {
         super(target, config, false);
         this.quantizedWeight = QLora.quantizedBase(target, spec);
     }

@@ -7,9 +7,9 @@ import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.nd4j.shade.jackson.databind.annotation.JsonDeserialize;
 import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
-import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.Target;
+import org.peft4j.core.spi.FrozenDenseLayerImpl;
 import org.peft4j.quant.internal.QuantizedProducts;
 import org.peft4j.quant.internal.QuantizedTensorJson;
 
@@ -31,7 +31,7 @@ public class QuantizedDenseLayer extends FrozenDenseLayer {
     protected QuantizedDenseLayer() {
     }
 
-    QuantizedDenseLayer(DenseTarget target, QuantSpec spec) {
+    QuantizedDenseLayer(Target target, QuantSpec spec) {
         super(target, false);
         this.quantizedWeight = QLora.quantizedBase(target, spec);
     }

@@ -2,11 +2,10 @@ package org.peft4j.quant;
 
 import java.util.Arrays;
 import java.util.Objects;
-
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
-import org.peft4j.core.internal.DenseFloats;
+import org.peft4j.core.spi.DenseFloats;
 import org.peft4j.quant.internal.Blockwise4bit;
 import org.peft4j.quant.internal.Gemv4bit;
 import org.peft4j.quant.internal.TiledMatmul;

@@ -18,6 +18,7 @@ import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.config.Adam;
 import org.nd4j.linalg.learning.config.NoOp;
+import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.Peft;
 import org.peft4j.core.PeftModel;
@@ -73,7 +74,7 @@ class QLoraTest {
     /** The base with each dense weight replaced by its NF4-dequantized value, as a float layer would hold it. */
     private static ComputationGraph dequantizedBase(ComputationGraph base, PeftModel qlora) {
         ComputationGraph copy = base.clone();
-        for (Map.Entry<String, FrozenDenseLayer> e : qlora.adaptedLayers().entrySet()) {
+        for (Map.Entry<String, FrozenBaseLayer> e : qlora.adaptedLayers().entrySet()) {
             String name = e.getValue().baseLayerName();
             copy.getLayer(name).getParam("W").assign(e.getValue().frozenWeight().castTo(copy.params().dataType()));
         }
@@ -304,8 +305,8 @@ class QLoraTest {
         QLora.QuantizedMerge m = QLora.mergeIntoQuantized(q, NF4_DQ);
         assertEquals(java.util.Set.of("dense0", "dense1", "dense2"), m.weights().keySet());
         for (Map.Entry<String, Double> e : m.relativeError().entrySet()) {
-            FrozenDenseLayer f = q.adaptedLayers().get(e.getKey());
-            INDArray exact = f.frozenWeight().add(f.deltaWeight(q.graph().getLayer(e.getKey()).paramTable()));
+            FrozenBaseLayer f = q.adaptedLayers().get(e.getKey());
+            INDArray exact = f.mergedWeight(f.frozenWeight(), q.graph().getLayer(e.getKey()).paramTable());
             double err = m.weights().get(e.getKey()).toINDArray().sub(exact).norm2Number().doubleValue()
                     / exact.norm2Number().doubleValue();
             assertEquals(err, e.getValue(), 1e-6);

@@ -1,7 +1,6 @@
 package org.peft4j.core.adapter;
 
 import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -12,11 +11,12 @@ import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.nd4j.linalg.activations.Activation;
 import org.peft4j.core.GraphEdit;
+import org.peft4j.core.ModulesToSaveBuilder;
+import org.peft4j.core.TargetKind;
 import org.peft4j.core.TargetModules;
+import org.peft4j.core.Targeting;
 import org.peft4j.core.UntargetedConfig;
-import org.peft4j.core.internal.ConfigChecks;
-import org.peft4j.core.internal.GraphRewriter;
-import org.peft4j.core.internal.Vertices;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Configuration of bottleneck adapters: a {@link BottleneckAdapterLayer}
@@ -45,6 +45,9 @@ import org.peft4j.core.internal.Vertices;
  */
 public final class AdapterConfig implements UntargetedConfig {
 
+    /** The {@code peft_type} of this method's adapter files. */
+    public static final String PEFT_TYPE = "BOTTLENECK";
+
     /** Suffix of an adapter's vertex name: {@code <layer>.adapter}. */
     public static final String NAME_SUFFIX = ".adapter";
 
@@ -63,15 +66,15 @@ public final class AdapterConfig implements UntargetedConfig {
     private final int reductionFactor;
     private final int bottleneckSize;
     private final Activation nonlinearity;
-    private final List<String> modulesToSave;
+    private final Targeting targeting;
 
-    private AdapterConfig(Builder b) {
+    private AdapterConfig(Builder b, Targeting targeting) {
         this.architecture = b.architecture;
         this.insertAfter = b.insertAfter;
         this.reductionFactor = b.reductionFactor;
         this.bottleneckSize = b.bottleneckSize;
         this.nonlinearity = b.nonlinearity;
-        this.modulesToSave = List.copyOf(b.modulesToSave);
+        this.targeting = targeting;
     }
 
     public static Builder builder() {
@@ -87,7 +90,7 @@ public final class AdapterConfig implements UntargetedConfig {
         b.bottleneckSize = bottleneckSize;
         b.reductionSet = bottleneckSize == 0 && reductionFactor != 16;
         b.nonlinearity = nonlinearity;
-        b.modulesToSave.addAll(modulesToSave);
+        b.targeting(targeting);
         return b;
     }
 
@@ -97,7 +100,7 @@ public final class AdapterConfig implements UntargetedConfig {
      */
     @Override
     public String peftType() {
-        return "BOTTLENECK";
+        return PEFT_TYPE;
     }
 
     public Architecture architecture() {
@@ -130,8 +133,8 @@ public final class AdapterConfig implements UntargetedConfig {
     }
 
     @Override
-    public List<String> modulesToSave() {
-        return modulesToSave;
+    public Targeting targeting() {
+        return targeting;
     }
 
     /**
@@ -143,19 +146,14 @@ public final class AdapterConfig implements UntargetedConfig {
      * (a DL4J activation name in lower case, e.g. {@code "relu"}), {@code modules_to_save}.
      */
     @Override
-    public Map<String, Object> toAdapterConfig() {
+    public Map<String, Object> methodConfig() {
         Map<String, Object> m = new java.util.TreeMap<>();
-        m.put("peft_type", peftType());
         m.put("architecture", architecture.name());
         m.put("insert_after", insertAfter.kind() == TargetModules.Kind.NAMES ? new ArrayList<>(insertAfter.names())
                 : insertAfter.regex());
         m.put("bottleneck_size", bottleneckSize > 0 ? bottleneckSize : null);
         m.put("reduction_factor", bottleneckSize > 0 ? null : reductionFactor);
         m.put("non_linearity", nonlinearity.name().toLowerCase(java.util.Locale.ROOT));
-        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new ArrayList<>(modulesToSave));
-        m.put("inference_mode", true);
-        m.put("task_type", null);
-        m.put("base_model_name_or_path", null);
         m.put("peft4j", Map.of("note", "peft_type BOTTLENECK is a peft4j extension: Hugging Face PEFT has no "
                 + "bottleneck adapter type and cannot load this file. Tensors adapter_down/adapter_up are stored "
                 + "in PyTorch orientation [out, in]."));
@@ -166,7 +164,7 @@ public final class AdapterConfig implements UntargetedConfig {
     @Override
     public String layoutSignature() {
         return peftType() + " " + architecture + " after=" + insertAfter + " factor=" + reductionFactor + " m="
-                + bottleneckSize + " act=" + nonlinearity + " save=" + modulesToSave;
+                + bottleneckSize + " act=" + nonlinearity + " save=" + targeting.modulesToSave();
     }
 
     /**
@@ -183,14 +181,14 @@ public final class AdapterConfig implements UntargetedConfig {
             for (String n : insertAfter.names()) {
                 if (!conf.getVertices().containsKey(n)) {
                     throw new IllegalArgumentException("adapter: no layer named \"" + n + "\" to insert after; layers are: "
-                            + GraphRewriter.describeLayers(conf));
+                            + Vertices.describeLayers(conf));
                 }
             }
         }
         List<GraphEdit> edits = new ArrayList<>();
         for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
             Layer l = Vertices.layerOf(e.getValue());
-            if (!insertAfter.matches(e.getKey(), GraphRewriter.isDenseType(l), outputs.contains(e.getKey()))) {
+            if (!insertAfter.matches(e.getKey(), TargetKind.of(l) == TargetKind.DENSE, outputs.contains(e.getKey()))) {
                 continue;
             }
             if (!(l instanceof FeedForwardLayer) || ((FeedForwardLayer) l).getNOut() <= 0) {
@@ -204,7 +202,7 @@ public final class AdapterConfig implements UntargetedConfig {
         }
         if (edits.isEmpty()) {
             throw new IllegalArgumentException("adapter (" + architecture + "): no layer matched insertAfter " + insertAfter
-                    + "; layers are: " + GraphRewriter.describeLayers(conf));
+                    + "; layers are: " + Vertices.describeLayers(conf));
         }
         return edits;
     }
@@ -220,35 +218,35 @@ public final class AdapterConfig implements UntargetedConfig {
         AdapterConfig c = (AdapterConfig) o;
         return architecture == c.architecture && insertAfter.equals(c.insertAfter) && reductionFactor == c.reductionFactor
                 && bottleneckSize == c.bottleneckSize && nonlinearity == c.nonlinearity
-                && modulesToSave.equals(c.modulesToSave);
+                && targeting.equals(c.targeting);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(architecture, insertAfter, reductionFactor, bottleneckSize, nonlinearity, modulesToSave);
+        return Objects.hash(architecture, insertAfter, reductionFactor, bottleneckSize, nonlinearity, targeting);
     }
 
     @Override
     public String toString() {
         return "AdapterConfig(architecture=" + architecture + ", insertAfter=" + insertAfter + ", reductionFactor="
                 + reductionFactor + ", bottleneckSize=" + bottleneckSize + ", nonlinearity=" + nonlinearity
-                + ", modulesToSave=" + modulesToSave + ")";
+                + ", modulesToSave=" + targeting.modulesToSave() + ")";
     }
 
     /**
      * Builds an {@link AdapterConfig}. Every setter checks its argument at once and says what was
      * wrong; {@link #build()} checks that insert points were chosen.
      */
-    public static final class Builder {
+    public static final class Builder extends ModulesToSaveBuilder<Builder> {
         private Architecture architecture;
         private TargetModules insertAfter;
         private int reductionFactor = 16;
         private int bottleneckSize;
         private boolean reductionSet;
         private Activation nonlinearity = Activation.RELU;
-        private final Set<String> modulesToSave = new LinkedHashSet<>();
 
         private Builder() {
+            super(Targeting.Scope.MODULES_TO_SAVE);
         }
 
         private Builder where(Architecture a, TargetModules t) {
@@ -315,12 +313,6 @@ public final class AdapterConfig implements UntargetedConfig {
             return this;
         }
 
-        /** Layers trained in full alongside the adapters (e.g. a new head). */
-        public Builder modulesToSave(String... names) {
-            ConfigChecks.addModulesToSave(modulesToSave, names);
-            return this;
-        }
-
         /**
          * @throws IllegalStateException if no insert points were chosen
          */
@@ -329,7 +321,7 @@ public final class AdapterConfig implements UntargetedConfig {
                 throw new IllegalStateException("choose where adapters go: houlsby(), pfeiffer(), insertAfter(...) "
                         + "or insertAfterRegex(...)");
             }
-            return new AdapterConfig(this);
+            return new AdapterConfig(this, buildTargeting());
         }
     }
 }

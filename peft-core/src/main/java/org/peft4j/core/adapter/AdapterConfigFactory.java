@@ -7,7 +7,8 @@ import org.nd4j.linalg.activations.Activation;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
-import org.peft4j.core.internal.ConfigJson;
+import org.peft4j.core.Targeting;
+import org.peft4j.core.spi.ConfigJson;
 
 /**
  * Reads {@link AdapterConfig} from the keys {@link AdapterConfig#toAdapterConfig()} writes
@@ -21,13 +22,14 @@ public final class AdapterConfigFactory implements PeftConfigFactory {
 
     @Override
     public String peftType() {
-        return "BOTTLENECK";
+        return AdapterConfig.PEFT_TYPE;
     }
 
     @Override
     public PeftConfig fromAdapterConfig(Map<String, Object> json) {
         try {
-            AdapterConfig.Builder b = AdapterConfig.builder();
+            AdapterConfig.Builder b = AdapterConfig.builder()
+                    .targeting(Targeting.fromJson(json, Targeting.Scope.MODULES_TO_SAVE));
             String arch = ConfigJson.optionalString(json, "architecture");
             AdapterConfig.Architecture a;
             try {
@@ -74,10 +76,6 @@ public final class AdapterConfigFactory implements PeftConfigFactory {
                             + "DL4J activation; known: " + Arrays.stream(Activation.values())
                             .map(x -> x.name().toLowerCase(Locale.ROOT)).toList());
                 }
-            }
-            String[] save = ConfigJson.optionalStrings(json, "modules_to_save");
-            if (save != null) {
-                b.modulesToSave(save);
             }
             AdapterConfig c = b.build();
             if (a != AdapterConfig.Architecture.CUSTOM && where != null && !where.equals(c.insertAfter().regex())) {

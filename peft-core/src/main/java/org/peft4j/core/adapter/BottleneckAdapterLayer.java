@@ -18,8 +18,8 @@ import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
 import org.peft4j.core.adapter.internal.BottleneckAdapterLayerImpl;
-import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
+import org.peft4j.core.spi.BaseTunerLayer;
 
 /**
  * A bottleneck adapter (Houlsby et al., arXiv 1902.00751; Pfeiffer et al., arXiv 2005.00052)

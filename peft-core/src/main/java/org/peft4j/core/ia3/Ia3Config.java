@@ -1,6 +1,5 @@
 package org.peft4j.core.ia3;
 
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -9,15 +8,15 @@ import java.util.TreeSet;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
-import org.peft4j.core.BiasMode;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
+import org.peft4j.core.Target;
+import org.peft4j.core.TargetKind;
 import org.peft4j.core.TargetModules;
-import org.peft4j.core.internal.ConfigChecks;
-import org.peft4j.core.internal.GraphRewriter;
-import org.peft4j.core.internal.Vertices;
+import org.peft4j.core.Targeting;
+import org.peft4j.core.TargetingBuilder;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Configuration of IA3 ("Infused Adapter by Inhibiting and Amplifying Inner Activations",
@@ -41,22 +40,22 @@ import org.peft4j.core.internal.Vertices;
  * IA3 merges: {@code W' = W·diag(l)}, {@code b' = b ⊙ l} (output scaling) or
  * {@code W' = diag(l)·W} (input scaling), so {@link org.peft4j.core.PeftModel#mergeAndUnload()}
  * gives stock layers. The feedforward modules must be a subset of the targets: checked in
- * {@link Builder#build()} when both are names, else when wrapping.
+ * {@link Builder#build()} when both are names, else when wrapping. Targets, exclusions and modules
+ * to save are the shared {@link Targeting} options (IA3 has no bias option, as in PEFT).
  *
  * <p>Thread-safety: immutable; the builder is not thread-safe.
  */
 public final class Ia3Config implements PeftConfig {
 
-    private final TargetModules targetModules;
-    private final TargetModules feedforwardModules;
-    private final Set<Class<? extends Layer>> targetTypes;
-    private final List<String> modulesToSave;
+    /** The {@code peft_type} of IA3 adapter files. */
+    public static final String PEFT_TYPE = "IA3";
 
-    private Ia3Config(Builder b) {
-        this.targetModules = b.targetModules;
+    private final Targeting targeting;
+    private final TargetModules feedforwardModules;
+
+    private Ia3Config(Builder b, Targeting targeting) {
+        this.targeting = targeting;
         this.feedforwardModules = b.feedforwardModules;
-        this.targetTypes = Set.copyOf(b.targetTypes);
-        this.modulesToSave = List.copyOf(b.modulesToSave);
     }
 
     public static Builder builder() {
@@ -66,21 +65,19 @@ public final class Ia3Config implements PeftConfig {
     /** A builder holding this config's values, to derive a variant. */
     public Builder toBuilder() {
         Builder b = new Builder();
-        b.targetModules = targetModules;
+        b.targeting(targeting);
         b.feedforwardModules = feedforwardModules;
-        b.targetTypes.addAll(targetTypes);
-        b.modulesToSave.addAll(modulesToSave);
         return b;
     }
 
     @Override
     public String peftType() {
-        return "IA3";
+        return PEFT_TYPE;
     }
 
     @Override
-    public TargetModules targetModules() {
-        return targetModules;
+    public Targeting targeting() {
+        return targeting;
     }
 
     /**
@@ -97,59 +94,27 @@ public final class Ia3Config implements PeftConfig {
         return feedforwardModules;
     }
 
-    @Override
-    public Set<Class<? extends Layer>> targetTypes() {
-        return targetTypes;
-    }
-
-    @Override
-    public List<String> modulesToSave() {
-        return modulesToSave;
-    }
-
     /**
-     * Hugging Face PEFT's {@code adapter_config.json} keys for IA3 ({@code target_modules} and
-     * {@code feedforward_modules} as name lists or regex strings, as PEFT writes them).
+     * Hugging Face PEFT's IA3 keys ({@code feedforward_modules} as a name list or a regex string,
+     * as PEFT writes it; {@code fan_in_fan_out} false, {@code init_ia3_weights} true);
+     * {@link PeftConfig#toAdapterConfig()} adds {@code peft_type} and the targeting keys.
      */
     @Override
-    public java.util.Map<String, Object> toAdapterConfig() {
-        java.util.Map<String, Object> m = new java.util.TreeMap<>();
-        m.put("peft_type", "IA3");
-        m.put("target_modules", targetsJson(targetModules));
-        m.put("feedforward_modules", feedforwardModules == null ? null : targetsJson(feedforwardModules));
-        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new java.util.ArrayList<>(modulesToSave));
+    public Map<String, Object> methodConfig() {
+        Map<String, Object> m = new java.util.TreeMap<>();
+        m.put("feedforward_modules", feedforwardModules == null ? null : feedforwardModules.toJson());
         m.put("fan_in_fan_out", false);
         m.put("init_ia3_weights", true);
-        m.put("inference_mode", true);
-        m.put("task_type", null);
-        m.put("base_model_name_or_path", null);
         return m;
     }
 
-    private static Object targetsJson(TargetModules t) {
-        switch (t.kind()) {
-            case NAMES:
-                return new java.util.ArrayList<>(t.names());
-            case REGEX:
-                return t.regex();
-            default:
-                return "all-linear";
-        }
-    }
-
-    /** IA3 trains no base biases. */
-    @Override
-    public BiasMode bias() {
-        return BiasMode.NONE;
-    }
-
-    /** Whether the named target scales its input. */
+    /** Whether the named target scales its input (name matched as for targets). */
     public boolean isFeedforward(String layerName) {
         return feedforwardModules != null && feedforwardModules.matches(layerName, false, false);
     }
 
     @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
+    public FrozenDenseLayer adapt(Target target) {
         return new Ia3DenseLayer(target, isFeedforward(target.layerName()));
     }
 
@@ -168,28 +133,19 @@ public final class Ia3Config implements PeftConfig {
             }
             any = true;
             Layer l = Vertices.layerOf(e.getValue());
-            boolean dense = GraphRewriter.isDenseType(l);
-            boolean typed = targetTypes.isEmpty() || targetTypes.stream().anyMatch(c -> c.isInstance(l));
-            if (!targetModules.matches(e.getKey(), dense, outputs.contains(e.getKey())) || !typed) {
+            boolean dense = TargetKind.of(l) == TargetKind.DENSE;
+            boolean chosen = targeting.targetModules().matches(e.getKey(), dense, outputs.contains(e.getKey()));
+            if (!chosen || !targeting.typeAllowed(l) || targeting.isExcluded(e.getKey())) {
                 stray.add(e.getKey());
-            }
-        }
-        if (feedforwardModules.kind() == TargetModules.Kind.NAMES) {
-            for (String n : feedforwardModules.names()) {
-                if (!base.getConfiguration().getVertices().containsKey(n)) {
-                    throw new IllegalArgumentException("no layer matched feedforward module \"" + n
-                            + "\" of feedforwardModules " + feedforwardModules + "; layers are: "
-                            + GraphRewriter.describeLayers(base.getConfiguration()));
-                }
             }
         }
         if (!any) {
             throw new IllegalArgumentException("no layer matched feedforwardModules " + feedforwardModules
-                    + "; layers are: " + GraphRewriter.describeLayers(base.getConfiguration()));
+                    + "; layers are: " + Vertices.describeLayers(base.getConfiguration()));
         }
         if (!stray.isEmpty()) {
-            throw new IllegalArgumentException("feedforwardModules must be a subset of targetModules " + targetModules
-                    + "; these feedforward modules are not targets: " + stray);
+            throw new IllegalArgumentException("feedforwardModules must be a subset of targetModules "
+                    + targeting.targetModules() + "; these feedforward modules are not targets: " + stray);
         }
         return List.of();
     }
@@ -203,21 +159,18 @@ public final class Ia3Config implements PeftConfig {
             return false;
         }
         Ia3Config c = (Ia3Config) o;
-        return targetModules.equals(c.targetModules) && Objects.equals(feedforwardModules, c.feedforwardModules)
-                && targetTypes.equals(c.targetTypes) && modulesToSave.equals(c.modulesToSave);
+        return targeting.equals(c.targeting) && Objects.equals(feedforwardModules, c.feedforwardModules);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(targetModules, feedforwardModules, targetTypes, modulesToSave);
+        return Objects.hash(targeting, feedforwardModules);
     }
 
     @Override
     public String toString() {
-        return "Ia3Config(targetModules=" + targetModules + ", feedforwardModules="
-                + (feedforwardModules == null ? "[]" : feedforwardModules.toString()) + ", targetTypes="
-                + targetTypes.stream().map(Class::getSimpleName).sorted().toList() + ", modulesToSave="
-                + modulesToSave + ")";
+        return "Ia3Config(" + targeting + ", feedforwardModules="
+                + (feedforwardModules == null ? "[]" : feedforwardModules.toString()) + ")";
     }
 
     /**
@@ -225,32 +178,16 @@ public final class Ia3Config implements PeftConfig {
      * {@link #build()} checks that targets were given and, when targets and feedforward modules are
      * both names, that the latter are a subset.
      */
-    public static final class Builder {
-        private TargetModules targetModules;
+    public static final class Builder extends TargetingBuilder<Builder> {
         private TargetModules feedforwardModules;
-        private final Set<Class<? extends Layer>> targetTypes = new LinkedHashSet<>();
-        private final Set<String> modulesToSave = new LinkedHashSet<>();
 
         private Builder() {
         }
 
-        /** Target layers by exact name. */
-        public Builder targetModules(String... names) {
-            return targetModules(TargetModules.names(names));
-        }
-
-        /** Target layers by a selection ({@link TargetModules#ALL_LINEAR}, names or regex). */
-        public Builder targetModules(TargetModules targets) {
-            this.targetModules = ConfigChecks.setTargetModulesOnce(this.targetModules, targets);
-            return this;
-        }
-
-        /** Target layers whose whole name matches {@code regex}. */
-        public Builder targetModulesRegex(String regex) {
-            return targetModules(TargetModules.regex(regex));
-        }
-
-        /** Targets that scale their input, by exact name (PEFT's {@code feedforward_modules}). */
+        /**
+         * Targets that scale their input (PEFT's {@code feedforward_modules}): those whose name equals
+         * one of {@code names} or ends with {@code "."} plus one of them.
+         */
         public Builder feedforwardModules(String... names) {
             return feedforwardModules(TargetModules.names(names));
         }
@@ -273,30 +210,21 @@ public final class Ia3Config implements PeftConfig {
             return feedforwardModules(TargetModules.regex(regex));
         }
 
-        /** Keep only targets whose layer configuration is an instance of one of these types. */
-        @SafeVarargs
-        public final Builder targetTypes(Class<? extends Layer>... types) {
-            ConfigChecks.addTargetTypes(targetTypes, types);
-            return this;
-        }
-
-        /** Layers trained in full alongside the scales (e.g. a new head). */
-        public Builder modulesToSave(String... names) {
-            ConfigChecks.addModulesToSave(modulesToSave, names);
-            return this;
-        }
-
         /**
          * @throws IllegalStateException if no target modules were set
-         * @throws IllegalArgumentException if feedforward modules given by name are not targets
+         * @throws IllegalArgumentException if feedforward modules given by name can be no targets
          */
         public Ia3Config build() {
-            ConfigChecks.requireTargetModules(targetModules);
+            Targeting targeting = buildTargeting();
+            TargetModules targetModules = targeting.targetModules();
             if (feedforwardModules != null && feedforwardModules.kind() == TargetModules.Kind.NAMES
-                    && targetModules.kind() != TargetModules.Kind.ALL_LINEAR) {
+                    && targetModules.kind() == TargetModules.Kind.NAMES) {
+                // A feedforward entry whose layers cannot be chosen by any target entry (neither
+                // equal nor a "."-suffix of the other) names no target in any graph.
                 Set<String> stray = new TreeSet<>();
                 for (String n : feedforwardModules.names()) {
-                    if (!targetModules.matches(n, false, false)) {
+                    if (targetModules.names().stream().noneMatch(t -> n.equals(t) || n.endsWith("." + t)
+                            || t.endsWith("." + n))) {
                         stray.add(n);
                     }
                 }
@@ -305,7 +233,7 @@ public final class Ia3Config implements PeftConfig {
                             + targetModules + "; not targets: " + stray);
                 }
             }
-            return new Ia3Config(this);
+            return new Ia3Config(this, targeting);
         }
     }
 }

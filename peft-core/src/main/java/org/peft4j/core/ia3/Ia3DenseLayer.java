@@ -6,10 +6,10 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
-import org.peft4j.core.DenseTarget;
 import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.Target;
 import org.peft4j.core.ia3.internal.Ia3DenseLayerImpl;
-import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.spi.FrozenDenseLayerImpl;
 
 /**
  * A dense-type layer with a frozen base weight and one trainable IA3 scale vector {@code l},
@@ -45,7 +45,7 @@ public class Ia3DenseLayer extends FrozenDenseLayer {
     protected Ia3DenseLayer() {
     }
 
-    Ia3DenseLayer(DenseTarget target, boolean feedforward) {
+    Ia3DenseLayer(Target target, boolean feedforward) {
         super(target);
         this.feedforward = feedforward;
     }
@@ -88,22 +88,20 @@ public class Ia3DenseLayer extends FrozenDenseLayer {
         }
     }
 
-    /** {@code ΔW = W·diag(l − 1)} (output scaling) or {@code diag(l − 1)·W} (input scaling), {@code [nIn, nOut]}. */
+    /** {@code W' = W·diag(l)} (output scaling) or {@code diag(l)·W} (input scaling), {@code [nIn, nOut]}. */
     @Override
-    public INDArray deltaWeight(Map<String, INDArray> params) {
-        INDArray w = frozenWeight();
-        INDArray lm1 = params.get(IA3_KEY).castTo(w.dataType()).sub(1.0);
-        return feedforward ? w.mulColumnVector(lm1.reshape(nIn, 1)) : w.mulRowVector(lm1.reshape(1, nOut));
+    public INDArray mergedWeight(INDArray base, Map<String, INDArray> params) {
+        INDArray l = params.get(IA3_KEY).castTo(base.dataType());
+        return feedforward ? base.mulColumnVector(l.reshape(nIn, 1)) : base.mulRowVector(l.reshape(1, nOut));
     }
 
-    /** {@code Δb = b ⊙ (l − 1)} for output scaling; none for input scaling. */
+    /** {@code b' = b ⊙ l} for output scaling; the bias unchanged for input scaling. */
     @Override
-    public INDArray deltaBias(Map<String, INDArray> params, INDArray bias) {
+    public INDArray mergedBias(INDArray bias, Map<String, INDArray> params) {
         if (feedforward) {
-            return null;
+            return bias;
         }
-        INDArray b = bias.reshape(bias.length());
-        return b.mul(params.get(IA3_KEY).castTo(b.dataType()).reshape(b.length()).sub(1.0));
+        return bias.mul(params.get(IA3_KEY).castTo(bias.dataType()).reshape(bias.length()));
     }
 
     @Override

@@ -9,7 +9,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.StringJoiner;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.InputPreProcessor;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
@@ -19,7 +18,6 @@ import org.deeplearning4j.nn.conf.graph.GraphVertex;
 import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.layers.BaseLayer;
 import org.deeplearning4j.nn.conf.layers.DenseLayer;
-import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.conf.layers.LossLayer;
 import org.deeplearning4j.nn.conf.layers.OutputLayer;
@@ -37,13 +35,16 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.config.IUpdater;
 import org.nd4j.linalg.learning.regularization.Regularization;
 import org.peft4j.core.BiasMode;
-import org.peft4j.core.DenseTarget;
+import org.peft4j.core.FrozenBaseLayer;
+import org.peft4j.core.FrozenConvolutionLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.FrozenParamsLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
-import org.peft4j.core.TargetModules;
+import org.peft4j.core.Target;
+import org.peft4j.core.TargetKind;
 import org.peft4j.core.TunerLayer;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Builds the wrapped graph of {@link org.peft4j.core.Peft#wrap}: validates the config against
@@ -88,14 +89,9 @@ public final class GraphRewriter {
         return c == OutputLayer.class || c == RnnOutputLayer.class;
     }
 
-    /** Human-readable list of the graph's layers, for error messages. */
+    /** Human-readable list of the graph's layers, for error messages ({@link Vertices#describeLayers}). */
     public static String describeLayers(ComputationGraphConfiguration conf) {
-        StringJoiner j = new StringJoiner(", ");
-        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
-            Layer l = layerOf(e.getValue());
-            j.add(e.getKey() + " (" + (l == null ? e.getValue().getClass().getSimpleName() : l.getClass().getSimpleName()) + ")");
-        }
-        return j.toString();
+        return Vertices.describeLayers(conf);
     }
 
     static Layer layerOf(GraphVertex v) {
@@ -144,16 +140,26 @@ public final class GraphRewriter {
     /**
      * As {@link #plan(ComputationGraph, PeftConfig)} for a {@code base} rebuilt from a wrapped model:
      * {@code current} maps base layer names to the frozen layers that hold them there, handed to the
-     * config as {@link DenseTarget#current()}.
+     * config as {@link Target#current()}.
      */
-    public static Plan plan(ComputationGraph base, PeftConfig config, Map<String, FrozenDenseLayer> current) {
+    public static Plan plan(ComputationGraph base, PeftConfig config, Map<String, FrozenBaseLayer> current) {
         ComputationGraphConfiguration conf = base.getConfiguration();
-        Map<String, GraphVertex> vertices = conf.getVertices();
-        Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
+        refuseWrapped(conf);
+        TargetSelection.Selected selected = TargetSelection.select(base, config);
+        Topology topo = applyEdits(conf, config.graphEdits(base), selected.targets(), selected.saved());
+        Training training = Training.of(conf, config.bias(), selected, topo);
+        Rewrite rewrite = new Rewrite(base, config, current, selected, topo, training);
+        for (String name : topo.inputs.keySet()) {
+            rewrite.vertex(name);
+        }
+        return new Plan(rewrite.configuration(), rewrite.projectionOf, base, selected.saved());
+    }
 
-        for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
+    /** Step 1: a graph that already holds frozen or tuner layers is refused (wrap the original base). */
+    private static void refuseWrapped(ComputationGraphConfiguration conf) {
+        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
             Layer l = layerOf(e.getValue());
-            if (l instanceof FrozenDenseLayer || l instanceof FrozenParamsLayer || l instanceof TunerLayer
+            if (l instanceof FrozenBaseLayer || l instanceof FrozenParamsLayer || l instanceof TunerLayer
                     || e.getValue() instanceof TunerLayer) {
                 String type = (l == null ? e.getValue() : l).getClass().getSimpleName();
                 throw new IllegalArgumentException("the graph is already wrapped (layer \"" + e.getKey() + "\" is a "
@@ -161,144 +167,213 @@ public final class GraphRewriter {
                         + "on the PeftModel to get a plain graph first");
             }
         }
+    }
 
-        Set<String> targets = selectTargets(conf, config, outputs);
-        Set<String> saved = new HashSet<>(config.modulesToSave());
-        for (String s : config.modulesToSave()) {
-            GraphVertex v = vertices.get(s);
-            if (v == null || layerOf(v) == null) {
-                throw new IllegalArgumentException("modulesToSave: no layer named \"" + s + "\"; layers are: "
-                        + describeLayers(conf));
-            }
-            if (base.getLayer(s).numParams() == 0) {
-                throw new IllegalArgumentException("modulesToSave: layer \"" + s + "\" has no parameters to train");
-            }
-            if (targets.contains(s)) {
-                throw new IllegalArgumentException("layer \"" + s + "\" is both a target and in modulesToSave; "
-                        + "choose one (modulesToSave trains the whole layer)");
-            }
-        }
+    /**
+     * Step 2 (after target selection and the tuner's edits): what trains, and which vertices must
+     * pass an epsilon down.
+     *
+     * @param trainable vertices with trainable parameters: targets, saved modules, new layers with
+     *     parameters, frozen layers whose bias trains
+     * @param trainableBias for each frozen dense-type layer, whether its bias trains
+     * @param upstreamTrains for each vertex, whether anything strictly upstream of it trains
+     * @param inputGradients for each edit and frozen or adapted layer, whether it passes an epsilon
+     */
+    private record Training(Set<String> trainable, Map<String, Boolean> trainableBias,
+                            Map<String, Boolean> upstreamTrains, Map<String, Boolean> inputGradients) {
 
-        List<GraphEdit> editList = config.graphEdits(base);
-        Topology topo = applyEdits(conf, editList, targets, saved);
-
-        BiasMode biasMode = config.bias();
-        Set<String> trainable = new HashSet<>(targets);
-        trainable.addAll(saved);
-        for (Map.Entry<String, GraphEdit> e : topo.edits.entrySet()) {
-            if (editParams(e.getValue()) > 0) {
-                trainable.add(e.getKey());
-            }
-        }
-        Map<String, Boolean> trainableBias = new HashMap<>();
-        for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
-            Layer l = layerOf(e.getValue());
-            if (isDenseType(l) && !saved.contains(e.getKey()) && !topo.edits.containsKey(e.getKey())) {
-                boolean tb = hasBias(l) && (biasMode == BiasMode.ALL
-                        || (biasMode == BiasMode.LORA_ONLY && targets.contains(e.getKey())));
-                trainableBias.put(e.getKey(), tb);
-                if (tb) {
+        static Training of(ComputationGraphConfiguration conf, BiasMode biasMode, TargetSelection.Selected selected,
+                           Topology topo) {
+            Map<String, GraphVertex> vertices = conf.getVertices();
+            Set<String> trainable = new HashSet<>(selected.targets());
+            trainable.addAll(selected.saved());
+            for (Map.Entry<String, GraphEdit> e : topo.edits.entrySet()) {
+                if (editParams(e.getValue()) > 0) {
                     trainable.add(e.getKey());
                 }
             }
+            Map<String, Boolean> trainableBias = new HashMap<>();
+            for (Map.Entry<String, GraphVertex> e : vertices.entrySet()) {
+                Layer l = layerOf(e.getValue());
+                boolean frozenBase = isDenseType(l) || selected.targets().contains(e.getKey());
+                if (frozenBase && !selected.saved().contains(e.getKey()) && !topo.edits.containsKey(e.getKey())) {
+                    boolean tb = hasBias(l) && (biasMode == BiasMode.ALL
+                            || (biasMode == BiasMode.LORA_ONLY && selected.targets().contains(e.getKey())));
+                    trainableBias.put(e.getKey(), tb);
+                    if (tb) {
+                        trainable.add(e.getKey());
+                    }
+                }
+            }
+            Map<String, Boolean> upstreamTrains = GraphRewriter.upstreamTrains(topo.inputs, trainable);
+            Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
+            Map<String, Boolean> inputGradients = GraphRewriter.inputGradients(topo, conf, vertices, selected, trainable,
+                    upstreamTrains, outputs);
+            return new Training(trainable, trainableBias, upstreamTrains, inputGradients);
+        }
+    }
+
+    /** Step 3: the new vertex (or vertices) for each vertex of the edited topology, in order. */
+    private static final class Rewrite {
+        final ComputationGraph base;
+        final PeftConfig config;
+        final Map<String, FrozenBaseLayer> current;
+        final TargetSelection.Selected selected;
+        final Topology topo;
+        final Training training;
+        final Map<String, GraphVertex> vertices;
+        final Set<String> outputs;
+        final Layer reference;
+        final Map<String, GraphVertex> newVertices = new LinkedHashMap<>();
+        final Map<String, List<String>> newInputs = new LinkedHashMap<>();
+        final Map<String, String> projectionOf = new LinkedHashMap<>();
+
+        Rewrite(ComputationGraph base, PeftConfig config, Map<String, FrozenBaseLayer> current,
+                TargetSelection.Selected selected, Topology topo, Training training) {
+            this.base = base;
+            this.config = config;
+            this.current = current;
+            this.selected = selected;
+            this.topo = topo;
+            this.training = training;
+            this.vertices = base.getConfiguration().getVertices();
+            this.outputs = new HashSet<>(base.getConfiguration().getNetworkOutputs());
+            this.reference = referenceLayer(base.getConfiguration());
         }
 
-        Map<String, Boolean> upstreamTrains = upstreamTrains(topo.inputs, trainable);
-        Map<String, Boolean> inputGradients = inputGradients(topo, conf, vertices, saved, trainable, upstreamTrains,
-                outputs);
-        Layer reference = referenceLayer(conf);
+        private void put(String name, GraphVertex v, List<String> inputs) {
+            newVertices.put(name, v);
+            newInputs.put(name, new ArrayList<>(inputs));
+        }
 
-        Map<String, GraphVertex> newVertices = new LinkedHashMap<>();
-        Map<String, List<String>> newInputs = new LinkedHashMap<>();
-        Map<String, String> projectionOf = new LinkedHashMap<>();
-        for (Map.Entry<String, List<String>> e : topo.inputs.entrySet()) {
-            String name = e.getKey();
-            List<String> inputs = new ArrayList<>(e.getValue());
+        /** Whether DL4J must run the vertex in backprop: it trains, something above it trains, or it is an output. */
+        private boolean live(String name) {
+            return training.trainable().contains(name) || training.upstreamTrains().get(name) || outputs.contains(name);
+        }
+
+        void vertex(String name) {
+            List<String> inputs = topo.inputs.get(name);
             GraphEdit edit = topo.edits.get(name);
             if (edit != null) {
-                newVertices.put(name, editVertex(edit, vertices, reference,
-                        inputGradients.getOrDefault(name, upstreamTrains.get(name))));
-                newInputs.put(name, inputs);
-                continue;
+                put(name, editVertex(edit, vertices, reference,
+                        training.inputGradients().getOrDefault(name, training.upstreamTrains().get(name))), inputs);
+                return;
             }
             GraphVertex v = vertices.get(name);
-            boolean live = trainable.contains(name) || upstreamTrains.get(name) || outputs.contains(name);
             Layer l = layerOf(v);
             if (l == null) {
-                newVertices.put(name, live ? v.clone() : new FrozenVertex(v.clone()));
-                newInputs.put(name, inputs);
-                continue;
-            }
-            LayerVertex lv = (LayerVertex) v;
-            if (saved.contains(name)) {
-                newVertices.put(name, ownCopy(lv));
-                newInputs.put(name, inputs);
+                put(name, live(name) ? v.clone() : new FrozenVertex(v.clone()), inputs);
+            } else if (selected.saved().contains(name)) {
+                put(name, ownCopy((LayerVertex) v), inputs);
             } else if (isDenseType(l)) {
-                FeedForwardLayer ff = (FeedForwardLayer) l;
-                DenseTarget t = new DenseTarget(name, ff.getNIn(), ff.getNOut(),
-                        detachedCopy(base.getLayer(name).getParam("W")),
-                        hasBias(l) ? detachedCopy(base.getLayer(name).getParam("b")) : null,
-                        trainableBias.get(name), inputGradients.get(name), current.get(name));
-                FrozenDenseLayer fl = targets.contains(name) ? config.adaptDense(t) : config.freezeDense(t);
-                fl.setSkipBackprop(!live);
-                copyCommon((BaseLayer) l, fl);
-                if (l instanceof DenseLayer) {
-                    fl.setLayerName(name);
-                    newVertices.put(name, layerVertex(lv, fl, lv.getPreProcessor()));
-                    newInputs.put(name, inputs);
-                } else {
-                    String dense = uniqueName(name + DENSE_SUFFIX, topo.inputs.keySet());
-                    fl.setLayerName(dense);
-                    fl.setActivationFn(new ActivationIdentity());
-                    fl.setOutputProjection(true);
-                    InputPreProcessor pre = lv.getPreProcessor();
-                    InputPreProcessor post = null;
-                    Layer loss;
-                    if (l instanceof RnnOutputLayer) {
-                        RnnOutputLayer r = (RnnOutputLayer) l;
-                        RNNFormat fmt = r.getRnnDataFormat() == null ? RNNFormat.NCW : r.getRnnDataFormat();
-                        pre = pre == null ? new RnnToFeedForwardPreProcessor(fmt)
-                                : new ComposableInputPreProcessor(pre, new RnnToFeedForwardPreProcessor(fmt));
-                        post = new FeedForwardToRnnPreProcessor(fmt);
-                        loss = new RnnLossLayer.Builder(r.getLossFn()).activation(r.getActivationFn())
-                                .dataFormat(fmt).build();
-                    } else {
-                        OutputLayer o = (OutputLayer) l;
-                        loss = new LossLayer.Builder(o.getLossFn()).activation(o.getActivationFn()).build();
-                    }
-                    loss.setLayerName(name);
-                    IUpdater lossUpdater = ((BaseLayer) l).getIUpdater();
-                    ((BaseLayer) loss).setIUpdater(lossUpdater == null ? null : lossUpdater.clone());
-                    newVertices.put(dense, layerVertex(lv, fl, pre));
-                    newInputs.put(dense, inputs);
-                    LayerVertex lossVertex = layerVertex(lv, loss, post);
-                    newVertices.put(name, lossVertex);
-                    newInputs.put(name, new ArrayList<>(List.of(dense)));
-                    projectionOf.put(name, dense);
-                }
-            } else if (base.getLayer(name).numParams() > 0 || !live) {
+                frozenDense(name, (LayerVertex) v, inputs);
+            } else if (selected.targets().contains(name)) {
+                adapted(name, (LayerVertex) v, inputs);
+            } else if (base.getLayer(name).numParams() > 0 || !live(name)) {
                 INDArray p = base.getLayer(name).numParams() > 0 ? detachedCopy(base.getLayer(name).params()) : null;
-                FrozenParamsLayer fp = new FrozenParamsLayer(l.clone(), p, live);
-                newVertices.put(name, layerVertex(lv, fp, lv.getPreProcessor()));
-                newInputs.put(name, inputs);
+                put(name, layerVertex((LayerVertex) v, new FrozenParamsLayer(l.clone(), p, live(name)),
+                        ((LayerVertex) v).getPreProcessor()), inputs);
             } else {
-                newVertices.put(name, ownCopy(lv));
-                newInputs.put(name, inputs);
+                put(name, ownCopy((LayerVertex) v), inputs);
             }
         }
 
-        ComputationGraphConfiguration newConf = conf.clone();
-        newConf.setVertices(newVertices);
-        newConf.setVertexInputs(newInputs);
-        if (!topo.addedInputs.isEmpty()) {
-            List<String> in = new ArrayList<>(conf.getNetworkInputs());
-            in.addAll(topo.addedInputs);
-            newConf.setNetworkInputs(in);
+        /** The frozen-weight view of a base layer that the tuner's {@link PeftConfig#adapt}/{@code freeze} receives. */
+        private Target target(String name, Layer l) {
+            org.deeplearning4j.nn.api.Layer layer = base.getLayer(name);
+            INDArray w = detachedCopy(layer.getParam("W"));
+            if (TargetKind.of(l) == TargetKind.CONVOLUTION) {
+                w = FrozenConvolutionLayer.kernelFromStock(l, w);
+            }
+            return new Target(name, TargetKind.of(l), l.clone(), w,
+                    hasBias(l) ? detachedCopy(layer.getParam("b")) : null, training.trainableBias().get(name),
+                    training.inputGradients().get(name), current.get(name));
         }
-        newConf.setTopologicalOrder(null);
-        newConf.setTopologicalOrderStr(null);
-        newConf.validate(false, false);
-        return new Plan(newConf, projectionOf, base, saved);
+
+        /** The tuner's layer for {@code t}, checked to be of the target's kind. */
+        private FrozenBaseLayer adaptedLayer(Target t) {
+            FrozenBaseLayer fl = config.adapt(t);
+            if (fl == null || fl.kind() != t.kind()) {
+                throw new IllegalStateException(config.peftType() + " returned " + (fl == null ? "null" : fl.getClass()
+                        .getSimpleName() + " of kind " + fl.kind()) + " for layer \"" + t.layerName() + "\" of kind "
+                        + t.kind());
+            }
+            return fl;
+        }
+
+        /** A targeted embedding or convolution: the tuner's layer, under the same name and preprocessor. */
+        private void adapted(String name, LayerVertex lv, List<String> inputs) {
+            Layer l = lv.getLayerConf().getLayer();
+            FrozenBaseLayer fl = adaptedLayer(target(name, l));
+            fl.setSkipBackprop(!live(name));
+            copyCommon((BaseLayer) l, fl);
+            fl.setLayerName(name);
+            put(name, layerVertex(lv, fl, lv.getPreProcessor()), inputs);
+        }
+
+        /** A dense-type layer: the tuner's layer when targeted, else a plain frozen one; output layers are split. */
+        private void frozenDense(String name, LayerVertex lv, List<String> inputs) {
+            Layer l = lv.getLayerConf().getLayer();
+            Target t = target(name, l);
+            FrozenDenseLayer fl = selected.targets().contains(name) ? (FrozenDenseLayer) adaptedLayer(t) : config.freeze(t);
+            fl.setSkipBackprop(!live(name));
+            copyCommon((BaseLayer) l, fl);
+            if (l instanceof DenseLayer) {
+                fl.setLayerName(name);
+                put(name, layerVertex(lv, fl, lv.getPreProcessor()), inputs);
+            } else {
+                splitOutputLayer(name, lv, fl, inputs);
+            }
+        }
+
+        /**
+         * An output layer becomes its dense projection {@code <name>-dense} (the frozen layer, identity
+         * activation) and a parameter-free loss layer that keeps {@code name}, the original activation
+         * and loss function.
+         */
+        private void splitOutputLayer(String name, LayerVertex lv, FrozenDenseLayer fl, List<String> inputs) {
+            Layer l = lv.getLayerConf().getLayer();
+            String dense = uniqueName(name + DENSE_SUFFIX, topo.inputs.keySet());
+            fl.setLayerName(dense);
+            fl.setActivationFn(new ActivationIdentity());
+            fl.setOutputProjection(true);
+            InputPreProcessor pre = lv.getPreProcessor();
+            InputPreProcessor post = null;
+            Layer loss;
+            if (l instanceof RnnOutputLayer) {
+                RnnOutputLayer r = (RnnOutputLayer) l;
+                RNNFormat fmt = r.getRnnDataFormat() == null ? RNNFormat.NCW : r.getRnnDataFormat();
+                pre = pre == null ? new RnnToFeedForwardPreProcessor(fmt)
+                        : new ComposableInputPreProcessor(pre, new RnnToFeedForwardPreProcessor(fmt));
+                post = new FeedForwardToRnnPreProcessor(fmt);
+                loss = new RnnLossLayer.Builder(r.getLossFn()).activation(r.getActivationFn()).dataFormat(fmt).build();
+            } else {
+                OutputLayer o = (OutputLayer) l;
+                loss = new LossLayer.Builder(o.getLossFn()).activation(o.getActivationFn()).build();
+            }
+            loss.setLayerName(name);
+            IUpdater lossUpdater = ((BaseLayer) l).getIUpdater();
+            ((BaseLayer) loss).setIUpdater(lossUpdater == null ? null : lossUpdater.clone());
+            put(dense, layerVertex(lv, fl, pre), inputs);
+            put(name, layerVertex(lv, loss, post), List.of(dense));
+            projectionOf.put(name, dense);
+        }
+
+        /** Step 4: the rewritten configuration, validated, with DL4J left to compute the topological order. */
+        ComputationGraphConfiguration configuration() {
+            ComputationGraphConfiguration newConf = base.getConfiguration().clone();
+            newConf.setVertices(newVertices);
+            newConf.setVertexInputs(newInputs);
+            if (!topo.addedInputs.isEmpty()) {
+                List<String> in = new ArrayList<>(base.getConfiguration().getNetworkInputs());
+                in.addAll(topo.addedInputs);
+                newConf.setNetworkInputs(in);
+            }
+            newConf.setTopologicalOrder(null);
+            newConf.setTopologicalOrderStr(null);
+            newConf.validate(false, false);
+            return newConf;
+        }
     }
 
     /** The base graph's wiring after the tuner's edits: vertex inputs in order, and which vertices are new. */
@@ -458,51 +533,6 @@ public final class GraphRewriter {
         return null;
     }
 
-    private static Set<String> selectTargets(ComputationGraphConfiguration conf, PeftConfig config, Set<String> outputs) {
-        TargetModules tm = config.targetModules();
-        Set<String> targets = new HashSet<>();
-        if (tm == null) {
-            return targets;
-        }
-        if (tm.kind() == TargetModules.Kind.NAMES) {
-            for (String n : tm.names()) {
-                if (!conf.getVertices().containsKey(n)) {
-                    throw new IllegalArgumentException("no layer matched target module \"" + n + "\" of targetModules "
-                            + tm + "; layers are: " + describeLayers(conf));
-                }
-            }
-        }
-        for (Map.Entry<String, GraphVertex> e : conf.getVertices().entrySet()) {
-            Layer l = layerOf(e.getValue());
-            boolean dense = isDenseType(l);
-            if (!tm.matches(e.getKey(), dense, outputs.contains(e.getKey()))) {
-                continue;
-            }
-            if (!config.targetTypes().isEmpty() && config.targetTypes().stream().noneMatch(c -> c.isInstance(l))) {
-                continue;
-            }
-            if (!dense) {
-                throw new IllegalArgumentException("target module \"" + e.getKey() + "\" is a "
-                        + (l == null ? e.getValue().getClass().getSimpleName() : l.getClass().getSimpleName())
-                        + ", which " + config.peftType() + " cannot adapt; supported layer types: DenseLayer "
-                        + "(without layer norm), OutputLayer, RnnOutputLayer");
-            }
-            targets.add(e.getKey());
-        }
-        if (targets.isEmpty()) {
-            throw new IllegalArgumentException("no layer matched targetModules " + tm
-                    + (config.targetTypes().isEmpty() ? "" : " with targetTypes " + simpleNames(config.targetTypes()))
-                    + "; layers are: " + describeLayers(conf));
-        }
-        return targets;
-    }
-
-    private static String simpleNames(Set<? extends Class<?>> types) {
-        StringJoiner j = new StringJoiner(", ", "[", "]");
-        types.forEach(t -> j.add(t.getSimpleName()));
-        return j.toString();
-    }
-
     /**
      * Whether each edit and each frozen or adapted dense-type layer must pass an epsilon to its inputs.
      * It must when something upstream trains; and it must also when one of its inputs feeds another
@@ -512,7 +542,7 @@ public final class GraphRewriter {
      * it comes first). Layers DL4J skips in backprop (wrapped as frozen: not live) contribute nothing.
      */
     private static Map<String, Boolean> inputGradients(Topology topo, ComputationGraphConfiguration conf,
-            Map<String, GraphVertex> vertices, Set<String> saved, Set<String> trainable,
+            Map<String, GraphVertex> vertices, TargetSelection.Selected selected, Set<String> trainable,
             Map<String, Boolean> upstreamTrains, Set<String> outputs) {
         Map<String, Boolean> gated = new LinkedHashMap<>();
         Map<String, Boolean> live = new HashMap<>();
@@ -538,7 +568,8 @@ public final class GraphRewriter {
                 continue;
             }
             live.put(name, trainable.contains(name) || upstreamTrains.get(name) || outputs.contains(name));
-            if (isDenseType(layerOf(vertices.get(name))) && !saved.contains(name)) {
+            boolean frozenBase = isDenseType(layerOf(vertices.get(name))) || selected.targets().contains(name);
+            if (frozenBase && !selected.saved().contains(name)) {
                 gated.put(name, upstreamTrains.get(name));
             }
         }
@@ -593,6 +624,15 @@ public final class GraphRewriter {
         if (l instanceof DenseLayer) {
             return ((DenseLayer) l).hasBias();
         }
+        if (l instanceof org.deeplearning4j.nn.conf.layers.ConvolutionLayer) {
+            return ((org.deeplearning4j.nn.conf.layers.ConvolutionLayer) l).hasBias();
+        }
+        if (l instanceof org.deeplearning4j.nn.conf.layers.EmbeddingLayer) {
+            return ((org.deeplearning4j.nn.conf.layers.EmbeddingLayer) l).hasBias();
+        }
+        if (l instanceof org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer) {
+            return ((org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer) l).hasBias();
+        }
         if (l instanceof org.deeplearning4j.nn.conf.layers.BaseOutputLayer) {
             return ((org.deeplearning4j.nn.conf.layers.BaseOutputLayer) l).hasBias();
         }
@@ -600,7 +640,7 @@ public final class GraphRewriter {
     }
 
     /** Copies the training settings of a base layer, with its own copies of the mutable ones ({@link #ownSettings}). */
-    private static void copyCommon(BaseLayer from, FrozenDenseLayer to) {
+    private static void copyCommon(BaseLayer from, FrozenBaseLayer to) {
         to.setActivationFn(from.getActivationFn());
         to.setWeightInitFn(from.getWeightInitFn());
         to.setBiasInit(from.getBiasInit());

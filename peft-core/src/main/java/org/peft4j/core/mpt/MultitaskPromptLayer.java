@@ -20,7 +20,7 @@ import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
 import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
-import org.peft4j.core.internal.BaseTunerLayer;
+import org.peft4j.core.spi.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 import org.peft4j.core.mpt.internal.MultitaskPromptLayerImpl;
 

@@ -6,7 +6,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -23,15 +22,16 @@ import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.GraphEdit;
+import org.peft4j.core.ModulesToSaveBuilder;
+import org.peft4j.core.Targeting;
 import org.peft4j.core.UntargetedConfig;
 import org.peft4j.core.blocks.Transformers;
-import org.peft4j.core.internal.ConfigChecks;
 import org.peft4j.core.internal.GraphRewriter;
-import org.peft4j.core.internal.Vertices;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
 import org.peft4j.core.prompt.PromptTrimLayer;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Configuration of multitask prompt tuning (Wang et al., "Multitask Prompt Tuning Enables
@@ -88,9 +88,9 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
     private final String embeddingLayer;
     private final String outputLayer;
     private final String taskInput;
-    private final List<String> modulesToSave;
+    private final Targeting targeting;
 
-    private MultitaskPromptTuningConfig(Builder b) {
+    private MultitaskPromptTuningConfig(Builder b, Targeting targeting) {
         this.numVirtualTokens = b.numVirtualTokens;
         this.numTasks = b.numTasks;
         this.numRanks = b.numRanks;
@@ -101,7 +101,7 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
         this.embeddingLayer = b.embeddingLayer;
         this.outputLayer = b.outputLayer;
         this.taskInput = b.taskInput;
-        this.modulesToSave = List.copyOf(b.modulesToSave);
+        this.targeting = targeting;
     }
 
     public static Builder builder() {
@@ -170,32 +170,24 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
         return embeddingLayer + ".taskprompt";
     }
 
-    // ---- the options every method shares (here only modules to save) and their JSON: this one spot
-
+    /** The options every method shares: here modules to save only ({@link Targeting.Scope#MODULES_TO_SAVE}). */
     @Override
-    public List<String> modulesToSave() {
-        return modulesToSave;
+    public Targeting targeting() {
+        return targeting;
     }
-
-    private void writeSharedKeys(Map<String, Object> m) {
-        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new ArrayList<>(modulesToSave));
-    }
-
-    // ---- the method's own keys
 
     /**
-     * Hugging Face PEFT's keys of {@code MultitaskPromptTuningConfig}: {@code peft_type},
+     * Hugging Face PEFT's keys of {@code MultitaskPromptTuningConfig} beyond the shared ones:
      * {@code num_virtual_tokens}, {@code num_tasks}, {@code num_ranks}, {@code prompt_tuning_init},
      * {@code prompt_tuning_init_state_dict_path}, {@code prompt_tuning_init_task},
      * {@code prompt_tuning_init_text} (null: peft4j starts from token ids, not text),
-     * {@code num_transformer_submodules} 1, {@code modules_to_save}; {@code token_dim} comes from the
-     * wrapped graph. peft4j's extension keys: {@code embedding_layer}, {@code output_layer},
-     * {@code task_input} and, for TEXT, {@code init_token_ids}.
+     * {@code num_transformer_submodules} 1; {@code token_dim} comes from the wrapped graph.
+     * peft4j's extension keys: {@code embedding_layer}, {@code output_layer}, {@code task_input}
+     * and, for TEXT, {@code init_token_ids}.
      */
     @Override
-    public Map<String, Object> toAdapterConfig() {
+    public Map<String, Object> methodConfig() {
         Map<String, Object> m = new TreeMap<>();
-        m.put("peft_type", PEFT_TYPE);
         m.put("num_virtual_tokens", numVirtualTokens);
         m.put("num_tasks", numTasks);
         m.put("num_ranks", numRanks);
@@ -206,10 +198,6 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
         m.put("prompt_tuning_init_state_dict_path", initStatePath);
         m.put("prompt_tuning_init_task", initTask);
         m.put("tokenizer_name_or_path", null);
-        writeSharedKeys(m);
-        m.put("inference_mode", true);
-        m.put("task_type", null);
-        m.put("base_model_name_or_path", null);
         Map<String, Object> ext = new TreeMap<>();
         ext.put("embedding_layer", embeddingLayer);
         ext.put("output_layer", outputLayer);
@@ -241,7 +229,7 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
     @Override
     public String layoutSignature() {
         return PEFT_TYPE + " p=" + numVirtualTokens + " n=" + numTasks + " r=" + numRanks + " after=" + embeddingLayer
-                + " before=" + outputLayer + " input=" + taskInput + " save=" + modulesToSave;
+                + " before=" + outputLayer + " input=" + taskInput + " " + targeting.signature();
     }
 
     /**
@@ -407,13 +395,13 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
                 && numTasks == c.numTasks && numRanks == c.numRanks && init == c.init && initTokens.equals(c.initTokens)
                 && Objects.equals(initStatePath, c.initStatePath) && initTask == c.initTask
                 && embeddingLayer.equals(c.embeddingLayer) && outputLayer.equals(c.outputLayer)
-                && taskInput.equals(c.taskInput) && modulesToSave.equals(c.modulesToSave);
+                && taskInput.equals(c.taskInput) && targeting.equals(c.targeting);
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(numVirtualTokens, numTasks, numRanks, init, initTokens, initStatePath, initTask,
-                embeddingLayer, outputLayer, taskInput, modulesToSave);
+                embeddingLayer, outputLayer, taskInput, targeting);
     }
 
     @Override
@@ -421,11 +409,14 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
         return "MultitaskPromptTuningConfig(numVirtualTokens=" + numVirtualTokens + ", numTasks=" + numTasks
                 + ", numRanks=" + numRanks + ", init=" + init + ", initTokens=" + initTokens + ", initStatePath="
                 + initStatePath + ", initTask=" + initTask + ", embeddingLayer=" + embeddingLayer + ", outputLayer="
-                + outputLayer + ", taskInput=" + taskInput + ", modulesToSave=" + modulesToSave + ")";
+                + outputLayer + ", taskInput=" + taskInput + ", modulesToSave=" + targeting.modulesToSave() + ")";
     }
 
-    /** Builds a {@link MultitaskPromptTuningConfig}; setters validate at once. */
-    public static final class Builder {
+    /**
+     * Builds a {@link MultitaskPromptTuningConfig}; setters validate at once. The shared option
+     * (modules to save) comes from {@link ModulesToSaveBuilder}.
+     */
+    public static final class Builder extends ModulesToSaveBuilder<Builder> {
         private int numVirtualTokens = -1;
         private int numTasks = 1;
         private int numRanks = 1;
@@ -436,9 +427,9 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
         private String embeddingLayer = Transformers.TOKEN_EMBEDDING;
         private String outputLayer = Transformers.OUTPUT;
         private String taskInput = DEFAULT_TASK_INPUT;
-        private final Set<String> modulesToSave = new LinkedHashSet<>();
 
         private Builder() {
+            super(Targeting.Scope.MODULES_TO_SAVE);
         }
 
         /** {@code p ≥ 1} (required). */
@@ -549,12 +540,6 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
             return name;
         }
 
-        /** Layers trained in full alongside the prompts. */
-        public Builder modulesToSave(String... names) {
-            ConfigChecks.addModulesToSave(modulesToSave, names);
-            return this;
-        }
-
         /**
          * @throws IllegalStateException if numVirtualTokens was not set, or a source init that copies
          *     task factors ({@code AVERAGE_SOURCE_TASKS}, {@code EXACT_SOURCE_TASK}) is asked of more
@@ -569,7 +554,7 @@ public final class MultitaskPromptTuningConfig implements UntargetedConfig {
                 throw new IllegalStateException(init + " starts one target task from the source's factors; numTasks is "
                         + numTasks + ": use numTasks(1), or initFromSourceShared for several new tasks");
             }
-            return new MultitaskPromptTuningConfig(this);
+            return new MultitaskPromptTuningConfig(this, buildTargeting());
         }
     }
 }

@@ -5,7 +5,8 @@ import java.util.Map;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
-import org.peft4j.core.internal.ConfigJson;
+import org.peft4j.core.Targeting;
+import org.peft4j.core.spi.ConfigJson;
 
 /**
  * Reads {@link MultitaskPromptTuningConfig} from a Hugging Face PEFT {@code adapter_config.json}
@@ -30,6 +31,7 @@ public final class MultitaskPromptTuningConfigFactory implements PeftConfigFacto
     public PeftConfig fromAdapterConfig(Map<String, Object> json) {
         try {
             MultitaskPromptTuningConfig.Builder b = MultitaskPromptTuningConfig.builder()
+                    .targeting(Targeting.fromJson(json, Targeting.Scope.MODULES_TO_SAVE))
                     .numVirtualTokens(ConfigJson.requiredInt(json, "num_virtual_tokens"));
             Integer tasks = ConfigJson.optionalInt(json, "num_tasks");
             if (tasks != null) {
@@ -77,10 +79,6 @@ public final class MultitaskPromptTuningConfigFactory implements PeftConfigFacto
             String input = ConfigJson.optionalString(ext, "task_input");
             if (input != null) {
                 b.taskInput(input);
-            }
-            String[] save = ConfigJson.optionalStrings(json, "modules_to_save");
-            if (save != null) {
-                b.modulesToSave(save);
             }
             return b.build();
         } catch (IllegalArgumentException | IllegalStateException e) {

@@ -1,7 +1,6 @@
 package org.peft4j.core.prefix;
 
 import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -16,13 +15,13 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.GraphEdit;
+import org.peft4j.core.ModulesToSaveBuilder;
 import org.peft4j.core.PeftModel;
+import org.peft4j.core.Targeting;
 import org.peft4j.core.UntargetedConfig;
 import org.peft4j.core.blocks.AttentionCore;
-import org.peft4j.core.internal.ConfigChecks;
-import org.peft4j.core.internal.GraphRewriter;
-import org.peft4j.core.internal.Vertices;
 import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Configuration of prefix tuning (Li &amp; Liang, arXiv 2101.00190), with Hugging Face PEFT's option
@@ -62,14 +61,17 @@ import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
  */
 public final class PrefixConfig implements UntargetedConfig {
 
+    /** The {@code peft_type} of this method's adapter files. */
+    public static final String PEFT_TYPE = "PREFIX_TUNING";
+
     private final int numVirtualTokens;
     private final int encoderHiddenSize;
-    private final List<String> modulesToSave;
+    private final Targeting targeting;
 
-    private PrefixConfig(Builder b) {
+    private PrefixConfig(Builder b, Targeting targeting) {
         this.numVirtualTokens = b.numVirtualTokens;
         this.encoderHiddenSize = b.encoderHiddenSize;
-        this.modulesToSave = List.copyOf(b.modulesToSave);
+        this.targeting = targeting;
     }
 
     public static Builder builder() {
@@ -81,13 +83,13 @@ public final class PrefixConfig implements UntargetedConfig {
         Builder b = new Builder();
         b.numVirtualTokens = numVirtualTokens;
         b.encoderHiddenSize = encoderHiddenSize;
-        b.modulesToSave.addAll(modulesToSave);
+        b.targeting(targeting);
         return b;
     }
 
     @Override
     public String peftType() {
-        return "PREFIX_TUNING";
+        return PEFT_TYPE;
     }
 
     /** {@code p}, the prefix length (0: the base model exactly). */
@@ -106,8 +108,8 @@ public final class PrefixConfig implements UntargetedConfig {
     }
 
     @Override
-    public List<String> modulesToSave() {
-        return modulesToSave;
+    public Targeting targeting() {
+        return targeting;
     }
 
     /**
@@ -158,7 +160,7 @@ public final class PrefixConfig implements UntargetedConfig {
         if (edits.isEmpty()) {
             throw new IllegalArgumentException("prefix tuning: the graph has no attention core (AttentionCore vertex) "
                     + "to extend; build the base with org.peft4j.core.blocks.Transformers.decoder(). Vertices are: "
-                    + GraphRewriter.describeLayers(conf));
+                    + Vertices.describeLayers(conf));
         }
         return edits;
     }
@@ -190,9 +192,8 @@ public final class PrefixConfig implements UntargetedConfig {
      * {@link PrefixEncoderLayer}); without it the adapter loads as plain prefixes, as PEFT loads it.
      */
     @Override
-    public Map<String, Object> toAdapterConfig() {
+    public Map<String, Object> methodConfig() {
         Map<String, Object> m = new java.util.TreeMap<>();
-        m.put("peft_type", peftType());
         m.put("num_virtual_tokens", numVirtualTokens);
         m.put("token_dim", null);
         m.put("num_layers", null);
@@ -200,10 +201,6 @@ public final class PrefixConfig implements UntargetedConfig {
         m.put("num_transformer_submodules", 1);
         m.put("prefix_projection", prefixProjection());
         m.put("encoder_hidden_size", prefixProjection() ? encoderHiddenSize : null);
-        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new ArrayList<>(modulesToSave));
-        m.put("inference_mode", true);
-        m.put("task_type", null);
-        m.put("base_model_name_or_path", null);
         m.put("peft4j", new java.util.TreeMap<>(Map.of("prefix_encoder_saved", prefixProjection())));
         return m;
     }
@@ -246,7 +243,7 @@ public final class PrefixConfig implements UntargetedConfig {
     /** Prefix length, MLP size and trained modules fix the parameters. */
     @Override
     public String layoutSignature() {
-        return peftType() + " p=" + numVirtualTokens + " e=" + encoderHiddenSize + " save=" + modulesToSave;
+        return peftType() + " p=" + numVirtualTokens + " e=" + encoderHiddenSize + " save=" + targeting.modulesToSave();
     }
 
     /** {@code block0.attn.core} → {@code block0.attn.prefix}; otherwise {@code <core>.prefix}. */
@@ -314,27 +311,27 @@ public final class PrefixConfig implements UntargetedConfig {
         }
         PrefixConfig c = (PrefixConfig) o;
         return numVirtualTokens == c.numVirtualTokens && encoderHiddenSize == c.encoderHiddenSize
-                && modulesToSave.equals(c.modulesToSave);
+                && targeting.equals(c.targeting);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(numVirtualTokens, encoderHiddenSize, modulesToSave);
+        return Objects.hash(numVirtualTokens, encoderHiddenSize, targeting);
     }
 
     @Override
     public String toString() {
         return "PrefixConfig(numVirtualTokens=" + numVirtualTokens + ", encoderHiddenSize=" + encoderHiddenSize
-                + ", modulesToSave=" + modulesToSave + ")";
+                + ", modulesToSave=" + targeting.modulesToSave() + ")";
     }
 
     /** Builds a {@link PrefixConfig}; setters validate at once. */
-    public static final class Builder {
+    public static final class Builder extends ModulesToSaveBuilder<Builder> {
         private int numVirtualTokens = -1;
         private int encoderHiddenSize;
-        private final Set<String> modulesToSave = new LinkedHashSet<>();
 
         private Builder() {
+            super(Targeting.Scope.MODULES_TO_SAVE);
         }
 
         /** {@code p ≥ 0}: the prefix length (required; 0 gives the base model). */
@@ -355,18 +352,12 @@ public final class PrefixConfig implements UntargetedConfig {
             return this;
         }
 
-        /** Layers trained in full alongside the prefixes. */
-        public Builder modulesToSave(String... names) {
-            ConfigChecks.addModulesToSave(modulesToSave, names);
-            return this;
-        }
-
         /** @throws IllegalStateException if numVirtualTokens was not set */
         public PrefixConfig build() {
             if (numVirtualTokens < 0) {
                 throw new IllegalStateException("numVirtualTokens must be set (0 or more)");
             }
-            return new PrefixConfig(this);
+            return new PrefixConfig(this, buildTargeting());
         }
     }
 }

@@ -4,7 +4,8 @@ import java.util.Map;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
-import org.peft4j.core.internal.ConfigJson;
+import org.peft4j.core.Targeting;
+import org.peft4j.core.spi.ConfigJson;
 
 /**
  * Reads {@link PrefixConfig} from a Hugging Face PEFT {@code adapter_config.json}
@@ -23,13 +24,14 @@ public final class PrefixConfigFactory implements PeftConfigFactory {
 
     @Override
     public String peftType() {
-        return "PREFIX_TUNING";
+        return PrefixConfig.PEFT_TYPE;
     }
 
     @Override
     public PeftConfig fromAdapterConfig(Map<String, Object> json) {
         try {
             PrefixConfig.Builder b = PrefixConfig.builder()
+                    .targeting(Targeting.fromJson(json, Targeting.Scope.MODULES_TO_SAVE))
                     .numVirtualTokens(ConfigJson.requiredInt(json, "num_virtual_tokens"));
             Integer submodules = ConfigJson.optionalInt(json, "num_transformer_submodules");
             if (submodules != null && submodules != 1) {
@@ -45,10 +47,6 @@ public final class PrefixConfigFactory implements PeftConfigFactory {
                             + "when the prefix encoder's weights are saved; got null");
                 }
                 b.encoderHiddenSize(e);
-            }
-            String[] save = ConfigJson.optionalStrings(json, "modules_to_save");
-            if (save != null) {
-                b.modulesToSave(save);
             }
             return b.build();
         } catch (IllegalArgumentException | IllegalStateException e) {

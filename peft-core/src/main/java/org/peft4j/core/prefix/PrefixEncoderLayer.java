@@ -21,9 +21,9 @@ import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
 import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
-import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
+import org.peft4j.core.spi.BaseTunerLayer;
 
 /**
  * The trainable key/value prefix of one attention core (prefix tuning, Li &amp; Liang,

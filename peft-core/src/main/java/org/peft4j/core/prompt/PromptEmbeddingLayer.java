@@ -19,9 +19,9 @@ import org.nd4j.shade.jackson.databind.annotation.JsonSerialize;
 import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.TunerLayer;
-import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 import org.peft4j.core.prompt.internal.PromptLayerImpl;
+import org.peft4j.core.spi.BaseTunerLayer;
 
 /**
  * Prompt tuning's trainable soft prompt (Lester et al., arXiv 2104.08691), inserted after the

@@ -12,9 +12,9 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 import org.peft4j.core.TunerLayer;
-import org.peft4j.core.internal.BaseTunerLayer;
 import org.peft4j.core.internal.ParamLayoutInitializer;
 import org.peft4j.core.prompt.internal.PromptLayerImpl;
+import org.peft4j.core.spi.BaseTunerLayer;
 
 /**
  * The other half of prompt tuning: inserted before the output layer, it drops the {@code p}

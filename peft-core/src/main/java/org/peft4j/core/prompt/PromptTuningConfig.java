@@ -2,7 +2,6 @@ package org.peft4j.core.prompt;
 
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -17,11 +16,11 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.GraphEdit;
+import org.peft4j.core.ModulesToSaveBuilder;
+import org.peft4j.core.Targeting;
 import org.peft4j.core.UntargetedConfig;
 import org.peft4j.core.blocks.Transformers;
-import org.peft4j.core.internal.ConfigChecks;
-import org.peft4j.core.internal.GraphRewriter;
-import org.peft4j.core.internal.Vertices;
+import org.peft4j.core.spi.Vertices;
 
 /**
  * Configuration of prompt tuning (Lester et al., arXiv 2104.08691), with Hugging Face PEFT's option
@@ -47,20 +46,23 @@ import org.peft4j.core.internal.Vertices;
  */
 public final class PromptTuningConfig implements UntargetedConfig {
 
+    /** The {@code peft_type} of this method's adapter files. */
+    public static final String PEFT_TYPE = "PROMPT_TUNING";
+
     private final int numVirtualTokens;
     private final PromptInit init;
     private final List<Integer> initTokens;
     private final String embeddingLayer;
     private final String outputLayer;
-    private final List<String> modulesToSave;
+    private final Targeting targeting;
 
-    private PromptTuningConfig(Builder b) {
+    private PromptTuningConfig(Builder b, Targeting targeting) {
         this.numVirtualTokens = b.numVirtualTokens;
         this.init = b.init;
         this.initTokens = List.copyOf(b.initTokens);
         this.embeddingLayer = b.embeddingLayer;
         this.outputLayer = b.outputLayer;
-        this.modulesToSave = List.copyOf(b.modulesToSave);
+        this.targeting = targeting;
     }
 
     public static Builder builder() {
@@ -75,13 +77,13 @@ public final class PromptTuningConfig implements UntargetedConfig {
         b.initTokens.addAll(initTokens);
         b.embeddingLayer = embeddingLayer;
         b.outputLayer = outputLayer;
-        b.modulesToSave.addAll(modulesToSave);
+        b.targeting(targeting);
         return b;
     }
 
     @Override
     public String peftType() {
-        return "PROMPT_TUNING";
+        return PEFT_TYPE;
     }
 
     /** {@code p}: virtual tokens (0: the base model exactly). */
@@ -114,8 +116,8 @@ public final class PromptTuningConfig implements UntargetedConfig {
     }
 
     @Override
-    public List<String> modulesToSave() {
-        return modulesToSave;
+    public Targeting targeting() {
+        return targeting;
     }
 
     /**
@@ -127,19 +129,14 @@ public final class PromptTuningConfig implements UntargetedConfig {
      * keys: {@code embedding_layer}, {@code output_layer} and, for TEXT init, {@code init_token_ids}.
      */
     @Override
-    public Map<String, Object> toAdapterConfig() {
+    public Map<String, Object> methodConfig() {
         Map<String, Object> m = new TreeMap<>();
-        m.put("peft_type", peftType());
         m.put("num_virtual_tokens", numVirtualTokens);
         m.put("token_dim", null);
         m.put("num_transformer_submodules", 1);
         m.put("prompt_tuning_init", init.name());
         m.put("prompt_tuning_init_text", null);
         m.put("tokenizer_name_or_path", null);
-        m.put("modules_to_save", modulesToSave.isEmpty() ? null : new ArrayList<>(modulesToSave));
-        m.put("inference_mode", true);
-        m.put("task_type", null);
-        m.put("base_model_name_or_path", null);
         Map<String, Object> ext = new TreeMap<>();
         ext.put("embedding_layer", embeddingLayer);
         ext.put("output_layer", outputLayer);
@@ -171,7 +168,7 @@ public final class PromptTuningConfig implements UntargetedConfig {
     @Override
     public String layoutSignature() {
         return peftType() + " p=" + numVirtualTokens + " after=" + embeddingLayer + " before=" + outputLayer + " save="
-                + modulesToSave;
+                + targeting.modulesToSave();
     }
 
     /**
@@ -186,7 +183,7 @@ public final class PromptTuningConfig implements UntargetedConfig {
         Layer emb = Vertices.layerOf(conf, embeddingLayer);
         if (!(emb instanceof FeedForwardLayer)) {
             throw new IllegalArgumentException("prompt tuning: no embedding layer named \"" + embeddingLayer
-                    + "\"; layers are: " + GraphRewriter.describeLayers(conf));
+                    + "\"; layers are: " + Vertices.describeLayers(conf));
         }
         if (Vertices.layerOf(conf, outputLayer) == null || !conf.getNetworkOutputs().contains(outputLayer)) {
             throw new IllegalArgumentException("prompt tuning: no output layer named \"" + outputLayer
@@ -237,31 +234,31 @@ public final class PromptTuningConfig implements UntargetedConfig {
         PromptTuningConfig c = (PromptTuningConfig) o;
         return numVirtualTokens == c.numVirtualTokens && init == c.init && initTokens.equals(c.initTokens)
                 && embeddingLayer.equals(c.embeddingLayer) && outputLayer.equals(c.outputLayer)
-                && modulesToSave.equals(c.modulesToSave);
+                && targeting.equals(c.targeting);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(numVirtualTokens, init, initTokens, embeddingLayer, outputLayer, modulesToSave);
+        return Objects.hash(numVirtualTokens, init, initTokens, embeddingLayer, outputLayer, targeting);
     }
 
     @Override
     public String toString() {
         return "PromptTuningConfig(numVirtualTokens=" + numVirtualTokens + ", init=" + init + ", initTokens=" + initTokens
                 + ", embeddingLayer=" + embeddingLayer + ", outputLayer=" + outputLayer + ", modulesToSave="
-                + modulesToSave + ")";
+                + targeting.modulesToSave() + ")";
     }
 
     /** Builds a {@link PromptTuningConfig}; setters validate at once. */
-    public static final class Builder {
+    public static final class Builder extends ModulesToSaveBuilder<Builder> {
         private int numVirtualTokens = -1;
         private PromptInit init = PromptInit.RANDOM;
         private final List<Integer> initTokens = new java.util.ArrayList<>();
         private String embeddingLayer = Transformers.TOKEN_EMBEDDING;
         private String outputLayer = Transformers.OUTPUT;
-        private final Set<String> modulesToSave = new LinkedHashSet<>();
 
         private Builder() {
+            super(Targeting.Scope.MODULES_TO_SAVE);
         }
 
         /** {@code p ≥ 0} (required; 0 gives the base model). */
@@ -319,18 +316,12 @@ public final class PromptTuningConfig implements UntargetedConfig {
             return name;
         }
 
-        /** Layers trained in full alongside the prompt. */
-        public Builder modulesToSave(String... names) {
-            ConfigChecks.addModulesToSave(modulesToSave, names);
-            return this;
-        }
-
         /** @throws IllegalStateException if numVirtualTokens was not set */
         public PromptTuningConfig build() {
             if (numVirtualTokens < 0) {
                 throw new IllegalStateException("numVirtualTokens must be set (0 or more)");
             }
-            return new PromptTuningConfig(this);
+            return new PromptTuningConfig(this, buildTargeting());
         }
     }
 }

@@ -5,7 +5,8 @@ import java.util.Map;
 import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftConfigFactory;
-import org.peft4j.core.internal.ConfigJson;
+import org.peft4j.core.Targeting;
+import org.peft4j.core.spi.ConfigJson;
 
 /**
  * Reads {@link PromptTuningConfig} from a Hugging Face PEFT {@code adapter_config.json}
@@ -22,13 +23,14 @@ public final class PromptTuningConfigFactory implements PeftConfigFactory {
 
     @Override
     public String peftType() {
-        return "PROMPT_TUNING";
+        return PromptTuningConfig.PEFT_TYPE;
     }
 
     @Override
     public PeftConfig fromAdapterConfig(Map<String, Object> json) {
         try {
             PromptTuningConfig.Builder b = PromptTuningConfig.builder()
+                    .targeting(Targeting.fromJson(json, Targeting.Scope.MODULES_TO_SAVE))
                     .numVirtualTokens(ConfigJson.requiredInt(json, "num_virtual_tokens"));
             if (ConfigJson.optionalInt(json, "num_transformer_submodules") != null
                     && ConfigJson.optionalInt(json, "num_transformer_submodules") != 1) {
@@ -65,10 +67,6 @@ public final class PromptTuningConfigFactory implements PeftConfigFactory {
             String out = ConfigJson.optionalString(ext, "output_layer");
             if (out != null) {
                 b.outputLayer(out);
-            }
-            String[] save = ConfigJson.optionalStrings(json, "modules_to_save");
-            if (save != null) {
-                b.modulesToSave(save);
             }
             return b.build();
         } catch (IllegalArgumentException | IllegalStateException e) {

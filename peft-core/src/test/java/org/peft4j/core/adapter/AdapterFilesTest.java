@@ -2,7 +2,6 @@ package org.peft4j.core.adapter;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -25,10 +24,10 @@ import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.IncompatibleAdapterException;
 import org.peft4j.core.Peft;
 import org.peft4j.core.PeftModel;
-import org.peft4j.core.internal.PeftJson;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
+import org.peft4j.core.spi.PeftJson;
 import org.peft4j.core.testing.AdapterDirs;
 import org.peft4j.core.testing.TinyDecoders;
 

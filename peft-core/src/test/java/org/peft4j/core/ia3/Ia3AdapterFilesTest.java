@@ -68,7 +68,7 @@ class Ia3AdapterFilesTest {
         Files.writeString(config, Files.readString(config).replace("\"target_modules\": [\n    \"dense1\"\n  ]",
                 "\"target_modules\": 7"));
         AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), dir));
-        assertTrue(e.getMessage().contains("\"target_modules\" must be a list of layer names or a string; got 7"),
+        assertTrue(e.getMessage().contains("\"target_modules\" must be a list of layer names or a regex string (or \"all-linear\"); got 7"),
                 e.getMessage());
     }
 

@@ -3,6 +3,8 @@ package org.peft4j.core.ia3;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -23,6 +25,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.learning.config.Adam;
+import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.FrozenParamsLayer;
 import org.peft4j.core.Peft;
@@ -112,9 +115,13 @@ class Ia3BehaviourTest {
         peft.adaptedLayers().forEach((n, f) -> weights.put(n, f.effectiveWeight().dup()));
 
         peft.merge();
-        FrozenDenseLayer outputScaled = peft.adaptedLayers().get("dense1");
-        assertTrue(outputScaled.mergedBias() != null, "output scaling folds l into the bias");
-        assertTrue(peft.adaptedLayers().get("dense2").mergedBias() == null, "input scaling leaves the bias");
+        FrozenBaseLayer outputScaled = peft.adaptedLayers().get("dense1");
+        Map<String, INDArray> scaledParams = peft.graph().getLayer("dense1").paramTable();
+        assertNotSame(outputScaled.frozenBias(), outputScaled.effectiveBias(scaledParams),
+                "output scaling folds l into the bias");
+        FrozenBaseLayer inputScaled = peft.adaptedLayers().get("dense2");
+        assertSame(inputScaled.frozenBias(), inputScaled.effectiveBias(peft.graph().getLayer("dense2").paramTable()),
+                "input scaling leaves the bias");
         INDArray merged = peft.graph().outputSingle(x);
         assertTrue(maxAbsDiff(unmerged, merged) <= 1e-5, "merged outputs differ by " + maxAbsDiff(unmerged, merged));
 
@@ -174,8 +181,8 @@ class Ia3BehaviourTest {
         assertEquals(a, a.toBuilder().build());
         assertEquals(a.hashCode(), a.toBuilder().build().hashCode());
         assertNotEquals(a, ia3());
-        assertEquals("Ia3Config(targetModules=regex(block\\d+\\.attn\\.(k|v)|block\\d+\\.mlp\\.down), "
-                + "feedforwardModules=regex(block\\d+\\.mlp\\.down), targetTypes=[], modulesToSave=[head])", a.toString());
+        assertEquals("Ia3Config(targetModules=regex(block\\d+\\.attn\\.(k|v)|block\\d+\\.mlp\\.down), targetTypes=[], "
+                + "modulesToSave=[head], feedforwardModules=regex(block\\d+\\.mlp\\.down))", a.toString());
         assertTrue(a.isFeedforward("block3.mlp.down"));
         assertFalse(a.isFeedforward("block3.attn.k"));
     }
@@ -195,7 +202,7 @@ class Ia3BehaviourTest {
         assertTrue(e.getMessage().contains("these feedforward modules are not targets: [dense2]"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> Peft.wrap(g,
                 Ia3Config.builder().targetModulesRegex("dense.*|mlp\\.down").feedforwardModules("mlp.down").build()));
-        assertTrue(e.getMessage().contains("no layer matched feedforward module \"mlp.down\""), e.getMessage());
+        assertTrue(e.getMessage().contains("no layer matched feedforwardModules [mlp.down]"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> Peft.wrap(g, Ia3Config.builder().targetModules("q").build()));
         assertTrue(e.getMessage().contains("layers are: dense0 (DenseLayer)"), e.getMessage());
         assertEquals(params, g.params());

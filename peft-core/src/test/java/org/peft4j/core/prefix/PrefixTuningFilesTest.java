@@ -23,10 +23,10 @@ import org.nd4j.linalg.learning.config.Adam;
 import org.peft4j.core.IncompatibleAdapterException;
 import org.peft4j.core.Peft;
 import org.peft4j.core.PeftModel;
-import org.peft4j.core.internal.PeftJson;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
 import org.peft4j.core.prefix.internal.PrefixEncoderLayerImpl;
+import org.peft4j.core.spi.PeftJson;
 import org.peft4j.core.testing.TinyDecoders;
 
 /** Prefix tuning saved in Hugging Face PEFT's PREFIX_TUNING layout and loaded back. */

@@ -23,9 +23,9 @@ import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.IncompatibleAdapterException;
 import org.peft4j.core.Peft;
 import org.peft4j.core.PeftModel;
-import org.peft4j.core.internal.PeftJson;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
+import org.peft4j.core.spi.PeftJson;
 import org.peft4j.core.testing.TinyDecoders;
 
 /** Prompt tuning saved in Hugging Face PEFT's PROMPT_TUNING layout and loaded back. */

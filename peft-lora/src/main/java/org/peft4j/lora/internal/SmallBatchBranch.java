@@ -1,10 +1,10 @@
 package org.peft4j.lora.internal;
 
-import static org.peft4j.core.internal.DenseFloats.colStride;
-import static org.peft4j.core.internal.DenseFloats.isDense;
-import static org.peft4j.core.internal.DenseFloats.read;
-import static org.peft4j.core.internal.DenseFloats.rowStride;
-import static org.peft4j.core.internal.DenseFloats.write;
+import static org.peft4j.core.spi.DenseFloats.colStride;
+import static org.peft4j.core.spi.DenseFloats.isDense;
+import static org.peft4j.core.spi.DenseFloats.read;
+import static org.peft4j.core.spi.DenseFloats.rowStride;
+import static org.peft4j.core.spi.DenseFloats.write;
 
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -19,7 +19,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * (four bulk copies out of ND4J's buffers, two short loops, one bulk copy back). Above
  * {@link #MAX_WORK} multiply-adds BLAS wins and the caller keeps ND4J.
  *
- * <p>Arrays are copied with {@link org.peft4j.core.internal.DenseFloats}, so parameter views in
+ * <p>Arrays are copied with {@link org.peft4j.core.spi.DenseFloats}, so parameter views in
  * either ordering work. Only dense float32 matrices are handled; {@link #applies} says whether a
  * call is one of them.
  *

@@ -14,12 +14,13 @@ import org.deeplearning4j.nn.conf.layers.EmbeddingLayer;
 import org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
-import org.peft4j.core.BiasMode;
-import org.peft4j.core.DenseTarget;
+import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.GraphEdit;
 import org.peft4j.core.PeftConfig;
-import org.peft4j.core.TargetModules;
+import org.peft4j.core.Target;
+import org.peft4j.core.TargetKind;
+import org.peft4j.core.Targeting;
 import org.peft4j.core.TunerLayer;
 import org.peft4j.core.blocks.AttentionCore;
 import org.peft4j.core.blocks.Normalization;
@@ -127,34 +128,25 @@ public final class LongLoraConfig implements PeftConfig {
         return lora.peftType();
     }
 
+    /** The LoRA part's targeting: its targets, and the embeddings and norms among its modules to save. */
     @Override
-    public TargetModules targetModules() {
-        return lora.targetModules();
+    public Targeting targeting() {
+        return lora.targeting();
     }
 
     @Override
-    public Set<Class<? extends Layer>> targetTypes() {
-        return lora.targetTypes();
+    public Set<TargetKind> supportedTargetKinds() {
+        return lora.supportedTargetKinds();
     }
 
     @Override
-    public List<String> modulesToSave() {
-        return lora.modulesToSave();
+    public FrozenBaseLayer adapt(Target target) {
+        return lora.adapt(target);
     }
 
     @Override
-    public BiasMode bias() {
-        return lora.bias();
-    }
-
-    @Override
-    public FrozenDenseLayer adaptDense(DenseTarget target) {
-        return lora.adaptDense(target);
-    }
-
-    @Override
-    public FrozenDenseLayer freezeDense(DenseTarget target) {
-        return lora.freezeDense(target);
+    public FrozenDenseLayer freeze(Target target) {
+        return lora.freeze(target);
     }
 
     @Override
@@ -164,8 +156,17 @@ public final class LongLoraConfig implements PeftConfig {
 
     /** The LoRA keys, and under {@code peft4j.long_lora}: {@code s2_attn_group_size}. */
     @Override
-    public Map<String, Object> toAdapterConfig() {
-        Map<String, Object> m = new TreeMap<>(lora.toAdapterConfig());
+    public Map<String, Object> methodConfig() {
+        return withGroupSize(lora.methodConfig());
+    }
+
+    @Override
+    public Map<String, Object> toAdapterConfig(ComputationGraph wrapped) {
+        return withGroupSize(lora.toAdapterConfig(wrapped));
+    }
+
+    private Map<String, Object> withGroupSize(Map<String, Object> keys) {
+        Map<String, Object> m = new TreeMap<>(keys);
         Map<String, Object> ext = new TreeMap<>();
         if (m.get("peft4j") instanceof Map<?, ?> existing) {
             existing.forEach((k, v) -> ext.put(String.valueOf(k), v));

@@ -6,11 +6,10 @@ import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.Map;
-
 import org.nd4j.shade.jackson.databind.JsonNode;
 import org.nd4j.shade.jackson.databind.ObjectMapper;
 import org.peft4j.core.AdapterFormatException;
-import org.peft4j.core.internal.PeftJson;
+import org.peft4j.core.spi.PeftJson;
 import org.peft4j.quant.QuantType;
 
 /**

@@ -3,7 +3,7 @@ package org.peft4j.quant.internal;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
-import org.peft4j.core.internal.DenseFloats;
+import org.peft4j.core.spi.DenseFloats;
 import org.peft4j.quant.QuantizedMatmul;
 import org.peft4j.quant.QuantizedTensor;
 

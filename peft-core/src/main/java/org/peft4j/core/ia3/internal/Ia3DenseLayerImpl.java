@@ -8,7 +8,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.ia3.Ia3DenseLayer;
-import org.peft4j.core.internal.FrozenDenseLayerImpl;
+import org.peft4j.core.spi.FrozenDenseLayerImpl;
 
 /**
  * Implementation of {@link Ia3DenseLayer}; the formulas are in its javadoc. Hand-written on the

@@ -1,0 +1,331 @@
+package org.peft4j.core.internal;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.ServiceLoader;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import org.deeplearning4j.nn.graph.ComputationGraph;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
+import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.AdapterLayer;
+import org.peft4j.core.IncompatibleAdapterException;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.PeftConfigFactory;
+import org.peft4j.core.io.DType;
+import org.peft4j.core.io.SafeTensor;
+import org.peft4j.core.io.Safetensors;
+import org.peft4j.core.io.SafetensorsFile;
+import org.peft4j.core.spi.AdapterFileKeys;
+import org.peft4j.core.spi.PeftJson;
+
+/**
+ * Reads and validates adapter directories, and applies what was read to a wrapped graph: the
+ * config and its JSON types, the base-model fingerprint, the weights file against the digest its
+ * config recorded, the wrapped graph's size against the file ({@link #checkSize}) and every
+ * tensor's name and shape against the graph ({@link #assign}) before any parameter is written.
+ *
+ * <p>Thread-safety: stateless.
+ */
+public final class AdapterReader {
+
+    private static final long MAX_CONFIG_BYTES = 16L << 20;
+
+    private AdapterReader() {
+    }
+
+    /**
+     * A validated adapter directory, not yet applied to any graph; {@code json} is the parsed config
+     * file, {@code weightsDigest} the hex SHA-256 of its weights file.
+     */
+    public record Loaded(PeftConfig config, SafetensorsFile tensors, Map<String, Object> json, String weightsDigest) {
+
+        /** The same files, to be applied with another config (e.g. QLoRA for a LoRA file). */
+        public Loaded withConfig(PeftConfig other) {
+            return new Loaded(other, tensors, json, weightsDigest);
+        }
+
+        /**
+         * The other adapters the default adapter of a directory was saved with (name → digest of
+         * their weights), sorted by name; empty when the config lists none, null when it predates
+         * the list (files of other writers): then every sub-directory holding an adapter is one.
+         *
+         * @throws AdapterFormatException if the list is not an object of name → 64-digit hex digest
+         */
+        public Map<String, String> savedWith(Path dir) {
+            Object ext = json.get("peft4j");
+            Object list = ext instanceof Map ? ((Map<?, ?>) ext).get(AdapterFiles.SAVED_ADAPTERS_KEY) : null;
+            if (list == null) {
+                return null;
+            }
+            String what = dir.resolve(AdapterFiles.CONFIG_FILE) + ": \"peft4j\".\"" + AdapterFiles.SAVED_ADAPTERS_KEY + "\"";
+            if (!(list instanceof Map)) {
+                throw new AdapterFormatException(what + " must be an object of adapter name to SHA-256; got " + list);
+            }
+            Map<String, String> out = new TreeMap<>();
+            for (Map.Entry<?, ?> e : ((Map<?, ?>) list).entrySet()) {
+                out.put(String.valueOf(e.getKey()), AdapterFiles.digestValue(e.getValue(), what + " of \"" + e.getKey() + "\""));
+            }
+            return out;
+        }
+    }
+
+    /**
+     * Refuses to resume the adapter saved in {@code dir} with {@code resumed} when the two hold the
+     * frozen base differently ({@link AdapterFileKeys#BASE_FORM} under {@code "peft4j"}: a QLoRA checkpoint
+     * resumed without the config hook that makes it QLoRA again, or the reverse).
+     *
+     * @throws IncompatibleAdapterException naming both forms and the fix
+     */
+    public static void checkResumedBaseForm(Path dir, PeftConfig resumed) throws IOException {
+        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
+        Object savedExt = PeftJson.parseObject(Files.readAllBytes(configFile), configFile.toString()).get("peft4j");
+        Object saved = savedExt instanceof Map ? ((Map<?, ?>) savedExt).get(AdapterFileKeys.BASE_FORM) : null;
+        Object nowExt = resumed.toAdapterConfig().get("peft4j");
+        Object now = nowExt instanceof Map ? ((Map<?, ?>) nowExt).get(AdapterFileKeys.BASE_FORM) : null;
+        if (!java.util.Objects.equals(saved, now)) {
+            throw new IncompatibleAdapterException(configFile + " was saved by a model that held its frozen base "
+                    + describeBaseForm(saved) + ", but the config to resume with holds it " + describeBaseForm(now)
+                    + ": training would go on over another base. Resume with the config hook the training used, e.g. "
+                    + "PeftModel.resume(base, dir, c -> QLoraConfig.of((LoraConfig) c, spec)) for a QLoRA checkpoint");
+        }
+    }
+
+    private static String describeBaseForm(Object form) {
+        return form == null ? "as floats" : "as " + form;
+    }
+
+    /**
+     * Reads and validates an adapter directory against a base model's fingerprint.
+     *
+     * @throws AdapterFormatException if a file is missing or malformed
+     * @throws IncompatibleAdapterException if the adapter was trained on another base model
+     */
+    public static Loaded read(Path dir, BaseFingerprint base, boolean ignoreFingerprint) throws IOException {
+        if (!Files.isDirectory(dir)) {
+            throw new AdapterFormatException("no adapter directory at " + dir);
+        }
+        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
+        if (!Files.isRegularFile(configFile)) {
+            throw new AdapterFormatException("no adapter in " + dir + ": " + AdapterFiles.CONFIG_FILE + " is missing");
+        }
+        if (Files.size(configFile) > MAX_CONFIG_BYTES) {
+            throw new AdapterFormatException(configFile + " is " + Files.size(configFile) + " bytes; an adapter config "
+                    + "is at most " + MAX_CONFIG_BYTES + " bytes");
+        }
+        String what = configFile.toString();
+        Map<String, Object> json = PeftJson.parseObject(Files.readAllBytes(configFile), what);
+        Object type = json.get("peft_type");
+        if (!(type instanceof String)) {
+            throw new AdapterFormatException(what + ": \"peft_type\" must be a string such as \"LORA\"; got " + type);
+        }
+        PeftConfigFactory factory = null;
+        List<String> known = new ArrayList<>();
+        for (PeftConfigFactory f : ServiceLoader.load(PeftConfigFactory.class, AdapterFiles.class.getClassLoader())) {
+            known.add(f.peftType());
+            if (f.peftType().equals(type)) {
+                factory = f;
+            }
+        }
+        if (factory == null) {
+            throw new AdapterFormatException(what + ": peft_type \"" + type + "\" is not supported; known types: " + known
+                    + " (is the tuner's module, e.g. peft-lora, on the classpath?)");
+        }
+        PeftConfig config;
+        try {
+            config = factory.fromAdapterConfig(json);
+        } catch (AdapterFormatException e) {
+            throw new AdapterFormatException(what + ": " + e.getMessage(), e);
+        }
+        Object ext = json.get("peft4j");
+        if (ext != null && !(ext instanceof Map)) {
+            throw new AdapterFormatException(what + ": \"peft4j\" must be an object");
+        }
+        if (!ignoreFingerprint && ext != null && ((Map<?, ?>) ext).get("base_model_fingerprint") != null) {
+            BaseFingerprint expected = BaseFingerprint.fromJson(((Map<?, ?>) ext).get("base_model_fingerprint"), what);
+            List<String> diff = expected.differences(base);
+            if (!diff.isEmpty()) {
+                throw new IncompatibleAdapterException("the adapter in " + dir + " was trained on another base model: "
+                        + String.join("; ", diff) + ". Load with ignoreFingerprint=true to apply it anyway.");
+            }
+        }
+        Path weights = dir.resolve(AdapterFiles.WEIGHTS_FILE);
+        if (!Files.isRegularFile(weights)) {
+            throw new AdapterFormatException("no adapter weights in " + dir + ": " + AdapterFiles.WEIGHTS_FILE + " is missing");
+        }
+        byte[] bytes = Safetensors.readBytes(weights);
+        String digest = HexFormat.of().formatHex(AdapterFiles.sha256().digest(bytes));
+        Object recorded = ext == null ? null : ((Map<?, ?>) ext).get(AdapterFiles.WEIGHTS_DIGEST_KEY);
+        if (recorded != null && !AdapterFiles.digestValue(recorded, what + ": \"peft4j\".\"" + AdapterFiles.WEIGHTS_DIGEST_KEY + "\"")
+                .equals(digest)) {
+            throw new AdapterFormatException(weights + " is not the weights file " + AdapterFiles.CONFIG_FILE + " was saved with "
+                    + "(SHA-256 " + digest + ", the config records " + recorded + "): the two files come from different "
+                    + "saves, for example a saveAdapter that stopped half-way; save the adapter again");
+        }
+        SafetensorsFile tensors = Safetensors.fromBytes(bytes, weights);
+        Object tokens = json.get("num_virtual_tokens");
+        if (tokens instanceof Number) {
+            // Prompt and prefix tuning size their prompt by this key, and prompt tuning computes an
+            // initial prompt while planning the graph: check it against the file before that.
+            SafeTensor prompt = tensors.tensors().get(AdapterLayout.PROMPT_TENSOR);
+            long n = ((Number) tokens).longValue();
+            if (prompt == null || prompt.shape().length != 2 || prompt.shape()[0] != n) {
+                throw new AdapterFormatException(what + ": \"num_virtual_tokens\" is " + tokens + " but " + AdapterFiles.WEIGHTS_FILE
+                        + (prompt == null ? " holds no " + AdapterLayout.PROMPT_TENSOR + " tensor"
+                        : "'s " + AdapterLayout.PROMPT_TENSOR + " has shape " + java.util.Arrays.toString(prompt.shape()))
+                        + "; the config does not match its weights");
+            }
+        }
+        return new Loaded(config, tensors, json, digest);
+    }
+
+    /**
+     * Refuses, before the wrapped graph is allocated, one whose parameter vector would be larger
+     * than the adapter's weights file (its F32, F16 and BF16 values) plus the whole base model. A
+     * graph built for a matching file never is (the file holds what it trains; frozen copies are
+     * at most the base), while a config whose size keys were edited ({@code r},
+     * {@code bottleneck_size}, ...) would otherwise allocate what it asks for before
+     * {@link #assign} finds that the tensor shapes disagree. ({@code num_virtual_tokens} is
+     * checked against the file's {@value AdapterLayout#PROMPT_TENSOR} when the files are read, before planning.)
+     *
+     * @throws AdapterFormatException naming the three counts
+     */
+    public static void checkSize(GraphRewriter.Plan plan, Loaded loaded, long baseParams, Path dir) {
+        long inFile = 0;
+        for (SafeTensor t : loaded.tensors().tensors().values()) {
+            if (t.dtype() == DType.F32 || t.dtype() == DType.F16 || t.dtype() == DType.BF16) {
+                inFile = Math.addExact(inFile, t.elementCount());
+            }
+        }
+        long wanted = plan.numParams();
+        if (wanted > inFile + baseParams) {
+            throw new AdapterFormatException(dir.resolve(AdapterFiles.CONFIG_FILE) + " describes a wrapped graph of " + wanted
+                    + " parameters, more than the " + inFile + " values in " + AdapterFiles.WEIGHTS_FILE + " plus the base model's "
+                    + baseParams + ": the config does not match its weights (was a size such as r or bottleneck_size "
+                    + "edited?); the wrapped graph was not allocated");
+        }
+    }
+
+    /**
+     * Checks that the file's tensors are exactly those a graph wrapped with the adapter's config
+     * trains (names and shapes), then writes them into {@code g}. Nothing is written on failure.
+     */
+    public static void assign(Loaded loaded, ComputationGraph g, Path dir) {
+        Map<String, AdapterLayout.Slot> expected = AdapterLayout.layout(g);
+        Map<String, AdapterLayout.Shared> shared = AdapterLayout.sharedLayout(g);
+        Map<String, SafeTensor> actual = loaded.tensors().tensors();
+        TreeSet<String> unknown = new TreeSet<>(actual.keySet());
+        unknown.removeAll(expected.keySet());
+        unknown.removeAll(shared.keySet());
+        TreeSet<String> missing = new TreeSet<>(expected.keySet());
+        missing.addAll(shared.keySet());
+        missing.removeAll(actual.keySet());
+        List<String> problems = new ArrayList<>(baseModelDifferences(loaded, g));
+        if (!unknown.isEmpty()) {
+            problems.add("unknown tensors " + unknown);
+        }
+        if (!missing.isEmpty()) {
+            problems.add("missing tensors " + missing);
+        }
+        for (Map.Entry<String, AdapterLayout.Slot> e : expected.entrySet()) {
+            SafeTensor t = actual.get(e.getKey());
+            if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
+                problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
+                        + java.util.Arrays.toString(e.getValue().fileShape()));
+            }
+        }
+        for (Map.Entry<String, AdapterLayout.Shared> e : shared.entrySet()) {
+            SafeTensor t = actual.get(e.getKey());
+            if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
+                problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
+                        + java.util.Arrays.toString(e.getValue().fileShape()));
+            }
+        }
+        if (!problems.isEmpty()) {
+            throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: "
+                    + String.join("; ", problems));
+        }
+        // a list, not a map: INDArray equality is by value, and fresh parameters (LoRA's B = 0) are equal
+        List<INDArray[]> writes = new ArrayList<>();
+        try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+            for (Map.Entry<String, AdapterLayout.Slot> e : expected.entrySet()) {
+                AdapterLayout.Slot s = e.getValue();
+                SafeTensor t = actual.get(e.getKey());
+                float[] values = floats(t, e.getKey(), dir);
+                INDArray p = g.getLayer(s.vertex()).getParam(s.key());
+                INDArray a = Nd4j.create(values, s.fileShape(), 'c').castTo(p.dataType());
+                writes.add(new INDArray[] {p, s.transposed() && a.rank() == 2 ? a.transpose() : a});
+            }
+            for (Map.Entry<String, AdapterLayout.Shared> e : shared.entrySet()) {
+                SafeTensor t = actual.get(e.getKey());
+                INDArray whole = null;
+                for (AdapterLayout.Part p : e.getValue().parts()) {
+                    AdapterLayer.SharedBlock b = p.block();
+                    if (b.paramKey() == null) {
+                        continue;
+                    }
+                    if (whole == null) {
+                        whole = Nd4j.create(floats(t, e.getKey(), dir), new long[] {b.rows(), b.width()}, 'c');
+                    }
+                    INDArray param = g.getLayer(p.vertex()).getParam(b.paramKey());
+                    INDArray block = whole.get(NDArrayIndex.all(),
+                            NDArrayIndex.interval(b.columnOffset(), b.columnOffset() + b.columns()));
+                    writes.add(new INDArray[] {param, block.transpose().castTo(param.dataType())});
+                }
+            }
+            for (INDArray[] w : writes) {
+                w[0].assign(w[1].reshape(w[0].shape()));
+            }
+        }
+    }
+
+    private static float[] floats(SafeTensor t, String name, Path dir) {
+        float[] values;
+        try {
+            values = t.toFloats();
+        } catch (IllegalStateException ex) {
+            throw new AdapterFormatException(name + " in " + dir + " has dtype " + t.dtype()
+                    + "; adapter tensors must be F32, F16 or BF16");
+        }
+        for (int i = 0; i < values.length; i++) {
+            if (!Float.isFinite(values[i])) {
+                throw new AdapterFormatException(name + " in " + dir + " holds " + values[i] + " at element " + i
+                        + "; adapter weights must be finite");
+            }
+        }
+        return values;
+    }
+
+    /**
+     * The {@link PeftConfig#baseModelKeys()} whose value in the file differs from the graph the
+     * adapter goes onto (absent or null keys in the file are not compared: other writers may omit them).
+     */
+    private static List<String> baseModelDifferences(Loaded loaded, ComputationGraph g) {
+        List<String> out = new ArrayList<>();
+        if (loaded.json() == null || loaded.config().baseModelKeys().isEmpty()) {
+            return out;
+        }
+        Map<String, Object> here = loaded.config().toAdapterConfig(g);
+        for (String k : new TreeSet<>(loaded.config().baseModelKeys())) {
+            Object file = loaded.json().get(k);
+            Object base = here.get(k);
+            if (file == null) {
+                continue;
+            }
+            boolean same = file instanceof Number && base instanceof Number
+                    ? ((Number) file).doubleValue() == ((Number) base).doubleValue() : file.equals(base);
+            if (!same) {
+                out.add(AdapterFiles.CONFIG_FILE + " has " + k + "=" + file + " but the base model has " + k + "=" + base);
+            }
+        }
+        return out;
+    }
+}
