@@ -33,7 +33,9 @@ import org.peft4j.core.blocks.AttentionCore;
  * the heads shifted by 32) against full attention on the same inputs, at lengths 256 and 1024: the
  * ratio is read from one run. S²-Attn's scores cost {@code b·h·T·G}, full attention's
  * {@code b·h·T²}, so the gap should widen about fourfold from 256 to 1024. Graphs and inputs are
- * built in setup; the measured method is {@code computeGradientAndScore} only.
+ * built in setup; the measured method is {@code computeGradientAndScore} only. ND4J runs on
+ * {@code threads} threads (default 1, as the examples: on a small shared machine one thread per op
+ * gives steadier and, for ops this size, faster numbers).
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -53,6 +55,8 @@ public class ShiftedSparseAttentionBench {
     public int dModel;
     @Param({"4"})
     public int heads;
+    @Param({"1"})
+    public int threads;
 
     private ComputationGraph full;
     private ComputationGraph sparse;
@@ -60,6 +64,9 @@ public class ShiftedSparseAttentionBench {
     @Setup(Level.Trial)
     public void setup() {
         Nd4j.setDefaultDataTypes(DataType.FLOAT, DataType.FLOAT);
+        Nd4j.getEnvironment().setMaxThreads(threads);
+        Nd4j.getEnvironment().setMaxMasterThreads(threads);
+        Nd4j.factory().blas().setMaxThreads(threads);
         full = graph(new AttentionCore(heads, true));
         sparse = graph(new AttentionCore(heads, true).withShiftedSparseAttention(groupSize));
         Nd4j.getRandom().setSeed(7);

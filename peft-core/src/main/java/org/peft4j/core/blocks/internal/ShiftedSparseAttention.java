@@ -122,8 +122,13 @@ public final class ShiftedSparseAttention {
                 ungroup(bw.dv(), f.plan()));
     }
 
-    private static INDArrayIndex[] range(long from, long to) {
-        return new INDArrayIndex[] {NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.interval(from, to),
+    private static INDArrayIndex[] at(long half, long headFrom, long headTo, long from, long to) {
+        return new INDArrayIndex[] {NDArrayIndex.all(), NDArrayIndex.point(half), NDArrayIndex.interval(headFrom, headTo),
+            NDArrayIndex.interval(from, to), NDArrayIndex.all()};
+    }
+
+    private static INDArrayIndex[] heads(long from, long to, long tFrom, long tTo) {
+        return new INDArrayIndex[] {NDArrayIndex.all(), NDArrayIndex.interval(from, to), NDArrayIndex.interval(tFrom, tTo),
             NDArrayIndex.all()};
     }
 
@@ -132,26 +137,16 @@ public final class ShiftedSparseAttention {
         long d = x.size(3);
         long half = p.h() / 2;
         long s = p.shift();
-        // rolled [b·2, h/2, T', d]: half 0 as is, half 1 rolled by −s (place r holds position (r + s) mod T')
-        INDArray rolled = Nd4j.zeros(x.dataType(), p.b() * 2, half, p.tp(), d);
-        INDArray x2 = x.reshape('c', p.b() * 2, half, p.t(), d);
-        for (long i = 0; i < p.b() * 2; i++) {
-            INDArray src = x2.get(NDArrayIndex.point(i), NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.all());
-            INDArray dst = rolled.get(NDArrayIndex.point(i), NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.all());
-            if (i % 2 == 0) {
-                dst.get(NDArrayIndex.all(), NDArrayIndex.interval(0, p.t()), NDArrayIndex.all()).assign(
-                        src);
-            } else {
-                // positions s … T−1 go to places 0 … T−1−s; positions 0 … s−1 to places T'−s … T'−1
-                long head = Math.min(s, p.t());
-                if (p.t() > s) {
-                    dst.get(NDArrayIndex.all(), NDArrayIndex.interval(0, p.t() - s), NDArrayIndex.all())
-                            .assign(src.get(NDArrayIndex.all(), NDArrayIndex.interval(s, p.t()), NDArrayIndex.all()));
-                }
-                dst.get(NDArrayIndex.all(), NDArrayIndex.interval(p.tp() - s, p.tp() - s + head), NDArrayIndex.all())
-                        .assign(src.get(NDArrayIndex.all(), NDArrayIndex.interval(0, head), NDArrayIndex.all()));
-            }
+        long head = Math.min(s, p.t());
+        // rolled [b, 2, h/2, T', d]: half 0 as is, half 1 rolled by −s (place r holds position (r + s) mod T')
+        INDArray rolled = Nd4j.zeros(x.dataType(), p.b(), 2, half, p.tp(), d);
+        rolled.get(at(0, 0, half, 0, p.t())).assign(x.get(heads(0, half, 0, p.t())));
+        if (p.t() > s) {
+            // positions s … T−1 go to places 0 … T−1−s
+            rolled.get(at(1, 0, half, 0, p.t() - s)).assign(x.get(heads(half, p.h(), s, p.t())));
         }
+        // positions 0 … s−1 go to places T'−s … T'−1
+        rolled.get(at(1, 0, half, p.tp() - s, p.tp() - s + head)).assign(x.get(heads(half, p.h(), 0, head)));
         // [b, 2, h/2, n, G, d] → [b, 2, n, h/2, G, d] → [2·b·n, h/2, G, d]
         return rolled.reshape('c', p.b(), 2, half, p.n(), p.g(), d).permute(0, 1, 3, 2, 4, 5).dup('c')
                 .reshape('c', p.b() * 2 * p.n(), half, p.g(), d);
@@ -162,26 +157,16 @@ public final class ShiftedSparseAttention {
         long d = y.size(3);
         long half = p.h() / 2;
         long s = p.shift();
+        long head = Math.min(s, p.t());
         INDArray rolled = y.reshape('c', p.b(), 2, p.n(), half, p.g(), d).permute(0, 1, 3, 2, 4, 5).dup('c')
-                .reshape('c', p.b() * 2, half, p.tp(), d);
-        INDArray out = Nd4j.createUninitialized(y.dataType(), p.b() * 2, half, p.t(), d);
-        for (long i = 0; i < p.b() * 2; i++) {
-            INDArray src = rolled.get(NDArrayIndex.point(i), NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.all());
-            INDArray dst = out.get(NDArrayIndex.point(i), NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.all());
-            if (i % 2 == 0) {
-                dst.assign(src.get(NDArrayIndex.all(), NDArrayIndex.interval(0, p.t()), NDArrayIndex.all()));
-            } else {
-                long head = Math.min(s, p.t());
-                if (p.t() > s) {
-                    dst.get(NDArrayIndex.all(), NDArrayIndex.interval(s, p.t()), NDArrayIndex.all())
-                            .assign(src.get(NDArrayIndex.all(), NDArrayIndex.interval(0, p.t() - s), NDArrayIndex.all()));
-                }
-                dst.get(NDArrayIndex.all(), NDArrayIndex.interval(0, head), NDArrayIndex.all())
-                        .assign(src.get(NDArrayIndex.all(), NDArrayIndex.interval(p.tp() - s, p.tp() - s + head),
-                                NDArrayIndex.all()));
-            }
+                .reshape('c', p.b(), 2, half, p.tp(), d);
+        INDArray out = Nd4j.createUninitialized(y.dataType(), p.b(), p.h(), p.t(), d);
+        out.get(heads(0, half, 0, p.t())).assign(rolled.get(at(0, 0, half, 0, p.t())));
+        if (p.t() > s) {
+            out.get(heads(half, p.h(), s, p.t())).assign(rolled.get(at(1, 0, half, 0, p.t() - s)));
         }
-        return out.reshape('c', p.b(), p.h(), p.t(), d);
+        out.get(heads(half, p.h(), 0, head)).assign(rolled.get(at(1, 0, half, p.tp() - s, p.tp() - s + head)));
+        return out;
     }
 
     /** The allowed-key mask {@code [2·b·n, G, G]} of the grouped arrays (see the class javadoc). */
@@ -192,10 +177,12 @@ public final class ShiftedSparseAttention {
         }
         int g = Math.toIntExact(p.g());
         double[] keep = keyMask == null ? null : keyMask.castTo(DataType.DOUBLE).dup('c').data().asDouble();
-        double[] m = new double[Math.toIntExact(Math.multiplyExact(p.b() * 2 * p.n(), (long) g * g))];
+        // without a key mask every batch row has the same mask: build one and repeat it
+        long rows = keep == null ? 1 : p.b();
+        double[] m = new double[Math.toIntExact(Math.multiplyExact(rows * 2 * p.n(), (long) g * g))];
         long[] pos = new long[g];
         int o = 0;
-        for (long bi = 0; bi < p.b(); bi++) {
+        for (long bi = 0; bi < rows; bi++) {
             for (int half = 0; half < 2; half++) {
                 for (long i = 0; i < p.n(); i++) {
                     for (int a = 0; a < g; a++) {
@@ -212,6 +199,7 @@ public final class ShiftedSparseAttention {
                 }
             }
         }
-        return Nd4j.createFromArray(m).reshape('c', p.b() * 2 * p.n(), g, g).castTo(dt);
+        INDArray one = Nd4j.createFromArray(m).castTo(dt).reshape('c', rows * 2 * p.n(), g, g);
+        return rows == p.b() ? one : Nd4j.tile(one, (int) p.b(), 1, 1);
     }
 }
