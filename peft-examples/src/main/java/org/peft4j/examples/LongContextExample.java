@@ -11,6 +11,7 @@ import java.util.Random;
 import java.util.concurrent.Callable;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.factory.Nd4j;
@@ -91,10 +92,11 @@ public final class LongContextExample implements Callable<Integer> {
      * @param bitsPerChar held-out bits per character over windows of {@code --context}
      * @param trainable trainable parameters (0 for rows that do not train)
      * @param msPerStep mean training step time, first step excluded (0 for rows that do not train)
-     * @param peakResidentBytes peak resident memory of the process while training (an upper bound)
+     * @param workspaceBytes the size DL4J's workspaces grew to while training: the peak working memory
+     *     of a training step (activations kept for backprop, and every layer's and vertex's scratch)
      * @param attentionBytes bytes of one attention core's score and probability arrays in a training step
      */
-    record Row(String name, double bitsPerChar, long trainable, double msPerStep, long peakResidentBytes,
+    record Row(String name, double bitsPerChar, long trainable, double msPerStep, long workspaceBytes,
                long attentionBytes) {
     }
 
@@ -146,16 +148,16 @@ public final class LongContextExample implements Callable<Integer> {
         Row control = train(shortTuned, data, trained, batch * (context / trained), "LoRA+ trained at " + trained
                 + ", sliding window " + trained, 0);
         rows.add(new Row(control.name(), SlidingWindow.bitsPerChar(shortTuned.graph(), heldOut, trained),
-                control.trainable(), control.msPerStep(), control.peakResidentBytes(), control.attentionBytes()));
+                control.trainable(), control.msPerStep(), control.workspaceBytes(), control.attentionBytes()));
 
         PeftModel longLora = Peft.wrap(longBase, config(longBase, group));
         Row s2 = train(longLora, data, context, batch, "LongLoRA (LoRA+, S²-Attn G=" + group + ") at " + context, group);
         PeftModel fullAttention = Peft.wrap(longBase, config(longBase, 0));
         Row full = train(fullAttention, data, context, batch, "LoRA+ with full attention at " + context, 0);
         rows.add(new Row(full.name(), HeldOutMetrics.of(fullAttention.graph(), heldOut, vocab).bitsPerChar(),
-                full.trainable(), full.msPerStep(), full.peakResidentBytes(), full.attentionBytes()));
+                full.trainable(), full.msPerStep(), full.workspaceBytes(), full.attentionBytes()));
         rows.add(new Row(s2.name(), HeldOutMetrics.of(longLora.graph(), heldOut, vocab).bitsPerChar(), s2.trainable(),
-                s2.msPerStep(), s2.peakResidentBytes(), s2.attentionBytes()));
+                s2.msPerStep(), s2.workspaceBytes(), s2.attentionBytes()));
 
         double reloadDiff;
         try {
@@ -195,11 +197,15 @@ public final class LongContextExample implements Callable<Integer> {
         ComputationGraph graph = m.graph();
         graph.setLearningRate(learningRate);
         System.out.println(name + ": " + m.trainableParametersSummary());
-        MemoryProbe probe = MemoryProbe.start();
-        TrainingLoop.Outcome o = TrainingLoop.run(graph, data.sourceTrain(), steps, windows, length,
-                new Random(seed + 1), name.length() > 9 ? name.substring(0, 9) : name, probe, false);
         Nd4j.getWorkspaceManager().destroyAllWorkspacesForCurrentThread();
-        return new Row(name, Double.NaN, m.trainableParameters(), o.msPerStep(), probe.peakOffHeap(),
+        TrainingLoop.Outcome o = TrainingLoop.run(graph, data.sourceTrain(), steps, windows, length,
+                new Random(seed + 1), name.length() > 9 ? name.substring(0, 9) : name, new MemoryProbe(), false);
+        long workspaces = 0;
+        for (MemoryWorkspace w : Nd4j.getWorkspaceManager().getAllWorkspacesForCurrentThread()) {
+            workspaces += w.getCurrentSize();
+        }
+        Nd4j.getWorkspaceManager().destroyAllWorkspacesForCurrentThread();
+        return new Row(name, Double.NaN, m.trainableParameters(), o.msPerStep(), workspaces,
                 attentionBytes(windows, length, g, m));
     }
 
@@ -222,19 +228,20 @@ public final class LongContextExample implements Callable<Integer> {
                         + "q, k, v, o plus the embeddings and norms, Adam %.0e. Held-out %s text, %d windows of %d "
                         + "characters.%n%n", settings.dModel, settings.layers, settings.heads, trained, settings.sources,
                 context, steps, batch, rank, 2 * rank, learningRate, settings.sources, evalWindows, context));
-        md.append("| model | held-out bits/char | trainable params | ms/step | peak RSS (MiB) | attention scores+probs per core per step (MiB) |\n");
+        md.append("| model | held-out bits/char | trainable params | ms/step | training working memory (MiB) | attention scores+probs per core per step (MiB) |\n");
         md.append("|---|---:|---:|---:|---:|---:|\n");
         for (Row r : rows) {
             md.append(String.format(Locale.ROOT, "| %s | %.3f | %s | %s | %s | %s |%n", r.name(), r.bitsPerChar(),
                     r.trainable() == 0 ? "-" : String.format(Locale.ROOT, "%,d", r.trainable()),
                     r.msPerStep() == 0 ? "-" : String.format(Locale.ROOT, "%.0f", r.msPerStep()),
-                    r.peakResidentBytes() == 0 ? "-" : String.format(Locale.ROOT, "%.0f", r.peakResidentBytes() / 1048576.0),
+                    r.workspaceBytes() == 0 ? "-" : String.format(Locale.ROOT, "%.1f", r.workspaceBytes() / 1048576.0),
                     r.attentionBytes() == 0 ? "-" : String.format(Locale.ROOT, "%.1f", r.attentionBytes() / 1048576.0)));
         }
         md.append(String.format(Locale.ROOT, "%nThe control row trains at %d characters with %d windows per step (as many "
                 + "characters as the rows at %d). Trained rows at %d are scored with full attention (S²-Attn is for "
                 + "training only). The LongLoRA adapter reloaded from its LoRA files onto the interpolated base gives the "
-                + "same outputs (max |diff| %.2e). Peak RSS is the whole process, earlier rows included: an upper bound.%n",
+                + "same outputs (max |diff| %.2e). Training working memory is the size DL4J's workspaces grew to over the "
+                + "row's training steps (activations kept for backprop and every layer's scratch arrays).%n",
                 trained, batch * (context / trained), context, context, reloadDiff));
         return md.toString();
     }

@@ -32,13 +32,17 @@ import picocli.CommandLine.Spec;
 
 /**
  * Multitask prompt tuning on real text: the character decoder of {@link FineTuneExample} (same
- * cache) gets one multitask prompt trained on several source languages at once (each language a
- * task, with its own rank-1 factor of the shared prompt); the held-out target language then
+ * cache) gets one multitask prompt trained on several source languages at once (by default four
+ * the decoder was not pretrained on; each language a task, with its own rank-1 factor of the
+ * shared prompt); the held-out target language then
  * starts from that source adapter with each of PEFT's transfer inits (average of the source tasks,
  * one source task, the shared prompt only) and, for comparison, plain prompt tuning starts from a
  * random prompt and from the embeddings of target text. Every target row trains the same number
  * of steps at the same learning rate; held-out bits per character of the target language are
- * reported along the way.
+ * reported along the way. Windows are {@code p} characters shorter than the decoder's pretraining
+ * windows, so that with the {@code p} virtual tokens in front every position a row uses is one the
+ * decoder was pretrained at (its positional table's last rows never trained); the untuned base is
+ * scored on the same windows.
  *
  * <p>Run: {@code java -cp peft-examples/target/peft-examples.jar org.peft4j.examples.MultitaskPromptExample}.
  */
@@ -50,15 +54,16 @@ public final class MultitaskPromptExample implements Callable<Integer> {
     CommandLine.Model.CommandSpec spec;
 
     @Option(names = "--source-tasks", split = ",", paramLabel = "LANGS",
-            description = "source languages, one task each (default: ${DEFAULT-VALUE}: the pretraining languages)")
-    List<String> sourceTasks = List.of("en", "de", "fr", "es", "it");
+            description = "source languages, one task each (default: ${DEFAULT-VALUE}: languages the decoder was not "
+                    + "pretrained on)")
+    List<String> sourceTasks = List.of("da", "fi", "nl", "sv");
 
     @Option(names = "--target", paramLabel = "LANG", description = "held-out target language (default: ${DEFAULT-VALUE})")
     String target = "pt";
 
     @Option(names = "--exact-task", paramLabel = "LANG",
             description = "the source task EXACT_SOURCE_TASK starts from (default: ${DEFAULT-VALUE})")
-    String exactTask = "es";
+    String exactTask = "nl";
 
     @Option(names = "--virtual-tokens", paramLabel = "P", description = "prompt length (default: ${DEFAULT-VALUE})")
     int virtualTokens = CharModels.VIRTUAL_TOKENS;
@@ -151,7 +156,11 @@ public final class MultitaskPromptExample implements Callable<Integer> {
         }
         FineTuneExample.Base base = settings.loadOrPretrainBase();
         CharVocabulary vocab = base.data().vocab();
-        int len = settings.seqLen;
+        int len = settings.seqLen - virtualTokens;
+        if (len < 2) {
+            throw new ParameterException(spec.commandLine(), "--virtual-tokens " + virtualTokens + " leaves windows of "
+                    + len + " characters; use fewer");
+        }
         int batch = settings.batch;
         Map<String, TextStream> train = new LinkedHashMap<>();
         Map<String, List<DataSet>> heldOut = new LinkedHashMap<>();
@@ -293,7 +302,7 @@ public final class MultitaskPromptExample implements Callable<Integer> {
                         + "language); target %s, %d steps per row, Adam %.0e, batch %d x %d characters. Held-out target bits "
                         + "per character (the base model, untuned: %.3f):%n%n", settings.dModel, settings.layers,
                 settings.sources, sourceTasks, sourceSteps, virtualTokens, target, steps, learningRate, settings.batch,
-                settings.seqLen, zeroShot));
+                settings.seqLen - virtualTokens, zeroShot));
         md.append("| start | trainable params |");
         checkpoints.forEach(c -> md.append(" after ").append(c).append(" steps |"));
         md.append("\n|---|---:|");

@@ -33,6 +33,7 @@ class LongContextExampleTest {
         assertTrue(s2.name().startsWith("LongLoRA") && full.name().contains("full attention"), rows.toString());
         assertEquals(4 * full.attentionBytes(), 16 * s2.attentionBytes(), "scores per query: 16 keys instead of 64");
         assertEquals(full.trainable(), s2.trainable(), "S²-Attn adds no parameters");
+        assertTrue(s2.workspaceBytes() > 0 && full.workspaceBytes() > 0, "working memory measured");
         assertTrue(o.reloadMaxAbsDiff() <= 1e-5, "reloaded adapter: " + o.reloadMaxAbsDiff());
         assertTrue(Files.readString(o.report()).contains("| LongLoRA (LoRA+, S²-Attn G=16) at 64 |"));
     }
