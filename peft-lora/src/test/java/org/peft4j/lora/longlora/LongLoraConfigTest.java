@@ -129,6 +129,7 @@ class LongLoraConfigTest {
         assertEquals(Map.of("block0.attn.core", 0), groupSizes(plain.graph()));
         assertTrue(expected.equalsWithEps(plain.graph().outputSingle(false, x), 1e-6), "reloaded for inference");
         PeftModel resumed = Peft.load(base, dir, c -> LongLoraConfig.of((LoraConfig) c, 4), false);
+        assertEquals(cfg, resumed.config(), "the LoRA file and the group size give back the config");
         assertEquals(Map.of("block0.attn.core", 4), groupSizes(resumed.graph()));
         assertTrue(expected.equalsWithEps(resumed.graph().outputSingle(false, x), 1e-6), "reloaded to train on");
 
