@@ -45,17 +45,10 @@ class ShiftedSparseAttentionCoreTest {
 
     @Test
     void causalS2AttnWithPaddedLastGroupMatchesFiniteDifferences() {
-        // T = 7, G = 4: two groups, the last one padded; 4 heads of width 2 (two per half). At most 32
-        // elements of each parameter array keep the check short: all of the dense layer below (24
-        // weights, 8 biases), whose gradient carries the core's epsilon, and 32 of each projection.
-        ComputationGraph g = coreGraph(50, new AttentionCore(4, true).withShiftedSparseAttention(4), 8);
-        assertTrue(org.deeplearning4j.gradientcheck.GradientCheckUtil.checkGradients(
-                new org.deeplearning4j.gradientcheck.GradientCheckUtil.GraphConfig().net(g)
-                        .inputs(new INDArray[] {BlockGraphs.inputs(51, 2, 3, 7)})
-                        .labels(new INDArray[] {BlockGraphs.oneHot(52, 2, 3, 7)})
-                        .subset(true).maxPerParam(32).epsilon(1e-6).maxRelError(1e-5).minAbsoluteError(1e-9)
-                        .print(org.deeplearning4j.gradientcheck.GradientCheckUtil.PrintMode.FAILURES_ONLY)
-                        .exitOnFirstError(false)));
+        // T = 7, G = 4: two groups, the last one padded; one head unshifted, one shifted (the numpy
+        // reference covers several heads per half, whose grouping is the same permutation)
+        ComputationGraph g = coreGraph(50, new AttentionCore(2, true).withShiftedSparseAttention(4), 4);
+        assertTrue(GradientChecks.passes(g, BlockGraphs.inputs(51, 2, 3, 7), BlockGraphs.oneHot(52, 2, 3, 7)));
     }
 
     @Test
