@@ -43,7 +43,8 @@ import org.peft4j.core.spi.FrozenLayerImpl;
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it, except by
  * {@link PeftModel}'s merge/enable switches, which replace arrays rather than write into them.
  */
-public abstract class FrozenBaseLayer extends FeedForwardLayer implements AdapterLayer, ParamLayout {
+public abstract class FrozenBaseLayer extends FeedForwardLayer implements AdapterLayer, ParamLayout,
+        DetachableFrozenState {
     private static final long serialVersionUID = 1L;
 
     /** Parameter key of the trainable bias (no underscore: DL4J splits gradient keys on the last one). */
@@ -349,6 +350,32 @@ public abstract class FrozenBaseLayer extends FeedForwardLayer implements Adapte
      * scaling, dropout), when {@link PeftModel#setAdapter} switches to it.
      */
     public void adoptConfig(PeftConfig config) {
+    }
+
+    /** A copy without the frozen and merged weight and bias (see {@link DetachableFrozenState}). */
+    @Override
+    public FrozenBaseLayer withoutFrozenState() {
+        FrozenBaseLayer c = (FrozenBaseLayer) clone();
+        c.frozenWeight = null;
+        c.frozenBias = null;
+        c.mergedWeight = null;
+        c.mergedBias = null;
+        return c;
+    }
+
+    /** Takes the frozen and merged weight and bias of {@code source} (see {@link DetachableFrozenState}). */
+    @Override
+    public void attachFrozenState(org.deeplearning4j.nn.conf.layers.Layer source) {
+        if (source == null || source.getClass() != getClass()) {
+            throw new IllegalArgumentException("frozen state of layer " + getLayerName() + " (" + getClass().getSimpleName()
+                    + ") must come from a " + getClass().getSimpleName() + "; got "
+                    + (source == null ? "null" : source.getClass().getSimpleName()));
+        }
+        FrozenBaseLayer s = (FrozenBaseLayer) source;
+        frozenWeight = s.frozenWeight;
+        frozenBias = s.frozenBias;
+        mergedWeight = s.mergedWeight;
+        mergedBias = s.mergedBias;
     }
 
     /** Creates the layer implementation; tuners return their own subclass of the kind's implementation. */

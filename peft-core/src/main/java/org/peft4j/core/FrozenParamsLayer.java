@@ -34,7 +34,7 @@ import org.peft4j.core.internal.DetachedParamsLayer;
  *
  * <p>Thread-safety: the configuration is not mutated after a graph is built from it.
  */
-public class FrozenParamsLayer extends BaseWrapperLayer {
+public class FrozenParamsLayer extends BaseWrapperLayer implements DetachableFrozenState {
     private static final long serialVersionUID = 1L;
 
     @JsonProperty("frozenParams")
@@ -69,6 +69,25 @@ public class FrozenParamsLayer extends BaseWrapperLayer {
     @JsonIgnore
     public boolean isBackprop() {
         return backprop;
+    }
+
+    /** A copy without the frozen parameters (see {@link DetachableFrozenState}). */
+    @Override
+    public FrozenParamsLayer withoutFrozenState() {
+        FrozenParamsLayer c = (FrozenParamsLayer) clone();
+        c.frozenParams = null;
+        return c;
+    }
+
+    /** Takes the frozen parameters of {@code source} (see {@link DetachableFrozenState}). */
+    @Override
+    public void attachFrozenState(Layer source) {
+        if (!(source instanceof FrozenParamsLayer)) {
+            throw new IllegalArgumentException("frozen state of layer " + getLayerName()
+                    + " (FrozenParamsLayer) must come from a FrozenParamsLayer; got "
+                    + (source == null ? "null" : source.getClass().getSimpleName()));
+        }
+        frozenParams = ((FrozenParamsLayer) source).frozenParams;
     }
 
     @Override

@@ -56,7 +56,7 @@ public final class Peft {
     private static PeftModel wrap(ComputationGraph base, PeftConfig config, Consumer<GraphRewriter.Plan> check) {
         Objects.requireNonNull(base, "base model must not be null");
         Objects.requireNonNull(config, "config must not be null");
-        if (base.params() == null) {
+        if (base.getVertices() == null) { // set by init(); params() is an empty array before it, not null
             throw new IllegalStateException("the base graph has no parameters yet; call init() on it before wrapping");
         }
         if (config.trainsEverything()) {
@@ -84,7 +84,7 @@ public final class Peft {
     public static PeftModel wrap(MultiLayerNetwork base, PeftConfig config) {
         Objects.requireNonNull(base, "base model must not be null");
         Objects.requireNonNull(config, "config must not be null");
-        if (base.params() == null) {
+        if (!base.isInitCalled()) {
             throw new IllegalStateException("the base network has no parameters yet; call init() on it before wrapping");
         }
         return wrap(base.toComputationGraph(), config);

@@ -10,10 +10,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Set;
 import java.util.TreeMap;
 import java.util.function.UnaryOperator;
-import java.util.regex.Pattern;
 import org.deeplearning4j.nn.api.Layer;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
@@ -23,11 +21,13 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.internal.AdapterFiles;
+import org.peft4j.core.internal.AdapterNames;
 import org.peft4j.core.internal.AdapterReader;
 import org.peft4j.core.internal.AdapterWriter;
 import org.peft4j.core.internal.BaseFingerprint;
 import org.peft4j.core.internal.GraphRewriter;
 import org.peft4j.core.internal.TrainingStateFiles;
+import org.peft4j.core.io.AtomicFiles;
 import org.peft4j.core.io.SafeTensor;
 
 /**
@@ -64,8 +64,6 @@ public final class PeftModel {
 
     /** Name of the adapter a model is wrapped with. */
     public static final String DEFAULT_ADAPTER = "default";
-
-    private static final Pattern ADAPTER_NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,99}");
 
     private final Object lock = new Object();
     private final ComputationGraphConfiguration baseConf;
@@ -274,7 +272,13 @@ public final class PeftModel {
      * exactly the base model's outputs. Inside it, {@link #merge()} and switching to an adapter of
      * another layout are refused (either would switch adapters back on).
      *
-     * <pre>{@code try (var off = peft.disableAdapter()) { base = peft.graph().outputSingle(x); }}</pre>
+     * <pre>{@code
+     * var off = peft.disableAdapter();
+     * try (off) {
+     *     base = peft.graph().outputSingle(x);
+     * }}</pre>
+     * Declared before the {@code try}, the scope counts as referenced, so {@code javac -Xlint:try}
+     * does not warn about a resource that the block never uses.
      *
      * @throws IllegalStateException if the adapters are merged (a merged weight already holds them;
      *     call {@link #unmerge()} first, or use {@link #reconstructBase()})
@@ -395,19 +399,7 @@ public final class PeftModel {
     }
 
     private void checkNewName(String name) {
-        Objects.requireNonNull(name, "adapter name must not be null");
-        if (!ADAPTER_NAME.matcher(name).matches()) {
-            throw new IllegalArgumentException("adapter name \"" + name + "\" must be 1-100 letters, digits, '.', '_' or "
-                    + "'-', starting with a letter or digit (it names a directory when saved)");
-        }
-        if (adapters.containsKey(name)) {
-            throw new IllegalArgumentException("an adapter named \"" + name + "\" exists already; adapters are "
-                    + adapters.keySet());
-        }
-        if (Set.of(AdapterFiles.CONFIG_FILE, AdapterFiles.WEIGHTS_FILE, AdapterFiles.STATE_FILE).contains(name)) {
-            throw new IllegalArgumentException("adapter name \"" + name + "\" is the name of a file saveAdapter and "
-                    + "saveCheckpoint write next to the adapters' directories; choose another name");
-        }
+        AdapterNames.checkNew(name, adapters.keySet());
     }
 
     /** The parameters of adapter {@code name}, by vertex name and key (copies). */
@@ -615,7 +607,7 @@ public final class PeftModel {
             Map<String, String> others = new TreeMap<>();
             for (String name : adapters.keySet()) {
                 if (!name.equals(DEFAULT_ADAPTER)) {
-                    others.put(name, saveOne(name, dir.resolve(name), null, null));
+                    others.put(name, saveOne(name, AtomicFiles.childDirectory(dir, name), null, null));
                 }
             }
             saveOne(DEFAULT_ADAPTER, dir, others, trainingState);
@@ -671,8 +663,9 @@ public final class PeftModel {
             checkNewName(name);
             AdapterReader.Loaded read = AdapterReader.read(dir, baseFingerprint, ignoreFingerprint);
             if (expectedDigest != null && !expectedDigest.equals(read.weightsDigest())) {
-                throw new AdapterFormatException(dir.resolve(AdapterFiles.WEIGHTS_FILE) + " has SHA-256 "
-                        + read.weightsDigest() + ", but " + expectedDigest + " was recorded for it: the directory mixes "
+                throw new AdapterFormatException(dir.resolve(AdapterFiles.CONFIG_FILE) + " records "
+                        + (read.weightsDigest() == null ? "no SHA-256" : "SHA-256 " + read.weightsDigest())
+                        + " for its weights, but " + expectedDigest + " was recorded for them: the directory mixes "
                         + "files of different saves, for example of a saveAdapter that stopped half-way; save the "
                         + "adapters again");
             }
@@ -740,7 +733,7 @@ public final class PeftModel {
         for (String name : m.adapterNames()) {
             AdapterReader.checkResumedBaseForm(name.equals(DEFAULT_ADAPTER) ? dir : dir.resolve(name), m.slot(name).config);
         }
-        m.applyTrainingState(TrainingStateFiles.read(dir, DEFAULT_ADAPTER));
+        m.applyTrainingState(TrainingStateFiles.read(dir, DEFAULT_ADAPTER, m.adapterNames().size()));
         return m;
     }
 

@@ -7,6 +7,7 @@ import java.util.Collections;
 import java.util.LinkedHashSet;
 import java.util.Objects;
 import java.util.Set;
+import org.peft4j.core.spi.Messages;
 
 /**
  * A selection of layers by name, with Hugging Face PEFT's semantics of {@code target_modules}
@@ -61,10 +62,11 @@ public final class TargetModules {
         for (String n : names) {
             if (n == null || n.isBlank()) {
                 throw new IllegalArgumentException("target modules: layer names must not be null or blank; got "
-                        + Arrays.toString(names));
+                        + Messages.list(Arrays.asList(names)));
             }
             if (!set.add(n)) {
-                throw new IllegalArgumentException("target modules: layer name \"" + n + "\" is given twice");
+                throw new IllegalArgumentException("target modules: layer name \"" + Messages.shorten(n)
+                        + "\" is given twice");
             }
         }
         return new TargetModules(Kind.NAMES, Collections.unmodifiableSet(set), null);
@@ -92,7 +94,8 @@ public final class TargetModules {
         try {
             return Pattern.compile(regex);
         } catch (PatternSyntaxException e) {
-            throw new IllegalArgumentException(what + ": the regular expression \"" + regex + "\" is invalid or uses "
+            throw new IllegalArgumentException(what + ": the regular expression \"" + Messages.shorten(regex)
+                    + "\" is invalid or uses "
                     + "a construct RE2 does not support (back-references and look-around are not; matching must run "
                     + "in linear time): " + e.getDescription(), e);
         }

@@ -12,6 +12,7 @@ import java.util.StringJoiner;
 import java.util.TreeSet;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.peft4j.core.spi.ConfigJson;
+import org.peft4j.core.spi.Messages;
 
 /**
  * What every tuner config shares: which layers it adapts ({@code targetModules}, narrowed by a
@@ -368,10 +369,10 @@ public final class Targeting {
             for (String n : names) {
                 if (n == null || n.isBlank()) {
                     throw new IllegalArgumentException("modulesToSave names must not be null or blank; got "
-                            + Arrays.toString(names));
+                            + Messages.list(Arrays.asList(names)));
                 }
                 if (!modulesToSave.add(n)) {
-                    throw new IllegalArgumentException("modulesToSave: \"" + n + "\" is given twice");
+                    throw new IllegalArgumentException("modulesToSave: \"" + Messages.shorten(n) + "\" is given twice");
                 }
             }
             return this;

@@ -1,5 +1,7 @@
 package org.peft4j.examples;
 
+import java.awt.BasicStroke;
+import java.awt.Color;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -13,11 +15,15 @@ import org.knowm.xchart.BitmapEncoder;
 import org.knowm.xchart.XYChart;
 import org.knowm.xchart.XYChartBuilder;
 import org.knowm.xchart.XYSeries;
+import org.knowm.xchart.style.Styler;
+import org.knowm.xchart.style.lines.SeriesLines;
+import org.knowm.xchart.style.markers.Marker;
 import org.knowm.xchart.style.markers.SeriesMarkers;
 
 /**
  * Writes the comparison: a markdown table ({@code results.md}, also printed), the same figures as
- * CSV ({@code results.csv}), the training-loss curves as a PNG ({@code loss-curves.png}, XChart),
+ * CSV ({@code results.csv}), the training-loss curves as a PNG ({@code loss-curves.png}, XChart;
+ * see {@link #chart}),
  * and the generated samples ({@code samples.md}).
  *
  * <p>Thread-safety: stateless.
@@ -30,6 +36,8 @@ final class ComparisonReport {
     static final String SAMPLES = "samples.md";
 
     private static final double MB = 1024.0 * 1024.0;
+    /** A table cell that does not apply (an untrained row's time and memory, nothing saved). */
+    static final String NONE = "–";
 
     private ComparisonReport() {
     }
@@ -43,12 +51,16 @@ final class ComparisonReport {
         sb.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (MethodResult r : rows) {
             HeldOutMetrics m = r.target();
+            boolean trained = r.trainableParams() > 0;
             sb.append(String.format(Locale.ROOT,
-                    "| %s | %,d | %.2f | %.2f | %.0f | %.0f | %.1f | %.4f | %.3f | %.3f | %.4f | %.4f | %.4f | %.4f | %s |%n",
-                    r.method(), r.trainableParams(), r.trainablePercent(), r.trainStateBytes() / MB,
-                    r.peakOffHeapBytes() / MB, r.peakHeapBytes() / MB, r.msPerStep(), m.loss(), m.bitsPerChar(),
+                    "| %s | %,d | %.2f | %s | %s | %s | %s | %.4f | %.3f | %.3f | %.4f | %.4f | %.4f | %.4f | %s |%n",
+                    r.method(), r.trainableParams(), r.trainablePercent(),
+                    trained ? cell("%.2f", r.trainStateBytes() / MB) : NONE,
+                    trained ? cell("%.0f", r.peakOffHeapBytes() / MB) : NONE,
+                    trained ? cell("%.0f", r.peakHeapBytes() / MB) : NONE,
+                    trained ? cell("%.1f", r.msPerStep()) : NONE, m.loss(), m.bitsPerChar(),
                     r.sourceBitsPerChar(), m.accuracy(), m.precision(), m.recall(), m.f1(),
-                    r.savedBytes() == 0 ? "-" : String.format(Locale.ROOT, "%,d", r.savedBytes() / 1024)));
+                    r.savedBytes() == 0 ? NONE : cell("%,d", r.savedBytes() / 1024)));
         }
         return sb.toString();
     }
@@ -68,6 +80,10 @@ final class ComparisonReport {
                     Double.isNaN(r.reloadMaxAbsDiff()) ? "" : String.format(Locale.ROOT, "%.3g", r.reloadMaxAbsDiff())));
         }
         return sb.toString();
+    }
+
+    static String cell(String format, Object value) {
+        return String.format(Locale.ROOT, format, value);
     }
 
     /** Generated text per method, base model first. */
@@ -98,44 +114,75 @@ final class ComparisonReport {
         return written;
     }
 
-    /** Training loss (exponential moving average, 0.1) per method against the step. */
+    /**
+     * Training loss per method against the step (exponential moving average, 0.1), all on the same
+     * sequence of training batches; the zero-shot row's curve is the base model's loss on those
+     * batches, so every method is compared with what no training gives on the same data.
+     */
     static XYChart chart(List<MethodResult> rows) {
         Map<String, List<Double>> curves = new LinkedHashMap<>();
-        rows.forEach(r -> curves.put(r.method(), r.trainLoss()));
-        XYChart c = lossChart("Fine-tuning on the held-out language", "training loss (nats/char, EMA 0.1)", curves);
-        int steps = Math.max(1, rows.stream().mapToInt(r -> r.trainLoss().size()).max().orElse(1));
-        for (MethodResult r : rows) {
-            if (r.trainLoss().isEmpty()) {
-                XYSeries s = c.addSeries(r.method() + " (held-out)", new double[] {1, steps},
-                        new double[] {r.target().loss(), r.target().loss()});
-                s.setMarker(SeriesMarkers.NONE);
-            }
-        }
-        return c;
+        rows.forEach(r -> curves.put(r.trainableParams() == 0 ? r.method() + " (base, no training)" : r.method(),
+                r.trainLoss()));
+        return lossChart("Adapting to the held-out language: loss on the training batches",
+                "training loss (nats/char, EMA 0.1)", curves, Map.of());
     }
 
+    /** Line styles, cycled: with the markers and colours, no two series look alike. */
+    private static final BasicStroke[] LINES = {SeriesLines.SOLID, SeriesLines.DASH_DASH, SeriesLines.DOT_DOT,
+            SeriesLines.DASH_DOT};
+    private static final Marker[] MARKERS = {SeriesMarkers.CIRCLE, SeriesMarkers.SQUARE, SeriesMarkers.DIAMOND,
+            SeriesMarkers.TRIANGLE_UP, SeriesMarkers.TRIANGLE_DOWN, SeriesMarkers.CROSS, SeriesMarkers.PLUS,
+            SeriesMarkers.OVAL, SeriesMarkers.TRAPEZOID, SeriesMarkers.RECTANGLE};
+    /** Ten colours that stay apart for common colour-vision deficiencies (Okabe-Ito, then two darker). */
+    private static final Color[] COLOURS = {new Color(0, 0, 0), new Color(230, 159, 0), new Color(86, 180, 233),
+            new Color(0, 158, 115), new Color(213, 94, 0), new Color(0, 114, 178), new Color(204, 121, 167),
+            new Color(140, 120, 0), new Color(120, 60, 160), new Color(100, 100, 100)};
+    /** Markers drawn per curve, about; each curve's markers sit at its own offset, so equal curves stay visible. */
+    private static final int MARKERS_PER_CURVE = 20;
+
     /**
-     * A chart of training-loss curves against the step, each smoothed by an exponential moving
-     * average (0.1); empty curves are skipped.
+     * A chart of loss curves against the step, each smoothed by an exponential moving average (0.1)
+     * and drawn with its own colour, line style and marker; empty curves are skipped. Markers sit
+     * every few steps, at a different offset for each curve, so two curves that coincide (LoRA over
+     * a float and over a 4-bit base) both stay visible. {@code references} are horizontal lines
+     * (name to value), drawn thin and grey.
      */
-    static XYChart lossChart(String title, String yTitle, Map<String, List<Double>> curves) {
-        XYChart c = new XYChartBuilder().width(900).height(560).title(title).xAxisTitle("step").yAxisTitle(yTitle)
+    static XYChart lossChart(String title, String yTitle, Map<String, List<Double>> curves,
+                             Map<String, Double> references) {
+        XYChart c = new XYChartBuilder().width(1000).height(600).title(title).xAxisTitle("step").yAxisTitle(yTitle)
                 .build();
-        c.getStyler().setMarkerSize(0);
+        c.getStyler().setMarkerSize(7).setLegendPosition(Styler.LegendPosition.OutsideE).setAntiAlias(true);
+        c.getStyler().setXAxisDecimalPattern("#,##0").setYAxisDecimalPattern("0.00");
+        int steps = curves.values().stream().mapToInt(List::size).max().orElse(1);
+        int every = Math.max(1, steps / MARKERS_PER_CURVE);
+        int i = 0;
         for (Map.Entry<String, List<Double>> e : curves.entrySet()) {
             List<Double> curve = e.getValue();
             if (curve.isEmpty()) {
                 continue;
             }
-            double[] x = new double[curve.size()];
-            double[] y = new double[curve.size()];
+            int offset = i % every;
+            List<Double> xs = new ArrayList<>();
+            List<Double> ys = new ArrayList<>();
             double ema = curve.get(0);
-            for (int i = 0; i < curve.size(); i++) {
-                ema = i == 0 ? ema : 0.9 * ema + 0.1 * curve.get(i);
-                x[i] = i + 1;
-                y[i] = ema;
+            for (int k = 0; k < curve.size(); k++) {
+                ema = k == 0 ? ema : 0.9 * ema + 0.1 * curve.get(k);
+                if (k == 0 || k % every == offset || k == curve.size() - 1) {
+                    xs.add(k + 1.0);
+                    ys.add(ema);
+                }
             }
-            c.addSeries(e.getKey(), x, y).setMarker(SeriesMarkers.NONE);
+            XYSeries s = c.addSeries(e.getKey(), xs, ys);
+            Color colour = COLOURS[i % COLOURS.length];
+            s.setLineStyle(LINES[i % LINES.length]).setLineColor(colour).setLineWidth(1.6f);
+            s.setMarker(MARKERS[i % MARKERS.length]).setMarkerColor(colour);
+            i++;
+        }
+        for (Map.Entry<String, Double> r : references.entrySet()) {
+            XYSeries s = c.addSeries(r.getKey(), new double[] {1, Math.max(2, steps)},
+                    new double[] {r.getValue(), r.getValue()});
+            s.setLineStyle(SeriesLines.DASH_DASH).setLineColor(Color.GRAY).setLineWidth(1f);
+            s.setMarker(SeriesMarkers.NONE);
         }
         return c;
     }

@@ -52,7 +52,8 @@ import picocli.CommandLine.Spec;
  *
  * <p>Thread-safety: one instance runs one experiment on the calling thread.
  */
-@Command(name = "peft-examples", mixinStandardHelpOptions = true, version = "peft4j FineTuneExample 0.1.0",
+@Command(name = "java -jar peft-examples/target/peft-examples.jar", mixinStandardHelpOptions = true,
+        versionProvider = Cli.Version.class,
         sortOptions = false, usageHelpAutoWidth = true,
         description = {"Pretrains a small character-level language model on Europarl text in the source languages, "
                 + "then adapts it to a held-out language with each method and compares them.",
@@ -152,7 +153,7 @@ public final class FineTuneExample implements Callable<Integer> {
     }
 
     static CommandLine commandLine(FineTuneExample example) {
-        return new CommandLine(example).setCaseInsensitiveEnumValuesAllowed(true);
+        return Cli.of(example);
     }
 
     @Override
@@ -167,6 +168,7 @@ public final class FineTuneExample implements Callable<Integer> {
         System.setProperty("java.awt.headless", "true");
         PrintStream con = System.out;
         long t0 = System.nanoTime();
+        con.println(expectedTime(methods.size() - 1));
 
         Base loaded = loadOrPretrainBase();
         DomainData data = loaded.data();
@@ -202,6 +204,27 @@ public final class FineTuneExample implements Callable<Integer> {
         con.println();
         con.println("Wrote " + files.stream().map(Path::toString).reduce((a, b) -> a + ", " + b).orElse(""));
         return new Outcome(List.copyOf(rows), files, fromCache, wall);
+    }
+
+    /** Seconds per pretraining step with the default sizes, measured on a 2-core machine (JDK 17, one thread). */
+    static final double PRETRAIN_SECONDS_PER_STEP = 0.31;
+    /** Seconds per fine-tuning step with the default sizes, evaluation and saving included, as measured there. */
+    static final double TUNE_SECONDS_PER_STEP = 0.17;
+
+    /** The line printed before the run starts: how long it should take, from the measured rates. */
+    String expectedTime(int trainedMethods) {
+        FineTuneExample defaults = new FineTuneExample();
+        double scale = (double) batch * seqLen * dModel * dModel * layers
+                / ((double) defaults.batch * defaults.seqLen * defaults.dModel * defaults.dModel * defaults.layers);
+        double tune = scale * TUNE_SECONDS_PER_STEP * steps * trainedMethods + 15;
+        double pretrain = scale * PRETRAIN_SECONDS_PER_STEP * pretrainSteps;
+        return String.format(Locale.ROOT, "Expected time on a 2-core machine: about %s for %d method(s) x %,d steps, "
+                        + "plus about %s of pretraining (%,d steps) unless a pretrained model is cached in %s.",
+                minutes(tune), trainedMethods, steps, minutes(pretrain), pretrainSteps, cacheDir);
+    }
+
+    private static String minutes(double seconds) {
+        return seconds < 90 ? Math.max(1, Math.round(seconds / 10) * 10) + " s" : Math.round(seconds / 60) + " min";
     }
 
     /** The data split and the pretrained base (from the cache, or pretrained now and cached). */
@@ -306,8 +329,8 @@ public final class FineTuneExample implements Callable<Integer> {
         try {
             return ModelSerializer.restoreComputationGraph(file.toFile(), false);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read the cached pretrained model " + file
-                    + "; delete it to pretrain again", e);
+            throw new Cli.Failure("cannot read the cached pretrained model " + file + " (" + e.getMessage()
+                    + "); delete it to pretrain again", e);
         }
     }
 
@@ -316,8 +339,11 @@ public final class FineTuneExample implements Callable<Integer> {
         HeldOutMetrics m = HeldOutMetrics.of(base, heldOut, data.vocab().size());
         double src = HeldOutMetrics.of(base, sourceHeldOut, data.vocab().size()).bitsPerChar();
         String sample = TextSampler.sample(base, data.vocab(), prompt, sampleChars, seqLen, 0.7, seed);
+        // the batches every method trains on (same seed as in tune), for the chart's no-training curve
+        List<Double> onTrainingBatches = TrainingLoop.lossesWithoutTraining(base, data.targetTrain(), steps, batch,
+                seqLen, new Random(seed + 1));
         return new MethodResult(TuningMethods.ZERO_SHOT, 0, base.numParams(), 0, 0, 0, 0, m, src, 0, Double.NaN,
-                List.of(), sample);
+                onTrainingBatches, sample);
     }
 
     private MethodResult tune(TuningMethod method, ComputationGraph base, Supplier<ComputationGraph> freshBase,

@@ -43,33 +43,39 @@ final class LanguageGuess {
         if (GREEK.matcher(text).find()) {
             return "el";
         }
-        Map<String, int[]> hits = new java.util.HashMap<>();
-        FUNCTION_WORDS.keySet().forEach(k -> hits.put(k, new int[1]));
+        Map<String, Integer> hits = hits(text);
+        String best = null;
+        int first = 0;
+        int second = 0;
+        for (String lang : LANGUAGES) {
+            Integer h = hits.get(lang);
+            if (h == null) {
+                continue;
+            }
+            if (h > first) {
+                second = first;
+                first = h;
+                best = lang;
+            } else if (h > second) {
+                second = h;
+            }
+        }
+        return first >= MIN_HITS && first >= 2 * second ? best : null;
+    }
+
+    /** How many of each language's function words {@code text} holds (Greek not counted). */
+    static Map<String, Integer> hits(String text) {
+        Map<String, Integer> hits = new java.util.HashMap<>();
+        FUNCTION_WORDS.keySet().forEach(k -> hits.put(k, 0));
         Matcher m = WORD.matcher(text.toLowerCase(java.util.Locale.ROOT));
         while (m.find()) {
             String w = m.group();
             for (Map.Entry<String, Set<String>> e : FUNCTION_WORDS.entrySet()) {
                 if (e.getValue().contains(w)) {
-                    hits.get(e.getKey())[0]++;
+                    hits.merge(e.getKey(), 1, Integer::sum);
                 }
             }
         }
-        String best = null;
-        int first = 0;
-        int second = 0;
-        for (String lang : LANGUAGES) {
-            int[] h = hits.get(lang);
-            if (h == null) {
-                continue;
-            }
-            if (h[0] > first) {
-                second = first;
-                first = h[0];
-                best = lang;
-            } else if (h[0] > second) {
-                second = h[0];
-            }
-        }
-        return first >= MIN_HITS && first >= 2 * second ? best : null;
+        return hits;
     }
 }

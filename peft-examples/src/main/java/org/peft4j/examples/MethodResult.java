@@ -18,7 +18,8 @@ import java.util.List;
  * @param savedBytes size of the saved adapter files, 0 if nothing was saved
  * @param reloadMaxAbsDiff largest absolute difference between the trained model's and the
  *     reloaded model's outputs on a held-out batch (NaN if nothing was saved)
- * @param trainLoss training loss per step
+ * @param trainLoss training loss per step; for an untrained row (zero-shot), the base model's loss on the
+ *     batches the other rows trained on
  * @param sample generated text from the held-out prompt
  */
 record MethodResult(String method, long trainableParams, long allParams, long trainStateBytes, long peakOffHeapBytes,

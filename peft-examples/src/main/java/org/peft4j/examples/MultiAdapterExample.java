@@ -32,7 +32,8 @@ import picocli.CommandLine.Spec;
  *
  * <p>Run: {@code java -cp peft-examples/target/peft-examples.jar org.peft4j.examples.MultiAdapterExample}.
  */
-@Command(name = "multi-adapter", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "java -cp peft-examples/target/peft-examples.jar org.peft4j.examples.MultiAdapterExample",
+        mixinStandardHelpOptions = true, versionProvider = Cli.Version.class, sortOptions = false,
         description = "Trains one LoRA adapter per language over one pretrained base and serves them by switching.")
 public final class MultiAdapterExample implements Callable<Integer> {
 
@@ -72,7 +73,7 @@ public final class MultiAdapterExample implements Callable<Integer> {
     }
 
     public static void main(String[] args) {
-        System.exit(new CommandLine(new MultiAdapterExample()).execute(args));
+        System.exit(Cli.of(new MultiAdapterExample()).execute(args));
     }
 
     @Override
@@ -130,11 +131,14 @@ public final class MultiAdapterExample implements Callable<Integer> {
             g.setLearningRate(5e-3);
             TrainingLoop.run(g, train.get(d), steps, settings.batch, settings.seqLen, new Random(7 + d.hashCode()),
                     "adapter " + d, new MemoryProbe(), false);
-            System.out.println("trained adapter \"" + name + "\" for " + d + ": " + peft.trainableParametersSummary());
+            System.out.println("trained the adapter for " + d + " (\"" + name + "\""
+                    + (name.equals(PeftModel.DEFAULT_ADAPTER) ? ", the name PeftModel gives its first adapter" : "")
+                    + "): " + peft.trainableParametersSummary());
         }
 
         Map<String, Map<String, Double>> bits = new LinkedHashMap<>();
-        try (var off = peft.disableAdapter()) {
+        var off = peft.disableAdapter();
+        try (off) {
             Map<String, Double> row = new LinkedHashMap<>();
             for (String d : domains) {
                 row.put(d, HeldOutMetrics.of(peft.graph(), heldOut.get(d), vocab.size()).bitsPerChar());

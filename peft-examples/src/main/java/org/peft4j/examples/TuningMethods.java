@@ -34,6 +34,9 @@ final class TuningMethods {
             new TuningMethod("lora-all", "LoRA on every linear layer except the head (PEFT's all-linear)",
                     r -> LoraConfig.builder().rank(r).alpha(2.0 * r).targetModules(TargetModules.ALL_LINEAR).build(),
                     5e-3),
+            new TuningMethod("dora", "DoRA: LoRA (all-linear) with a trained magnitude per output feature",
+                    r -> LoraConfig.builder().rank(r).alpha(2.0 * r).useDora(true)
+                            .targetModules(TargetModules.ALL_LINEAR).build(), 5e-3),
             new TuningMethod("qlora", "LoRA (all-linear) over the base held in 4-bit NF4 with double quantization",
                     r -> QLoraConfig.of(LoraConfig.builder().rank(r).alpha(2.0 * r).targetModules(TargetModules.ALL_LINEAR)
                             .build(), QuantSpec.nf4().withDoubleQuant(true).withBlockSize(64)), 5e-3),

@@ -41,6 +41,15 @@ class FineTuneExampleTest {
         }
         assertTrue(Files.isRegularFile(dir.resolve("out/adapters/lora-qv/adapter_model.safetensors")));
         assertTrue(Files.readString(dir.resolve("out/results.csv")).lines().count() == rows.size() + 1);
+        String zeroShotRow = Files.readString(dir.resolve("out/results.md")).lines()
+                .filter(l -> l.startsWith("| " + TuningMethods.ZERO_SHOT + " |")).findFirst().orElseThrow();
+        assertEquals(5, zeroShotRow.split(" – ", -1).length - 1,
+                "zero-shot has no training state, memory, time or saved files: " + zeroShotRow);
+        // the chart's zero-shot curve is the base's loss on the batches the methods train on:
+        // LoRA (B = 0 at the start) has exactly that loss at its first step
+        assertEquals(30, rows.get(0).trainLoss().size());
+        assertEquals(rows.get(0).trainLoss().get(0), row(rows, "lora-qv").trainLoss().get(0), 1e-4,
+                "first training batch: zero-shot curve vs LoRA");
 
         // From the cache, full fine-tuning must start where it did right after pretraining: the same loss.
         FineTuneExample again = new FineTuneExample();
@@ -72,5 +81,35 @@ class FineTuneExampleTest {
         err.getBuffer().setLength(0);
         assertEquals(2, cl.execute("--no-such-flag"));
         assertTrue(err.toString().contains("Unknown option"), err.toString());
+    }
+
+    @Test
+    void aBadFlagsErrorIsTheLastLineAfterAOneLineUsage() {
+        StringWriter err = new StringWriter();
+        CommandLine cl = FineTuneExample.commandLine(new FineTuneExample());
+        cl.setErr(new PrintWriter(err));
+        assertEquals(2, cl.execute("--steps", "0"));
+        List<String> lines = err.toString().lines().toList();
+        assertEquals(List.of("Usage: java -jar peft-examples/target/peft-examples.jar [OPTIONS]   (--help lists every option)",
+                "Error: --steps must be positive; got 0"), lines);
+    }
+
+    @Test
+    void theExpectedTimeOfTheDefaultRunIsThatOfTheMeasuredRun() {
+        // measured: 3 min 55 s with the pretrained model cached, 7 min 03 s with pretraining
+        String line = new FineTuneExample().expectedTime(9);
+        assertTrue(line.startsWith("Expected time on a 2-core machine: about 4 min for 9 method(s) x 150 steps, "
+                + "plus about 3 min of pretraining (600 steps)"), line);
+    }
+
+    @Test
+    void versionIsTheOneAdapterFilesRecord() {
+        StringWriter out = new StringWriter();
+        CommandLine cl = FineTuneExample.commandLine(new FineTuneExample());
+        cl.setOut(new PrintWriter(out));
+        assertEquals(0, cl.execute("-V"));
+        String version = Cli.version();
+        assertTrue(version.matches("\\d+\\.\\d+\\.\\d+(-SNAPSHOT)?"), "the filtered Maven version: " + version);
+        assertTrue(out.toString().contains("peft4j " + version), out.toString());
     }
 }

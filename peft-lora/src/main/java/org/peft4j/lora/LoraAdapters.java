@@ -11,9 +11,12 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
+import org.deeplearning4j.nn.conf.layers.wrapper.BaseWrapperLayer;
 import org.peft4j.core.BiasMode;
+import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftModel;
+import org.peft4j.core.TargetKind;
 
 /**
  * Arithmetic on LoRA adapters held by one {@link PeftModel}, as Hugging Face PEFT's
@@ -28,7 +31,9 @@ import org.peft4j.core.PeftModel;
  * </ul>
  * The new adapter has {@code alpha = rank} (scaling 1), the sources' targets and dropout; it is
  * added to the model, not activated. Sources must target the same layers and train no biases or
- * whole modules.
+ * whole modules. Embedding and convolution targets combine like dense ones (a convolution's
+ * {@code A [r, nIn·kH·kW]} and {@code B [nOut, r]} as the transposed dense factors); DoRA adapters
+ * are refused, as their magnitude vectors have no weighted sum that gives the sum of their updates.
  *
  * <p>Thread-safety: each call it makes on the {@link PeftModel} takes the model's lock, but a
  * combination as a whole is not atomic: do not delete or replace its source adapters from another
@@ -47,8 +52,8 @@ public final class LoraAdapters {
      *
      * @param svdRank the rank for {@link Combination#SVD} (ignored otherwise)
      * @throws IllegalArgumentException naming the problem for unknown sources, unequal lengths,
-     *     non-finite weights, non-LoRA sources, sources adapting different layers, unequal ranks
-     *     under LINEAR, or a bad rank
+     *     non-finite weights, non-LoRA or DoRA sources, sources adapting different layers, unequal
+     *     ranks under LINEAR, or a bad rank
      */
     public static void addWeightedAdapter(PeftModel peft, List<String> sources, double[] weights,
                                           Combination combination, String newName, int svdRank) {
@@ -75,6 +80,10 @@ public final class LoraAdapters {
                         + ", not a plain LoraConfig; weighted combinations take float LoRA adapters only");
             }
             LoraConfig l = (LoraConfig) c;
+            if (l.useDora()) {
+                throw new IllegalArgumentException("adapter \"" + s + "\" is DoRA; weighted combinations take plain LoRA "
+                        + "adapters only (a DoRA update m ⊙ V / ‖V‖ is not a sum of its sources' factors)");
+            }
             if (!l.modulesToSave().isEmpty() || l.bias() != BiasMode.NONE) {
                 throw new IllegalArgumentException("adapter \"" + s + "\" trains biases or whole modules; weighted "
                         + "combinations cover LoRA factors only");
@@ -117,10 +126,11 @@ public final class LoraAdapters {
         Map<String, Map<String, INDArray>> combined = new LinkedHashMap<>();
         try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
             for (String layer : params.get(0).keySet()) {
-                INDArray[] ab = combine(layer, params, configs, weights, combination, rank);
+                boolean conv = isConvolution(peft, layer);
+                INDArray[] ab = combine(layer, params, configs, weights, combination, rank, conv);
                 Map<String, INDArray> t = new LinkedHashMap<>();
-                t.put(LoraDenseLayer.LORA_A, ab[0]);
-                t.put(LoraDenseLayer.LORA_B, ab[1]);
+                t.put(LoraDenseLayer.LORA_A, conv ? ab[0].transpose().dup() : ab[0]);
+                t.put(LoraDenseLayer.LORA_B, conv ? ab[1].transpose().dup() : ab[1]);
                 combined.put(layer, t);
             }
         }
@@ -129,15 +139,35 @@ public final class LoraAdapters {
         peft.addAdapter(newName, config, combined);
     }
 
+    /** Whether {@code layer} of the model is a convolution, whose LoRA factors are stored transposed. */
+    private static boolean isConvolution(PeftModel peft, String layer) {
+        org.deeplearning4j.nn.api.Layer l = peft.graph().getLayer(layer);
+        org.deeplearning4j.nn.conf.layers.Layer c = l == null ? null : l.conf().getLayer();
+        if (c instanceof FrozenBaseLayer) {
+            return ((FrozenBaseLayer) c).kind() == TargetKind.CONVOLUTION;
+        }
+        if (c instanceof BaseWrapperLayer) {
+            c = ((BaseWrapperLayer) c).getUnderlying();
+        }
+        return TargetKind.of(c) == TargetKind.CONVOLUTION;
+    }
+
+    /**
+     * The combined factors of one layer as {@code A [k, rank]}, {@code B [rank, nOut]} (for a
+     * convolution, {@code transposed}, of its stored factors transposed).
+     */
     private static INDArray[] combine(String layer, List<Map<String, Map<String, INDArray>>> params,
-                                      List<LoraConfig> configs, double[] weights, Combination how, int rank) {
+                                      List<LoraConfig> configs, double[] weights, Combination how, int rank,
+                                      boolean transposed) {
         int n = params.size();
         INDArray[] as = new INDArray[n];
         INDArray[] bs = new INDArray[n];
         double[] c = new double[n];
         for (int i = 0; i < n; i++) {
-            as[i] = params.get(i).get(layer).get(LoraDenseLayer.LORA_A).castTo(DataType.DOUBLE);
-            bs[i] = params.get(i).get(layer).get(LoraDenseLayer.LORA_B).castTo(DataType.DOUBLE);
+            INDArray a = params.get(i).get(layer).get(LoraDenseLayer.LORA_A);
+            INDArray b = params.get(i).get(layer).get(LoraDenseLayer.LORA_B);
+            as[i] = (transposed ? a.transpose() : a).castTo(DataType.DOUBLE);
+            bs[i] = (transposed ? b.transpose() : b).castTo(DataType.DOUBLE);
             double prod = weights[i] * configs.get(i).scaling();
             if (prod < 0 && how != Combination.SVD) {
                 throw new IllegalArgumentException("weight " + weights[i] + " is negative: LINEAR and CAT take √(w·s); "

@@ -5,11 +5,13 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.TreeMap;
 import org.peft4j.core.BiasTargetingBuilder;
-import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.PeftConfig;
 import org.peft4j.core.Target;
+import org.peft4j.core.TargetKind;
 import org.peft4j.core.Targeting;
 
 /**
@@ -30,6 +32,11 @@ import org.peft4j.core.Targeting;
  * <p>Scaling of the update {@code A·B}: {@code alpha / rank}, or {@code alpha / √rank} with
  * {@link Builder#useRsLora(boolean) rsLoRA} (arXiv 2312.03732).
  *
+ * <p>Targets may be dense layers ({@link LoraDenseLayer}), embeddings ({@link LoraEmbeddingLayer})
+ * and 2D or 1D convolutions ({@link LoraConvolutionLayer}); the kind follows the layer a name
+ * matches. {@link Builder#useDora(boolean) DoRA} (arXiv 2402.09353) adds a trainable magnitude per
+ * output feature on every kind.
+ *
  * <p>Per-layer rank and alpha ({@link Builder#rankPattern}, {@link Builder#alphaPattern}, PEFT's
  * {@code rank_pattern} and {@code alpha_pattern}): a key is a regular expression (RE2) matched
  * against the end of a layer's name at a {@code "."} boundary, as PEFT's {@code get_pattern_key}
@@ -49,6 +56,7 @@ public final class LoraConfig implements PeftConfig {
     private final double dropout;
     private final Targeting targeting;
     private final boolean useRsLora;
+    private final boolean useDora;
     private final LoraInit initLoraWeights;
     private final Map<String, Integer> rankPattern;
     private final Map<String, Double> alphaPattern;
@@ -59,6 +67,7 @@ public final class LoraConfig implements PeftConfig {
         this.dropout = b.dropout;
         this.targeting = targeting;
         this.useRsLora = b.useRsLora;
+        this.useDora = b.useDora;
         this.initLoraWeights = b.init;
         this.rankPattern = Collections.unmodifiableMap(new TreeMap<>(b.rankPattern));
         this.alphaPattern = Collections.unmodifiableMap(new TreeMap<>(b.alphaPattern));
@@ -76,6 +85,7 @@ public final class LoraConfig implements PeftConfig {
         b.dropout = dropout;
         b.targeting(targeting);
         b.useRsLora = useRsLora;
+        b.useDora = useDora;
         b.init = initLoraWeights;
         b.rankPattern.putAll(rankPattern);
         b.alphaPattern.putAll(alphaPattern);
@@ -111,6 +121,14 @@ public final class LoraConfig implements PeftConfig {
 
     public boolean useRsLora() {
         return useRsLora;
+    }
+
+    /**
+     * Whether this is DoRA: each targeted weight is rescaled per output feature by a trainable
+     * magnitude over the norm of {@code W + ΔW} (see {@link LoraDenseLayer}).
+     */
+    public boolean useDora() {
+        return useDora;
     }
 
     public LoraInit initLoraWeights() {
@@ -166,7 +184,8 @@ public final class LoraConfig implements PeftConfig {
     /**
      * Hugging Face PEFT's LoRA keys ({@code r}, {@code lora_alpha}, {@code lora_dropout},
      * {@code use_rslora}, {@code init_lora_weights}, {@code rank_pattern} and {@code alpha_pattern}
-     * when set, and {@code use_dora}, {@code fan_in_fan_out} false); {@link PeftConfig#toAdapterConfig()} adds {@code peft_type} and the targeting keys.
+     * when set, {@code use_dora}, and {@code fan_in_fan_out} false); {@link PeftConfig#toAdapterConfig()} adds
+     * {@code peft_type} and the targeting keys.
      */
     @Override
     public Map<String, Object> methodConfig() {
@@ -175,7 +194,7 @@ public final class LoraConfig implements PeftConfig {
         m.put("lora_alpha", alpha);
         m.put("lora_dropout", dropout);
         m.put("use_rslora", useRsLora);
-        m.put("use_dora", false);
+        m.put("use_dora", useDora);
         m.put("fan_in_fan_out", false);
         m.put("init_lora_weights", initLoraWeights == LoraInit.GAUSSIAN ? "gaussian" : Boolean.TRUE);
         if (!rankPattern.isEmpty()) {
@@ -189,12 +208,32 @@ public final class LoraConfig implements PeftConfig {
 
     @Override
     public String layoutSignature() {
-        return PEFT_TYPE + " r=" + rank + " ranks=" + rankPattern + " " + targeting.signature();
+        return PEFT_TYPE + " r=" + rank + " ranks=" + rankPattern + (useDora ? " dora" : "") + " "
+                + targeting.signature();
     }
 
+    /** Dense layers, embeddings and convolutions, as Hugging Face PEFT's LoRA (and DoRA). */
     @Override
-    public FrozenDenseLayer adapt(Target target) {
-        return new LoraDenseLayer(target, this);
+    public Set<TargetKind> supportedTargetKinds() {
+        return Set.of(TargetKind.DENSE, TargetKind.EMBEDDING, TargetKind.CONVOLUTION);
+    }
+
+    /**
+     * The LoRA layer of the target's kind.
+     *
+     * @throws IllegalArgumentException for a convolution whose options LoRA cannot honour (see
+     *     {@link LoraConvolutionLayer})
+     */
+    @Override
+    public FrozenBaseLayer adapt(Target target) {
+        switch (target.kind()) {
+            case EMBEDDING:
+                return new LoraEmbeddingLayer(target, this);
+            case CONVOLUTION:
+                return new LoraConvolutionLayer(target, this);
+            default:
+                return new LoraDenseLayer(target, this);
+        }
     }
 
     @Override
@@ -207,19 +246,21 @@ public final class LoraConfig implements PeftConfig {
         }
         LoraConfig c = (LoraConfig) o;
         return rank == c.rank && Double.compare(alpha, c.alpha) == 0 && Double.compare(dropout, c.dropout) == 0
-                && targeting.equals(c.targeting) && useRsLora == c.useRsLora && initLoraWeights == c.initLoraWeights
+                && targeting.equals(c.targeting) && useRsLora == c.useRsLora && useDora == c.useDora
+                && initLoraWeights == c.initLoraWeights
                 && rankPattern.equals(c.rankPattern) && alphaPattern.equals(c.alphaPattern);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(rank, alpha, dropout, targeting, useRsLora, initLoraWeights, rankPattern, alphaPattern);
+        return Objects.hash(rank, alpha, dropout, targeting, useRsLora, useDora, initLoraWeights, rankPattern,
+                alphaPattern);
     }
 
     @Override
     public String toString() {
         return "LoraConfig(rank=" + rank + ", alpha=" + alpha + ", dropout=" + dropout + ", " + targeting
-                + ", useRsLora=" + useRsLora + ", initLoraWeights=" + initLoraWeights
+                + ", useRsLora=" + useRsLora + ", useDora=" + useDora + ", initLoraWeights=" + initLoraWeights
                 + (rankPattern.isEmpty() ? "" : ", rankPattern=" + rankPattern)
                 + (alphaPattern.isEmpty() ? "" : ", alphaPattern=" + alphaPattern) + ")";
     }
@@ -234,6 +275,7 @@ public final class LoraConfig implements PeftConfig {
         private double alpha = 8;
         private double dropout = 0.0;
         private boolean useRsLora;
+        private boolean useDora;
         private LoraInit init = LoraInit.KAIMING_UNIFORM;
         private final Map<String, Integer> rankPattern = new LinkedHashMap<>();
         private final Map<String, Double> alphaPattern = new LinkedHashMap<>();
@@ -250,10 +292,15 @@ public final class LoraConfig implements PeftConfig {
             return this;
         }
 
-        /** {@code lora_alpha} (default 8): the update is scaled by {@code alpha / rank}. */
+        /**
+         * {@code lora_alpha} (default 8): the update is scaled by {@code alpha / rank}. The layers
+         * apply that scale in float, so alpha must be a positive float ({@code build()} also checks
+         * that {@code alpha / rank} does not underflow).
+         */
         public Builder alpha(double alpha) {
-            if (!(alpha > 0) || Double.isInfinite(alpha)) {
-                throw new IllegalArgumentException("alpha must be positive and finite; got " + alpha);
+            if (!(alpha > 0) || !(alpha <= Float.MAX_VALUE)) {
+                throw new IllegalArgumentException("alpha must be positive and at most " + Float.MAX_VALUE + ", the "
+                        + "largest float, because the update is scaled by lora_alpha / r in float; got " + alpha);
             }
             this.alpha = alpha;
             return this;
@@ -271,6 +318,17 @@ public final class LoraConfig implements PeftConfig {
         /** Scale by {@code alpha / √rank} instead of {@code alpha / rank} (rsLoRA). */
         public Builder useRsLora(boolean useRsLora) {
             this.useRsLora = useRsLora;
+            return this;
+        }
+
+        /**
+         * DoRA (arXiv 2402.09353; PEFT's {@code use_dora}): {@code W' = m ⊙ (W + ΔW) / ‖W + ΔW‖}
+         * per output feature, with a trainable magnitude {@code m} that starts at {@code ‖W‖}, so a
+         * new adapter still changes nothing. The norm is recomputed every forward pass and treated
+         * as a constant in the backward pass (the paper's §4.3, as PEFT does). Default false.
+         */
+        public Builder useDora(boolean useDora) {
+            this.useDora = useDora;
             return this;
         }
 
@@ -294,13 +352,14 @@ public final class LoraConfig implements PeftConfig {
          * {@code lora_alpha} of the layers whose name {@code key} matches (see the class comment),
          * instead of {@link #alpha(double)}; PEFT's {@code alpha_pattern}.
          *
-         * @throws IllegalArgumentException if alpha is not positive and finite, the key is not an RE2
-         *     expression, or the key was given already
+         * @throws IllegalArgumentException if alpha is not positive and at most the largest float
+         *     (as {@link #alpha(double)}), the key is not an RE2 expression, or the key was given already
          */
         public Builder alphaPattern(String key, double alpha) {
             checkKey(key, alphaPattern.keySet(), "alphaPattern");
-            if (!(alpha > 0) || Double.isInfinite(alpha)) {
-                throw new IllegalArgumentException("alphaPattern \"" + key + "\": alpha must be positive and finite; got "
+            if (!(alpha > 0) || !(alpha <= Float.MAX_VALUE)) {
+                throw new IllegalArgumentException("alphaPattern \"" + key + "\": alpha must be positive and at most "
+                        + Float.MAX_VALUE + ", the largest float, because the update is scaled by alpha / r in float; got "
                         + alpha);
             }
             alphaPattern.put(key, alpha);
@@ -332,9 +391,27 @@ public final class LoraConfig implements PeftConfig {
 
         /**
          * @throws IllegalStateException if no target modules were set
+         * @throws IllegalArgumentException if a layer's scale {@code alpha / rank} could underflow in
+         *     float (the smallest alpha over the largest rank, patterns included)
          */
         public LoraConfig build() {
-            return new LoraConfig(this, buildTargeting());
+            LoraConfig c = new LoraConfig(this, buildTargeting());
+            // The smallest alpha over the largest rank bounds every layer's scale from below.
+            double smallestAlpha = alpha;
+            for (double a : alphaPattern.values()) {
+                smallestAlpha = Math.min(smallestAlpha, a);
+            }
+            int largestRank = rank;
+            for (int r : rankPattern.values()) {
+                largestRank = Math.max(largestRank, r);
+            }
+            double scale = useRsLora ? smallestAlpha / Math.sqrt(largestRank) : smallestAlpha / largestRank;
+            if (!((float) scale >= Float.MIN_NORMAL)) {
+                throw new IllegalArgumentException("the scale " + (useRsLora ? "alpha / sqrt(r)" : "alpha / r") + " = "
+                        + scale + " (lora_alpha " + smallestAlpha + ", r " + largestRank + ") is below the smallest normal "
+                        + "float " + Float.MIN_NORMAL + ", so the adapter would add nothing; raise alpha or lower r");
+            }
+            return c;
         }
     }
 }

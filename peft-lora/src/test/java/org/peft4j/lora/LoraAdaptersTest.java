@@ -123,4 +123,50 @@ class LoraAdaptersTest {
         INDArray expected = delta(peft, "default").add(delta(peft, "other"));
         assertTrue(maxDiff(merged.sub(base), expected) < 1e-5);
     }
+
+    @Test
+    void doraSourcesAreRefusedNamingTheAdapter() {
+        PeftModel peft = Peft.wrap(TinyGraphs.mlp(DataType.FLOAT, new Adam(5e-2), 42, 8, 16, 4),
+                CFG.toBuilder().useDora(true).build());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LoraAdapters.addWeightedAdapter(
+                peft, List.of("default"), new double[] {1}, Combination.LINEAR, "x", 0));
+        assertTrue(e.getMessage().startsWith("adapter \"default\" is DoRA; weighted combinations take plain LoRA"),
+                e.getMessage());
+        assertEquals(List.of("default"), peft.adapterNames());
+    }
+
+    /** ΔW of adapter {@code name} on {@code layer} in the layer's own layout, from the layer's merged weight. */
+    private static INDArray update(PeftModel peft, String name, String layer) {
+        peft.setAdapter(name);
+        org.peft4j.core.FrozenBaseLayer f = peft.adaptedLayers().get(layer);
+        INDArray w = f.frozenWeight().castTo(DataType.DOUBLE);
+        return f.mergedWeight(w, peft.graph().getLayer(layer).paramTable()).sub(w);
+    }
+
+    /** CAT and full-rank SVD of a convolution's and an embedding's adapters (rank 3 and 2) add their updates. */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"conv", "embed"})
+    void convolutionAndEmbeddingAdaptersCombineTheirUpdates(String layer) {
+        boolean conv = layer.equals("conv");
+        ComputationGraph base = conv
+                ? KindGraphs.conv2d(DataType.DOUBLE, new Adam(1e-2), 3, org.deeplearning4j.nn.conf.CNN2DFormat.NCHW)
+                : KindGraphs.embedding(DataType.DOUBLE, new Adam(1e-2), 3, true);
+        LoraConfig cfg = LoraConfig.builder().rank(3).alpha(6).targetModules(layer).build();
+        PeftModel peft = Peft.wrap(base, cfg);
+        peft.addAdapter("other", cfg.toBuilder().rank(2).alpha(3).build());
+        org.nd4j.linalg.factory.Nd4j.getRandom().setSeed(4);
+        for (String name : List.of("other", "default")) {
+            peft.setAdapter(name);
+            for (INDArray p : peft.graph().getLayer(layer).paramTable().values()) {
+                p.assign(org.nd4j.linalg.factory.Nd4j.randn(DataType.DOUBLE, p.shape()));
+            }
+        }
+        INDArray expected = update(peft, "default", layer).mul(0.7).add(update(peft, "other", layer).mul(0.4));
+        LoraAdapters.addWeightedAdapter(peft, List.of("default", "other"), new double[] {0.7, 0.4}, Combination.CAT,
+                "cat", 0);
+        assertTrue(maxDiff(expected, update(peft, "cat", layer)) < 1e-10, layer + " CAT");
+        LoraAdapters.addWeightedAdapter(peft, List.of("default", "other"), new double[] {0.7, 0.4}, Combination.SVD,
+                "svd", 4);
+        assertTrue(maxDiff(expected, update(peft, "svd", layer)) < 1e-10, layer + " SVD at full rank");
+    }
 }

@@ -195,7 +195,8 @@ class LoraBehaviourTest {
         PeftModel peft = trainedOnDense0And2(base);
         INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 16, 8, 4).getFeatures();
         INDArray adapted = peft.graph().outputSingle(x);
-        try (var off = peft.disableAdapter()) {
+        var off = peft.disableAdapter();
+        try (off) {
             assertEquals(base.outputSingle(x), peft.graph().outputSingle(x));
         }
         assertEquals(adapted, peft.graph().outputSingle(x));
@@ -221,7 +222,8 @@ class LoraBehaviourTest {
                 merged.getMessage());
         peft.unmerge();
 
-        try (var off = peft.disableAdapter()) {
+        var off = peft.disableAdapter();
+        try (off) {
             assertEquals("merge() inside a disableAdapter() scope would merge nothing; close the scope first",
                     assertThrows(IllegalStateException.class, peft::merge).getMessage());
             assertEquals("adapter \"wider\" has another layout, so switching to it builds new layers that a "

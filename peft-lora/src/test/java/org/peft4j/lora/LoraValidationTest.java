@@ -55,7 +55,11 @@ class LoraValidationTest {
         assertEquals(a.hashCode(), b.hashCode());
         assertNotEquals(a, a.toBuilder().rank(5).build());
         assertEquals("LoraConfig(rank=4, alpha=8.0, dropout=0.05, targetModules=[dense1], targetTypes=[], "
-                + "modulesToSave=[output], bias=lora_only, useRsLora=true, initLoraWeights=KAIMING_UNIFORM)", a.toString());
+                + "modulesToSave=[output], bias=lora_only, useRsLora=true, useDora=false, initLoraWeights=KAIMING_UNIFORM)",
+                a.toString());
+        assertNotEquals(a, a.toBuilder().useDora(true).build());
+        assertNotEquals(a.layoutSignature(), a.toBuilder().useDora(true).build().layoutSignature(),
+                "DoRA adds a parameter per layer: another layout");
         assertEquals(8 / Math.sqrt(4), a.scaling(), 0.0);
         assertEquals(2.0, a.toBuilder().useRsLora(false).build().scaling(), 0.0);
     }
@@ -97,18 +101,18 @@ class LoraValidationTest {
         INDArray params = seq.params().dup();
         String json = seq.getConfiguration().toJson();
         rejects(IllegalArgumentException.class, "target module \"lstm\" is a LSTM, which is of no target kind, and "
-                        + "LORA adapts DENSE (DenseLayer, OutputLayer, RnnOutputLayer)",
+                        + "LORA adapts DENSE (DenseLayer, OutputLayer, RnnOutputLayer), EMBEDDING (EmbeddingLayer, "
+                        + "EmbeddingSequenceLayer), CONVOLUTION (ConvolutionLayer, Convolution1DLayer)",
                 () -> Peft.wrap(seq, LoraConfig.builder().targetModules("lstm").build()));
         assertUnchanged(seq, params, json);
     }
 
     @Test
-    void loraRefusesAnEmbeddingTargetNamingItsKindAndTheKindsLoraAdapts() {
+    void loraAdaptsTheDecodersTokenEmbeddingAsAnEmbeddingTarget() {
         ComputationGraph decoder = org.peft4j.core.testing.TinyDecoders.decoder(DataType.FLOAT, new Adam(1e-2), 3, 7, 4,
                 1, 8);
-        rejects(IllegalArgumentException.class, "target module \"embed.tokens\" is a EmbeddingSequenceLayer (kind "
-                        + "EMBEDDING), and LORA adapts DENSE (DenseLayer, OutputLayer, RnnOutputLayer)",
-                () -> Peft.wrap(decoder, LoraConfig.builder().targetModules("embed.tokens").build()));
+        PeftModel p = Peft.wrap(decoder, LoraConfig.builder().targetModules("embed.tokens").build());
+        assertTrue(p.adaptedLayers().get("embed.tokens") instanceof LoraEmbeddingLayer, p.adaptedLayers().toString());
     }
 
     @Test

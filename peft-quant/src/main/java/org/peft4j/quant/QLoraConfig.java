@@ -23,7 +23,12 @@ import org.peft4j.lora.LoraConfig;
  *         QuantSpec.nf4().withDoubleQuant(true).withBlockSize(64)));
  * }</pre>
  *
- * The adapter file is an ordinary LoRA adapter ({@code peft_type} {@code "LORA"}), exactly as PEFT
+ * DoRA ({@code LoraConfig.Builder#useDora}) works over the 4-bit base as over a float one, on the
+ * dequantized weights (as PEFT does with bitsandbytes): the norm's product {@code Aᵀ·W} runs on the
+ * 4-bit kernel and {@code ‖W‖} per column comes from one dequantization per layer. Targets are dense
+ * layers only; embeddings and convolutions keep no 4-bit form and are refused.
+ *
+ * <p>The adapter file is an ordinary LoRA adapter ({@code peft_type} {@code "LORA"}), exactly as PEFT
  * saves an adapter trained on a bitsandbytes 4-bit base; load it onto a quantized base with
  * {@code Peft.load(base, dir, c -> QLoraConfig.of((LoraConfig) c, spec), false)}.
  *

@@ -51,6 +51,21 @@ public class QuantizedDenseLayer extends FrozenDenseLayer {
         return quantizedWeight.memoryBytes() + frozenBiasBytes();
     }
 
+    /** Also leaves out the 4-bit weight (see {@link org.peft4j.core.DetachableFrozenState}). */
+    @Override
+    public QuantizedDenseLayer withoutFrozenState() {
+        QuantizedDenseLayer c = (QuantizedDenseLayer) super.withoutFrozenState();
+        c.quantizedWeight = null;
+        return c;
+    }
+
+    /** Also takes the 4-bit weight (see {@link org.peft4j.core.DetachableFrozenState}). */
+    @Override
+    public void attachFrozenState(org.deeplearning4j.nn.conf.layers.Layer source) {
+        super.attachFrozenState(source);
+        quantizedWeight = ((QuantizedDenseLayer) source).quantizedWeight;
+    }
+
     @Override
     protected FrozenDenseLayerImpl newImpl(NeuralNetConfiguration conf, DataType dataType) {
         return new Impl(conf, dataType);

@@ -59,6 +59,34 @@ public final class QuantizedMatmul {
     }
 
     /**
+     * {@code y = x · dequant(w)} written into {@code y}, which saves allocating the result and copying
+     * it where the caller already has the output array (a layer's activations).
+     *
+     * @param x [batch, nIn], batch &gt; 1
+     * @param w rank-2 quantized weight [nIn, nOut]
+     * @param y [batch, nOut], float32, C order, not a view
+     * @throws IllegalArgumentException if the shapes do not match, the batch is 1, or {@code y} is
+     *     not a plain float32 C-order array
+     */
+    public static void mmul(INDArray x, QuantizedTensor w, INDArray y) {
+        int[] dims = dims(w);
+        check(x, "x", dims[0], "nIn", w);
+        Objects.requireNonNull(y, "y must not be null");
+        if (x.size(0) < 2) {
+            throw new IllegalArgumentException("mmul into y is for batches larger than 1; got x "
+                    + Arrays.toString(x.shape()) + " (use gemv for one row)");
+        }
+        if (y.dataType() != DataType.FLOAT || y.rank() != 2 || y.size(0) != x.size(0) || y.size(1) != dims[1]
+                || y.ordering() != 'c' || y.isView() || y.stride(1) != 1 || y.stride(0) != dims[1]) {
+            throw new IllegalArgumentException("y must be a float32 C-order [" + x.size(0) + ", " + dims[1]
+                    + "] array that is not a view; got " + y.dataType() + " " + y.ordering() + " "
+                    + Arrays.toString(y.shape()) + (y.isView() ? " (a view)" : ""));
+        }
+        TiledMatmul.mmulInto(x.castTo(DataType.FLOAT), w.packedArray(), w.scales(), w.blockSize(),
+                Blockwise4bit.pairTable(w.type()), dims[0], dims[1], y, TiledMatmul.direct(y));
+    }
+
+    /**
      * {@code ε = g · dequant(w)ᵀ} (the input gradient of {@code y = x · W}).
      *
      * @param g [batch, nOut]
@@ -115,6 +143,36 @@ public final class QuantizedMatmul {
         checkLength(out, "out", dims[0], "nIn", w);
         Gemv4bit.gemvTransposed(w.packedArray(), w.scales(), w.blockSize(), Blockwise4bit.pairTable(w.type()),
                 dims[0], dims[1], g, 0, out, 0);
+    }
+
+    /**
+     * {@code ε = g · dequant(w)ᵀ} written into {@code eps}, which saves allocating the result and the
+     * (transposing) copy into a layer's epsilon array.
+     *
+     * @param g [batch, nOut], batch &gt; 1
+     * @param w rank-2 quantized weight [nIn, nOut]
+     * @param eps [batch, nIn], float32, C or F order, not a view
+     * @throws IllegalArgumentException if the shapes do not match, the batch is 1, or {@code eps} is
+     *     not a plain float32 array
+     */
+    public static void mmulTransposed(INDArray g, QuantizedTensor w, INDArray eps) {
+        int[] dims = dims(w);
+        check(g, "g", dims[1], "nOut", w);
+        Objects.requireNonNull(eps, "eps must not be null");
+        if (g.size(0) < 2) {
+            throw new IllegalArgumentException("mmulTransposed into eps is for batches larger than 1; got g "
+                    + Arrays.toString(g.shape()) + " (use gemvTransposed for one row)");
+        }
+        boolean plain = eps.ordering() == 'c' ? eps.stride(1) == 1 && eps.stride(0) == dims[0]
+                : eps.stride(0) == 1 && eps.stride(1) == g.size(0);
+        if (eps.dataType() != DataType.FLOAT || eps.rank() != 2 || eps.size(0) != g.size(0) || eps.size(1) != dims[0]
+                || eps.isView() || !plain) {
+            throw new IllegalArgumentException("eps must be a float32 [" + g.size(0) + ", " + dims[0]
+                    + "] array with dense rows or columns that is not a view; got " + eps.dataType() + " "
+                    + eps.ordering() + " " + Arrays.toString(eps.shape()) + (eps.isView() ? " (a view)" : ""));
+        }
+        TiledMatmul.mmulTransposedInto(g.castTo(DataType.FLOAT), w.packedArray(), w.scales(), w.blockSize(),
+                Blockwise4bit.pairTable(w.type()), dims[0], dims[1], eps, TiledMatmul.directTransposed(eps));
     }
 
     private static int[] dims(QuantizedTensor w) {

@@ -113,6 +113,61 @@ class QLoraTest {
         }
     }
 
+    /**
+     * DoRA over a 4-bit base: PEFT supports it (with bitsandbytes it dequantizes the weight for the
+     * norm); here the norm's product {@code Aᵀ·W} runs on the 4-bit kernel and {@code ‖W_j‖²} comes
+     * from one dequantization, so the layer must compute exactly what float DoRA computes on the
+     * dequantized weights: outputs and every gradient (DoRA's are gradient-checked in peft-lora); the
+     * merged model (whose weights come from the float32 dequantized base) gives the same outputs to
+     * float tolerance.
+     */
+    @Test
+    void doraOverAFourBitBaseMatchesFloatDoraOnTheDequantizedWeights() {
+        GradientChecks.useDoublePrecision();
+        try {
+            ComputationGraph base = TinyGraphs.mlp(DataType.DOUBLE, new NoOp(), 3, 5, 6, 3);
+            LoraConfig cfg = LoraConfig.builder().rank(2).alpha(4).useDora(true).targetModules("dense1", "output")
+                    .modulesToSave("dense0").build();
+            PeftModel q = Peft.wrap(base, QLoraConfig.of(cfg, QuantSpec.nf4().withBlockSize(32)));
+            PeftModel f = Peft.wrap(dequantizedBase(base, q), cfg);
+            Nd4j.getRandom().setSeed(6);
+            for (String n : q.adaptedLayers().keySet()) {
+                Map<String, INDArray> qp = q.graph().getLayer(n).paramTable();
+                assertEquals(qp.get(LoraDenseLayer.LORA_M), f.graph().getLayer(n).getParam(LoraDenseLayer.LORA_M),
+                        "both start from the norms of the dequantized weight");
+                qp.get(LoraDenseLayer.LORA_B).assign(Nd4j.randn(DataType.DOUBLE, qp.get(LoraDenseLayer.LORA_B).shape()));
+                qp.get(LoraDenseLayer.LORA_M).muli(1.3);
+                qp.forEach((k, v) -> f.graph().getLayer(n).getParam(k).assign(v));
+            }
+            DataSet ds = TinyGraphs.classification(DataType.DOUBLE, 4, 4, 5, 3);
+            assertTrue(maxAbsDiff(q.graph().outputSingle(ds.getFeatures()), f.graph().outputSingle(ds.getFeatures())) < 1e-12);
+            for (PeftModel m : new PeftModel[] {q, f}) {
+                m.graph().setInput(0, ds.getFeatures());
+                m.graph().setLabel(0, ds.getLabels());
+                m.graph().computeGradientAndScore();
+            }
+            assertTrue(maxAbsDiff(q.graph().getFlattenedGradients(), f.graph().getFlattenedGradients()) < 1e-12,
+                    "the quantization is the only difference");
+            INDArray expected = f.graph().outputSingle(ds.getFeatures());
+            double rel = maxAbsDiff(q.mergeAndUnload().outputSingle(ds.getFeatures()), expected)
+                    / expected.amaxNumber().doubleValue();
+            assertTrue(rel < 1e-5, "merged over the dequantized base: relative difference " + rel);
+        } finally {
+            Nd4j.setDefaultDataTypes(DataType.FLOAT, DataType.FLOAT);
+        }
+    }
+
+    @Test
+    void anEmbeddingTargetIsRefusedOverAFourBitBase() {
+        ComputationGraph decoder = org.peft4j.core.testing.TinyDecoders.decoder(DataType.FLOAT, new Adam(1e-2), 3, 7, 4,
+                1, 8);
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> Peft.wrap(decoder, QLoraConfig.of(LoraConfig.builder().targetModules("embed.tokens").build(),
+                        NF4_DQ)));
+        assertTrue(e.getMessage().contains("\"embed.tokens\" is a EmbeddingSequenceLayer (kind EMBEDDING), and LORA "
+                + "adapts DENSE"), e.getMessage());
+    }
+
     /** Batch 1 in float runs the heap GEMV path (no ND4J call) for forward and input gradient. */
     @Test
     void singleRowsInFloatAgreeWithTheFloatLayerForwardAndBackward() {

@@ -16,6 +16,7 @@ import org.peft4j.core.TargetKind;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.Targeting;
 import org.peft4j.core.TargetingBuilder;
+import org.peft4j.core.spi.Messages;
 import org.peft4j.core.spi.Vertices;
 
 /**
@@ -140,12 +141,14 @@ public final class Ia3Config implements PeftConfig {
             }
         }
         if (!any) {
-            throw new IllegalArgumentException("no layer matched feedforwardModules " + feedforwardModules
+            throw new IllegalArgumentException("no layer matched feedforwardModules "
+                    + Messages.shorten(feedforwardModules, Messages.MAX_VALUE_CHARS)
                     + "; layers are: " + Vertices.describeLayers(base.getConfiguration()));
         }
         if (!stray.isEmpty()) {
             throw new IllegalArgumentException("feedforwardModules must be a subset of targetModules "
-                    + targeting.targetModules() + "; these feedforward modules are not targets: " + stray);
+                    + Messages.shorten(targeting.targetModules(), Messages.MAX_VALUE_CHARS)
+                    + "; these feedforward modules are not targets: " + Messages.list(stray));
         }
         return List.of();
     }
@@ -230,7 +233,7 @@ public final class Ia3Config implements PeftConfig {
                 }
                 if (!stray.isEmpty()) {
                     throw new IllegalArgumentException("feedforwardModules must be a subset of targetModules "
-                            + targetModules + "; not targets: " + stray);
+                            + Messages.shorten(targetModules, Messages.MAX_VALUE_CHARS) + "; not targets: " + Messages.list(stray));
                 }
             }
             return new Ia3Config(this, targeting);

@@ -4,10 +4,8 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
-import java.util.ServiceLoader;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import org.deeplearning4j.nn.graph.ComputationGraph;
@@ -19,12 +17,15 @@ import org.peft4j.core.AdapterFormatException;
 import org.peft4j.core.AdapterLayer;
 import org.peft4j.core.IncompatibleAdapterException;
 import org.peft4j.core.PeftConfig;
-import org.peft4j.core.PeftConfigFactory;
 import org.peft4j.core.io.DType;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
+import org.peft4j.core.io.SafetensorsHeader;
+import org.peft4j.core.io.TensorInfo;
 import org.peft4j.core.spi.AdapterFileKeys;
+import org.peft4j.core.spi.ConfigJson;
+import org.peft4j.core.spi.Messages;
 import org.peft4j.core.spi.PeftJson;
 
 /**
@@ -43,10 +44,13 @@ public final class AdapterReader {
     }
 
     /**
-     * A validated adapter directory, not yet applied to any graph; {@code json} is the parsed config
-     * file, {@code weightsDigest} the hex SHA-256 of its weights file.
+     * A validated adapter directory, not yet applied to any graph: {@code tensors} is the checked
+     * header of its weights file (the data is read by {@link #assign} once names and shapes are
+     * known to fit), {@code json} the parsed config file, {@code weightsDigest} the hex SHA-256 the
+     * config recorded for the weights file (null if it records none), which {@link #assign}
+     * verifies while it reads the data.
      */
-    public record Loaded(PeftConfig config, SafetensorsFile tensors, Map<String, Object> json, String weightsDigest) {
+    public record Loaded(PeftConfig config, SafetensorsHeader tensors, Map<String, Object> json, String weightsDigest) {
 
         /** The same files, to be applied with another config (e.g. QLoRA for a LoRA file). */
         public Loaded withConfig(PeftConfig other) {
@@ -122,60 +126,33 @@ public final class AdapterReader {
                     + "is at most " + MAX_CONFIG_BYTES + " bytes");
         }
         String what = configFile.toString();
-        Map<String, Object> json = PeftJson.parseObject(Files.readAllBytes(configFile), what);
-        Object type = json.get("peft_type");
-        if (!(type instanceof String)) {
-            throw new AdapterFormatException(what + ": \"peft_type\" must be a string such as \"LORA\"; got " + type);
-        }
-        PeftConfigFactory factory = null;
-        List<String> known = new ArrayList<>();
-        for (PeftConfigFactory f : ServiceLoader.load(PeftConfigFactory.class, AdapterFiles.class.getClassLoader())) {
-            known.add(f.peftType());
-            if (f.peftType().equals(type)) {
-                factory = f;
-            }
-        }
-        if (factory == null) {
-            throw new AdapterFormatException(what + ": peft_type \"" + type + "\" is not supported; known types: " + known
-                    + " (is the tuner's module, e.g. peft-lora, on the classpath?)");
-        }
-        PeftConfig config;
-        try {
-            config = factory.fromAdapterConfig(json);
-        } catch (AdapterFormatException e) {
-            throw new AdapterFormatException(what + ": " + e.getMessage(), e);
-        }
+        ConfigJson.Parsed parsed = ConfigJson.parseAdapterConfig(Files.readAllBytes(configFile), what);
+        Map<String, Object> json = parsed.json();
+        PeftConfig config = parsed.config();
         Object ext = json.get("peft4j");
-        if (ext != null && !(ext instanceof Map)) {
-            throw new AdapterFormatException(what + ": \"peft4j\" must be an object");
-        }
         if (!ignoreFingerprint && ext != null && ((Map<?, ?>) ext).get("base_model_fingerprint") != null) {
             BaseFingerprint expected = BaseFingerprint.fromJson(((Map<?, ?>) ext).get("base_model_fingerprint"), what);
             List<String> diff = expected.differences(base);
             if (!diff.isEmpty()) {
                 throw new IncompatibleAdapterException("the adapter in " + dir + " was trained on another base model: "
-                        + String.join("; ", diff) + ". Load with ignoreFingerprint=true to apply it anyway.");
+                        + Messages.joinSentences("; ", diff) + ". Load with ignoreFingerprint=true to apply it anyway.");
             }
         }
         Path weights = dir.resolve(AdapterFiles.WEIGHTS_FILE);
         if (!Files.isRegularFile(weights)) {
             throw new AdapterFormatException("no adapter weights in " + dir + ": " + AdapterFiles.WEIGHTS_FILE + " is missing");
         }
-        byte[] bytes = Safetensors.readBytes(weights);
-        String digest = HexFormat.of().formatHex(AdapterFiles.sha256().digest(bytes));
+        SafetensorsHeader tensors = Safetensors.readHeader(weights, AdapterLimits.maxTensors(base),
+                AdapterLimits.maxTensorsReason(base));
+        AdapterLimits.requireFloatingPoint(tensors);
         Object recorded = ext == null ? null : ((Map<?, ?>) ext).get(AdapterFiles.WEIGHTS_DIGEST_KEY);
-        if (recorded != null && !AdapterFiles.digestValue(recorded, what + ": \"peft4j\".\"" + AdapterFiles.WEIGHTS_DIGEST_KEY + "\"")
-                .equals(digest)) {
-            throw new AdapterFormatException(weights + " is not the weights file " + AdapterFiles.CONFIG_FILE + " was saved with "
-                    + "(SHA-256 " + digest + ", the config records " + recorded + "): the two files come from different "
-                    + "saves, for example a saveAdapter that stopped half-way; save the adapter again");
-        }
-        SafetensorsFile tensors = Safetensors.fromBytes(bytes, weights);
+        String digest = recorded == null ? null
+                : AdapterFiles.digestValue(recorded, what + ": \"peft4j\".\"" + AdapterFiles.WEIGHTS_DIGEST_KEY + "\"");
         Object tokens = json.get("num_virtual_tokens");
         if (tokens instanceof Number) {
             // Prompt and prefix tuning size their prompt by this key, and prompt tuning computes an
             // initial prompt while planning the graph: check it against the file before that.
-            SafeTensor prompt = tensors.tensors().get(AdapterLayout.PROMPT_TENSOR);
+            TensorInfo prompt = tensors.tensors().get(AdapterLayout.PROMPT_TENSOR);
             long n = ((Number) tokens).longValue();
             if (prompt == null || prompt.shape().length != 2 || prompt.shape()[0] != n) {
                 throw new AdapterFormatException(what + ": \"num_virtual_tokens\" is " + tokens + " but " + AdapterFiles.WEIGHTS_FILE
@@ -189,7 +166,8 @@ public final class AdapterReader {
 
     /**
      * Refuses, before the wrapped graph is allocated, one whose parameter vector would be larger
-     * than the adapter's weights file (its F32, F16 and BF16 values) plus the whole base model. A
+     * than the adapter's weights file (its values) plus the whole base model, and a weights file
+     * without tensors for an adapter that trains parameters. A
      * graph built for a matching file never is (the file holds what it trains; frozen copies are
      * at most the base), while a config whose size keys were edited ({@code r},
      * {@code bottleneck_size}, ...) would otherwise allocate what it asks for before
@@ -200,12 +178,15 @@ public final class AdapterReader {
      */
     public static void checkSize(GraphRewriter.Plan plan, Loaded loaded, long baseParams, Path dir) {
         long inFile = 0;
-        for (SafeTensor t : loaded.tensors().tensors().values()) {
-            if (t.dtype() == DType.F32 || t.dtype() == DType.F16 || t.dtype() == DType.BF16) {
-                inFile = Math.addExact(inFile, t.elementCount());
-            }
+        for (TensorInfo t : loaded.tensors().tensors().values()) {
+            inFile = Math.addExact(inFile, t.elementCount()); // every tensor is floating-point (read)
         }
         long wanted = plan.numParams();
+        if (loaded.tensors().tensors().isEmpty() && wanted > 0) {
+            throw new AdapterFormatException(dir.resolve(AdapterFiles.WEIGHTS_FILE) + " holds no tensors, but the "
+                    + loaded.config().peftType() + " adapter its config describes trains " + wanted + " parameters; the "
+                    + "file is empty or was cut, save the adapter again");
+        }
         if (wanted > inFile + baseParams) {
             throw new AdapterFormatException(dir.resolve(AdapterFiles.CONFIG_FILE) + " describes a wrapped graph of " + wanted
                     + " parameters, more than the " + inFile + " values in " + AdapterFiles.WEIGHTS_FILE + " plus the base model's "
@@ -218,32 +199,32 @@ public final class AdapterReader {
      * Checks that the file's tensors are exactly those a graph wrapped with the adapter's config
      * trains (names and shapes), then writes them into {@code g}. Nothing is written on failure.
      */
-    public static void assign(Loaded loaded, ComputationGraph g, Path dir) {
+    public static void assign(Loaded loaded, ComputationGraph g, Path dir) throws IOException {
         Map<String, AdapterLayout.Slot> expected = AdapterLayout.layout(g);
         Map<String, AdapterLayout.Shared> shared = AdapterLayout.sharedLayout(g);
-        Map<String, SafeTensor> actual = loaded.tensors().tensors();
-        TreeSet<String> unknown = new TreeSet<>(actual.keySet());
+        Map<String, TensorInfo> header = loaded.tensors().tensors();
+        TreeSet<String> unknown = new TreeSet<>(header.keySet());
         unknown.removeAll(expected.keySet());
         unknown.removeAll(shared.keySet());
         TreeSet<String> missing = new TreeSet<>(expected.keySet());
         missing.addAll(shared.keySet());
-        missing.removeAll(actual.keySet());
+        missing.removeAll(header.keySet());
         List<String> problems = new ArrayList<>(baseModelDifferences(loaded, g));
         if (!unknown.isEmpty()) {
-            problems.add("unknown tensors " + unknown);
+            problems.add(unknown.size() + " unknown tensors " + Messages.list(unknown));
         }
         if (!missing.isEmpty()) {
-            problems.add("missing tensors " + missing);
+            problems.add(missing.size() + " missing tensors " + Messages.list(missing));
         }
         for (Map.Entry<String, AdapterLayout.Slot> e : expected.entrySet()) {
-            SafeTensor t = actual.get(e.getKey());
+            TensorInfo t = header.get(e.getKey());
             if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
                 problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
                         + java.util.Arrays.toString(e.getValue().fileShape()));
             }
         }
         for (Map.Entry<String, AdapterLayout.Shared> e : shared.entrySet()) {
-            SafeTensor t = actual.get(e.getKey());
+            TensorInfo t = header.get(e.getKey());
             if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
                 problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
                         + java.util.Arrays.toString(e.getValue().fileShape()));
@@ -251,8 +232,18 @@ public final class AdapterReader {
         }
         if (!problems.isEmpty()) {
             throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: "
-                    + String.join("; ", problems));
+                    + Messages.joinSentences("; ", problems));
         }
+        // Names and shapes are those of g, so the data read now is what the adapter needs.
+        Path weights = dir.resolve(AdapterFiles.WEIGHTS_FILE);
+        SafetensorsFile file = Safetensors.readData(weights, loaded.tensors());
+        if (loaded.weightsDigest() != null && !loaded.weightsDigest().equals(file.sha256())) {
+            throw new AdapterFormatException(weights + " is not the weights file " + AdapterFiles.CONFIG_FILE + " was saved "
+                    + "with (SHA-256 " + file.sha256() + ", the config records " + loaded.weightsDigest() + "): the two "
+                    + "files come from different saves, for example a saveAdapter that stopped half-way; save the adapter "
+                    + "again");
+        }
+        Map<String, SafeTensor> actual = file.tensors();
         // a list, not a map: INDArray equality is by value, and fresh parameters (LoRA's B = 0) are equal
         List<INDArray[]> writes = new ArrayList<>();
         try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
@@ -292,12 +283,15 @@ public final class AdapterReader {
         try {
             values = t.toFloats();
         } catch (IllegalStateException ex) {
-            throw new AdapterFormatException(name + " in " + dir + " has dtype " + t.dtype()
-                    + "; adapter tensors must be F32, F16 or BF16");
+            throw new AdapterFormatException(name + " in " + dir + " has dtype " + t.dtype() + "; adapter tensors must be "
+                    + AdapterLimits.FLOATING_POINT);
         }
         for (int i = 0; i < values.length; i++) {
             if (!Float.isFinite(values[i])) {
-                throw new AdapterFormatException(name + " in " + dir + " holds " + values[i] + " at element " + i
+                String found = t.dtype() == DType.F64
+                        ? java.nio.ByteBuffer.wrap(t.rawBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN).getDouble(i * 8)
+                                + " (F64), which is " + values[i] + " as a float," : String.valueOf(values[i]);
+                throw new AdapterFormatException(name + " in " + dir + " holds " + found + " at element " + i
                         + "; adapter weights must be finite");
             }
         }

@@ -13,6 +13,7 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.TargetKind;
 import org.peft4j.core.TargetModules;
 import org.peft4j.core.Targeting;
+import org.peft4j.core.spi.Messages;
 import org.peft4j.core.spi.Vertices;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -81,16 +82,17 @@ public final class TargetSelection {
         if (targets.isEmpty()) {
             String layers = "; layers are: " + Vertices.describeLayers(conf);
             if (!excluded.isEmpty()) {
-                throw new IllegalArgumentException("no layer left to adapt: targetModules " + tm + " chose only "
-                        + excluded + ", which excludeModules " + (t.excludeModules() == null ? "[]" : t.excludeModules())
-                        + " or modulesToSave " + t.modulesToSave() + " exclude" + layers);
+                throw new IllegalArgumentException("no layer left to adapt: targetModules " + bounded(tm) + " chose only "
+                        + Messages.list(excluded) + ", which excludeModules "
+                        + (t.excludeModules() == null ? "[]" : bounded(t.excludeModules()))
+                        + " or modulesToSave " + Messages.list(t.modulesToSave()) + " exclude" + layers);
             }
-            throw new IllegalArgumentException("no layer matched targetModules " + tm
+            throw new IllegalArgumentException("no layer matched targetModules " + bounded(tm)
                     + (t.targetTypes().isEmpty() ? "" : " with targetTypes " + t.targetTypes().stream()
                     .map(Class::getSimpleName).sorted().toList()) + layers);
         }
         if (t.excludeModules() != null && !exclusionUsed) {
-            LOG.warn("excludeModules {} matched no layer, so nothing was excluded; layers are: {}", t.excludeModules(),
+            LOG.warn("excludeModules {} matched no layer, so nothing was excluded; layers are: {}", bounded(t.excludeModules()),
                     Vertices.describeLayers(conf));
         }
         return new Selected(targets, saved);
@@ -113,10 +115,15 @@ public final class TargetSelection {
             saved.add(e.getKey());
         }
         if (saved.isEmpty()) {
-            throw new IllegalArgumentException("modulesToSave " + t.modulesToSave() + ": no layer matched; layers are: "
+            throw new IllegalArgumentException("modulesToSave " + Messages.list(t.modulesToSave()) + ": no layer matched; layers are: "
                     + Vertices.describeLayers(conf));
         }
         return saved;
+    }
+
+    /** A selection as a message shows it: a config's target list can be megabytes long. */
+    private static String bounded(TargetModules tm) {
+        return Messages.shorten(tm, Messages.MAX_VALUE_CHARS);
     }
 
     private static String describe(Set<TargetKind> kinds) {

@@ -16,6 +16,7 @@ import org.peft4j.core.io.AtomicFiles;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.core.io.Safetensors;
 import org.peft4j.core.io.SafetensorsFile;
+import org.peft4j.core.spi.Messages;
 import org.peft4j.core.spi.PeftJson;
 
 /**
@@ -81,15 +82,15 @@ public final class TrainingStateFiles {
          */
         public void checkAdapters(List<String> adapters) {
             if (!adapters.contains(activeAdapter)) {
-                throw new AdapterFormatException(file + ": active adapter \"" + activeAdapter + "\" is not among "
-                        + adapters);
+                throw new AdapterFormatException(file + ": active adapter \"" + Messages.shorten(activeAdapter) + "\" is not among "
+                        + Messages.list(adapters));
             }
             for (String name : inactiveStates.keySet()) {
                 if (name.equals(activeAdapter) || !adapters.contains(name)) {
-                    throw new AdapterFormatException(file + ": tensor \"" + INACTIVE_STATE_PREFIX + name + "\" is not "
+                    throw new AdapterFormatException(file + ": tensor \"" + Messages.shorten(INACTIVE_STATE_PREFIX + name) + "\" is not "
                             + "the optimizer state of an inactive adapter of this model; expected \"updater_state\" and \""
-                            + INACTIVE_STATE_PREFIX + "<name>\" for <name> among " + adapters + " other than the active \""
-                            + activeAdapter + "\"");
+                            + INACTIVE_STATE_PREFIX + "<name>\" for <name> among " + Messages.list(adapters) + " other than the active \""
+                            + Messages.shorten(activeAdapter) + "\"");
                 }
             }
         }
@@ -100,16 +101,19 @@ public final class TrainingStateFiles {
      * default adapter's config recorded this file's SHA-256 (so it belongs to the same save).
      *
      * @param defaultActive the active adapter of a file that names none
+     * @param adapters how many adapters were loaded from {@code dir}: the file holds at most one
+     *     optimizer state per adapter, so a header naming more tensors is refused before it is read
      * @throws AdapterFormatException if the file is missing or malformed, or not the one saved
      *     with the adapters
      */
-    public static TrainingState read(Path dir, String defaultActive) throws IOException {
+    public static TrainingState read(Path dir, String defaultActive, int adapters) throws IOException {
         Path file = dir.resolve(AdapterFiles.STATE_FILE);
         if (!Files.isRegularFile(file)) {
             throw new AdapterFormatException("no checkpoint in " + dir + ": " + AdapterFiles.STATE_FILE + " is missing");
         }
-        byte[] bytes = Safetensors.readBytes(file);
-        String digest = HexFormat.of().formatHex(AdapterFiles.sha256().digest(bytes));
+        SafetensorsFile f = Safetensors.readData(file, Safetensors.readHeader(file, adapters,
+                "a checkpoint of " + adapters + " adapters holds one optimizer state per adapter"));
+        String digest = f.sha256();
         Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
         Object ext = PeftJson.parseObject(Files.readAllBytes(configFile), configFile.toString()).get("peft4j");
         Object recorded = ext instanceof Map ? ((Map<?, ?>) ext).get(AdapterFiles.TRAINING_STATE_KEY) : null;
@@ -124,7 +128,6 @@ public final class TrainingStateFiles {
                     + ": the optimizer state and the adapters come from different saves, for example a saveCheckpoint "
                     + "that stopped half-way; resume needs the files of one saveCheckpoint");
         }
-        SafetensorsFile f = Safetensors.fromBytes(bytes, file);
         Map<String, String> meta = f.metadata();
         int iteration = parseCount(meta, "iteration_count", file);
         int epoch = parseCount(meta, "epoch_count", file);
@@ -135,7 +138,7 @@ public final class TrainingStateFiles {
                 continue;
             }
             if (!e.getKey().startsWith(INACTIVE_STATE_PREFIX)) {
-                throw new AdapterFormatException(file + ": tensor \"" + e.getKey() + "\" is not an optimizer state; "
+                throw new AdapterFormatException(file + ": tensor \"" + Messages.shorten(e.getKey()) + "\" is not an optimizer state; "
                         + "expected \"updater_state\" and \"" + INACTIVE_STATE_PREFIX + "<name>\"");
             }
             inactive.put(e.getKey().substring(INACTIVE_STATE_PREFIX.length()), e.getValue());
@@ -153,7 +156,7 @@ public final class TrainingStateFiles {
             return v;
         } catch (NumberFormatException e) {
             throw new AdapterFormatException(file + ": metadata \"" + key + "\" must be a non-negative integer; got "
-                    + meta.get(key));
+                    + Messages.shorten(meta.get(key)));
         }
     }
 }

@@ -5,14 +5,18 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.channels.WritableByteChannel;
 import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.FileSystemException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.util.HexFormat;
 import java.util.Objects;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.regex.Pattern;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -33,6 +37,8 @@ public final class AtomicFiles {
 
     private static final Logger LOG = LoggerFactory.getLogger(AtomicFiles.class);
     private static final int CHUNK = 1 << 20;
+    private static final String TEMPORARY_INFIX = ".tmp-";
+    private static final Pattern TEMPORARY = Pattern.compile("\\..+\\.tmp-[0-9a-f]{16}");
 
     /**
      * Lets tests stand between the writer and the temporary file's channel, e.g. to fail after
@@ -74,7 +80,7 @@ public final class AtomicFiles {
             throw new FileSystemException(abs.toString(), null,
                     "is a directory; expected a regular file to replace");
         }
-        Path tmp = dir.resolve("." + abs.getFileName() + ".tmp-"
+        Path tmp = dir.resolve("." + abs.getFileName() + TEMPORARY_INFIX
                 + HexFormat.of().toHexDigits(ThreadLocalRandom.current().nextLong()));
         try {
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW,
@@ -107,6 +113,53 @@ public final class AtomicFiles {
             throw e;
         }
         syncDirectory(dir);
+    }
+
+    /**
+     * {@code dir/name} as a directory to write into, created (with {@code dir}) if missing. A
+     * symbolic link at {@code dir/name} is refused, not followed and not replaced: whatever a link
+     * planted in a save directory points to is never written, and a link the user made on purpose is
+     * never deleted. (A link as a file target is safe: {@link #write} renames over the link itself.)
+     *
+     * @param name one path element: no separator, not {@code .} or {@code ..}
+     * @throws IllegalArgumentException if {@code name} is not one plain path element
+     * @throws FileSystemException if {@code dir/name} is a symbolic link or exists and is not a
+     *     directory
+     * @throws IOException if the directories cannot be created
+     */
+    public static Path childDirectory(Path dir, String name) throws IOException {
+        Objects.requireNonNull(dir, "dir");
+        Objects.requireNonNull(name, "name");
+        Path element = dir.getFileSystem().getPath(name);
+        if (name.isEmpty() || element.getNameCount() != 1 || element.isAbsolute() || name.equals(".")
+                || name.equals("..") || !element.getFileName().toString().equals(name)) {
+            throw new IllegalArgumentException("\"" + name + "\" is not one plain path element");
+        }
+        Path child = dir.resolve(name);
+        Files.createDirectories(dir);
+        try {
+            Files.createDirectory(child);
+        } catch (FileAlreadyExistsException e) {
+            // checked below, without following a link
+        }
+        BasicFileAttributes a = Files.readAttributes(child, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+        if (a.isSymbolicLink()) {
+            throw new FileSystemException(child.toString(), null, "is a symbolic link; adapters are written only "
+                    + "inside the save directory and links there are not followed: remove the link, or save elsewhere");
+        }
+        if (!a.isDirectory()) {
+            throw new FileSystemException(child.toString(), null, "exists and is not a directory; expected a "
+                    + "directory to write into");
+        }
+        return child;
+    }
+
+    /**
+     * Whether {@code fileName} is the name of a temporary file {@link #write} creates
+     * ({@code .<name>.tmp-<16 hex digits>}): one that remains after a crash can be deleted.
+     */
+    public static boolean isTemporary(String fileName) {
+        return TEMPORARY.matcher(fileName).matches();
     }
 
     /** Makes the rename durable where the platform lets a directory be opened and forced. */

@@ -1,8 +1,12 @@
 package org.peft4j.core.spi;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.ServiceLoader;
 import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.PeftConfig;
+import org.peft4j.core.PeftConfigFactory;
 
 /**
  * Typed reads of {@code adapter_config.json} keys for the {@link org.peft4j.core.PeftConfigFactory}
@@ -16,9 +20,55 @@ public final class ConfigJson {
     private ConfigJson() {
     }
 
+    /** An {@code adapter_config.json} read by {@link #parseAdapterConfig}: the config and the whole object. */
+    public record Parsed(PeftConfig config, Map<String, Object> json) {
+    }
+
+    /**
+     * Parses the bytes of an {@code adapter_config.json}: JSON ({@link PeftJson#parseObject}),
+     * {@code "peft_type"}, the config built by the {@link PeftConfigFactory} registered for that
+     * type, and the type of peft4j's {@code "peft4j"} object.
+     *
+     * @param what names the file in messages
+     * @throws AdapterFormatException naming {@code what} for every problem
+     */
+    public static Parsed parseAdapterConfig(byte[] bytes, String what) {
+        Map<String, Object> json = PeftJson.parseObject(bytes, what);
+        Object type = json.get("peft_type");
+        if (!(type instanceof String)) {
+            throw new AdapterFormatException(what + ": \"peft_type\" must be a string such as \"LORA\"; got "
+                    + describe(type));
+        }
+        PeftConfigFactory factory = null;
+        List<String> known = new ArrayList<>();
+        for (PeftConfigFactory f : ServiceLoader.load(PeftConfigFactory.class, ConfigJson.class.getClassLoader())) {
+            known.add(f.peftType());
+            if (f.peftType().equals(type)) {
+                factory = f;
+            }
+        }
+        if (factory == null) {
+            throw new AdapterFormatException(what + ": peft_type \"" + Messages.shorten(type) + "\" is not supported; "
+                    + "known types: " + known + " (is the tuner's module, e.g. peft-lora, on the classpath?)");
+        }
+        PeftConfig config;
+        try {
+            config = factory.fromAdapterConfig(json);
+        } catch (AdapterFormatException e) {
+            // A factory may quote a value of the file; this bounds what every factory says (the
+            // longest message of its own, a list of activations, has about 400 characters).
+            throw new AdapterFormatException(what + ": " + Messages.shorten(e.getMessage(), Messages.MAX_VALUE_CHARS), e);
+        }
+        Object ext = json.get("peft4j");
+        if (ext != null && !(ext instanceof Map)) {
+            throw new AdapterFormatException(what + ": \"peft4j\" must be an object");
+        }
+        return new Parsed(config, json);
+    }
+
     /** {@code "7 (Integer)"}, {@code "null"}: a found value for messages. */
     public static String describe(Object o) {
-        return o == null ? "null" : o + " (" + o.getClass().getSimpleName() + ")";
+        return o == null ? "null" : Messages.shorten(o) + " (" + o.getClass().getSimpleName() + ")";
     }
 
     private static AdapterFormatException wrong(String key, String expected, Object found) {

@@ -8,11 +8,13 @@ import org.deeplearning4j.nn.gradient.Gradient;
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.nd4j.common.primitives.Pair;
+import org.nd4j.linalg.activations.impl.ActivationIdentity;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.blocks.internal.OmpThreads;
 
 /**
  * Implementation of {@link FrozenDenseLayer}: forward {@code z = x'·W + b (+ adapter)} with
@@ -63,12 +65,16 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
         return preOutput(training, false, workspaceMgr);
     }
 
-    /** {@code z} of the last training forward pass (detached), and the input it was computed from. */
+    /**
+     * {@code z} of the last training forward pass (detached; null for an identity activation, whose
+     * backward does not need it), and the input it was computed from.
+     */
     private INDArray cachedZ;
     private INDArray cachedInput;
 
     private INDArray preOutput(boolean training, boolean forBackprop, LayerWorkspaceMgr workspaceMgr) {
         assertInputSet(forBackprop);
+        OmpThreads.apply();
         applyDropOutIfNecessary(training, workspaceMgr);
         FrozenDenseLayer c = layerConf();
         INDArray x = input.castTo(dataType);
@@ -91,8 +97,11 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
             applyMask(z);
         }
         if (training && !forBackprop && forwardReusable()) {
-            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
-                cachedZ = z.dup();
+            // an identity activation's backward does not read z: keep only which input it was for
+            if (!(c.getActivationFn() instanceof ActivationIdentity)) {
+                try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                    cachedZ = z.dup();
+                }
             }
             cachedInput = input;
         }
@@ -107,9 +116,15 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
                     + "base weight; call unmerge() before training");
         }
         try {
-            INDArray z = cachedZ != null && cachedInput == input && forwardReusable()
-                    ? workspaceMgr.dup(ArrayType.BP_WORKING_MEM, cachedZ) : preOutput(true, true, workspaceMgr);
-            INDArray delta = c.getActivationFn().backprop(z, epsilon).getFirst();
+            boolean reuse = cachedInput != null && cachedInput == input && forwardReusable();
+            INDArray delta;
+            if (reuse && cachedZ == null && c.getActivationFn() instanceof ActivationIdentity) {
+                delta = epsilon;
+            } else {
+                INDArray z = reuse && cachedZ != null
+                        ? workspaceMgr.dup(ArrayType.BP_WORKING_MEM, cachedZ) : preOutput(true, true, workspaceMgr);
+                delta = c.getActivationFn().backprop(z, epsilon).getFirst();
+            }
             if (maskArray != null) {
                 applyMask(delta);
             }

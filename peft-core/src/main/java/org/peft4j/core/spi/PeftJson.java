@@ -68,9 +68,10 @@ public final class PeftJson {
             refuseLongNumbers(text, what);
             v = MAPPER.readValue(text, Object.class);
         } catch (JsonProcessingException e) {
-            throw new AdapterFormatException(what + " is not valid JSON: " + e.getOriginalMessage(), e);
+            // Jackson's message can quote up to 500 characters of the input (escaped): shortened.
+            throw new AdapterFormatException(what + " is not valid JSON: " + Messages.shorten(e.getOriginalMessage()), e);
         } catch (IOException e) {
-            throw new AdapterFormatException(what + " could not be parsed: " + e.getMessage(), e);
+            throw new AdapterFormatException(what + " could not be parsed: " + Messages.shorten(e.getMessage()), e);
         }
         if (!(v instanceof Map)) {
             throw new AdapterFormatException(what + " must hold a JSON object; got "

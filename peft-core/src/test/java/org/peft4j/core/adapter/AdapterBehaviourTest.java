@@ -137,7 +137,8 @@ class AdapterBehaviourTest {
         INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 16, 8, 4).getFeatures();
         INDArray adapted = peft.graph().outputSingle(x);
         assertNotEquals(base.outputSingle(x), adapted);
-        try (var off = peft.disableAdapter()) {
+        var off = peft.disableAdapter();
+        try (off) {
             assertEquals(base.outputSingle(x), peft.graph().outputSingle(x));
         }
         assertEquals(adapted, peft.graph().outputSingle(x));

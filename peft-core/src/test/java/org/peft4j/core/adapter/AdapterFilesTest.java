@@ -60,7 +60,8 @@ class AdapterFilesTest {
         PeftModel peft = trained(config);
         INDArray x = tokens();
         INDArray expected = peft.output(x)[0];
-        try (var off = peft.disableAdapter()) {
+        var off = peft.disableAdapter();
+        try (off) {
             assertTrue(expected.sub(peft.output(x)[0]).amaxNumber().doubleValue() > 1e-4,
                     "training moved the adapters away from the identity");
         }

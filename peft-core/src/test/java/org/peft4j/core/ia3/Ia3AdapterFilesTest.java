@@ -192,9 +192,9 @@ class Ia3AdapterFilesTest {
 
         copyAdapter(after.resolve("second"), mixed.resolve("second"));
         AdapterFormatException pair = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), mixed));
-        assertTrue(pair.getMessage().endsWith(mixed.resolve("second").resolve("adapter_model.safetensors")
-                + " has SHA-256 " + recordedDigest(after.resolve("second")) + ", but "
-                + recordedDigest(before.resolve("second")) + " was recorded for it: the directory mixes files of "
+        assertTrue(pair.getMessage().endsWith(mixed.resolve("second").resolve("adapter_config.json")
+                + " records SHA-256 " + recordedDigest(after.resolve("second")) + " for its weights, but "
+                + recordedDigest(before.resolve("second")) + " was recorded for them: the directory mixes files of "
                 + "different saves, for example of a saveAdapter that stopped half-way; save the adapters again"),
                 pair.getMessage());
 

@@ -152,7 +152,8 @@ class Ia3BehaviourTest {
         train(peft, 3);
         INDArray x = TinyGraphs.classification(DataType.FLOAT, 9, 16, 8, 4).getFeatures();
         INDArray adapted = peft.graph().outputSingle(x);
-        try (var off = peft.disableAdapter()) {
+        var off = peft.disableAdapter();
+        try (off) {
             assertEquals(base.outputSingle(x), peft.graph().outputSingle(x));
         }
         assertEquals(adapted, peft.graph().outputSingle(x));

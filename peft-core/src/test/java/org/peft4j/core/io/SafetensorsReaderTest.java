@@ -172,9 +172,31 @@ class SafetensorsReaderTest {
 
     @Test
     void headerNotStartingWithBraceIsRejected() {
-        rejects(withHeader("[1,2]", 0), "must start with '{' but starts with byte 0x5b");
-        rejects(withHeader(" {}", 0), "starts with byte 0x20");
-        rejects(withHeader("", 0), "must start with '{' but is empty");
+        rejects(withHeader("[1,2]", 0), "must start with '{' (after optional whitespace) but starts"
+                + " with '[' (U+005B)");
+        rejects(withHeader("\uFEFF{}", 0), "starts with U+FEFF"); // a byte-order mark is not JSON space
+        rejects(withHeader("\u000B{}", 0), "starts with U+000B"); // nor is a vertical tab
+        rejects(withHeader("", 0), "must start with '{' (after optional whitespace) but is empty");
+        rejects(withHeader(" \n ", 0), "but is empty");
+    }
+
+    @Test
+    void leadingJsonWhitespaceIsAcceptedAsTheReferenceReaderAcceptsIt() {
+        // safetensors' Rust reader hands the header to serde_json, which skips space, tab, CR and LF.
+        String header = " \t\r\n{" + entry("w", "U8", "[1]", 0, 1) + "}";
+        SafetensorsFile file = Safetensors.fromBytes(withHeader(header, 1));
+        assertArrayEquals(new byte[] {0}, file.get("w").rawBytes());
+    }
+
+    @Test
+    void nullMetadataIsAcceptedAsNoMetadata() {
+        // The reference reader's __metadata__ is an Option: null deserializes to None.
+        String header = "{\"__metadata__\":null," + entry("w", "U8", "[1]", 0, 1) + "}";
+        SafetensorsFile file = Safetensors.fromBytes(withHeader(header, 1));
+        assertTrue(file.metadata().isEmpty());
+        assertEquals(List.of("w"), List.copyOf(file.tensors().keySet()));
+        rejects(withHeader("{\"__metadata__\":null,\"__metadata__\":null}", 0),
+                "duplicate key '__metadata__'");
     }
 
     @Test

@@ -78,7 +78,8 @@ class PrefixTuningTest {
                     .amaxNumber().doubleValue();
             assertTrue(diff > 1e-6, "position " + t + " sees the prefix");
         }
-        try (var off = peft.disableAdapter()) {
+        var off = peft.disableAdapter();
+        try (off) {
             assertEquals(b, peft.graph().outputSingle(ds.getFeatures()));
         }
     }

@@ -69,7 +69,8 @@ class PromptTuningTest {
         assertTrue(peft.graph().score(ds) < before, "loss " + before + " -> " + peft.graph().score(ds));
         assertNotEquals(promptBefore, peft.graph().getLayer("embed.tokens.prompt").getParam(PromptEmbeddingLayer.PROMPT_KEY));
         assertEquals(frozen, base.params());
-        try (var off = peft.disableAdapter()) {
+        var off = peft.disableAdapter();
+        try (off) {
             assertEquals(base.outputSingle(ds.getFeatures()), peft.graph().outputSingle(ds.getFeatures()));
         }
     }

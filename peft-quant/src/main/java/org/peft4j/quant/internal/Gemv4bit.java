@@ -21,13 +21,12 @@ import java.util.stream.IntStream;
  * {@code table[code] · g[j]} over a block for eight rows at once (eight independent sums sharing
  * each load of {@code g}) and multiplies by the block scale once.
  *
- * <p>What made the scalar loops fast on C2 (JDK 17, 4096², measured in a scratch harness against
- * the previous four-row forward and one-row transposed loops, two threads: forward 3.4 → 2.5 ms,
- * transposed 3.5 → 2.1 ms): the table is picked inside the looping method as one of
- * {@link Blockwise4bit}'s two static final 512-float arrays, so C2 knows its length and drops the
- * range check of every table load (a table passed in as a parameter keeps them; so does merely
- * checking its length); eight code bytes per row come from one little-endian {@code long} load;
- * and eight rows per pass. Each alone gave 0–15 %.
+ * <p>Three things make the scalar loops fast on C2: the table is picked inside the looping method
+ * as one of {@link Blockwise4bit}'s two static final 512-float arrays, so C2 knows its length and
+ * drops the range check of every table load (a table passed in as a parameter keeps them; so does
+ * merely checking its length); eight code bytes per row come from one little-endian {@code long}
+ * load; and eight rows per pass share each load and store of {@code y}. Measured figures are in
+ * {@code benchmarks/RESULTS.md} ({@code Nf4GemvBench}).
  *
  * <p>Where {@link NativeKernels} are in use (Linux x86-64 with AVX2 or AVX-512), both products run
  * there; otherwise, on JVMs where {@link VectorKernels} enables them, the forward product runs
@@ -148,7 +147,7 @@ public final class Gemv4bit {
     private static int gemvColumnsKnownTable(byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                              int nIn, int nOut, float[] x, int xOff, float[] y, int yOff,
                                              int j0, int j1) {
-        // Zeroing y here rather than in the caller measured ~10% faster on C2 (JDK 17) for the loops below.
+        // Zeroed here rather than in the caller: with the fill in this method C2 makes the loops below about 10% faster.
         java.util.Arrays.fill(y, yOff + j0, yOff + j1, 0f);
         // A phi of two constants of length 512: keep this selection in the method that runs the loops.
         final float[] t = pair == Blockwise4bit.PAIR_FP4 ? Blockwise4bit.PAIR_FP4 : Blockwise4bit.PAIR_NF4;

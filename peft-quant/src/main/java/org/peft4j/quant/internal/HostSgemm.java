@@ -15,11 +15,11 @@ import org.nd4j.linalg.factory.Nd4j;
  * arrays, for {@link TiledMatmul}.
  *
  * <p>Why not {@code Nd4j.gemm}: that goes through ND4J's {@code Mmul} op, which refuses an output
- * that is a column slice ({@code C array should NOT be a view}) and, for the tile products here
- * ({@code x[:, i0:i0+256] · W_tile} accumulated sixteen times at 4096², batch 64), took 17–36 ms
- * where the same sixteen {@code cblas_sgemm} calls took 13.5–14.5 ms (scratch harness, JDK 17,
- * {@code OMP_WAIT_POLICY=PASSIVE}; a single float GEMM of the whole matrix took 14–15 ms). The
- * BLAS routine takes leading dimensions, so a slice of {@code x} or of the output needs no copy.
+ * that is a column slice ({@code C array should NOT be a view}) and adds a per-call overhead that,
+ * for the many small tile products here ({@code x[:, i0:i0+256] · W_tile} accumulated sixteen
+ * times at 4096², batch 64), costs more than the arithmetic; called directly, the sixteen products
+ * take about as long as one float GEMM of the whole matrix. The BLAS routine takes leading
+ * dimensions, so a slice of {@code x} or of the output needs no copy.
  *
  * <p>Available only when ND4J runs its CPU backend (whose buffers are host memory and whose BLAS
  * is the OpenBLAS build bundled with it, {@code org.bytedeco.openblas}) and the system property
@@ -77,19 +77,36 @@ final class HostSgemm {
     }
 
     /**
-     * {@code C[cOff ...] = A[aOff ...] · op(B) + beta · C[cOff ...]}, row-major, with
-     * {@code op(B) = Bᵀ} when {@code transB}. {@code A} is {@code m × k} with leading dimension
-     * {@code lda}, {@code B} is {@code k × n} ({@code n × k} when transposed) with {@code ldb},
-     * {@code C} is {@code m × n} with {@code ldc}; offsets are in elements. All three arrays must
-     * be {@link #isPlain plain}; the caller has checked that every index lies inside them.
+     * Whether {@code a} is the {@code 'f'}-order counterpart of {@link #isPlain}: float32, rank 2,
+     * column-major with dense columns, not a view, at the start of its buffer, so it is the row-major
+     * matrix {@code aᵀ} with leading dimension {@code a.size(0)}.
      */
+    static boolean isPlainF(INDArray a) {
+        return a.dataType() == DataType.FLOAT && a.rank() == 2 && a.ordering() == 'f' && !a.isView()
+                && a.offset() == 0 && a.data().offset() == 0 && a.stride(0) == 1 && a.stride(1) == a.size(0);
+    }
+
+    /** {@link #sgemm(boolean, boolean, int, int, int, INDArray, long, int, INDArray, int, float, INDArray, long, int)} with {@code A} not transposed. */
     static void sgemm(boolean transB, int m, int n, int k, INDArray a, long aOff, int lda,
+                      INDArray b, int ldb, float beta, INDArray c, long cOff, int ldc) {
+        sgemm(false, transB, m, n, k, a, aOff, lda, b, ldb, beta, c, cOff, ldc);
+    }
+
+    /**
+     * {@code C[cOff ...] = op(A)[aOff ...] · op(B) + beta · C[cOff ...]}, row-major, with
+     * {@code op(X) = Xᵀ} when its flag is set. {@code op(A)} is {@code m × k} (stored {@code k × m}
+     * when transposed) with leading dimension {@code lda}, {@code op(B)} is {@code k × n} (stored
+     * {@code n × k} when transposed) with {@code ldb}, {@code C} is {@code m × n} with {@code ldc};
+     * offsets are in elements. Every array must be {@link #isPlain plain} or {@link #isPlainF}
+     * (read as its transpose); the caller has checked that every index lies inside them.
+     */
+    static void sgemm(boolean transA, boolean transB, int m, int n, int k, INDArray a, long aOff, int lda,
                       INDArray b, int ldb, float beta, INDArray c, long cOff, int ldc) {
         FloatPointer pa = new FloatPointer(a.data().addressPointer()).position(aOff);
         FloatPointer pb = new FloatPointer(b.data().addressPointer());
         FloatPointer pc = new FloatPointer(c.data().addressPointer()).position(cOff);
         try {
-            SGEMM.invokeExact(ROW_MAJOR, NO_TRANS, transB ? TRANS : NO_TRANS, m, n, k, 1f,
+            SGEMM.invokeExact(ROW_MAJOR, transA ? TRANS : NO_TRANS, transB ? TRANS : NO_TRANS, m, n, k, 1f,
                     pa, lda, pb, ldb, beta, pc, ldc);
         } catch (RuntimeException | Error e) {
             throw e;

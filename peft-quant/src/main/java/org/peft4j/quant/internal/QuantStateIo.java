@@ -5,6 +5,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.spi.Messages;
 import org.peft4j.core.io.DType;
 import org.peft4j.core.io.SafeTensor;
 import org.peft4j.quant.QuantType;
@@ -138,6 +139,6 @@ public final class QuantStateIo {
     }
 
     private static String keysWith(Map<String, SafeTensor> tensors, String prefix) {
-        return tensors.keySet().stream().filter(k -> k.startsWith(prefix)).sorted().toList().toString();
+        return Messages.list(tensors.keySet().stream().filter(k -> k.startsWith(prefix)).sorted().toList());
     }
 }

@@ -9,6 +9,7 @@ import java.util.Map;
 import org.nd4j.shade.jackson.databind.JsonNode;
 import org.nd4j.shade.jackson.databind.ObjectMapper;
 import org.peft4j.core.AdapterFormatException;
+import org.peft4j.core.spi.Messages;
 import org.peft4j.core.spi.PeftJson;
 import org.peft4j.quant.QuantType;
 
@@ -66,30 +67,33 @@ public final class QuantStateJson {
             PeftJson.refuseLongNumbers(new String(json, StandardCharsets.UTF_8), what);
             root = MAPPER.readTree(json);
         } catch (IOException e) {
-            throw new AdapterFormatException(what + " is not valid UTF-8 JSON: " + e.getMessage(), e);
+            // Jackson's message quotes up to 500 characters of the input (escaped): shortened.
+            throw new AdapterFormatException(what + " is not valid UTF-8 JSON: " + Messages.shorten(e.getMessage()), e);
         }
         if (root == null || !root.isObject()) {
             throw new AdapterFormatException(what + " should hold a JSON object; found "
-                    + new String(json, StandardCharsets.UTF_8));
+                    + Messages.shorten(new String(json, StandardCharsets.UTF_8)));
         }
         QuantType type;
         try {
             type = QuantType.fromBitsandbytesName(text(root, "quant_type", what));
         } catch (IllegalArgumentException e) {
-            throw new AdapterFormatException(what + ": " + e.getMessage(), e);
+            throw new AdapterFormatException(what + ": " + Messages.shorten(e.getMessage()), e);
         }
         int blockSize = integer(root, "blocksize", what);
         String dtype = text(root, "dtype", what);
         JsonNode shapeNode = root.get("shape");
         if (shapeNode == null || !shapeNode.isArray() || shapeNode.size() == 0) {
-            throw new AdapterFormatException(what + ": \"shape\" should be a non-empty list of integers; found " + shapeNode);
+            throw new AdapterFormatException(what + ": \"shape\" should be a non-empty list of integers; found "
+                    + Messages.shorten(shapeNode));
         }
         long[] shape = new long[shapeNode.size()];
         Iterator<JsonNode> it = shapeNode.elements();
         for (int i = 0; it.hasNext(); i++) {
             JsonNode d = it.next();
-            if (!d.canConvertToLong()) {
-                throw new AdapterFormatException(what + ": \"shape\" entry " + i + " is " + d + "; expected an integer");
+            if (!d.isIntegralNumber() || !d.canConvertToLong() || d.asLong() < 0) {
+                throw new AdapterFormatException(what + ": \"shape\" entry " + i + " is " + Messages.shorten(d)
+                        + "; expected a non-negative integer");
             }
             shape[i] = d.asLong();
         }
@@ -99,8 +103,9 @@ public final class QuantStateJson {
         float offset = 0f;
         if (nested) {
             JsonNode o = root.get("nested_offset");
-            if (!o.isNumber()) {
-                throw new AdapterFormatException(what + ": \"nested_offset\" is " + o + "; expected a number");
+            if (!o.isNumber() || !(Math.abs(o.asDouble()) <= Float.MAX_VALUE)) {
+                throw new AdapterFormatException(what + ": \"nested_offset\" is " + Messages.shorten(o) + "; expected a "
+                        + "number a float can hold (the offset is added to float block scales)");
             }
             offset = (float) o.asDouble();
         }
@@ -108,7 +113,7 @@ public final class QuantStateJson {
             String k = f.next().getKey();
             if (!Arrays.asList("quant_type", "blocksize", "dtype", "shape", "nested_blocksize", "nested_dtype",
                     "nested_offset").contains(k)) {
-                throw new AdapterFormatException(what + " has unknown key \"" + k + "\"");
+                throw new AdapterFormatException(what + " has unknown key \"" + Messages.shorten(k) + "\"");
             }
         }
         return new State(type, blockSize, dtype, shape, nested, nestedBlockSize, nestedDtype, offset);
@@ -117,7 +122,7 @@ public final class QuantStateJson {
     private static String text(JsonNode root, String key, String what) {
         JsonNode n = root.get(key);
         if (n == null || !n.isTextual()) {
-            throw new AdapterFormatException(what + ": \"" + key + "\" should be a string; found " + n);
+            throw new AdapterFormatException(what + ": \"" + key + "\" should be a string; found " + Messages.shorten(n));
         }
         return n.asText();
     }
@@ -125,7 +130,7 @@ public final class QuantStateJson {
     private static int integer(JsonNode root, String key, String what) {
         JsonNode n = root.get(key);
         if (n == null || !n.canConvertToInt() || !n.isIntegralNumber()) {
-            throw new AdapterFormatException(what + ": \"" + key + "\" should be an integer; found " + n);
+            throw new AdapterFormatException(what + ": \"" + key + "\" should be an integer; found " + Messages.shorten(n));
         }
         return n.asInt();
     }

@@ -31,6 +31,10 @@ public final class QuantizedProducts {
                 DenseFloats.write(z, y);
                 return;
             }
+            if (x.size(0) > 1 && HostSgemm.available() && HostSgemm.isPlain(z)) {
+                QuantizedMatmul.mmul(x, w, z);
+                return;
+            }
             z.assign(QuantizedMatmul.mmul(x, w));
         } else {
             Nd4j.gemm(x.castTo(z.dataType()), w.toINDArray().castTo(z.dataType()), z, false, false, 1.0, 0.0);
@@ -44,6 +48,10 @@ public final class QuantizedProducts {
                 float[] out = new float[(int) eps.length()];
                 QuantizedMatmul.gemvTransposed(DenseFloats.read(delta), w, out);
                 DenseFloats.write(eps, out);
+                return;
+            }
+            if (delta.size(0) > 1 && TiledMatmul.directTransposed(eps)) {
+                QuantizedMatmul.mmulTransposed(delta, w, eps);
                 return;
             }
             eps.assign(QuantizedMatmul.mmulTransposed(delta, w));

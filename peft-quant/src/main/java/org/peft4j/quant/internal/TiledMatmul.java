@@ -30,11 +30,10 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * {@code Nd4j.gemm}. Each tile is filled from the packed codes through a small heap chunk and a
  * bulk copy into the off-heap tile, by the calling thread and one pool task taking chunks from a
  * shared counter. Not a fixed split: after each product OpenBLAS's worker thread keeps spinning on
- * the other core for a while, so a thread there runs slowly, and with two equal halves the fill was
- * no faster than on one thread (Java 25, the sixteen tiles of 4096²: 8–13 ms against about 9 ms;
- * the shared counter took the whole batch-64 product from 27 ms to 18–23 ms). Filling tile
- * {@code t + 1} while BLAS multiplies tile {@code t} was tried and was slower (JDK 17, same product:
- * 31 ms against 24 ms): BLAS splits its work evenly over both cores and waits for the one the fill
+ * the other core for a while, so a thread there runs slowly, and with two equal halves the fill
+ * would take as long as on one thread; with a shared counter the faster thread takes more chunks.
+ * The fill does not overlap the product (tile {@code t + 1} filled while BLAS multiplies tile
+ * {@code t}): BLAS splits its work evenly over all cores and would wait for the one the fill
  * slows down.
  *
  * <p>Peak extra memory is one tile. The scratch tile lives outside any workspace; the result is
@@ -57,21 +56,42 @@ public final class TiledMatmul {
         return mmul(x, packed, scales, blockSize, pair, nIn, nOut, HostSgemm.available());
     }
 
+    /** Whether {@link #mmulInto} may write {@code y} through {@link HostSgemm} (else it uses {@code Nd4j.gemm}). */
+    public static boolean direct(INDArray y) {
+        return HostSgemm.available() && HostSgemm.isPlain(y);
+    }
+
     /** {@link #mmul} with the choice between {@link HostSgemm} and {@code Nd4j.gemm} made by the caller. */
     static INDArray mmul(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                          int nIn, int nOut, boolean direct) {
+        INDArray y = Nd4j.createUninitialized(DataType.FLOAT, x.size(0), nOut);
+        mmulInto(x, packed, scales, blockSize, pair, nIn, nOut, y, direct);
+        return y;
+    }
+
+    /**
+     * {@code y = x · W} written into {@code y [batch, nOut]}: float32 and, when {@code direct},
+     * {@link HostSgemm#isPlain plain}. {@code x [batch, nIn]} float32; a plain {@code 'c'} or
+     * {@code 'f'} {@code x} is read in place (the {@code 'f'} one as a transposed operand), any
+     * other is copied first. The first tile overwrites {@code y}, the others accumulate.
+     */
+    public static void mmulInto(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                int nIn, int nOut, INDArray y, boolean direct) {
         int batch = Math.toIntExact(x.size(0));
-        INDArray y = Nd4j.zeros(DataType.FLOAT, batch, nOut);
-        INDArray a = direct && !HostSgemm.isPlain(x) ? x.dup('c') : x;
+        boolean byColumns = direct && HostSgemm.isPlainF(x);
+        INDArray a = direct && !byColumns && !HostSgemm.isPlain(x) ? x.dup('c') : x;
         forEachTile(packed, scales, blockSize, pair, nIn, nOut, (w, i0, rows) -> {
-            if (direct) {
-                HostSgemm.sgemm(false, batch, nOut, rows, a, i0, nIn, w, nOut, 1f, y, 0, nOut);
+            float beta = i0 == 0 ? 0f : 1f;
+            if (byColumns) {
+                // x 'f' is the row-major [nIn, batch] matrix xᵀ: its rows i0.. are the columns i0.. of x
+                HostSgemm.sgemm(true, false, batch, nOut, rows, a, (long) i0 * batch, batch, w, nOut, beta, y, 0, nOut);
+            } else if (direct) {
+                HostSgemm.sgemm(false, batch, nOut, rows, a, i0, nIn, w, nOut, beta, y, 0, nOut);
             } else {
                 INDArray xs = a.get(NDArrayIndex.all(), NDArrayIndex.interval(i0, i0 + rows));
-                Nd4j.gemm(xs, w, y, false, false, 1.0, 1.0);
+                Nd4j.gemm(xs, w, y, false, false, 1.0, beta);
             }
         });
-        return y;
     }
 
     /** {@code out = g · Wᵀ}, {@code g [batch, nOut]} float32 → new {@code out [batch, nIn]} float32 (C order). */
@@ -80,21 +100,48 @@ public final class TiledMatmul {
         return mmulTransposed(g, packed, scales, blockSize, pair, nIn, nOut, HostSgemm.available());
     }
 
-    /** {@link #mmulTransposed} with the choice between {@link HostSgemm} and {@code Nd4j.gemm} made by the caller. */
+    /**
+     * {@link #mmulTransposed} with the choice between {@link HostSgemm} and {@code Nd4j.gemm} made by
+     * the caller. A plain {@code 'c'} or {@code 'f'} {@code g} is read in place.
+     */
     static INDArray mmulTransposed(INDArray g, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                    int nIn, int nOut, boolean direct) {
+        INDArray out = Nd4j.createUninitialized(DataType.FLOAT, g.size(0), nIn);
+        mmulTransposedInto(g, packed, scales, blockSize, pair, nIn, nOut, out, direct);
+        return out;
+    }
+
+    /** Whether {@link #mmulTransposedInto} may write {@code out} through {@link HostSgemm}. */
+    public static boolean directTransposed(INDArray out) {
+        return HostSgemm.available() && (HostSgemm.isPlain(out) || HostSgemm.isPlainF(out));
+    }
+
+    /**
+     * {@code out = g · Wᵀ} written into {@code out [batch, nIn]}: float32 and, when {@code direct},
+     * {@link HostSgemm#isPlain plain} in {@code 'c'} or {@code 'f'} order (an {@code 'f'} output,
+     * the order of DL4J's epsilons, is written as the row-major {@code outᵀ = W · gᵀ}, so it needs
+     * no transposing copy). A plain {@code 'c'} or {@code 'f'} {@code g [batch, nOut]} is read in
+     * place, any other is copied first.
+     */
+    public static void mmulTransposedInto(INDArray g, byte[] packed, BlockScales scales, int blockSize,
+                                          float[] pair, int nIn, int nOut, INDArray out, boolean direct) {
         int batch = Math.toIntExact(g.size(0));
-        INDArray out = Nd4j.zeros(DataType.FLOAT, batch, nIn);
-        INDArray a = direct && !HostSgemm.isPlain(g) ? g.dup('c') : g;
+        boolean gByColumns = direct && HostSgemm.isPlainF(g);
+        INDArray a = direct && !gByColumns && !HostSgemm.isPlain(g) ? g.dup('c') : g;
+        boolean outByColumns = direct && HostSgemm.isPlainF(out);
         forEachTile(packed, scales, blockSize, pair, nIn, nOut, (w, i0, rows) -> {
-            if (direct) {
-                HostSgemm.sgemm(true, batch, rows, nOut, a, 0, nOut, w, nOut, 0f, out, i0, nIn);
+            if (outByColumns) {
+                // outᵀ[i0:i0+rows, :] = W_tile [rows, nOut] · gᵀ [nOut, batch]
+                HostSgemm.sgemm(false, !gByColumns, rows, batch, nOut, w, 0, nOut, a, gByColumns ? batch : nOut, 0f,
+                        out, (long) i0 * batch, batch);
+            } else if (direct) {
+                HostSgemm.sgemm(gByColumns, true, batch, rows, nOut, a, 0, gByColumns ? batch : nOut, w, nOut, 0f,
+                        out, i0, nIn);
             } else {
                 INDArray part = Nd4j.gemm(a, w, false, true);
                 out.get(NDArrayIndex.all(), NDArrayIndex.interval(i0, i0 + rows)).assign(part);
             }
         });
-        return out;
     }
 
     /** One product with the dequantized rows {@code [i0, i0 + rows)} of W, given as {@code tile [rows, nOut]}. */

@@ -69,4 +69,30 @@ class QuantStateJsonTest {
         assertEquals("w.quant_state: the number at line 1, column 36 has 200000 characters; numbers here have at "
                 + "most 100", e.getMessage());
     }
+
+    /** An offset of 1e300 was read as float Infinity, a shape entry 2.5 as 2: both are refused, naming the key. */
+    @Test
+    void numbersAFloatOrAShapeCannotCarryAreRefused() {
+        AdapterFormatException offset = assertThrows(AdapterFormatException.class, () -> QuantStateJson.decode(
+                ("{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", \"shape\": [2], "
+                        + "\"nested_blocksize\": 256, \"nested_dtype\": \"float32\", \"nested_offset\": 1e300}")
+                        .getBytes(StandardCharsets.UTF_8), "w.quant_state"));
+        assertEquals("w.quant_state: \"nested_offset\" is 1.0E300; expected a number a float can hold (the offset is "
+                + "added to float block scales)", offset.getMessage());
+        for (String entry : new String[] {"2.5", "-3", "1e3"}) {
+            AdapterFormatException shape = assertThrows(AdapterFormatException.class, () -> QuantStateJson.decode(
+                    ("{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", \"shape\": [4, " + entry
+                            + "]}").getBytes(StandardCharsets.UTF_8), "w.quant_state"));
+            assertTrue(shape.getMessage().startsWith("w.quant_state: \"shape\" entry 1 is "), shape.getMessage());
+            assertTrue(shape.getMessage().endsWith("; expected a non-negative integer"), shape.getMessage());
+        }
+    }
+
+    @Test
+    void fileContentEchoedInMessagesIsShortened() {
+        String huge = "[" + "1,".repeat(100_000) + "1]";
+        AdapterFormatException e = assertThrows(AdapterFormatException.class,
+                () -> QuantStateJson.decode(huge.getBytes(StandardCharsets.UTF_8), "w.quant_state"));
+        assertTrue(e.getMessage().length() < 400, e.getMessage().length() + " characters");
+    }
 }

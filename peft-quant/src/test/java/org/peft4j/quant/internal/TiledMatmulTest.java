@@ -53,14 +53,17 @@ class TiledMatmulTest {
         INDArray[] xs = {
             xBig.get(NDArrayIndex.interval(0, batch), NDArrayIndex.interval(0, N_IN)).dup('c'),
             xBig.get(NDArrayIndex.interval(2, 2 + batch), NDArrayIndex.interval(5, 5 + N_IN)),
+            xBig.get(NDArrayIndex.interval(1, 1 + batch), NDArrayIndex.interval(3, 3 + N_IN)).dup('f'),
         };
         INDArray[] gs = {
             gBig.get(NDArrayIndex.interval(0, batch), NDArrayIndex.interval(0, N_OUT)).dup('c'),
             gBig.get(NDArrayIndex.interval(2, 2 + batch), NDArrayIndex.interval(5, 5 + N_OUT)),
+            gBig.get(NDArrayIndex.interval(1, 1 + batch), NDArrayIndex.interval(3, 3 + N_OUT)).dup('f'),
         };
         for (boolean direct : new boolean[] {true, false}) {
             for (int v = 0; v < xs.length; v++) {
-                String what = (direct ? "direct BLAS" : "Nd4j.gemm") + (v == 0 ? ", plain input" : ", view input");
+                String what = (direct ? "direct BLAS" : "Nd4j.gemm")
+                        + (v == 0 ? ", plain input" : v == 1 ? ", view input" : ", F-order input");
                 INDArray y = TiledMatmul.mmul(xs[v], packed, scales, 64, pair, N_IN, N_OUT, direct);
                 assertClose(forward(xs[v].toFloatMatrix(), dq), y.toFloatMatrix(), N_IN, "mmul, " + what);
                 INDArray e = TiledMatmul.mmulTransposed(gs[v], packed, scales, 64, pair, N_IN, N_OUT, direct);

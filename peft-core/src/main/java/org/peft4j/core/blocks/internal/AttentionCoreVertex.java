@@ -71,56 +71,67 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         return graph.batchSize();
     }
 
-    private INDArray ncw(INDArray in, long batch) {
-        return Layouts.ncwInput(in, batch, dataType, vertexName);
+    /**
+     * Input {@code i} as heads {@code [B, h, T, d]}: time-distributed rows are viewed in place,
+     * NCW sequences reshaped (see {@link Layouts}).
+     */
+    private INDArray heads(int i, long batch) {
+        INDArray x = inputs[i].castTo(dataType);
+        if (x.rank() == 2) {
+            return Layouts.timeDistributedToHeads(x, batch, heads, "vertex \"" + vertexName + "\"");
+        }
+        return Layouts.heads(Layouts.ncwInput(x, batch, dataType, vertexName), heads);
     }
 
     /** @param training whether S²-Attn applies (it does for sequences longer than one group) */
     private State run(boolean training) {
         long b = batch();
-        INDArray q = ncw(inputs[0], b);
-        INDArray k = ncw(inputs[1], b);
-        INDArray v = ncw(inputs[2], b);
-        if (q.size(1) != k.size(1) || q.size(1) % heads != 0 || v.size(1) % heads != 0 || k.size(2) != v.size(2)
-                || q.size(0) != k.size(0) || k.size(0) != v.size(0)) {
-            throw new DL4JInvalidInputException("vertex \"" + vertexName + "\": incompatible q " + Arrays.toString(q.shape())
-                    + ", k " + Arrays.toString(k.shape()) + ", v " + Arrays.toString(v.shape()) + " for " + heads
-                    + " heads");
+        INDArray qh = heads(0, b);
+        INDArray kh = heads(1, b);
+        INDArray vh = heads(2, b);
+        if (qh.size(3) != kh.size(3) || kh.size(2) != vh.size(2) || qh.size(0) != kh.size(0)
+                || kh.size(0) != vh.size(0)) {
+            throw new DL4JInvalidInputException("vertex \"" + vertexName + "\": incompatible q, k, v for " + heads
+                    + " heads: as [batch, heads, time, headSize] they are " + Arrays.toString(qh.shape()) + ", "
+                    + Arrays.toString(kh.shape()) + ", " + Arrays.toString(vh.shape()));
         }
         INDArray mask = keyMask != null && graph.getInputMaskArrays() != null ? keyMask : null;
-        if (training && groupSize > 0 && q.size(2) > groupSize) {
-            ShiftedSparseAttention.Forward s = ShiftedSparseAttention.forward(Layouts.heads(q, heads),
-                    Layouts.heads(k, heads), Layouts.heads(v, heads), 1.0 / Math.sqrt(q.size(1) / heads), causal, mask,
-                    groupSize);
+        if (training && groupSize > 0 && qh.size(2) > groupSize) {
+            ShiftedSparseAttention.Forward s = ShiftedSparseAttention.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)),
+                    causal, mask, groupSize);
             return new State(b, s.q(), s.k(), s.v(), null, s);
         }
-        INDArray allowed = AttentionKernel.allowedKeys(b, q.size(2), k.size(2), causal, mask, dataType);
-        INDArray qh = Layouts.heads(q, heads);
-        INDArray kh = Layouts.heads(k, heads);
-        INDArray vh = Layouts.heads(v, heads);
-        AttentionKernel.Forward f = AttentionKernel.forward(qh, kh, vh, 1.0 / Math.sqrt(q.size(1) / heads), allowed);
+        INDArray allowed = AttentionKernel.allowedKeys(b, qh.size(2), kh.size(2), causal, mask, dataType);
+        AttentionKernel.Forward f = AttentionKernel.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)), allowed);
         return new State(b, qh, kh, vh, f, null);
     }
 
+    /**
+     * The output is an NCW sequence held in {@code 'f'} order, which the per-time-step dense layer
+     * after the core ({@code attn.o}, through {@code RnnToFeedForwardPreProcessor}) reads with one
+     * copy instead of two.
+     */
     @Override
     public INDArray doForward(boolean training, LayerWorkspaceMgr workspaceMgr) {
         if (!canDoForward()) {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do forward pass, inputs not set");
         }
+        OmpThreads.apply();
         State s = run(training);
         INDArray o = s.sparse != null ? s.sparse.out() : s.attn.out();
         INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
-                new long[] {o.size(0), o.size(1) * o.size(3), o.size(2)}, 'c');
-        Layouts.headsToNcw(o, out);
-        return out;
+                new long[] {o.size(0), o.size(1) * o.size(3), o.size(2)}, 'f');
+        return Layouts.headsToNcwF(o, out);
     }
 
+    /** The input gradients come back in each input's layout, written once from the heads. */
     @Override
     public Pair<Gradient, INDArray[]> doBackward(boolean tbptt, LayerWorkspaceMgr workspaceMgr) {
         if (!canDoBackward()) {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do backward pass, inputs or "
                     + "epsilon not set");
         }
+        OmpThreads.apply();
         State s = run(true);
         INDArray dOut = Layouts.heads(epsilon.castTo(dataType), heads);
         AttentionKernel.Backward bw = s.sparse != null ? ShiftedSparseAttention.backward(s.sparse, dOut)
@@ -129,13 +140,15 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         INDArray[] eps = new INDArray[3];
         for (int i = 0; i < 3; i++) {
             INDArray g = grads[i];
-            long[] ncwShape = {g.size(0), g.size(1) * g.size(3), g.size(2)};
-            INDArray ncwGrad = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, dataType, ncwShape, 'c');
-            Layouts.headsToNcw(g, ncwGrad);
+            long f = g.size(1) * g.size(3);
             if (inputs[i].rank() == 2) {
-                eps[i] = workspaceMgr.leverageTo(ArrayType.ACTIVATION_GRAD, Layouts.timeDistributedFromNcw(ncwGrad));
+                eps[i] = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, dataType,
+                        new long[] {g.size(0) * g.size(2), f}, 'c');
+                Layouts.headsToTimeDistributed(g, eps[i]);
             } else {
-                eps[i] = ncwGrad;
+                eps[i] = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, dataType,
+                        new long[] {g.size(0), f, g.size(2)}, 'c');
+                Layouts.headsToNcw(g, eps[i]);
             }
         }
         return new Pair<>(null, eps);

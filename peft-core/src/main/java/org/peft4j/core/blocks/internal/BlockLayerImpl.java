@@ -39,6 +39,7 @@ public abstract class BlockLayerImpl<C extends BlockLayer> extends BaseLayer<C> 
     @Override
     public INDArray activate(boolean training, LayerWorkspaceMgr workspaceMgr) {
         assertInputSet(false);
+        OmpThreads.apply();
         applyDropOutIfNecessary(training, workspaceMgr);
         INDArray out = forward(input.castTo(dataType), training, workspaceMgr);
         return workspaceMgr.leverageTo(ArrayType.ACTIVATIONS, out);
@@ -47,6 +48,7 @@ public abstract class BlockLayerImpl<C extends BlockLayer> extends BaseLayer<C> 
     @Override
     public Pair<Gradient, INDArray> backpropGradient(INDArray epsilon, LayerWorkspaceMgr workspaceMgr) {
         assertInputSet(true);
+        OmpThreads.apply();
         applyDropOutIfNecessary(true, workspaceMgr);
         INDArray eps = backward(input.castTo(dataType), epsilon.castTo(dataType), workspaceMgr);
         Gradient g = new DefaultGradient();

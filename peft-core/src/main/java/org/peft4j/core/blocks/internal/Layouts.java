@@ -4,6 +4,7 @@ import java.util.Arrays;
 import org.deeplearning4j.exception.DL4JInvalidInputException;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.shape.Shape;
 
 /**
  * Conversions between the array layouts the blocks meet:
@@ -95,6 +96,60 @@ public final class Layouts {
         }
         throw new DL4JInvalidInputException("vertex \"" + vertexName + "\" expects [batch, features, time] or "
                 + "[batch·time, features] inputs, got " + Arrays.toString(in.shape()));
+    }
+
+    /**
+     * DL4J time-distributed rows {@code [B·T, h·d]} (row b + B·t) → heads {@code [B, h, T, d]}: a view
+     * (no copy) when the rows are a plain {@code 'c'} or {@code 'f'} array, as dense layers emit them.
+     *
+     * @throws DL4JInvalidInputException if the rows do not split into {@code batch} sequences or the
+     *     width into {@code h} heads
+     */
+    public static INDArray timeDistributedToHeads(INDArray x2, long batch, int h, String where) {
+        if (batch <= 0 || x2.size(0) % batch != 0) {
+            throw new DL4JInvalidInputException(where + ": cannot split " + x2.size(0) + " time-distributed rows "
+                    + Arrays.toString(x2.shape()) + " into a mini-batch of " + batch);
+        }
+        long f = x2.size(1);
+        if (f % h != 0) {
+            throw new DL4JInvalidInputException(where + ": feature size " + f + " is not divisible by " + h + " heads");
+        }
+        long t = x2.size(0) / batch;
+        long d = f / h;
+        if (x2.ordering() == 'f' && Shape.hasDefaultStridesForShape(x2)) {
+            // element (b + B·t, hh·d + j) at b + B·t + B·T·j + B·T·d·hh
+            return x2.reshape('f', batch, t, d, h).permute(0, 3, 1, 2);
+        }
+        INDArray c = x2.ordering() == 'c' && Shape.hasDefaultStridesForShape(x2) ? x2 : x2.dup('c');
+        // element (b + B·t, hh·d + j) at ((t·B + b)·h + hh)·d + j
+        return c.reshape('c', t, batch, h, d).permute(1, 2, 0, 3);
+    }
+
+    /**
+     * Writes heads {@code [B, h, T, d]} into DL4J time-distributed rows {@code out [B·T, h·d]} (row
+     * b + B·t), which must be a plain {@code 'c'} array; one copy.
+     */
+    public static void headsToTimeDistributed(INDArray heads, INDArray out) {
+        long b = heads.size(0);
+        long h = heads.size(1);
+        long t = heads.size(2);
+        long d = heads.size(3);
+        out.reshape('c', t, b, h, d).permute(1, 2, 0, 3).assign(heads);
+    }
+
+    /**
+     * Writes heads {@code [B, h, T, d]} into an NCW sequence {@code [B, h·d, T]} held in {@code 'f'}
+     * order, and returns it: the order DL4J's {@code RnnToFeedForwardPreProcessor} reads without a
+     * first copy. {@code out} must be a plain {@code 'f'} array.
+     */
+    public static INDArray headsToNcwF(INDArray heads, INDArray out) {
+        long b = heads.size(0);
+        long h = heads.size(1);
+        long t = heads.size(2);
+        long d = heads.size(3);
+        // 'f' [B, h·d, T]: feature hh·d + j splits, fastest first, into (j, hh)
+        out.reshape('f', b, d, h, t).permute(0, 2, 3, 1).assign(heads);
+        return out;
     }
 
     /** NCW {@code [B, f, T]} → DL4J time-distributed rows {@code [B·T, f]} (row b + B·t), a copy. */
