@@ -104,7 +104,8 @@ class MultitaskPromptTuningTest {
         PeftModel back = Peft.load(base, dir);
         assertEquals(m.config(), back.config());
         assertEquals(out, back.graph().output(tokens, tasks)[0], "reloaded adapter, same outputs");
-        try (var off = m.disableAdapter()) {
+        var off = m.disableAdapter();
+        try (off) {
             assertEquals(base.outputSingle(false, tokens), m.graph().output(tokens, tasks)[0], "disabled: the base model");
         }
     }
