@@ -56,7 +56,7 @@ public final class SafetensorsFile {
         return t;
     }
 
-    /** For example {@code SafetensorsFile[tensors={w=SafeTensor[...]}, metadata={format=pt]}. */
+    /** For example <code>SafetensorsFile[tensors={w=SafeTensor[...]}, metadata={format=pt}]</code>. */
     @Override
     public String toString() {
         return "SafetensorsFile[tensors=" + tensors + ", metadata=" + metadata + "]";
