@@ -24,6 +24,8 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.PeftModel;
 import org.peft4j.core.blocks.Transformers;
 import org.peft4j.lora.LoraConfig;
+import org.peft4j.lora.loha.LoHaConfig;
+import org.peft4j.lora.lokr.LoKrConfig;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -40,11 +42,18 @@ import org.slf4j.LoggerFactory;
  * Ranks: LoRA 8; DoRA 8 (LoRA-8 plus one magnitude per output feature; its step also forms the
  * weight norm of every adapted layer); {@code lora-embed} is LoRA 8 on the projections and on the
  * token embedding {@code embed.tokens} (a lookup into a {@code [vocab, 8]} table, and a scatter-add
- * over it in backward). Setup builds and wraps the model and logs its trainable parameters
- * (decoder: LoRA 4,096, DoRA 4,352, lora-embed 5,632; encoder: 73,728, 78,336, 320,976); the
- * measured method is the step alone.
+ * over it in backward); LoHa 4 (two rank-4 pairs: LoRA-8's parameter count, an update of rank up to
+ * 16); LoKr 8 (its factor sizes follow the layer's split, so its count is what PEFT's rules give).
+ * Setup builds and wraps the model and logs its trainable parameters (decoder: LoRA 4,096, DoRA
+ * 4,352, lora-embed 5,632, LoHa 4,096, LoKr 512; encoder: 73,728, 78,336, 320,976, 73,728, 7,680);
+ * the measured method is the step alone.
  *
  * <pre>java -jar benchmarks/target/benchmarks.jar LoraFamilyBench</pre>
+ *
+ * On a machine whose load changes between trials, {@link #main} gives steadier ratios: it steps
+ * the methods in turn, round after round, in one JVM and prints each method's median step
+ * time and its median per-round ratio to LoRA:
+ * <pre>java -cp benchmarks/target/benchmarks.jar org.peft4j.bench.LoraFamilyBench encoder 20</pre>
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -59,7 +68,7 @@ public class LoraFamilyBench {
     @Param({"decoder", "encoder"})
     public String model;
 
-    @Param({"lora", "dora", "lora-embed"})
+    @Param({"lora", "dora", "lora-embed", "loha", "lokr"})
     public String method;
 
     private ComputationGraph graph;
@@ -74,6 +83,10 @@ public class LoraFamilyBench {
             case "lora-embed":
                 return LoraConfig.builder().rank(8).alpha(16)
                         .targetModulesRegex(QV + "|" + Transformers.TOKEN_EMBEDDING.replace(".", "\\.")).build();
+            case "loha":
+                return LoHaConfig.builder().rank(4).alpha(8).targetModulesRegex(QV).build();
+            case "lokr":
+                return LoKrConfig.builder().rank(8).alpha(8).targetModulesRegex(QV).build();
             default:
                 throw new IllegalArgumentException("unknown method " + method);
         }
@@ -103,6 +116,48 @@ public class LoraFamilyBench {
             }
         }
         batch = new DataSet(tokens, labels);
+    }
+
+    /**
+     * Interleaved run: {@code args[0]} the model ({@code decoder} or {@code encoder}), {@code args[1]}
+     * the measured rounds (after 3 warm-up rounds), each round one step of every method; further
+     * arguments choose the methods (default: all, LoRA first, the baseline of the ratios).
+     */
+    public static void main(String[] args) {
+        String[] methods = args.length > 2 ? java.util.Arrays.copyOfRange(args, 2, args.length)
+                : new String[] {"lora", "dora", "lora-embed", "loha", "lokr"};
+        int rounds = Integer.parseInt(args[1]);
+        LoraFamilyBench[] b = new LoraFamilyBench[methods.length];
+        for (int m = 0; m < methods.length; m++) {
+            b[m] = new LoraFamilyBench();
+            b[m].model = args[0];
+            b[m].method = methods[m];
+            b[m].setUp();
+        }
+        double[][] ms = new double[methods.length][rounds];
+        for (int r = -3; r < rounds; r++) {
+            for (int m = 0; m < methods.length; m++) {
+                long start = System.nanoTime();
+                b[m].trainStep();
+                if (r >= 0) {
+                    ms[m][r] = (System.nanoTime() - start) / 1e6;
+                }
+            }
+        }
+        for (int m = 0; m < methods.length; m++) {
+            double[] ratio = new double[rounds];
+            for (int r = 0; r < rounds; r++) {
+                ratio[r] = ms[m][r] / ms[0][r];
+            }
+            LOG.info(String.format(java.util.Locale.ROOT, "%s %s: median %.1f ms/step, median ratio to %s %.2f",
+                    args[0], methods[m], median(ms[m]), methods[0], median(ratio)));
+        }
+    }
+
+    private static double median(double[] v) {
+        double[] c = v.clone();
+        java.util.Arrays.sort(c);
+        return c[c.length / 2];
     }
 
     /** One optimizer step; the score is returned so the work cannot be optimized away. */

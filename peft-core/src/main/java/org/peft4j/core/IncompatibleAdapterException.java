@@ -13,4 +13,8 @@ public class IncompatibleAdapterException extends PeftException {
     public IncompatibleAdapterException(String message) {
         super(message);
     }
+
+    public IncompatibleAdapterException(String message, Throwable cause) {
+        super(message, cause);
+    }
 }

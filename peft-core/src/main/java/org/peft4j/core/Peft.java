@@ -17,6 +17,7 @@ import org.peft4j.core.internal.AdapterFiles;
 import org.peft4j.core.internal.AdapterReader;
 import org.peft4j.core.internal.BaseFingerprint;
 import org.peft4j.core.internal.GraphRewriter;
+import org.peft4j.core.io.DirectoryTransaction;
 
 /**
  * Entry point: wraps a DL4J base model for parameter-efficient fine-tuning, and loads saved
@@ -133,7 +134,7 @@ public final class Peft {
         try {
             m = wrap(base, loaded.config(), plan -> AdapterReader.checkSize(plan, loaded, base.numParams(), dir));
         } catch (IllegalArgumentException e) {
-            throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: " + e.getMessage());
+            throw AdapterReader.doesNotFit(dir, AdapterFiles.CONFIG_FILE, e);
         }
         AdapterReader.assign(loaded, m.graph(), dir);
         m.setLoadConfigurer(configure);
@@ -150,7 +151,8 @@ public final class Peft {
         }
         List<Path> subdirs;
         try (Stream<Path> s = Files.list(dir)) {
-            subdirs = s.filter(p -> Files.isRegularFile(p.resolve(AdapterFiles.CONFIG_FILE))).sorted().toList();
+            subdirs = s.filter(p -> !DirectoryTransaction.isInternal(p.getFileName().toString())
+                    && Files.isRegularFile(p.resolve(AdapterFiles.CONFIG_FILE))).sorted().toList();
         }
         for (Path sub : subdirs) {
             try {

@@ -27,7 +27,7 @@ import org.peft4j.core.internal.AdapterWriter;
 import org.peft4j.core.internal.BaseFingerprint;
 import org.peft4j.core.internal.GraphRewriter;
 import org.peft4j.core.internal.TrainingStateFiles;
-import org.peft4j.core.io.AtomicFiles;
+import org.peft4j.core.io.DirectoryTransaction;
 import org.peft4j.core.io.SafeTensor;
 
 /**
@@ -56,9 +56,13 @@ import org.peft4j.core.io.SafeTensor;
  * <p><b>Thread-safety.</b> {@link #output(INDArray...)}, {@link #setAdapter}, {@link #addAdapter},
  * {@link #deleteAdapter}, {@link #merge()}, {@link #unmerge()} and the file methods lock this
  * model, so inference through {@link #output} on several threads while another thread switches
- * adapters always yields outputs computed entirely with one adapter. Calling {@code graph().fit}
- * or {@code graph().output} directly bypasses the lock (DL4J graphs are single-threaded): do that
- * from one thread only.
+ * adapters always yields outputs computed entirely with one adapter. The slow parts of adding,
+ * loading and switching to an adapter (reading files, matching target patterns, building the
+ * wrapped graph) and of saving (building the graphs of inactive adapters, writing files) run
+ * outside the lock, which is taken only to read the model's state and to swap the result in
+ * (checking again then that the state still allows it), so {@link #output} is not held up by
+ * them. Calling {@code graph().fit} or {@code graph().output} directly bypasses the lock (DL4J
+ * graphs are single-threaded): do that from one thread only.
  */
 public final class PeftModel {
 
@@ -66,6 +70,12 @@ public final class PeftModel {
     public static final String DEFAULT_ADAPTER = "default";
 
     private final Object lock = new Object();
+    /**
+     * Taken by saves, before {@link #lock}: two saves of this model run one after the other (a
+     * save into a directory removes the staging directory a concurrent save there left), without
+     * holding up {@link #output} meanwhile.
+     */
+    private final Object saveLock = new Object();
     private final ComputationGraphConfiguration baseConf;
     private final Map<String, String> projectionOf;
     private final BaseFingerprint baseFingerprint;
@@ -74,6 +84,8 @@ public final class PeftModel {
     private ComputationGraph graph;
     private String active = DEFAULT_ADAPTER;
     private UnaryOperator<PeftConfig> loadConfigurer = UnaryOperator.identity();
+    /** Counts changes of the adapters (added, removed, switched, optimizer state restored); under the lock. */
+    private long changes;
 
     /** A stored adapter: its config, and (unless active) its parameters and optimizer state. */
     private static final class Slot {
@@ -361,13 +373,24 @@ public final class PeftModel {
      *     config does not fit the base model
      */
     public void addAdapter(String name, PeftConfig config) {
+        ComputationGraph live;
         synchronized (lock) {
             checkNewName(name);
             Objects.requireNonNull(config, "config must not be null");
-            GraphRewriter.Result fresh = planOverBase(config).build();
+            live = graphToPlanOver();
+        }
+        INDArray params = planOverBase(live, config).build().graph().params().dup();
+        put(name, config, params);
+    }
+
+    /** Adds a slot under the lock, checking the name again: another thread may have taken it meanwhile. */
+    private void put(String name, PeftConfig config, INDArray params) {
+        synchronized (lock) {
+            checkNewName(name);
             Slot s = new Slot(config);
-            s.params = fresh.graph().params().dup();
+            s.params = params;
             adapters.put(name, s);
+            changes++;
         }
     }
 
@@ -377,25 +400,25 @@ public final class PeftModel {
      * Used by adapter loading and by adapter arithmetic such as weighted combinations.
      */
     public void addAdapter(String name, PeftConfig config, Map<String, Map<String, INDArray>> params) {
+        ComputationGraph live;
         synchronized (lock) {
             checkNewName(name);
             Objects.requireNonNull(config, "config must not be null");
-            ComputationGraph g = planOverBase(config).build().graph();
-            for (Map.Entry<String, Map<String, INDArray>> e : params.entrySet()) {
-                Layer l = g.getLayer(e.getKey());
-                for (Map.Entry<String, INDArray> p : e.getValue().entrySet()) {
-                    INDArray dst = l == null ? null : l.paramTable().get(p.getKey());
-                    if (dst == null || dst.length() != p.getValue().length()) {
-                        throw new IllegalArgumentException("adapter \"" + name + "\": no parameter " + e.getKey() + "."
-                                + p.getKey() + " of " + (p.getValue().length()) + " elements in a graph wrapped with " + config);
-                    }
-                    dst.assign(p.getValue().reshape(dst.shape()));
-                }
-            }
-            Slot s = new Slot(config);
-            s.params = g.params().dup();
-            adapters.put(name, s);
+            live = graphToPlanOver();
         }
+        ComputationGraph g = planOverBase(live, config).build().graph();
+        for (Map.Entry<String, Map<String, INDArray>> e : params.entrySet()) {
+            Layer l = g.getLayer(e.getKey());
+            for (Map.Entry<String, INDArray> p : e.getValue().entrySet()) {
+                INDArray dst = l == null ? null : l.paramTable().get(p.getKey());
+                if (dst == null || dst.length() != p.getValue().length()) {
+                    throw new IllegalArgumentException("adapter \"" + name + "\": no parameter " + e.getKey() + "."
+                            + p.getKey() + " of " + (p.getValue().length()) + " elements in a graph wrapped with " + config);
+                }
+                dst.assign(p.getValue().reshape(dst.shape()));
+            }
+        }
+        put(name, config, g.params().dup());
     }
 
     private void checkNewName(String name) {
@@ -404,10 +427,15 @@ public final class PeftModel {
 
     /** The parameters of adapter {@code name}, by vertex name and key (copies). */
     public Map<String, Map<String, INDArray>> adapterParameters(String name) {
+        Held held;
         synchronized (lock) {
-            slot(name);
-            return copyTables(graphHolding(name));
+            Slot s = slot(name);
+            if (name.equals(active)) {
+                return copyTables(graph);
+            }
+            held = new Held(s.config, s.params, graphToPlanOver());
         }
+        return copyTables(held.build());
     }
 
     private static Map<String, Map<String, INDArray>> copyTables(ComputationGraph g) {
@@ -430,44 +458,83 @@ public final class PeftModel {
      * @throws IllegalStateException while adapters are merged
      */
     public void setAdapter(String name) {
-        synchronized (lock) {
-            Slot target = slot(name);
-            if (name.equals(active)) {
-                return;
-            }
-            if (isMerged()) {
-                throw new IllegalStateException("adapters are merged; call unmerge() before switching adapters");
-            }
-            Slot current = adapters.get(active);
-            if (!target.config.layoutSignature().equals(current.config.layoutSignature()) && adaptersDisabled()) {
-                throw new IllegalStateException("adapter \"" + name + "\" has another layout, so switching to it builds "
-                        + "new layers that a disableAdapter() scope does not cover; close the scope first");
-            }
-            current.params = graph.params().dup();
-            INDArray state = graph.getUpdater(false) == null ? null : graph.getUpdater().getStateViewArray();
-            current.updaterState = state == null ? null : state.dup();
-            if (target.config.layoutSignature().equals(current.config.layoutSignature())) {
-                graph.params().assign(target.params);
-                for (FrozenBaseLayer f : adaptedLayers().values()) {
-                    f.adoptConfig(target.config);
+        ComputationGraph built = null;
+        PeftConfig builtFor = null;
+        while (true) {
+            ComputationGraph live;
+            PeftConfig wanted;
+            synchronized (lock) {
+                Slot target = slot(name);
+                if (!checkSwitch(name, target)) {
+                    return;
                 }
-            } else {
-                ComputationGraph g = planOverBase(target.config).build().graph();
-                g.params().assign(target.params);
-                graph = g;
-            }
-            INDArray newState = graph.getUpdater(false) == null ? null : graph.getUpdater().getStateViewArray();
-            if (newState != null) {
-                if (target.updaterState != null && target.updaterState.length() == newState.length()) {
-                    newState.assign(target.updaterState);
-                } else {
-                    newState.assign(0);
+                if (sameLayout(target) || (built != null && builtFor == target.config)) {
+                    swapTo(name, target, built);
+                    return;
                 }
+                live = graphToPlanOver();
+                wanted = target.config;
             }
-            target.params = null;
-            target.updaterState = null;
-            active = name;
+            // Another layout: the new graph is planned and built without the lock; the state it
+            // was planned for is checked again when it is swapped in.
+            built = planOverBase(live, wanted).build().graph();
+            builtFor = wanted;
         }
+    }
+
+    /**
+     * Whether switching to {@code target} has anything to do (false when it is active), after the
+     * checks of {@link #setAdapter}. Called under the lock.
+     */
+    private boolean checkSwitch(String name, Slot target) {
+        if (name.equals(active)) {
+            return false;
+        }
+        if (isMerged()) {
+            throw new IllegalStateException("adapters are merged; call unmerge() before switching adapters");
+        }
+        if (!sameLayout(target) && adaptersDisabled()) {
+            throw new IllegalStateException("adapter \"" + name + "\" has another layout, so switching to it builds "
+                    + "new layers that a disableAdapter() scope does not cover; close the scope first");
+        }
+        return true;
+    }
+
+    private boolean sameLayout(Slot target) {
+        return target.config.layoutSignature().equals(adapters.get(active).config.layoutSignature());
+    }
+
+    /**
+     * Makes {@code target} active: its parameters into the live graph (same layout) or into
+     * {@code built}, a graph wrapped with its config, which becomes the live graph. Called under
+     * the lock.
+     */
+    private void swapTo(String name, Slot target, ComputationGraph built) {
+        Slot current = adapters.get(active);
+        current.params = graph.params().dup();
+        INDArray state = graph.getUpdater(false) == null ? null : graph.getUpdater().getStateViewArray();
+        current.updaterState = state == null ? null : state.dup();
+        if (target.config.layoutSignature().equals(current.config.layoutSignature())) {
+            graph.params().assign(target.params);
+            for (FrozenBaseLayer f : adaptedLayers().values()) {
+                f.adoptConfig(target.config);
+            }
+        } else {
+            built.params().assign(target.params);
+            graph = built;
+        }
+        INDArray newState = graph.getUpdater(false) == null ? null : graph.getUpdater().getStateViewArray();
+        if (newState != null) {
+            if (target.updaterState != null && target.updaterState.length() == newState.length()) {
+                newState.assign(target.updaterState);
+            } else {
+                newState.assign(0);
+            }
+        }
+        target.params = null;
+        target.updaterState = null;
+        active = name;
+        changes++;
     }
 
     /**
@@ -489,6 +556,7 @@ public final class PeftModel {
                         + "before deleting it");
             }
             adapters.remove(name);
+            changes++;
         }
     }
 
@@ -511,22 +579,38 @@ public final class PeftModel {
                 out.setParams(graph.params());
                 return out;
             }
-            return plainGraph(true);
+            return plainGraph(graph, true);
         }
     }
 
     /**
-     * The plan of a graph wrapped with {@code config} over {@link #reconstructBase()}, told which
-     * frozen layer holds each base weight now (so a 4-bit base is carried over, not quantized again).
+     * The live graph, for {@link #planOverBase} to plan over outside the lock. Called under the
+     * lock.
+     *
+     * @throws IllegalStateException for full fine-tuning, which keeps no frozen copy of the base
      */
-    private GraphRewriter.Plan planOverBase(PeftConfig config) {
-        return GraphRewriter.plan(reconstructBase(), config, frozenLayersByBaseName());
+    private ComputationGraph graphToPlanOver() {
+        if (config().trainsEverything()) {
+            throw new IllegalStateException("full fine-tuning keeps no frozen copy of the base model");
+        }
+        return graph;
     }
 
-    /** Every frozen dense layer of the live graph, adapted or not, by its base-model name. */
-    private Map<String, FrozenBaseLayer> frozenLayersByBaseName() {
+    /**
+     * The plan of a graph wrapped with {@code config} over the base model rebuilt from
+     * {@code live}'s frozen layers, told which frozen layer holds each base weight now (so a 4-bit
+     * base is carried over, not quantized again). Runs without the lock: it reads only what no
+     * locked method changes in place (frozen weights, the kept originals of trained modules), so
+     * a graph swapped out meanwhile gives the same base.
+     */
+    private GraphRewriter.Plan planOverBase(ComputationGraph live, PeftConfig config) {
+        return GraphRewriter.plan(plainGraph(live, false), config, frozenLayersByBaseName(live));
+    }
+
+    /** Every frozen dense layer of {@code live}, adapted or not, by its base-model name. */
+    private static Map<String, FrozenBaseLayer> frozenLayersByBaseName(ComputationGraph live) {
         Map<String, FrozenBaseLayer> m = new HashMap<>();
-        for (Layer l : graph.getLayers()) {
+        for (Layer l : live.getLayers()) {
             if (l.conf().getLayer() instanceof FrozenBaseLayer f) {
                 m.put(f.baseLayerName(), f);
             }
@@ -536,15 +620,18 @@ public final class PeftModel {
 
     /** The base model as it was wrapped (adapters and training ignored), rebuilt from the frozen weights. */
     public ComputationGraph reconstructBase() {
+        ComputationGraph live;
         synchronized (lock) {
-            if (config().trainsEverything()) {
-                throw new IllegalStateException("full fine-tuning keeps no frozen copy of the base model");
-            }
-            return plainGraph(false);
+            live = graphToPlanOver();
         }
+        return plainGraph(live, false);
     }
 
-    private ComputationGraph plainGraph(boolean merged) {
+    /**
+     * A plain graph of the base model's stock layers with {@code live}'s frozen weights, merged
+     * with the active adapter when {@code merged} (then under the lock: it reads trained values).
+     */
+    private ComputationGraph plainGraph(ComputationGraph live, boolean merged) {
         ComputationGraph out = new ComputationGraph(GraphRewriter.independentConf(baseConf));
         out.init();
         try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
@@ -554,7 +641,7 @@ public final class PeftModel {
                 }
                 String name = e.getKey();
                 Layer target = out.getLayer(name);
-                Layer wrapped = graph.getLayer(projectionOf.getOrDefault(name, name));
+                Layer wrapped = live.getLayer(projectionOf.getOrDefault(name, name));
                 org.deeplearning4j.nn.conf.layers.Layer c = wrapped.conf().getLayer();
                 if (c instanceof FrozenBaseLayer f) {
                     Map<String, INDArray> params = wrapped.paramTable();
@@ -588,36 +675,115 @@ public final class PeftModel {
     /**
      * Writes every adapter in Hugging Face PEFT's layout: the default adapter's
      * {@code adapter_config.json} and {@code adapter_model.safetensors} in {@code dir}, every other
-     * adapter in {@code dir/<name>/}. Each file is written atomically (temporary file, fsync, move).
-     * The other adapters are written first and the default adapter's config last; it lists the
-     * adapters of this save with the SHA-256 of their weights, and every config records the
-     * SHA-256 of its own weights file, so {@link Peft#load} refuses the mixture a save that stopped
-     * half-way leaves, and loads only the adapters of this save (sub-directories of adapters
-     * deleted since an earlier save into {@code dir} stay on disk but are not loaded).
+     * adapter in {@code dir/<name>/}. The save is atomic for the directory as a whole: all files
+     * are written into a staging directory inside {@code dir} and switched over with one rename
+     * (see {@code docs/adapter-files.md}), so a crash at any moment leaves either the previous
+     * complete set of adapters or the new one for {@link Peft#load}, and the next save removes what
+     * a crashed one left behind. The default adapter's config lists the adapters of this save with
+     * the SHA-256 of their weights, and every config records the SHA-256 of its own weights file,
+     * so {@link Peft#load} loads only the adapters of this save (sub-directories of adapters
+     * deleted since an earlier save into {@code dir} stay on disk but are not loaded) and refuses
+     * files mixed by other means. A symbolic link where an adapter's sub-directory goes is refused
+     * before anything changes; one save at a time per directory.
      *
      * @throws UnsupportedOperationException for full fine-tuning and transfer learning (use ModelSerializer)
+     * @throws java.nio.file.FileSystemException if a link or a file is where an adapter's
+     *     sub-directory goes; {@code dir} is then as it was
      */
     public void saveAdapter(Path dir) throws IOException {
-        saveAdapter(dir, null);
+        save(dir, false);
     }
 
-    /** {@link #saveAdapter(Path)}, the default adapter recording {@code trainingState} (a checkpoint's state digest) when non-null. */
-    private void saveAdapter(Path dir, String trainingState) throws IOException {
-        synchronized (lock) {
-            Map<String, String> others = new TreeMap<>();
-            for (String name : adapters.keySet()) {
-                if (!name.equals(DEFAULT_ADAPTER)) {
-                    others.put(name, saveOne(name, AtomicFiles.childDirectory(dir, name), null, null));
-                }
-            }
-            saveOne(DEFAULT_ADAPTER, dir, others, trainingState);
+    /**
+     * Saves every adapter into {@code dir} in one {@link DirectoryTransaction}, with the training
+     * state when {@code checkpoint}. The graphs of inactive adapters are planned, built and written
+     * without the lock; the active adapter (which lives in the graph that serves) and the training
+     * state are written under it, after checking that no adapter changed meanwhile.
+     */
+    private void save(Path dir, boolean checkpoint) throws IOException {
+        Objects.requireNonNull(dir, "dir must not be null");
+        synchronized (saveLock) {
+            saveOnce(dir, checkpoint);
         }
     }
 
-    private String saveOne(String name, Path target, Map<String, String> savedWith, String trainingState)
-            throws IOException {
-        PeftConfig c = adapters.get(name).config;
-        ComputationGraph g = graphHolding(name);
+    private void saveOnce(Path dir, boolean checkpoint) throws IOException {
+        while (true) {
+            long seen;
+            Map<String, Held> inactive = new LinkedHashMap<>();
+            synchronized (lock) {
+                seen = changes;
+                for (Map.Entry<String, Slot> e : adapters.entrySet()) {
+                    if (!e.getKey().equals(active)) {
+                        inactive.put(e.getKey(), new Held(e.getValue().config, e.getValue().params, graphToPlanOver()));
+                    }
+                }
+            }
+            try (DirectoryTransaction tx = DirectoryTransaction.begin(dir)) {
+                Path staging = tx.staging();
+                Map<String, String> others = new TreeMap<>();
+                ComputationGraph defaultGraph = null;
+                for (Map.Entry<String, Held> e : inactive.entrySet()) {
+                    ComputationGraph g = e.getValue().build(); // one at a time: each holds a copy of the base
+                    if (e.getKey().equals(DEFAULT_ADAPTER)) {
+                        defaultGraph = g; // written last: it lists the others' digests
+                    } else {
+                        others.put(e.getKey(), saveOne(e.getValue().config, g, staging.resolve(e.getKey()), null, null));
+                    }
+                }
+                String trainingState = null;
+                synchronized (lock) {
+                    if (changes != seen) {
+                        continue; // an adapter was added, removed or switched meanwhile: save the new state
+                    }
+                    if (checkpoint) {
+                        Map<String, INDArray> states = new TreeMap<>();
+                        adapters.forEach((name, slot) -> {
+                            if (!name.equals(active) && slot.updaterState != null) {
+                                states.put(name, slot.updaterState);
+                            }
+                        });
+                        trainingState = TrainingStateFiles.save(graph, active, states, staging);
+                    }
+                    PeftConfig activeConfig = adapters.get(active).config;
+                    if (active.equals(DEFAULT_ADAPTER)) {
+                        saveOne(activeConfig, graph, staging, others, trainingState);
+                    } else {
+                        others.put(active, saveOne(activeConfig, graph, staging.resolve(active), null, null));
+                    }
+                }
+                if (defaultGraph != null) {
+                    saveOne(inactive.get(DEFAULT_ADAPTER).config, defaultGraph, staging, others, trainingState);
+                }
+                tx.commit();
+                return;
+            }
+        }
+    }
+
+    /** An inactive adapter as read under the lock, to build a graph holding it without the lock. */
+    private final class Held {
+        final PeftConfig config;
+        final INDArray params;
+        final ComputationGraph live;
+
+        Held(PeftConfig config, INDArray params, ComputationGraph live) {
+            this.config = config;
+            this.params = params;
+            this.live = live;
+        }
+
+        /** A graph wrapped with the adapter's config holding its parameters. */
+        ComputationGraph build() {
+            ComputationGraph g = planOverBase(live, config).build().graph();
+            g.params().assign(params);
+            return g;
+        }
+    }
+
+    /** Writes the adapter of config {@code c} held by {@code g} into {@code target}; returns its weights' SHA-256. */
+    private String saveOne(PeftConfig c, ComputationGraph g, Path target, Map<String, String> savedWith,
+                           String trainingState) throws IOException {
         List<String> targets = new ArrayList<>();
         for (Layer l : g.getLayers()) {
             if (l.conf().getLayer() instanceof FrozenBaseLayer f && f.hasAdapter()) {
@@ -628,21 +794,30 @@ public final class PeftModel {
                 trainingState);
     }
 
-    /** A graph wrapped with adapter {@code name}'s config holding its parameters (the live graph when active). */
+    /**
+     * An inactive adapter's graph as {@link Held#build} makes it, or the live graph for the active
+     * one. Called under the lock; for an inactive adapter this plans under it, so use it only
+     * where the model is not serving yet ({@link #resume}).
+     */
     private ComputationGraph graphHolding(String name) {
         Slot s = adapters.get(name);
         if (name.equals(active)) {
             return graph;
         }
-        ComputationGraph g = planOverBase(s.config).build().graph();
-        g.params().assign(s.params);
-        return g;
+        return new Held(s.config, s.params, graphToPlanOver()).build();
     }
 
     /**
      * Loads the adapter saved in {@code dir} (the files {@link #saveAdapter} writes for one adapter)
      * as adapter {@code name}, without activating it. Everything is validated first; on any
-     * error this model is unchanged.
+     * error this model is unchanged. The files are read and the adapter's graph is planned without
+     * the model's lock (see the class comment).
+     *
+     * @throws AdapterFormatException if a file is missing or malformed
+     * @throws IncompatibleAdapterException if the adapter does not fit the base model (another base,
+     *     a config whose targets the base lacks, tensors of other names or shapes), naming
+     *     {@code dir} and the file, as {@link Peft#load} does
+     * @throws IllegalArgumentException if {@code name} is taken or not a valid adapter name
      */
     public void loadAdapter(Path dir, String name) throws IOException {
         loadAdapter(dir, name, false);
@@ -659,26 +834,33 @@ public final class PeftModel {
      * it, see {@link #saveAdapter}).
      */
     void loadAdapter(Path dir, String name, boolean ignoreFingerprint, String expectedDigest) throws IOException {
+        Objects.requireNonNull(dir, "dir must not be null");
+        ComputationGraph live;
+        UnaryOperator<PeftConfig> configure;
         synchronized (lock) {
             checkNewName(name);
-            AdapterReader.Loaded read = AdapterReader.read(dir, baseFingerprint, ignoreFingerprint);
-            if (expectedDigest != null && !expectedDigest.equals(read.weightsDigest())) {
-                throw new AdapterFormatException(dir.resolve(AdapterFiles.CONFIG_FILE) + " records "
-                        + (read.weightsDigest() == null ? "no SHA-256" : "SHA-256 " + read.weightsDigest())
-                        + " for its weights, but " + expectedDigest + " was recorded for them: the directory mixes "
-                        + "files of different saves, for example of a saveAdapter that stopped half-way; save the "
-                        + "adapters again");
-            }
-            AdapterReader.Loaded l = read.withConfig(loadConfigurer.apply(read.config()));
-            ComputationGraph base = reconstructBase();
-            GraphRewriter.Plan plan = GraphRewriter.plan(base, l.config(), frozenLayersByBaseName());
-            AdapterReader.checkSize(plan, l, base.numParams(), dir);
-            ComputationGraph g = plan.build().graph();
-            AdapterReader.assign(l, g, dir);
-            Slot s = new Slot(l.config());
-            s.params = g.params().dup();
-            adapters.put(name, s);
+            live = graphToPlanOver();
+            configure = loadConfigurer;
         }
+        AdapterReader.Loaded read = AdapterReader.read(dir, baseFingerprint, ignoreFingerprint);
+        if (expectedDigest != null && !expectedDigest.equals(read.weightsDigest())) {
+            throw new AdapterFormatException(AdapterFiles.file(dir, AdapterFiles.CONFIG_FILE) + " records "
+                    + (read.weightsDigest() == null ? "no SHA-256" : "SHA-256 " + read.weightsDigest())
+                    + " for its weights, but " + expectedDigest + " was recorded for them: the directory mixes "
+                    + "files of different saves, for example copied together by hand; save the adapters again");
+        }
+        AdapterReader.Loaded l = read.withConfig(configure.apply(read.config()));
+        ComputationGraph base = plainGraph(live, false);
+        GraphRewriter.Plan plan;
+        try {
+            plan = GraphRewriter.plan(base, l.config(), frozenLayersByBaseName(live));
+        } catch (IllegalArgumentException e) {
+            throw AdapterReader.doesNotFit(dir, AdapterFiles.CONFIG_FILE, e);
+        }
+        AdapterReader.checkSize(plan, l, base.numParams(), dir);
+        ComputationGraph g = plan.build().graph();
+        AdapterReader.assign(l, g, dir);
+        put(name, l.config(), g.params().dup());
     }
 
     /** How configs read from adapter files are turned into the configs to wrap with (see {@link Peft#load}). */
@@ -691,21 +873,13 @@ public final class PeftModel {
     /**
      * Saves the adapters ({@link #saveAdapter}) plus what resuming training needs: the active
      * adapter's optimizer state, the optimizer state every other adapter keeps for when it is
-     * active again, and the iteration and epoch counters ({@code training_state.safetensors}). That
-     * file is written first and the default adapter's config, written last, records its SHA-256:
-     * {@link #resume} refuses a state that is not the one saved with the adapters (a checkpoint that
-     * stopped half-way, or adapters saved over it by {@link #saveAdapter} later).
+     * active again, and the iteration and epoch counters ({@code training_state.safetensors}), in
+     * the same atomic switch-over as the adapters. The default adapter's config records the state's
+     * SHA-256: {@link #resume} refuses a state that is not the one saved with the adapters (adapters
+     * saved over it by {@link #saveAdapter} later, files copied together by hand).
      */
     public void saveCheckpoint(Path dir) throws IOException {
-        synchronized (lock) {
-            Map<String, INDArray> inactive = new TreeMap<>();
-            adapters.forEach((name, s) -> {
-                if (!name.equals(active) && s.updaterState != null) {
-                    inactive.put(name, s.updaterState);
-                }
-            });
-            saveAdapter(dir, TrainingStateFiles.save(graph, active, inactive, dir));
-        }
+        save(dir, true);
     }
 
     /**
@@ -774,6 +948,7 @@ public final class PeftModel {
                         + state.elementCount() + " values, its optimizer needs " + (view == null ? 0 : view.length()));
             }
             s.updaterState = state.toINDArray(view.dataType()).reshape(view.shape());
+            changes++;
         }
     }
 

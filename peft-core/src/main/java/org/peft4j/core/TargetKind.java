@@ -9,6 +9,7 @@ import org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer;
 import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.conf.layers.OutputLayer;
 import org.deeplearning4j.nn.conf.layers.RnnOutputLayer;
+import org.peft4j.core.blocks.Dense;
 
 /**
  * The kinds of base-model layer a tuner can adapt in place, each with the stock DL4J layer
@@ -23,8 +24,11 @@ import org.deeplearning4j.nn.conf.layers.RnnOutputLayer;
  * <p>Thread-safety: immutable.
  */
 public enum TargetKind {
-    /** {@link DenseLayer} (without layer norm), {@link OutputLayer}, {@link RnnOutputLayer}: {@code W [nIn, nOut]}. */
-    DENSE(List.of(DenseLayer.class, OutputLayer.class, RnnOutputLayer.class)),
+    /**
+     * {@link DenseLayer} (without layer norm), {@link Dense} (peft4j's implementation of it),
+     * {@link OutputLayer}, {@link RnnOutputLayer}: {@code W [nIn, nOut]}.
+     */
+    DENSE(List.of(DenseLayer.class, Dense.class, OutputLayer.class, RnnOutputLayer.class)),
     /** {@link EmbeddingLayer}, {@link EmbeddingSequenceLayer}: {@code W [vocab, nOut]}. */
     EMBEDDING(List.of(EmbeddingLayer.class, EmbeddingSequenceLayer.class)),
     /** {@link ConvolutionLayer} (2D), {@link Convolution1DLayer}: {@code W [nOut, nIn, kH, kW]}. */
@@ -49,7 +53,7 @@ public enum TargetKind {
         if (layer == null) {
             return null;
         }
-        if (layer.getClass() == DenseLayer.class && ((DenseLayer) layer).hasLayerNorm()) {
+        if (layer instanceof DenseLayer && ((DenseLayer) layer).hasLayerNorm()) {
             return null;
         }
         for (TargetKind k : values()) {

@@ -8,6 +8,8 @@ import org.peft4j.core.ia3.Ia3Config;
 import org.peft4j.core.prefix.PrefixConfig;
 import org.peft4j.core.prompt.PromptTuningConfig;
 import org.peft4j.lora.LoraConfig;
+import org.peft4j.lora.loha.LoHaConfig;
+import org.peft4j.lora.lokr.LoKrConfig;
 import org.peft4j.quant.QLoraConfig;
 import org.peft4j.quant.QuantSpec;
 
@@ -40,6 +42,13 @@ final class TuningMethods {
             new TuningMethod("qlora", "LoRA (all-linear) over the base held in 4-bit NF4 with double quantization",
                     r -> QLoraConfig.of(LoraConfig.builder().rank(r).alpha(2.0 * r).targetModules(TargetModules.ALL_LINEAR)
                             .build(), QuantSpec.nf4().withDoubleQuant(true).withBlockSize(64)), 5e-3),
+            new TuningMethod("loha", "LoHa (Hadamard product of two rank-r/2 pairs: LoRA-r's parameter count) on every "
+                    + "linear layer except the head",
+                    r -> LoHaConfig.builder().rank(Math.max(1, r / 2)).alpha(2.0 * Math.max(1, r / 2))
+                            .targetModules(TargetModules.ALL_LINEAR).build(), 5e-3),
+            new TuningMethod("lokr", "LoKr (Kronecker product of two small factors, rank r) on every linear layer except "
+                    + "the head",
+                    r -> LoKrConfig.builder().rank(r).alpha(r).targetModules(TargetModules.ALL_LINEAR).build(), 1e-2),
             new TuningMethod("ia3", "IA3: learned scales on keys, values and the MLP's inner activation",
                     r -> Ia3Config.builder().targetModulesRegex(CharModels.IA3_TARGETS)
                             .feedforwardModulesRegex(CharModels.IA3_FEEDFORWARD).build(), 2e-2),

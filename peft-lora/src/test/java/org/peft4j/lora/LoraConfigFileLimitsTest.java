@@ -25,7 +25,10 @@ class LoraConfigFileLimitsTest {
         return TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 42, 8, 16, 4);
     }
 
-    /** lora_alpha 1e300 once loaded, and the float scale (Infinity) turned every output into NaN or Infinity. */
+    /**
+     * lora_alpha 1e300 once loaded, and the float scale (Infinity) turned every output into NaN or
+     * Infinity. The message names the file once (it used to read {@code <path>: adapter_config.json: ...}).
+     */
     @Test
     void anAlphaBeyondTheFloatRangeInAFileIsRefusedNamingTheKey(@TempDir Path dir) throws Exception {
         Peft.wrap(base(), LoraConfig.builder().rank(4).alpha(8).targetModules("dense1").build()).saveAdapter(dir);
@@ -34,7 +37,7 @@ class LoraConfigFileLimitsTest {
         assertTrue(json.contains("\"lora_alpha\": 8.0"), json);
         Files.writeString(config, json.replace("\"lora_alpha\": 8.0", "\"lora_alpha\": 1e300"));
         AdapterFormatException e = assertThrows(AdapterFormatException.class, () -> Peft.load(base(), dir));
-        assertEquals(config + ": adapter_config.json: alpha must be positive and at most 3.4028235E38, the largest "
+        assertEquals(config + ": alpha must be positive and at most 3.4028235E38, the largest "
                 + "float, because the update is scaled by lora_alpha / r in float; got 1.0E300", e.getMessage());
     }
 
@@ -54,6 +57,21 @@ class LoraConfigFileLimitsTest {
         LoraConfig.builder().alpha(1e-33).rank(1 << 20).useRsLora(true).targetModules("d").build(); // / 1024
     }
 
+    /** Per-layer alphas and ranks (alpha_pattern, rank_pattern) get the same bounds as lora_alpha and r. */
+    @Test
+    void patternAlphasAndRanksAreBoundedAsTheDefaultsAre() {
+        IllegalArgumentException big = assertThrows(IllegalArgumentException.class,
+                () -> LoraConfig.builder().alphaPattern("dense1", 1e300));
+        assertTrue(big.getMessage().startsWith("alphaPattern \"dense1\": alpha must be positive and at most "
+                + "3.4028235E38"), big.getMessage());
+        IllegalArgumentException tiny = assertThrows(IllegalArgumentException.class, () -> LoraConfig.builder()
+                .alpha(8).rank(4).alphaPattern("dense1", 1e-33).rankPattern("dense2", 1 << 20).targetModules("d").build());
+        assertTrue(tiny.getMessage().contains("(lora_alpha 1.0E-33, r 1048576) is below the smallest normal float"),
+                tiny.getMessage());
+        LoraConfig.builder().alpha(8).rank(4).alphaPattern("dense1", 1e-20).rankPattern("dense2", 16)
+                .targetModules("d").build();
+    }
+
     /** A target list of thousands of layers the base lacks: the refusal quotes the list shortened. */
     @Test
     void thousandsOfUnknownTargetsGetAShortMessage(@TempDir Path dir) throws Exception {
@@ -68,8 +86,8 @@ class LoraConfigFileLimitsTest {
         assertTrue(edited.length() > json.length() + 20_000, "edited");
         Files.writeString(config, edited);
         Exception e = assertThrows(Exception.class, () -> Peft.load(base(), dir));
-        assertTrue(e.getMessage().startsWith("the adapter in " + dir + " does not fit the base model: no layer matched "
-                + "targetModules [layer0, layer1, "), e.getMessage());
+        assertTrue(e.getMessage().startsWith("the adapter in " + dir + " does not fit the base model: adapter_config.json: "
+                + "no layer matched targetModules [layer0, layer1, "), e.getMessage());
         assertTrue(e.getMessage().length() < 2000, e.getMessage().length() + " characters");
     }
 }

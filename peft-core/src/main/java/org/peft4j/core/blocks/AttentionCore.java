@@ -22,8 +22,10 @@ import org.peft4j.core.blocks.internal.AttentionCoreVertex;
  * </pre>
  * Each input may be a sequence in DL4J's recurrent layout {@code [b, f, T]} (NCW) or, as a dense
  * layer applied per time step emits it, DL4J's time-distributed rows {@code [b·T, f]} (row
- * {@code b + B·t}, the layout of {@code RnnToFeedForwardPreProcessor}); the output is always NCW and
- * the input gradients come back in each input's own layout.
+ * {@code b + B·t}, the layout of {@code RnnToFeedForwardPreProcessor}); the input gradients come back
+ * in each input's own layout. The output is NCW, or time-distributed rows when the core is built
+ * with {@code rowsOutput} (as {@link Transformers} builds it, so that the dense layer after it reads
+ * it with no conversion).
  *
  * <p>Masks: the key-padding mask is the feature mask reaching the keys input (DL4J's
  * {@code feedForwardMaskArrays}: {@code [b, T]}, or {@code [b·T, 1]} after a per-time-step dense
@@ -52,6 +54,8 @@ public class AttentionCore extends GraphVertex {
     private boolean causal;
     @JsonProperty("shiftedSparseGroupSize")
     private int shiftedSparseGroupSize;
+    @JsonProperty("rowsOutput")
+    private boolean rowsOutput;
 
     /** For JSON deserialization. */
     protected AttentionCore() {
@@ -62,11 +66,22 @@ public class AttentionCore extends GraphVertex {
      * @param causal whether query {@code i} attends to keys {@code j ≤ i} only
      */
     public AttentionCore(int heads, boolean causal) {
+        this(heads, causal, false);
+    }
+
+    /**
+     * @param heads number of heads; the query/key and value widths must be divisible by it
+     * @param causal whether query {@code i} attends to keys {@code j ≤ i} only
+     * @param rowsOutput whether the output is DL4J's time-distributed rows {@code [b·T, h·dv]} (row
+     *     {@code b + B·t}) instead of an NCW sequence {@code [b, h·dv, T]}
+     */
+    public AttentionCore(int heads, boolean causal, boolean rowsOutput) {
         if (heads <= 0) {
             throw new IllegalArgumentException("AttentionCore: heads must be positive, got " + heads);
         }
         this.heads = heads;
         this.causal = causal;
+        this.rowsOutput = rowsOutput;
     }
 
     /**
@@ -80,7 +95,7 @@ public class AttentionCore extends GraphVertex {
         if (groupSize != 0) {
             org.peft4j.core.blocks.internal.ShiftedSparseAttention.check(heads, groupSize);
         }
-        AttentionCore c = new AttentionCore(heads, causal);
+        AttentionCore c = new AttentionCore(heads, causal, rowsOutput);
         c.shiftedSparseGroupSize = groupSize;
         return c;
     }
@@ -98,6 +113,11 @@ public class AttentionCore extends GraphVertex {
         return causal;
     }
 
+    /** Whether the output is time-distributed rows {@code [b·T, h·dv]} rather than NCW {@code [b, h·dv, T]}. */
+    public boolean isRowsOutput() {
+        return rowsOutput;
+    }
+
     @Override
     public AttentionCore clone() {
         return withShiftedSparseAttention(shiftedSparseGroupSize);
@@ -106,12 +126,13 @@ public class AttentionCore extends GraphVertex {
     @Override
     public boolean equals(Object o) {
         return o instanceof AttentionCore && ((AttentionCore) o).heads == heads && ((AttentionCore) o).causal == causal
+                && ((AttentionCore) o).rowsOutput == rowsOutput
                 && ((AttentionCore) o).shiftedSparseGroupSize == shiftedSparseGroupSize;
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(heads, causal, shiftedSparseGroupSize);
+        return Objects.hash(heads, causal, rowsOutput, shiftedSparseGroupSize);
     }
 
     @Override
@@ -132,7 +153,8 @@ public class AttentionCore extends GraphVertex {
     @Override
     public org.deeplearning4j.nn.graph.vertex.GraphVertex instantiate(ComputationGraph graph, String name, int idx,
             INDArray paramsView, boolean initializeParams, DataType networkDatatype) {
-        return new AttentionCoreVertex(graph, name, idx, networkDatatype, heads, causal, shiftedSparseGroupSize);
+        return new AttentionCoreVertex(graph, name, idx, networkDatatype, heads, causal, rowsOutput,
+                shiftedSparseGroupSize);
     }
 
     private static long size(InputType t) {
@@ -159,6 +181,9 @@ public class AttentionCore extends GraphVertex {
             throw new InvalidInputTypeException("AttentionCore: query width " + dq + " and key width " + dk
                     + " must be equal and, like the value width " + dv + ", divisible by heads " + heads);
         }
+        if (rowsOutput) {
+            return InputType.feedForward(dv);
+        }
         long t = vertexInputs[0] instanceof InputType.InputTypeRecurrent
                 ? ((InputType.InputTypeRecurrent) vertexInputs[0]).getTimeSeriesLength() : -1;
         return InputType.recurrent(dv, t);
@@ -173,7 +198,7 @@ public class AttentionCore extends GraphVertex {
 
     @Override
     public String toString() {
-        return "AttentionCore(heads=" + heads + ", causal=" + causal
+        return "AttentionCore(heads=" + heads + ", causal=" + causal + (rowsOutput ? ", rowsOutput" : "")
                 + (shiftedSparseGroupSize > 0 ? ", shiftedSparseGroupSize=" + shiftedSparseGroupSize : "") + ")";
     }
 }

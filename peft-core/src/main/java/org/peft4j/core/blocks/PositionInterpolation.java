@@ -102,7 +102,7 @@ public final class PositionInterpolation {
                     throw new IllegalArgumentException("layer \"" + e.getKey() + "\" holds " + p.maxLength()
                             + " positions; trainedLength must be in [1, " + p.maxLength() + "], got " + trainedLength);
                 }
-                PositionalEmbedding longer = new PositionalEmbedding(newLength, p.getNOut());
+                PositionalEmbedding longer = new PositionalEmbedding(newLength, p.getNOut(), p.initStd(), p.isRowsOutput());
                 longer.setLayerName(p.getLayerName());
                 copyTraining(p, longer);
                 lv.getLayerConf().setLayer(longer);

@@ -21,6 +21,12 @@ import org.peft4j.core.internal.ParamLayoutInitializer;
  * {@code t < T}, zero for the rows not used. {@code W} starts as {@code N(0, initStd²)} from ND4J's
  * seeded generator (GPT-2 uses a standard deviation of 0.01–0.02).
  *
+ * <p>Built with {@code rowsOutput} (as {@link Transformers} builds it), the output is DL4J's
+ * time-distributed rows {@code y [B·T, d]} with row {@code b + B·t} (the layout of
+ * {@code RnnToFeedForwardPreProcessor}), and the feature mask {@code [B, T]} goes on as the per-row
+ * mask {@code [B·T, 1]}: the dense layers and blocks after it then read rows with no conversion. The
+ * input stays a sequence {@code [B, d, T]}, and the gradient it gets back is one.
+ *
  * <p>DL4J 1.0.0-M2.1 has no positional embedding layer, hence this one.
  *
  * <p>Thread-safety: a configuration is not mutated after a graph is built from it.
@@ -35,6 +41,8 @@ public class PositionalEmbedding extends BlockLayer {
     private long maxLength;
     @JsonProperty("initStd")
     private double initStd;
+    @JsonProperty("rowsOutput")
+    private boolean rowsOutput;
 
     /** For JSON deserialization. */
     protected PositionalEmbedding() {
@@ -46,6 +54,14 @@ public class PositionalEmbedding extends BlockLayer {
     }
 
     public PositionalEmbedding(long maxLength, long size, double initStd) {
+        this(maxLength, size, initStd, false);
+    }
+
+    /**
+     * @param rowsOutput whether the output is time-distributed rows {@code [B·T, d]} (row
+     *     {@code b + B·t}) instead of a sequence {@code [B, d, T]}
+     */
+    public PositionalEmbedding(long maxLength, long size, double initStd, boolean rowsOutput) {
         if (maxLength <= 0) {
             throw new IllegalArgumentException("PositionalEmbedding: maxLength must be positive, got " + maxLength);
         }
@@ -60,11 +76,22 @@ public class PositionalEmbedding extends BlockLayer {
         this.nIn = size;
         this.nOut = size;
         this.initStd = initStd;
+        this.rowsOutput = rowsOutput;
     }
 
     /** The longest sequence this table covers. */
     public long maxLength() {
         return maxLength;
+    }
+
+    /** The standard deviation of the initial table. */
+    public double initStd() {
+        return initStd;
+    }
+
+    /** Whether the output is time-distributed rows {@code [B·T, d]} rather than a sequence {@code [B, d, T]}. */
+    public boolean isRowsOutput() {
+        return rowsOutput;
     }
 
     @Override
@@ -93,7 +120,7 @@ public class PositionalEmbedding extends BlockLayer {
             throw new IllegalStateException("layer \"" + getLayerName() + "\" (PositionalEmbedding) expects recurrent "
                     + "input [batch, " + nOut + ", time], got " + inputType);
         }
-        return super.getOutputType(layerIndex, inputType);
+        return rowsOutput ? InputType.feedForward(nOut) : super.getOutputType(layerIndex, inputType);
     }
 
     @Override
@@ -119,16 +146,18 @@ public class PositionalEmbedding extends BlockLayer {
             return false;
         }
         PositionalEmbedding other = (PositionalEmbedding) o;
-        return maxLength == other.maxLength && Double.compare(initStd, other.initStd) == 0;
+        return maxLength == other.maxLength && Double.compare(initStd, other.initStd) == 0
+                && rowsOutput == other.rowsOutput;
     }
 
     @Override
     public int hashCode() {
-        return java.util.Objects.hash(super.hashCode(), maxLength, initStd);
+        return java.util.Objects.hash(super.hashCode(), maxLength, initStd, rowsOutput);
     }
 
     @Override
     public String toString() {
-        return "PositionalEmbedding(name=" + getLayerName() + ", maxLength=" + maxLength + ", size=" + nOut + ")";
+        return "PositionalEmbedding(name=" + getLayerName() + ", maxLength=" + maxLength + ", size=" + nOut
+                + (rowsOutput ? ", rowsOutput" : "") + ")";
     }
 }

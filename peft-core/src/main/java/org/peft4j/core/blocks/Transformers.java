@@ -14,7 +14,6 @@ import org.deeplearning4j.nn.conf.layers.OutputLayer;
 import org.deeplearning4j.nn.conf.layers.PoolingType;
 import org.deeplearning4j.nn.conf.layers.RnnOutputLayer;
 import org.deeplearning4j.nn.conf.preprocessor.FeedForwardToRnnPreProcessor;
-import org.deeplearning4j.nn.conf.preprocessor.RnnToFeedForwardPreProcessor;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.nn.weights.WeightInit;
 import org.nd4j.linalg.activations.Activation;
@@ -50,6 +49,11 @@ public final class Transformers {
     public static final String POOL = "pool";
     /** Name of the encoder's optional classification head, {@code [batch, classes]}. */
     public static final String CLASSIFIER = "classifier";
+    /**
+     * Name of the vertex that turns the blocks' time-distributed rows back into a sequence
+     * {@code [batch, dModel, time]} for the decoder's {@link #OUTPUT} and the encoder's {@link #POOL}.
+     */
+    public static final String SEQUENCE = "final.seq";
 
     private Transformers() {
     }
@@ -218,60 +222,62 @@ public final class Transformers {
                     .addInputs(INPUT);
         }
 
-        /** {@code embed.tokens} (no bias) → {@code embed.pos}; returns the name of the last vertex. */
+        /**
+         * {@code embed.tokens} (no bias, a sequence {@code [b, d, T]}) → {@code embed.pos}, which emits
+         * time-distributed rows {@code [b·T, d]}; returns the name of the last vertex.
+         */
         String embeddings(ComputationGraphConfiguration.GraphBuilder g) {
             g.addLayer(TOKEN_EMBEDDING, new EmbeddingSequenceLayer.Builder().nIn(vocabSize).nOut(dModel).hasBias(false)
                     .outputDataFormat(RNNFormat.NCW).build(), INPUT);
-            g.addLayer(POSITION_EMBEDDING, new PositionalEmbedding(maxLength, dModel), TOKEN_EMBEDDING);
+            g.addLayer(POSITION_EMBEDDING, new PositionalEmbedding(maxLength, dModel, PositionalEmbedding.DEFAULT_INIT_STD,
+                    true), TOKEN_EMBEDDING);
             return POSITION_EMBEDDING;
         }
 
         /**
-         * The attention sub-block of block {@code p} reading {@code in}: q/k/v → core → o → reshape, then
+         * The attention sub-block of block {@code p} reading rows {@code in}: q/k/v → core → o, then
          * {@code p.attn.residual = residual + attention}; returns the residual's name.
          */
         String attention(ComputationGraphConfiguration.GraphBuilder g, String p, String in, String residual,
                          boolean causal) {
             IActivation id = Activation.IDENTITY.getActivationFunction();
             for (String proj : new String[] {"q", "k", "v"}) {
-                g.addLayer(p + ".attn." + proj, dense(dModel, dModel, id, 0), perStep(), in);
+                g.addLayer(p + ".attn." + proj, dense(dModel, dModel, id, 0), in);
             }
-            g.addVertex(p + ".attn.core", new AttentionCore(heads, causal), p + ".attn.q", p + ".attn.k", p + ".attn.v");
-            g.addLayer(p + ".attn.o", dense(dModel, dModel, id, dropout), perStep(), p + ".attn.core");
-            g.addVertex(p + ".attn.reshape", new PreprocessorVertex(new FeedForwardToRnnPreProcessor(RNNFormat.NCW)),
-                    p + ".attn.o");
-            g.addVertex(p + ".attn.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), residual,
-                    p + ".attn.reshape");
+            g.addVertex(p + ".attn.core", new AttentionCore(heads, causal, true), p + ".attn.q", p + ".attn.k",
+                    p + ".attn.v");
+            g.addLayer(p + ".attn.o", dense(dModel, dModel, id, dropout), p + ".attn.core");
+            g.addVertex(p + ".attn.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), residual, p + ".attn.o");
             return p + ".attn.residual";
         }
 
         /**
-         * The MLP sub-block of block {@code p} reading {@code in}: up → down → reshape, then
+         * The MLP sub-block of block {@code p} reading rows {@code in}: up → down, then
          * {@code p.mlp.residual = residual + mlp}; returns the residual's name.
          */
         String mlp(ComputationGraphConfiguration.GraphBuilder g, String p, String in, String residual) {
             long hidden = dModel * mlpRatio;
-            g.addLayer(p + ".mlp.up", dense(dModel, hidden, mlpActivation, 0), perStep(), in);
+            g.addLayer(p + ".mlp.up", dense(dModel, hidden, mlpActivation, 0), in);
             g.addLayer(p + ".mlp.down", dense(hidden, dModel, Activation.IDENTITY.getActivationFunction(), dropout),
                     p + ".mlp.up");
-            g.addVertex(p + ".mlp.reshape", new PreprocessorVertex(new FeedForwardToRnnPreProcessor(RNNFormat.NCW)),
-                    p + ".mlp.down");
-            g.addVertex(p + ".mlp.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), residual,
-                    p + ".mlp.reshape");
+            g.addVertex(p + ".mlp.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), residual, p + ".mlp.down");
             return p + ".mlp.residual";
         }
 
-        private static DenseLayer dense(long nIn, long nOut, IActivation act, double dropout) {
+        /** {@link #SEQUENCE}: rows {@code x} back to a sequence {@code [b, d, T]} (and the mask to {@code [b, T]}). */
+        static String sequence(ComputationGraphConfiguration.GraphBuilder g, String x) {
+            g.addVertex(SEQUENCE, new PreprocessorVertex(new FeedForwardToRnnPreProcessor(RNNFormat.NCW)), x);
+            return SEQUENCE;
+        }
+
+        private static Dense dense(long nIn, long nOut, IActivation act, double dropout) {
             DenseLayer.Builder b = new DenseLayer.Builder().nIn(nIn).nOut(nOut).activation(act);
             if (dropout > 0) {
                 b.dropOut(new Dropout(1.0 - dropout));
             }
-            return b.build();
+            return Dense.of(b.build());
         }
 
-        private static RnnToFeedForwardPreProcessor perStep() {
-            return new RnnToFeedForwardPreProcessor(RNNFormat.NCW);
-        }
     }
 
     /**
@@ -279,23 +285,24 @@ public final class Transformers {
      * {@code [batch, time]} (token ids as floating-point values, time ≤ maxLength) with an optional
      * feature mask {@code [batch, time]} (1 = real token), output {@code head}:
      * <pre>
-     * tokens → embed.tokens (EmbeddingSequenceLayer, [b, d, T]) → embed.pos (PositionalEmbedding)  = x
+     * tokens → embed.tokens (EmbeddingSequenceLayer, [b, d, T]) → embed.pos (PositionalEmbedding, rows)  = x
      * for each block i:
-     *   block{i}.ln1 (LayerNorm) → block{i}.attn.q | .k | .v  (DenseLayer, identity, per time step)
-     *     → block{i}.attn.core (AttentionCore, causal) → block{i}.attn.o (DenseLayer, per time step)
-     *     → block{i}.attn.reshape (PreprocessorVertex, back to [b, d, T])
+     *   block{i}.ln1 (LayerNorm) → block{i}.attn.q | .k | .v  (Dense, identity)
+     *     → block{i}.attn.core (AttentionCore, causal) → block{i}.attn.o (Dense)
      *   block{i}.attn.residual = x + attn                       (ElementWiseVertex Add)
-     *   block{i}.ln2 (LayerNorm) → block{i}.mlp.up (DenseLayer, GELU, mlpRatio·d)
-     *     → block{i}.mlp.down (DenseLayer, identity, d) → block{i}.mlp.reshape
+     *   block{i}.ln2 (LayerNorm) → block{i}.mlp.up (Dense, GELU, mlpRatio·d)
+     *     → block{i}.mlp.down (Dense, identity, d)
      *   block{i}.mlp.residual = block{i}.attn.residual + mlp     (ElementWiseVertex Add) = x
-     * final.ln (LayerNorm) → head (RnnOutputLayer, softmax over vocabSize, loss SPARSE_MCXENT)
+     * final.ln (LayerNorm) → final.seq (back to [b, d, T])
+     *   → head (RnnOutputLayer, softmax over vocabSize, loss SPARSE_MCXENT)
      * </pre>
      * Labels are the class ids {@code [batch, 1, time]} (sparse; DL4J's {@code LossSparseMCXENT}
-     * works with {@code RnnOutputLayer} and label masks in 1.0.0-M2.1). The dense layers are stock
-     * {@code DenseLayer}s with an explicit {@code RnnToFeedForwardPreProcessor}, so tuners adapt them
-     * like any dense layer; their output is DL4J's time-distributed {@code [b·T, f]}, which the
-     * attention core reads directly and the {@code *.reshape} vertices turn back into {@code [b, f, T]}.
-     * Dropout (probability {@code p} of dropping) is DL4J input dropout on {@code attn.o} (the
+     * works with {@code RnnOutputLayer} and label masks in 1.0.0-M2.1). Between {@code embed.pos} and
+     * {@link #SEQUENCE} every activation is DL4J's time-distributed rows {@code [b·T, d]} (row
+     * {@code b + B·t}, as {@code RnnToFeedForwardPreProcessor} lays them out) with the per-row mask
+     * {@code [b·T, 1]}: the dense layers ({@link Dense}, DL4J's {@code DenseLayer} with peft4j's
+     * implementation) have no preprocessor, so tuners adapt them like any dense layer and no layer pays
+     * a conversion; the inputs, outputs and masks at the graph's boundary are sequences. Dropout (probability {@code p} of dropping) is DL4J input dropout on {@code attn.o} (the
      * attention context) and on {@code mlp.down} (the MLP hidden activations). The graph does not use
      * {@code setInputTypes} (which overwrites the embedding's vocabulary in 1.0.0-M2.1): every
      * {@code nIn} is explicit.
@@ -321,7 +328,8 @@ public final class Transformers {
             }
             g.addLayer(FINAL_NORM, new LayerNorm(dModel), x);
             g.addLayer(OUTPUT, new RnnOutputLayer.Builder(LossFunctions.LossFunction.SPARSE_MCXENT).nIn(dModel)
-                    .nOut(vocabSize).activation(Activation.SOFTMAX).dataFormat(RNNFormat.NCW).build(), FINAL_NORM);
+                    .nOut(vocabSize).activation(Activation.SOFTMAX).dataFormat(RNNFormat.NCW).build(),
+                    sequence(g, FINAL_NORM));
             g.setOutputs(OUTPUT);
             return g.build();
         }
@@ -334,19 +342,19 @@ public final class Transformers {
      * {@code [batch, time]} (1 = real token, 0 = padding); output {@code pool} {@code [batch, d]}, or
      * {@code classifier} {@code [batch, classes]} when {@link #classes(int)} asks for a head:
      * <pre>
-     * tokens → embed.tokens (EmbeddingSequenceLayer, no bias, [b, d, T]) → embed.pos (PositionalEmbedding)
+     * tokens → embed.tokens (EmbeddingSequenceLayer, no bias, [b, d, T]) → embed.pos (PositionalEmbedding, rows)
      *   → embed.ln (LayerNorm)                                         = x
      * for each block i:
-     *   x → block{i}.attn.q | .k | .v  (DenseLayer, identity, per time step)
+     *   x → block{i}.attn.q | .k | .v  (Dense, identity)
      *     → block{i}.attn.core (AttentionCore, not causal, key-padding mask) → block{i}.attn.o
-     *     → block{i}.attn.reshape
      *   block{i}.attn.residual = x + attn;   block{i}.ln1 = LayerNorm(block{i}.attn.residual)
-     *   block{i}.ln1 → block{i}.mlp.up (DenseLayer, ExactGelu, mlpRatio·d) → block{i}.mlp.down → block{i}.mlp.reshape
+     *   block{i}.ln1 → block{i}.mlp.up (Dense, ExactGelu, mlpRatio·d) → block{i}.mlp.down
      *   block{i}.mlp.residual = block{i}.ln1 + mlp;   block{i}.ln2 = LayerNorm(block{i}.mlp.residual) = x
-     * pool (GlobalPoolingLayer AVG over the unmasked time steps, [b, d])
+     * final.seq (back to [b, d, T]) → pool (GlobalPoolingLayer AVG over the unmasked time steps, [b, d])
      *   [→ classifier (OutputLayer, softmax, MCXENT, classes)]
      * </pre>
-     * The names are the decoder's, with {@code ln1}/{@code ln2} the post-attention and post-MLP
+     * As in the decoder, the activations between {@code embed.pos} and {@link #SEQUENCE} are
+     * time-distributed rows {@code [b·T, d]}. The names are the decoder's, with {@code ln1}/{@code ln2} the post-attention and post-MLP
      * norms, so tuner configurations written for the decoder (LoRA on {@code attn.q|v}, IA3 on
      * {@code attn.k|v} and {@code mlp.down}, Houlsby/Pfeiffer adapters after {@code attn.o}/{@code mlp.down})
      * apply unchanged. Every LayerNorm uses {@link #layerNormEps(double)} (default {@code 1e-12}, BERT's).
@@ -407,7 +415,8 @@ public final class Transformers {
                 g.addLayer(p + ".ln2", new LayerNorm(dModel, layerNormEps), mlp(g, p, p + ".ln1", p + ".ln1"));
                 x = p + ".ln2";
             }
-            g.addLayer(POOL, new GlobalPoolingLayer.Builder(PoolingType.AVG).collapseDimensions(true).build(), x);
+            g.addLayer(POOL, new GlobalPoolingLayer.Builder(PoolingType.AVG).collapseDimensions(true).build(),
+                    sequence(g, x));
             if (classes > 0) {
                 g.addLayer(CLASSIFIER, new OutputLayer.Builder(LossFunctions.LossFunction.MCXENT).nIn(dModel)
                         .nOut(classes).activation(Activation.SOFTMAX).build(), POOL);

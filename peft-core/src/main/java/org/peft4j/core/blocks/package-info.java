@@ -18,7 +18,10 @@
  *       {@link org.peft4j.core.blocks.PositionalEmbedding}, {@link org.peft4j.core.blocks.ExactGelu}.</li>
  * </ul>
  * Sequences use DL4J's recurrent layout {@code [batch, features, time]} (NCW); masks are DL4J
- * feature masks {@code [batch, time]}, 1 = keep. Parameter keys never contain {@code _}; layer
- * names use dots.
+ * feature masks {@code [batch, time]}, 1 = keep. Inside the graphs of {@code Transformers}, between
+ * the positional embedding and the final {@code final.seq} vertex, activations are DL4J's
+ * time-distributed rows {@code [batch·time, features]} (row {@code b + batch·t}) with per-row masks
+ * {@code [batch·time, 1]}, so that dense layers read them with no conversion; the blocks take both
+ * layouts. Parameter keys never contain {@code _}; layer names use dots.
  */
 package org.peft4j.core.blocks;

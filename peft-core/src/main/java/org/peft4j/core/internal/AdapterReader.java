@@ -38,8 +38,6 @@ import org.peft4j.core.spi.PeftJson;
  */
 public final class AdapterReader {
 
-    private static final long MAX_CONFIG_BYTES = 16L << 20;
-
     private AdapterReader() {
     }
 
@@ -90,8 +88,8 @@ public final class AdapterReader {
      * @throws IncompatibleAdapterException naming both forms and the fix
      */
     public static void checkResumedBaseForm(Path dir, PeftConfig resumed) throws IOException {
-        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
-        Object savedExt = PeftJson.parseObject(Files.readAllBytes(configFile), configFile.toString()).get("peft4j");
+        Path configFile = AdapterFiles.file(dir, AdapterFiles.CONFIG_FILE);
+        Object savedExt = PeftJson.parseObject(AdapterFiles.readConfig(configFile), configFile.toString()).get("peft4j");
         Object saved = savedExt instanceof Map ? ((Map<?, ?>) savedExt).get(AdapterFileKeys.BASE_FORM) : null;
         Object nowExt = resumed.toAdapterConfig().get("peft4j");
         Object now = nowExt instanceof Map ? ((Map<?, ?>) nowExt).get(AdapterFileKeys.BASE_FORM) : null;
@@ -114,19 +112,15 @@ public final class AdapterReader {
      * @throws IncompatibleAdapterException if the adapter was trained on another base model
      */
     public static Loaded read(Path dir, BaseFingerprint base, boolean ignoreFingerprint) throws IOException {
-        if (!Files.isDirectory(dir)) {
-            throw new AdapterFormatException("no adapter directory at " + dir);
-        }
-        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
+        Path configFile = AdapterFiles.file(dir, AdapterFiles.CONFIG_FILE);
         if (!Files.isRegularFile(configFile)) {
+            if (!Files.isDirectory(dir)) {
+                throw new AdapterFormatException("no adapter directory at " + dir);
+            }
             throw new AdapterFormatException("no adapter in " + dir + ": " + AdapterFiles.CONFIG_FILE + " is missing");
         }
-        if (Files.size(configFile) > MAX_CONFIG_BYTES) {
-            throw new AdapterFormatException(configFile + " is " + Files.size(configFile) + " bytes; an adapter config "
-                    + "is at most " + MAX_CONFIG_BYTES + " bytes");
-        }
         String what = configFile.toString();
-        ConfigJson.Parsed parsed = ConfigJson.parseAdapterConfig(Files.readAllBytes(configFile), what);
+        ConfigJson.Parsed parsed = ConfigJson.parseAdapterConfig(AdapterFiles.readConfig(configFile), what);
         Map<String, Object> json = parsed.json();
         PeftConfig config = parsed.config();
         Object ext = json.get("peft4j");
@@ -138,7 +132,7 @@ public final class AdapterReader {
                         + Messages.joinSentences("; ", diff) + ". Load with ignoreFingerprint=true to apply it anyway.");
             }
         }
-        Path weights = dir.resolve(AdapterFiles.WEIGHTS_FILE);
+        Path weights = AdapterFiles.file(dir, AdapterFiles.WEIGHTS_FILE);
         if (!Files.isRegularFile(weights)) {
             throw new AdapterFormatException("no adapter weights in " + dir + ": " + AdapterFiles.WEIGHTS_FILE + " is missing");
         }
@@ -211,36 +205,37 @@ public final class AdapterReader {
         missing.removeAll(header.keySet());
         List<String> problems = new ArrayList<>(baseModelDifferences(loaded, g));
         if (!unknown.isEmpty()) {
-            problems.add(unknown.size() + " unknown tensors " + Messages.list(unknown));
+            problems.add(AdapterFiles.WEIGHTS_FILE + ": " + unknown.size() + " unknown tensors " + Messages.list(unknown));
         }
         if (!missing.isEmpty()) {
-            problems.add(missing.size() + " missing tensors " + Messages.list(missing));
+            problems.add(AdapterFiles.WEIGHTS_FILE + ": " + missing.size() + " missing tensors " + Messages.list(missing));
         }
         for (Map.Entry<String, AdapterLayout.Slot> e : expected.entrySet()) {
             TensorInfo t = header.get(e.getKey());
             if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
-                problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
+                problems.add(AdapterFiles.WEIGHTS_FILE + ": " + e.getKey() + " has shape "
+                        + java.util.Arrays.toString(t.shape()) + ", expected "
                         + java.util.Arrays.toString(e.getValue().fileShape()));
             }
         }
         for (Map.Entry<String, AdapterLayout.Shared> e : shared.entrySet()) {
             TensorInfo t = header.get(e.getKey());
             if (t != null && !java.util.Arrays.equals(t.shape(), e.getValue().fileShape())) {
-                problems.add(e.getKey() + " has shape " + java.util.Arrays.toString(t.shape()) + ", expected "
+                problems.add(AdapterFiles.WEIGHTS_FILE + ": " + e.getKey() + " has shape "
+                        + java.util.Arrays.toString(t.shape()) + ", expected "
                         + java.util.Arrays.toString(e.getValue().fileShape()));
             }
         }
         if (!problems.isEmpty()) {
-            throw new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: "
-                    + Messages.joinSentences("; ", problems));
+            throw doesNotFit(dir, Messages.joinSentences("; ", problems));
         }
         // Names and shapes are those of g, so the data read now is what the adapter needs.
-        Path weights = dir.resolve(AdapterFiles.WEIGHTS_FILE);
+        Path weights = AdapterFiles.file(dir, AdapterFiles.WEIGHTS_FILE);
         SafetensorsFile file = Safetensors.readData(weights, loaded.tensors());
         if (loaded.weightsDigest() != null && !loaded.weightsDigest().equals(file.sha256())) {
             throw new AdapterFormatException(weights + " is not the weights file " + AdapterFiles.CONFIG_FILE + " was saved "
                     + "with (SHA-256 " + file.sha256() + ", the config records " + loaded.weightsDigest() + "): the two "
-                    + "files come from different saves, for example a saveAdapter that stopped half-way; save the adapter "
+                    + "files come from different saves, for example copied together by hand; save the adapter "
                     + "again");
         }
         Map<String, SafeTensor> actual = file.tensors();
@@ -276,6 +271,24 @@ public final class AdapterReader {
                 w[0].assign(w[1].reshape(w[0].shape()));
             }
         }
+    }
+
+    /**
+     * The refusal of an adapter that does not fit the base model, whichever entry point read it:
+     * {@code "the adapter in <dir> does not fit the base model: <problems>"}, each problem naming
+     * its file.
+     */
+    public static IncompatibleAdapterException doesNotFit(Path dir, String problems) {
+        return new IncompatibleAdapterException("the adapter in " + dir + " does not fit the base model: " + problems);
+    }
+
+    /**
+     * {@link #doesNotFit(Path, String)} for a config that cannot be applied to the base model
+     * ({@code e} from planning the wrapped graph: no layer matched its targets, a target of a kind
+     * the method does not adapt, ...); the problem is the file {@code file}'s.
+     */
+    public static IncompatibleAdapterException doesNotFit(Path dir, String file, IllegalArgumentException e) {
+        return new IncompatibleAdapterException(doesNotFit(dir, file + ": " + e.getMessage()).getMessage(), e);
     }
 
     private static float[] floats(SafeTensor t, String name, Path dir) {

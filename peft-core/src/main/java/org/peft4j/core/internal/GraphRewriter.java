@@ -44,6 +44,7 @@ import org.peft4j.core.PeftConfig;
 import org.peft4j.core.Target;
 import org.peft4j.core.TargetKind;
 import org.peft4j.core.TunerLayer;
+import org.peft4j.core.blocks.Dense;
 import org.peft4j.core.spi.Vertices;
 
 /**
@@ -83,7 +84,7 @@ public final class GraphRewriter {
             return false;
         }
         Class<?> c = layer.getClass();
-        if (c == DenseLayer.class) {
+        if (c == DenseLayer.class || c == Dense.class) {
             return !((DenseLayer) layer).hasLayerNorm();
         }
         return c == OutputLayer.class || c == RnnOutputLayer.class;

@@ -107,15 +107,15 @@ public final class TrainingStateFiles {
      *     with the adapters
      */
     public static TrainingState read(Path dir, String defaultActive, int adapters) throws IOException {
-        Path file = dir.resolve(AdapterFiles.STATE_FILE);
+        Path file = AdapterFiles.file(dir, AdapterFiles.STATE_FILE);
         if (!Files.isRegularFile(file)) {
             throw new AdapterFormatException("no checkpoint in " + dir + ": " + AdapterFiles.STATE_FILE + " is missing");
         }
         SafetensorsFile f = Safetensors.readData(file, Safetensors.readHeader(file, adapters,
                 "a checkpoint of " + adapters + " adapters holds one optimizer state per adapter"));
         String digest = f.sha256();
-        Path configFile = dir.resolve(AdapterFiles.CONFIG_FILE);
-        Object ext = PeftJson.parseObject(Files.readAllBytes(configFile), configFile.toString()).get("peft4j");
+        Path configFile = AdapterFiles.file(dir, AdapterFiles.CONFIG_FILE);
+        Object ext = PeftJson.parseObject(AdapterFiles.readConfig(configFile), configFile.toString()).get("peft4j");
         Object recorded = ext instanceof Map ? ((Map<?, ?>) ext).get(AdapterFiles.TRAINING_STATE_KEY) : null;
         if (recorded == null) {
             throw new AdapterFormatException(file + " does not belong to the adapters in " + dir + ": their "

@@ -52,7 +52,8 @@ import org.slf4j.LoggerFactory;
  *
  * <h2>Links and concurrency</h2>
  * Nothing here follows a symbolic link: staging is created with {@code createDirectory} (which
- * fails on anything already there), a sub-directory in the target that is a link is refused, a
+ * fails on anything already there), a sub-directory in the target that is a link (or a file, or a
+ * directory where a file goes) is refused before the commit rename, so the previous set stays, a
  * {@code .peft4j-commit} that is not a real directory is refused, and cleaning deletes links
  * themselves, never what they point to. One save at a time per directory: a second
  * {@link #begin} on the same directory while a save is in progress deletes that save's staging
@@ -155,6 +156,7 @@ public final class DirectoryTransaction implements Closeable {
                 force(f);
             }
             forceDirectories(staging);
+            checkTargets(files);
             listener.reached(Step.STAGED);
             Files.move(staging, dir.resolve(COMMIT), StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException | RuntimeException | Error e) {
@@ -196,6 +198,80 @@ public final class DirectoryTransaction implements Closeable {
             }
         }
         return dir.resolve(rel);
+    }
+
+    /**
+     * The file {@code fileName} of {@code member} as a reader must read it, where {@code member} is
+     * a directory saved into as a whole (the root of a transaction) or a direct sub-directory of
+     * one: the committed version waiting in the member's own {@code .peft4j-commit}, else the one
+     * waiting in its parent's {@code .peft4j-commit/<member name>/}, else {@code member/fileName}.
+     * Writes nothing.
+     *
+     * @throws IllegalArgumentException if {@code fileName} is not one plain path element
+     */
+    public static Path resolveMember(Path member, String fileName) {
+        Path element = member.getFileSystem().getPath(fileName);
+        if (fileName.isEmpty() || element.getNameCount() != 1 || element.isAbsolute() || fileName.equals(".")
+                || fileName.equals("..")) {
+            throw new IllegalArgumentException("\"" + fileName + "\" is not one plain path element");
+        }
+        Path own = resolve(member, fileName);
+        if (!own.equals(member.resolve(fileName))) {
+            return own;
+        }
+        Path abs = member.toAbsolutePath().normalize();
+        Path parent = abs.getParent();
+        if (parent != null && abs.getFileName() != null) {
+            Path committed = parent.resolve(COMMIT).resolve(abs.getFileName().toString()).resolve(fileName);
+            if (Files.isDirectory(parent.resolve(COMMIT), LinkOption.NOFOLLOW_LINKS)
+                    && Files.exists(committed, LinkOption.NOFOLLOW_LINKS)) {
+                return committed;
+            }
+        }
+        return own;
+    }
+
+    /**
+     * Whether {@code fileName} names an entry of this class in a directory (staging, commit): a
+     * reader that lists a directory skips these.
+     */
+    public static boolean isInternal(String fileName) {
+        return fileName.startsWith(INTERNAL_PREFIX);
+    }
+
+    /**
+     * Refuses, before the commit rename, a staged file whose place in the directory cannot take
+     * it without following a link: a parent that is a symbolic link or not a directory, or a
+     * directory (not a link) where the file goes.
+     */
+    private void checkTargets(List<Path> files) throws IOException {
+        for (Path f : files) {
+            Path rel = staging.relativize(f);
+            Path target = dir;
+            for (int i = 0; i < rel.getNameCount(); i++) {
+                target = target.resolve(rel.getName(i).toString());
+                BasicFileAttributes a;
+                try {
+                    a = Files.readAttributes(target, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+                } catch (NoSuchFileException e) {
+                    break; // created when the file moves in
+                }
+                boolean last = i == rel.getNameCount() - 1;
+                if (!last && a.isSymbolicLink()) {
+                    throw new FileSystemException(target.toString(), null, "is a symbolic link; files are written only "
+                            + "inside the save directory and links there are not followed: remove the link, or save "
+                            + "elsewhere");
+                }
+                if (!last && !a.isDirectory()) {
+                    throw new FileSystemException(target.toString(), null, "exists and is not a directory; expected a "
+                            + "directory to write into");
+                }
+                if (last && a.isDirectory()) {
+                    throw new FileSystemException(target.toString(), null, "is a directory; expected a regular file "
+                            + "to replace");
+                }
+            }
+        }
     }
 
     /**

@@ -49,7 +49,7 @@ public class PrefixAttentionCore extends AttentionCore implements TunerLayer {
      * @param numVirtualTokens {@code p ≥ 0}; with 0 the core takes three inputs, else four
      */
     public PrefixAttentionCore(AttentionCore base, int numVirtualTokens) {
-        super(base.getHeads(), base.isCausal());
+        super(base.getHeads(), base.isCausal(), base.isRowsOutput());
         if (numVirtualTokens < 0) {
             throw new IllegalArgumentException("numVirtualTokens must not be negative; got " + numVirtualTokens);
         }
@@ -129,7 +129,8 @@ public class PrefixAttentionCore extends AttentionCore implements TunerLayer {
 
     @Override
     public String toString() {
-        return "PrefixAttentionCore(heads=" + getHeads() + ", causal=" + isCausal() + ", p=" + numVirtualTokens
+        return "PrefixAttentionCore(heads=" + getHeads() + ", causal=" + isCausal()
+                + (isRowsOutput() ? ", rowsOutput" : "") + ", p=" + numVirtualTokens
                 + ", enabled=" + adapterEnabled + ")";
     }
 }

@@ -17,6 +17,8 @@ import org.peft4j.core.PeftConfigFactory;
  */
 public final class ConfigJson {
 
+    private static final String CONFIG_FILE = "adapter_config.json";
+
     private ConfigJson() {
     }
 
@@ -57,7 +59,14 @@ public final class ConfigJson {
         } catch (AdapterFormatException e) {
             // A factory may quote a value of the file; this bounds what every factory says (the
             // longest message of its own, a list of activations, has about 400 characters).
-            throw new AdapterFormatException(what + ": " + Messages.shorten(e.getMessage(), Messages.MAX_VALUE_CHARS), e);
+            // Factories name the file by its bare name (they do not know the directory): that
+            // name gives way to the path here instead of being repeated after it.
+            String m = e.getMessage();
+            String bare = CONFIG_FILE + ": ";
+            if (m != null && m.startsWith(bare)) {
+                m = m.substring(bare.length());
+            }
+            throw new AdapterFormatException(what + ": " + Messages.shorten(m, Messages.MAX_VALUE_CHARS), e);
         }
         Object ext = json.get("peft4j");
         if (ext != null && !(ext instanceof Map)) {

@@ -121,8 +121,8 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
             if (reuse && cachedZ == null && c.getActivationFn() instanceof ActivationIdentity) {
                 delta = epsilon;
             } else {
-                INDArray z = reuse && cachedZ != null
-                        ? workspaceMgr.dup(ArrayType.BP_WORKING_MEM, cachedZ) : preOutput(true, true, workspaceMgr);
+                // the cached z is dropped after this pass, so the activation may overwrite it in place
+                INDArray z = reuse && cachedZ != null ? cachedZ : preOutput(true, true, workspaceMgr);
                 delta = c.getActivationFn().backprop(z, epsilon).getFirst();
             }
             if (maskArray != null) {
@@ -137,8 +137,11 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
             biasGradient(delta, g);
             INDArray epsNext = null;
             if (c.isInputGradient()) {
+                // in the input's order: 'f' after DL4J's RnnToFeedForwardPreProcessor (whose backward
+                // then needs one copy fewer), 'c' after a layer that writes 'c' rows, so that
+                // element-wise work on it (the activation's backward below) meets one order
                 epsNext = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, delta.dataType(),
-                        new long[] {delta.size(0), c.getNIn()}, 'f');
+                        new long[] {delta.size(0), c.getNIn()}, x.ordering() == 'c' ? 'c' : 'f');
                 baseInputGradient(delta, epsNext);
             }
             if (active) {

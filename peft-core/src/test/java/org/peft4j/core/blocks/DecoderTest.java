@@ -47,12 +47,19 @@ class DecoderTest {
                 assertTrue(names.contains("block" + i + s), "block" + i + s);
             }
             for (String s : List.of(".attn.q", ".attn.k", ".attn.v", ".attn.o", ".mlp.up", ".mlp.down")) {
-                assertEquals(DenseLayer.class, g.getLayer("block" + i + s).conf().getLayer().getClass());
+                assertEquals(Dense.class, g.getLayer("block" + i + s).conf().getLayer().getClass());
             }
             assertInstanceOf(AttentionCore.class, c.getVertices().get("block" + i + ".attn.core"));
             assertTrue(((AttentionCore) c.getVertices().get("block" + i + ".attn.core")).isCausal());
+            // time-distributed rows between the blocks: no preprocessor, no reshape vertex
+            assertTrue(((AttentionCore) c.getVertices().get("block" + i + ".attn.core")).isRowsOutput());
+            assertEquals(List.of("block" + i + ".attn.core"), c.getVertexInputs().get("block" + i + ".attn.o"));
+            assertEquals(List.of("block" + i + ".ln2"), c.getVertexInputs().get("block" + i + ".mlp.up"));
         }
         assertTrue(names.stream().noneMatch(n -> n.contains("_")), names.toString());
+        assertTrue(c.getVertices().keySet().stream().noneMatch(n -> n.endsWith(".reshape")));
+        assertEquals(List.of("final.ln"), c.getVertexInputs().get(Transformers.SEQUENCE));
+        assertEquals(List.of(Transformers.SEQUENCE), c.getVertexInputs().get("head"));
         // setInputTypes would have overwritten the vocabulary with 1 (DESIGN.md); it is not used
         assertEquals(13, ((EmbeddingSequenceLayer) g.getLayer("embed.tokens").conf().getLayer()).getNIn());
         assertEquals(8, ((DenseLayer) g.getLayer("block1.mlp.down").conf().getLayer()).getNOut());

@@ -71,7 +71,7 @@ class EncoderTest {
                 assertTrue(names.contains("block" + i + s), "block" + i + s);
             }
             for (String s : List.of(".attn.q", ".attn.k", ".attn.v", ".attn.o", ".mlp.up", ".mlp.down")) {
-                assertEquals(DenseLayer.class, g.getLayer("block" + i + s).conf().getLayer().getClass());
+                assertEquals(Dense.class, g.getLayer("block" + i + s).conf().getLayer().getClass());
             }
             assertFalse(((AttentionCore) c.getVertices().get("block" + i + ".attn.core")).isCausal());
             // post-norm: the norms read the residual sums, q/k/v read the previous block's ln2
@@ -79,10 +79,16 @@ class EncoderTest {
             assertEquals(List.of("block" + i + ".mlp.residual"), c.getVertexInputs().get("block" + i + ".ln2"));
             String in = i == 0 ? "embed.ln" : "block" + (i - 1) + ".ln2";
             assertEquals(List.of(in), c.getVertexInputs().get("block" + i + ".attn.q"));
-            assertEquals(List.of(in, "block" + i + ".attn.reshape"),
-                    c.getVertexInputs().get("block" + i + ".attn.residual"));
-            assertEquals(List.of("block" + i + ".ln1", "block" + i + ".mlp.reshape"),
+            // rows between the blocks: the dense layers and residuals read each other directly
+            assertEquals(List.of(in, "block" + i + ".attn.o"), c.getVertexInputs().get("block" + i + ".attn.residual"));
+            assertEquals(List.of("block" + i + ".ln1", "block" + i + ".mlp.down"),
                     c.getVertexInputs().get("block" + i + ".mlp.residual"));
+            assertEquals(List.of("block" + i + ".attn.core"), c.getVertexInputs().get("block" + i + ".attn.o"));
+            assertTrue(((AttentionCore) c.getVertices().get("block" + i + ".attn.core")).isRowsOutput());
+            for (String s : List.of(".attn.q", ".attn.o", ".mlp.up", ".mlp.down")) {
+                assertEquals(null, ((org.deeplearning4j.nn.conf.graph.LayerVertex) c.getVertices().get("block" + i + s))
+                        .getPreProcessor(), "block" + i + s + " reads rows with no preprocessor");
+            }
             LayerNorm ln = (LayerNorm) g.getLayer("block" + i + ".ln1").conf().getLayer();
             assertEquals(1e-12, ln.eps());
         }
@@ -91,6 +97,11 @@ class EncoderTest {
         assertFalse(((EmbeddingSequenceLayer) g.getLayer("embed.tokens").conf().getLayer()).hasBias());
         assertEquals(16, ((DenseLayer) g.getLayer("block1.mlp.up").conf().getLayer()).getNOut());
         assertTrue(names.stream().noneMatch(n -> n.contains("_")), names.toString());
+        assertTrue(c.getVertices().keySet().stream().noneMatch(n -> n.endsWith(".reshape")), c.getVertices().keySet()
+                .toString());
+        assertTrue(((PositionalEmbedding) g.getLayer("embed.pos").conf().getLayer()).isRowsOutput());
+        assertEquals(List.of("block1.ln2"), c.getVertexInputs().get(Transformers.SEQUENCE));
+        assertEquals(List.of(Transformers.SEQUENCE), c.getVertexInputs().get("pool"));
         INDArray pooled = g.outputSingle(tokens(new double[] {1, 2, 3}));
         assertArrayEqualsShape(new long[] {1, 8}, pooled.shape());
     }
@@ -115,12 +126,12 @@ class EncoderTest {
         ComputationGraph g = tinyBuilder(2).build();
         randomizeNorms(g, 3);
         double[] base = {1, 4, 2, 7, 3, 9};
-        INDArray before = g.feedForward(tokens(base), false).get("block1.ln2");
+        INDArray before = g.feedForward(tokens(base), false).get(Transformers.SEQUENCE);
         assertArrayEqualsShape(new long[] {1, 8, 6}, before.shape());
         for (int t = 0; t < base.length; t++) {
             double[] changed = base.clone();
             changed[t] = (changed[t] + 5) % 13;
-            INDArray after = g.feedForward(tokens(changed), false).get("block1.ln2");
+            INDArray after = g.feedForward(tokens(changed), false).get(Transformers.SEQUENCE);
             for (int s = 0; s < base.length; s++) {
                 double diff = before.get(NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.point(s))
                         .sub(after.get(NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.point(s)))
@@ -153,14 +164,24 @@ class EncoderTest {
     }
 
     @Test
-    void poolIsTheMaskedMeanOfTheLastNorm() {
+    void blocksCarryTimeDistributedRowsAndPoolIsTheMaskedMeanOfTheLastNorm() {
         ComputationGraph g = tinyBuilder(1).build();
         INDArray x = tokens(new double[] {5, 9, 3, 11}, new double[] {2, 7, 3, 1});
         INDArray mask = Nd4j.createFromArray(new double[][] {{1, 1, 0, 0}, {1, 1, 1, 1}});
         g.setLayerMaskArrays(new INDArray[] {mask}, null);
         Map<String, INDArray> acts = g.feedForward(new INDArray[] {x}, false, false);
         g.clearLayerMaskArrays();
-        INDArray last = acts.get("block0.ln2");
+        INDArray rows = acts.get("block0.ln2");
+        INDArray last = acts.get(Transformers.SEQUENCE);
+        assertArrayEqualsShape(new long[] {8, 8}, rows.shape());
+        assertArrayEqualsShape(new long[] {2, 8, 4}, last.shape());
+        for (int b = 0; b < 2; b++) {
+            for (int t = 0; t < 4; t++) {
+                // row b + B·t of the rows is time step t of sequence b
+                assertEquals(rows.getRow(b + 2L * t), last.get(NDArrayIndex.point(b), NDArrayIndex.all(),
+                        NDArrayIndex.point(t)));
+            }
+        }
         INDArray expected = Nd4j.vstack(
                 last.get(NDArrayIndex.point(0), NDArrayIndex.all(), NDArrayIndex.interval(0, 2)).mean(1).reshape(1, 8),
                 last.get(NDArrayIndex.point(1), NDArrayIndex.all(), NDArrayIndex.all()).mean(1).reshape(1, 8));

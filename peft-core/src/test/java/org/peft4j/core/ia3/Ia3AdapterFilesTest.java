@@ -158,8 +158,8 @@ class Ia3AdapterFilesTest {
     }
 
     /**
-     * Files of two saves mixed in one directory (what a save that stopped half-way leaves) are
-     * refused, naming the file, whether the weights disagree with their own config or a
+     * Files of two saves mixed in one directory (copied together by hand, or left by a save of a
+     * version that wrote the files one by one) are refused, naming the file, whether the weights disagree with their own config or a
      * sub-directory's adapter with what the default adapter recorded for it.
      */
     @Test
@@ -185,7 +185,7 @@ class Ia3AdapterFilesTest {
                 + " is not the weights file adapter_config.json was saved with (SHA-256 "
                 + AdapterDirs.sha256(Files.readAllBytes(after.resolve("second").resolve("adapter_model.safetensors")))
                 + ", the config records " + recordedDigest(before.resolve("second")) + "): the two files come from "
-                + "different saves, for example a saveAdapter that stopped half-way; save the adapter again"),
+                + "different saves, for example copied together by hand; save the adapter again"),
                 own.getMessage());
         assertTrue(own.getMessage().startsWith(mixed.resolve("adapter_config.json") + " lists adapter \"second\" as saved "
                 + "with it, which cannot be loaded: "), own.getMessage());
@@ -195,7 +195,7 @@ class Ia3AdapterFilesTest {
         assertTrue(pair.getMessage().endsWith(mixed.resolve("second").resolve("adapter_config.json")
                 + " records SHA-256 " + recordedDigest(after.resolve("second")) + " for its weights, but "
                 + recordedDigest(before.resolve("second")) + " was recorded for them: the directory mixes files of "
-                + "different saves, for example of a saveAdapter that stopped half-way; save the adapters again"),
+                + "different saves, for example copied together by hand; save the adapters again"),
                 pair.getMessage());
 
         copyAdapter(after, mixed);

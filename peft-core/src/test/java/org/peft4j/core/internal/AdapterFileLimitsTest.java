@@ -139,7 +139,8 @@ class AdapterFileLimitsTest {
         }
         AdapterDirs.replaceWeights(dir, tensors, Map.of());
         IncompatibleAdapterException e = assertThrows(IncompatibleAdapterException.class, () -> Peft.load(base(), dir));
-        assertTrue(e.getMessage().endsWith("does not fit the base model: 100 unknown tensors [base_model.model.stray000, "
+        assertTrue(e.getMessage().endsWith("does not fit the base model: adapter_model.safetensors: 100 unknown tensors "
+                + "[base_model.model.stray000, "
                 + "base_model.model.stray001, base_model.model.stray002, base_model.model.stray003, "
                 + "base_model.model.stray004, base_model.model.stray005, base_model.model.stray006, "
                 + "base_model.model.stray007, base_model.model.stray008, base_model.model.stray009, "

@@ -92,7 +92,8 @@ class LargeWeightsFileTest {
         assertEquals(0, p.exitValue(), () -> "child JVM exit " + p.exitValue() + ": " + lines);
         assertEquals(2, lines.size(), lines::toString);
         assertTrue(lines.get(0).startsWith("REFUSED IncompatibleAdapterException: the adapter in " + extra
-                + " does not fit the base model: 1 unknown tensors [base_model.model.extra]"), lines.get(0));
+                + " does not fit the base model: adapter_model.safetensors: 1 unknown tensors [base_model.model.extra]"),
+                lines.get(0));
         assertTrue(lines.get(1).startsWith("REFUSED AdapterFormatException: " + huge.resolve("adapter_model.safetensors")
                 + ": 1899999"), lines.get(1));
         assertTrue(lines.get(1).contains(" trailing bytes after the last tensor: tensors end at byte 64 of the data "

@@ -138,17 +138,19 @@ class DirectoryTransactionTest {
         assertTrue(commit.getMessage().contains("is not a directory"), commit.getMessage());
         Files.delete(dir.resolve(".peft4j-commit"));
 
-        // A sub-directory replaced by a link: the save is refused after its commit and writes nothing
-        // outside; the directory still reads as one set (the committed one), and removing the link lets
-        // the next save complete.
+        // A sub-directory replaced by a link: the save is refused before its commit rename, writes
+        // nothing outside and leaves nothing behind; removing the link lets the next save complete.
         deleteTree(dir.resolve("second"));
         Files.createSymbolicLink(dir.resolve("second"), outside);
         FileSystemException sub = assertThrows(FileSystemException.class, () -> save(dir, 'B'));
-        assertTrue(sub.getMessage().contains("is a symbolic link"), sub.getMessage());
+        assertTrue(sub.getMessage().contains(dir.resolve("second") + ": is a symbolic link"), sub.getMessage());
         try (Stream<Path> s = Files.list(outside)) {
             assertEquals(List.of(precious), s.toList());
         }
+        assertEquals(List.of(), TwoSets.leftovers(dir), "no staging or commit directory left");
+        assertTrue(Files.isSymbolicLink(dir.resolve("second")), "the link is left as it was");
         Files.delete(dir.resolve("second"));
+        save(dir, 'B');
         assertEquals('B', TwoSets.view(dir));
         save(dir, 'A');
         assertEquals('A', TwoSets.view(dir));

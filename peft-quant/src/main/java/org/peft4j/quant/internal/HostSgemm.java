@@ -86,10 +86,10 @@ final class HostSgemm {
                 && a.offset() == 0 && a.data().offset() == 0 && a.stride(0) == 1 && a.stride(1) == a.size(0);
     }
 
-    /** {@link #sgemm(boolean, boolean, int, int, int, INDArray, long, int, INDArray, int, float, INDArray, long, int)} with {@code A} not transposed. */
+    /** {@link #sgemm(boolean, boolean, int, int, int, INDArray, long, int, INDArray, long, int, float, INDArray, long, int)} with {@code A} not transposed and {@code B} from its first element. */
     static void sgemm(boolean transB, int m, int n, int k, INDArray a, long aOff, int lda,
                       INDArray b, int ldb, float beta, INDArray c, long cOff, int ldc) {
-        sgemm(false, transB, m, n, k, a, aOff, lda, b, ldb, beta, c, cOff, ldc);
+        sgemm(false, transB, m, n, k, a, aOff, lda, b, 0, ldb, beta, c, cOff, ldc);
     }
 
     /**
@@ -101,9 +101,9 @@ final class HostSgemm {
      * (read as its transpose); the caller has checked that every index lies inside them.
      */
     static void sgemm(boolean transA, boolean transB, int m, int n, int k, INDArray a, long aOff, int lda,
-                      INDArray b, int ldb, float beta, INDArray c, long cOff, int ldc) {
+                      INDArray b, long bOff, int ldb, float beta, INDArray c, long cOff, int ldc) {
         FloatPointer pa = new FloatPointer(a.data().addressPointer()).position(aOff);
-        FloatPointer pb = new FloatPointer(b.data().addressPointer());
+        FloatPointer pb = new FloatPointer(b.data().addressPointer()).position(bOff);
         FloatPointer pc = new FloatPointer(c.data().addressPointer()).position(cOff);
         try {
             SGEMM.invokeExact(ROW_MAJOR, transA ? TRANS : NO_TRANS, transB ? TRANS : NO_TRANS, m, n, k, 1f,

@@ -7,9 +7,13 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.Locale;
 
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
 /**
- * The native 4-bit GEMVs ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with AVX2 + FMA or
- * AVX-512), loaded from the jar when this platform has them, with the Java kernels as fallback.
+ * The native 4-bit GEMVs and the tile dequantizer of the batched products
+ * ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with AVX2 + FMA or AVX-512), loaded from the jar
+ * when this platform has them, with the Java kernels as fallback.
  *
  * <p>Why native code in a Java library: on Java 17 the batch-1 products are bound by one scalar
  * table load per weight (the incubating Vector API's table lookups are not intrinsified there), so
@@ -127,6 +131,47 @@ public final class NativeKernels {
         Gemv4bit.splitRows(nIn, nOut, (i0, i1) ->
                 gemvTransposedRows(LEVEL, packed, scales, blockSize, pair, nIn, nOut, g, gOff, out, outOff, i0, i1));
         return true;
+    }
+
+    /**
+     * Writes the rectangle rows {@code [r0, r0 + rows)} × columns {@code [c0, c0 + cols)} of
+     * {@code dequant(W)} into the host buffer of {@code out}, row-major from its first element
+     * ({@code out[i·cols + j] = W[r0 + i, c0 + j]}), with the native kernel when it is in use and
+     * takes the shape and the columns are block-aligned; returns false (and leaves {@code out} alone)
+     * otherwise.
+     *
+     * @throws IllegalArgumentException if the rectangle or the output does not fit
+     */
+    static boolean dequantizeInto(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn,
+                                  int nOut, int r0, int rows, int c0, int cols, INDArray out) {
+        if (!usable(blockSize, nOut) || c0 % blockSize != 0 || cols % blockSize != 0) {
+            return false;
+        }
+        dequantizeRect(LEVEL, packed, scales, blockSize, pair, nIn, nOut, r0, rows, c0, cols, out, 0);
+        return true;
+    }
+
+
+    /** {@link #dequantizeInto} with the kernel of {@code level}; checks every bound the C code relies on. */
+    static void dequantizeRect(int level, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                               int nIn, int nOut, int r0, int rows, int c0, int cols, INDArray out, long outOff) {
+        checkLevel(level);
+        checkMatrix(packed, scales, blockSize, pair, nIn, nOut);
+        checkRange("rows", r0, r0 + rows, nIn, 1);
+        checkRange("columns", c0, c0 + cols, nOut, blockSize);
+        long count = (long) rows * cols;
+        if (out.dataType() != DataType.FLOAT || out.data().address() == 0 || outOff < 0
+                || out.offset() + outOff + count > out.data().length()) {
+            throw new IllegalArgumentException("the output must be a float32 host array with room for " + count
+                    + " elements from its element " + outOff + "; got " + out.dataType() + " of buffer length "
+                    + out.data().length() + " at offset " + out.offset());
+        }
+        if (count == 0) {
+            return;
+        }
+        checkResult(dequantize0(level, packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
+                scales.nestedMapArray(), scales.offset(), nestedShift(scales), Integer.numberOfTrailingZeros(blockSize),
+                codeTable(pair), nOut, r0, rows, c0, cols, out.data().address() + 4L * (out.offset() + outOff)));
     }
 
     private static boolean usable(int blockSize, int nOut) {
@@ -279,6 +324,10 @@ public final class NativeKernels {
     private static native int gemv0(int level, byte[] packed, float[] absmax, byte[] codes, float[] nested,
                                     float[] map, float offset, int nestedShift, int blockShift, float[] table,
                                     int nIn, int nOut, float[] x, int xOff, float[] y, int yOff, int j0, int j1);
+
+    private static native int dequantize0(int level, byte[] packed, float[] absmax, byte[] codes, float[] nested,
+                                          float[] map, float offset, int nestedShift, int blockShift, float[] table,
+                                          int nOut, int r0, int rows, int c0, int cols, long address);
 
     private static native int gemvTransposed0(int level, byte[] packed, float[] absmax, byte[] codes,
                                               float[] nested, float[] map, float offset, int nestedShift,

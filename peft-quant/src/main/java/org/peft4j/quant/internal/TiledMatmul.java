@@ -12,29 +12,34 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /**
  * Batched products with a 4-bit matrix {@code W [nIn, nOut]} that never materialise the whole
- * float matrix: rows {@code [i0, i0 + kt)} of {@code W} are dequantized into one reusable float
- * tile of about {@value #TILE_FLOATS} floats, and BLAS multiplies with it:
+ * float matrix: a panel {@code W[r0:r0+rows, c0:c0+cols]} of about {@value #TILE_FLOATS} floats is
+ * dequantized into one reusable float tile at a time, and BLAS multiplies with it, each product
+ * running over a slice of the summed dimension (at batch 64 OpenBLAS runs these slices at least as
+ * fast as one product over the whole matrix):
  * <ul>
- *   <li>{@link #mmul}: {@code y = x · W}, accumulated tile by tile,
+ *   <li>{@link #mmul}: {@code y = x · W} over row panels {@code W[i0:i0+kt, :]},
  *       {@code y += x[:, i0:i0+kt] · W[i0:i0+kt, :]} ({@code x [batch, nIn]}, {@code y [batch, nOut]});</li>
- *   <li>{@link #mmulTransposed}: {@code out = g · Wᵀ}, one column slice of the output per tile,
- *       {@code out[:, i0:i0+kt] = g · W[i0:i0+kt, :]ᵀ} ({@code g [batch, nOut]},
- *       {@code out [batch, nIn]}).</li>
+ *   <li>{@link #mmulTransposed}: {@code out = g · Wᵀ} over panels of {@value #PANEL_COLUMNS}
+ *       columns, {@code out[:, i0:i0+kt] += g[:, j0:j0+kc] · W[i0:i0+kt, j0:j0+kc]ᵀ}
+ *       ({@code g [batch, nOut]}, {@code out [batch, nIn]}).</li>
  * </ul>
  * ND4J has no 4-bit GEMM, and a hand-written Java GEMM would not approach its BLAS; so only the
- * dequantization is ours and the flops stay in BLAS. Row tiles are contiguous runs of the packed
- * codes, so the dequantizer streams through memory.
+ * dequantization is ours and the flops stay in BLAS. The tile is small enough (1 MiB) to stay in
+ * the L2 cache between the fill and the product; a tile larger than L2 makes the fill bound by
+ * writing it to memory.
  *
  * <p>On ND4J's CPU backend the products call OpenBLAS directly ({@link HostSgemm}), with leading
- * dimensions for the slices of {@code x} and of the output; elsewhere they go through
- * {@code Nd4j.gemm}. Each tile is filled from the packed codes through a small heap chunk and a
- * bulk copy into the off-heap tile, by the calling thread and one pool task taking chunks from a
- * shared counter. Not a fixed split: after each product OpenBLAS's worker thread keeps spinning on
- * the other core for a while, so a thread there runs slowly, and with two equal halves the fill
- * would take as long as on one thread; with a shared counter the faster thread takes more chunks.
- * The fill does not overlap the product (tile {@code t + 1} filled while BLAS multiplies tile
- * {@code t}): BLAS splits its work evenly over all cores and would wait for the one the fill
- * slows down.
+ * dimensions for the slices of {@code x}, {@code g} and the output; elsewhere they go through
+ * {@code Nd4j.gemm}. Panels whose columns are whole quantization blocks are filled by the native
+ * kernel ({@link NativeKernels}, one AVX-512 table lookup per 16 weights) straight into the tile's
+ * host memory. Other panels, and platforms without the native library, are filled from the packed
+ * codes through a small heap chunk and a bulk copy into the off-heap tile, by the calling thread and
+ * one pool task taking chunks from a shared counter. Not a fixed split: after each product
+ * OpenBLAS's worker thread keeps spinning on the other core for a while, so a thread there runs
+ * slowly, and with two equal halves the fill would take as long as on one thread; with a shared
+ * counter the faster thread takes more chunks. The fill does not overlap the product (tile
+ * {@code t + 1} filled while BLAS multiplies tile {@code t}): BLAS splits its work evenly over all
+ * cores and would wait for the one the fill slows down.
  *
  * <p>Peak extra memory is one tile. The scratch tile lives outside any workspace; the result is
  * created in the caller's current workspace, like any ND4J op output.
@@ -42,8 +47,10 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * <p>Thread-safety: stateless; each call allocates its own tile.
  */
 public final class TiledMatmul {
-    /** Floats per dequantized tile (4 MiB): big enough for BLAS efficiency, small enough for L3. */
-    static final int TILE_FLOATS = 1 << 20;
+    /** Floats per dequantized tile (1 MiB): inside L2, large enough for BLAS to run at full speed. */
+    static final int TILE_FLOATS = 1 << 18;
+    /** Columns of the panels of the transposed product (their rows fill the tile). */
+    static final int PANEL_COLUMNS = 512;
     /** Floats per heap chunk of the fill (64 KiB, well inside L2). */
     private static final int CHUNK = 1 << 14;
 
@@ -80,11 +87,12 @@ public final class TiledMatmul {
         int batch = Math.toIntExact(x.size(0));
         boolean byColumns = direct && HostSgemm.isPlainF(x);
         INDArray a = direct && !byColumns && !HostSgemm.isPlain(x) ? x.dup('c') : x;
-        forEachTile(packed, scales, blockSize, pair, nIn, nOut, (w, i0, rows) -> {
+        int rowsPerPanel = Math.max(1, Math.min(nIn, TILE_FLOATS / Math.max(1, nOut)));
+        forEachPanel(packed, scales, blockSize, pair, nIn, nOut, rowsPerPanel, nOut, (w, i0, rows, c0, cols) -> {
             float beta = i0 == 0 ? 0f : 1f;
             if (byColumns) {
                 // x 'f' is the row-major [nIn, batch] matrix xᵀ: its rows i0.. are the columns i0.. of x
-                HostSgemm.sgemm(true, false, batch, nOut, rows, a, (long) i0 * batch, batch, w, nOut, beta, y, 0, nOut);
+                HostSgemm.sgemm(true, false, batch, nOut, rows, a, (long) i0 * batch, batch, w, 0, nOut, beta, y, 0, nOut);
             } else if (direct) {
                 HostSgemm.sgemm(false, batch, nOut, rows, a, i0, nIn, w, nOut, beta, y, 0, nOut);
             } else {
@@ -129,47 +137,81 @@ public final class TiledMatmul {
         boolean gByColumns = direct && HostSgemm.isPlainF(g);
         INDArray a = direct && !gByColumns && !HostSgemm.isPlain(g) ? g.dup('c') : g;
         boolean outByColumns = direct && HostSgemm.isPlainF(out);
-        forEachTile(packed, scales, blockSize, pair, nIn, nOut, (w, i0, rows) -> {
+        // g[:, j0:j0+cols] as a row-major operand: g 'c' from column j0 (ld nOut), g 'f' (the
+        // row-major gᵀ) from row j0 (ld batch, read transposed)
+        int ldg = gByColumns ? batch : nOut;
+        int colsPerPanel = panelColumns(nOut, blockSize);
+        int rowsPerPanel = Math.max(1, Math.min(nIn, TILE_FLOATS / colsPerPanel));
+        forEachPanel(packed, scales, blockSize, pair, nIn, nOut, rowsPerPanel, colsPerPanel, (w, i0, rows, j0, cols) -> {
+            float beta = j0 == 0 ? 0f : 1f;
+            long gOff = gByColumns ? (long) j0 * batch : j0;
             if (outByColumns) {
-                // outᵀ[i0:i0+rows, :] = W_tile [rows, nOut] · gᵀ [nOut, batch]
-                HostSgemm.sgemm(false, !gByColumns, rows, batch, nOut, w, 0, nOut, a, gByColumns ? batch : nOut, 0f,
-                        out, (long) i0 * batch, batch);
+                // outᵀ[i0:i0+rows, :] (+)= W[i0:i0+rows, j0:j0+cols] · g[:, j0:j0+cols]ᵀ
+                HostSgemm.sgemm(false, !gByColumns, rows, batch, cols, w, 0, cols, a, gOff, ldg, beta, out,
+                        (long) i0 * batch, batch);
             } else if (direct) {
-                HostSgemm.sgemm(gByColumns, true, batch, rows, nOut, a, 0, gByColumns ? batch : nOut, w, nOut, 0f,
-                        out, i0, nIn);
+                // out[:, i0:i0+rows] (+)= g[:, j0:j0+cols] · W[i0:i0+rows, j0:j0+cols]ᵀ
+                HostSgemm.sgemm(gByColumns, true, batch, rows, cols, a, gOff, ldg, w, 0, cols, beta, out, i0, nIn);
             } else {
-                INDArray part = Nd4j.gemm(a, w, false, true);
-                out.get(NDArrayIndex.all(), NDArrayIndex.interval(i0, i0 + rows)).assign(part);
+                INDArray part = Nd4j.gemm(a.get(NDArrayIndex.all(), NDArrayIndex.interval(j0, j0 + cols)), w, false,
+                        true);
+                INDArray target = out.get(NDArrayIndex.all(), NDArrayIndex.interval(i0, i0 + rows));
+                if (j0 == 0) {
+                    target.assign(part);
+                } else {
+                    target.addi(part);
+                }
             }
         });
     }
 
-    /** One product with the dequantized rows {@code [i0, i0 + rows)} of W, given as {@code tile [rows, nOut]}. */
+    /**
+     * One product with the panel {@code W[r0:r0+rows, c0:c0+cols]} of the dequantized weight,
+     * given as a plain {@code 'c'} matrix {@code panel [rows, cols]}.
+     */
     @FunctionalInterface
-    private interface TileProduct {
-        void multiply(INDArray tile, int i0, int rows);
+    private interface PanelProduct {
+        void multiply(INDArray panel, int r0, int rows, int c0, int cols);
     }
 
-    /** Dequantizes W tile by tile into one reusable tile and hands each tile to {@code product}. */
-    private static void forEachTile(byte[] packed, BlockScales scales, int blockSize, float[] pair,
-                                    int nIn, int nOut, TileProduct product) {
-        int kt = tileRows(nIn, nOut);
-        INDArray tile = detachedTile(kt, nOut);
+    /**
+     * Dequantizes W panel by panel, {@code W[r0:r0+rowsPerPanel, c0:c0+colsPerPanel]} with the
+     * column panels inner, into one reusable float tile and hands each panel to {@code product}.
+     * Panels whose columns are whole blocks are filled by the native kernel where it runs.
+     */
+    private static void forEachPanel(byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                     int nIn, int nOut, int rowsPerPanel, int colsPerPanel, PanelProduct product) {
+        INDArray tile = detachedTile(rowsPerPanel, colsPerPanel);
         float[] chunk = new float[CHUNK];
         try {
-            for (int i0 = 0; i0 < nIn; i0 += kt) {
-                int rows = Math.min(kt, nIn - i0);
-                new TileFill(packed, scales, blockSize, pair, i0, rows, nOut, tile).run(chunk);
-                product.multiply(rows == kt ? tile : tile.get(NDArrayIndex.interval(0, rows), NDArrayIndex.all()),
-                        i0, rows);
+            for (int r0 = 0; r0 < nIn; r0 += rowsPerPanel) {
+                int rows = Math.min(rowsPerPanel, nIn - r0);
+                for (int c0 = 0; c0 < nOut; c0 += colsPerPanel) {
+                    int cols = Math.min(colsPerPanel, nOut - c0);
+                    INDArray panel = rows == rowsPerPanel && cols == colsPerPanel ? tile : prefix(tile, rows, cols);
+                    if (!NativeKernels.dequantizeInto(packed, scales, blockSize, pair, nIn, nOut, r0, rows, c0, cols,
+                            panel)) {
+                        new TileFill(packed, scales, blockSize, pair, nOut, r0, rows, c0, cols, panel).run(chunk);
+                    }
+                    product.multiply(panel, r0, rows, c0, cols);
+                }
             }
         } finally {
             tile.close();
         }
     }
 
-    private static int tileRows(int nIn, int nOut) {
-        return Math.max(1, Math.min(nIn, TILE_FLOATS / Math.max(1, nOut)));
+    /**
+     * Columns of the panels of {@link #mmulTransposedInto}: at most {@value #PANEL_COLUMNS}, a
+     * multiple of the block size where {@code nOut} is made of whole blocks (so the native kernel
+     * fills them).
+     */
+    private static int panelColumns(int nOut, int blockSize) {
+        int kc = Math.min(nOut, PANEL_COLUMNS);
+        if (kc < nOut && blockSize > 0 && nOut % blockSize == 0) {
+            kc = Math.max(blockSize, kc / blockSize * blockSize);
+        }
+        return kc;
     }
 
     private static INDArray detachedTile(int rows, int cols) {
@@ -178,18 +220,28 @@ public final class TiledMatmul {
         }
     }
 
+    /** The first {@code rows · cols} elements of {@code tile} as a plain {@code 'c'} matrix [rows, cols]. */
+    private static INDArray prefix(INDArray tile, int rows, int cols) {
+        return tile.reshape('c', new long[] {tile.length()}).get(NDArrayIndex.interval(0, (long) rows * cols))
+                .reshape('c', new long[] {rows, cols});
+    }
+
     /**
-     * Dequantizes rows {@code [i0, i0 + rows)} of W into the first {@code rows} rows of a tile,
-     * chunk by chunk through a heap buffer. The calling thread and one task of the common pool
-     * take chunks from a shared counter until none is left, so a thread slowed by a busy core
-     * simply does fewer of them, and if the pool task never gets a thread the caller does all.
+     * Dequantizes the rectangle {@code W[r0:r0+rows, c0:c0+cols]} into the first
+     * {@code rows · cols} elements of a tile (row-major), chunk by chunk through a heap buffer. The
+     * calling thread and one task of the common pool take chunks from a shared counter until none
+     * is left, so a thread slowed by a busy core simply does fewer of them, and if the pool task
+     * never gets a thread the caller does all.
      */
     private static final class TileFill {
         private final byte[] packed;
         private final BlockScales scales;
         private final int blockSize;
         private final float[] pair;
-        private final int from;
+        private final int nOut;
+        private final int r0;
+        private final int c0;
+        private final int cols;
         private final int count;
         private final int chunks;
         private final FloatBuffer dst;
@@ -197,14 +249,17 @@ public final class TiledMatmul {
         private final AtomicInteger finished = new AtomicInteger();
         private volatile Throwable failure;
 
-        TileFill(byte[] packed, BlockScales scales, int blockSize, float[] pair, int i0, int rows, int nOut,
-                 INDArray tile) {
+        TileFill(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nOut, int r0, int rows, int c0,
+                 int cols, INDArray tile) {
             this.packed = packed;
             this.scales = scales;
             this.blockSize = blockSize;
             this.pair = pair;
-            this.from = (int) ((long) i0 * nOut);
-            this.count = (int) ((long) rows * nOut);
+            this.nOut = nOut;
+            this.r0 = r0;
+            this.c0 = c0;
+            this.cols = cols;
+            this.count = Math.toIntExact((long) rows * cols);
             this.chunks = (count + CHUNK - 1) / CHUNK;
             this.dst = tile.data().asNioFloat();
         }
@@ -239,7 +294,15 @@ public final class TiledMatmul {
                     }
                     int start = c * CHUNK;
                     int len = Math.min(CHUNK, count - start);
-                    Blockwise4bit.dequantize(packed, scales, blockSize, pair, from + start, from + start + len, buf, 0);
+                    // the chunk's elements, row segment by row segment of the rectangle
+                    for (int e = start; e < start + len; ) {
+                        int row = e / cols;
+                        int col = e - row * cols;
+                        int seg = Math.min(start + len - e, cols - col);
+                        int from = (int) ((long) (r0 + row) * nOut + c0 + col);
+                        Blockwise4bit.dequantize(packed, scales, blockSize, pair, from, from + seg, buf, e - start);
+                        e += seg;
+                    }
                     view.put(start, buf, 0, len);
                 } catch (Throwable t) {
                     failure = t;

@@ -7,6 +7,9 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.util.Arrays;
 import org.junit.jupiter.api.Test;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.quant.QuantType;
 
 /**
@@ -191,6 +194,55 @@ class NativeKernelsTest {
                 m.packed, m.scales, 32, m.pair, 8, 64, new float[8], 0, new float[64], 0, 0, 64));
         assertTrue(e.getMessage().startsWith("native kernel level " + (NativeKernels.level() + 1) + " is not available here"),
                 e.getMessage());
+    }
+
+    @Test
+    void dequantizedRectanglesEqualTheJavaDequantizerBitForBitAtEveryLevel() {
+        assumeTrue(NativeKernels.enabled(), NativeKernels.status());
+        for (Object[] c : CASES) {
+            Matrix m = Matrix.random((Integer) c[0], (Integer) c[1], (Integer) c[2], (QuantType) c[3], (Boolean) c[4], 21);
+            int bs = m.blockSize;
+            // whole rows, a column band of whole blocks from the second block, and a single block
+            int[][] rects = {{0, m.nIn, 0, m.nOut}, {1, m.nIn - 1, Math.min(bs, m.nOut - bs), m.nOut - Math.min(bs, m.nOut - bs)},
+                {m.nIn - 1, 1, m.nOut - bs, bs}};
+            for (int lvl : levels()) {
+                for (int[] r : rects) {
+                    INDArray out = Nd4j.zeros(DataType.FLOAT, (long) r[1] * r[3] + 3);
+                    NativeKernels.dequantizeRect(lvl, m.packed, m.scales, bs, m.pair, m.nIn, m.nOut, r[0], r[1], r[2], r[3],
+                            out, 3);
+                    float[] got = out.toFloatVector();
+                    for (int i = 0; i < r[1]; i++) {
+                        for (int j = 0; j < r[3]; j++) {
+                            float expected = m.dense[(r[0] + i) * m.nOut + r[2] + j];
+                            assertEquals(expected, got[3 + i * r[3] + j], 0f, "level " + lvl + " rect "
+                                    + Arrays.toString(r) + " at (" + i + ", " + j + ")");
+                        }
+                    }
+                    assertEquals(0f, got[0], 0f, "nothing is written before the offset");
+                }
+            }
+        }
+    }
+
+    @Test
+    void dequantizedRectanglesAreBoundsChecked() {
+        assumeTrue(NativeKernels.enabled(), NativeKernels.status());
+        Matrix m = Matrix.random(8, 64, 32, QuantType.NF4, false, 22);
+        int lvl = NativeKernels.LEVEL_AVX2;
+        INDArray out = Nd4j.zeros(DataType.FLOAT, 8, 64);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> NativeKernels.dequantizeRect(lvl,
+                m.packed, m.scales, 32, m.pair, 8, 64, 4, 5, 0, 64, out, 0));
+        assertEquals("rows [4, 9) must lie in [0, 8]", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> NativeKernels.dequantizeRect(lvl,
+                m.packed, m.scales, 32, m.pair, 8, 64, 0, 8, 16, 32, out, 0));
+        assertEquals("columns [16, 48) must lie in [0, 64] on multiples of 32", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> NativeKernels.dequantizeRect(lvl,
+                m.packed, m.scales, 32, m.pair, 8, 64, 0, 8, 0, 64, out, 1));
+        assertTrue(e.getMessage().startsWith("the output must be a float32 host array with room for 512 elements"),
+                e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> NativeKernels.dequantizeRect(lvl,
+                m.packed, m.scales, 32, m.pair, 8, 64, 0, 8, 0, 64, Nd4j.zeros(DataType.DOUBLE, 8, 64), 0));
+        assertTrue(e.getMessage().startsWith("the output must be a float32 host array"), e.getMessage());
     }
 
     @Test

@@ -15,13 +15,11 @@ import org.peft4j.quant.QuantizedTensor;
 
 /**
  * Both product paths of {@link TiledMatmul} — OpenBLAS called directly and {@code Nd4j.gemm} —
- * against dequantize-then-multiply accumulated in double, over several tiles with a short last
- * one, for plain inputs and for inputs that are views (offset and strided).
+ * against dequantize-then-multiply accumulated in double, over several panels with short last
+ * ones, for plain inputs and for inputs that are views (offset and strided): a width of whole
+ * 64-blocks (panels filled by the native kernel where it runs) and one that is not (the Java fill).
  */
 class TiledMatmulTest {
-    /** 1500 · 1000 floats span two tiles of 1048 rows and 452 rows. */
-    private static final int N_IN = 1500;
-    private static final int N_OUT = 1000;
 
     @Test
     void directBlasIsAvailableOnTheCpuBackendSoTheFastPathIsTested() {
@@ -40,57 +38,65 @@ class TiledMatmulTest {
 
     @Test
     void bothPathsEqualTheReferenceForPlainAndViewInputs() {
-        float[] w = TestArrays.gaussian(N_IN * N_OUT, 3);
-        QuantizedTensor q = QuantizedTensor.quantize(w, new long[] {N_IN, N_OUT}, QuantSpec.nf4());
+        // [1500, 1000]: row panels of 262 rows (five, and 190), transposed panels of 512 and 488
+        // columns (not whole blocks: the Java fill) by 512 rows (two, and 476)
+        check(1500, 1000);
+        // [1300, 1536]: row panels of 170 rows, transposed panels of 512 columns (whole blocks)
+        check(1300, 1536);
+    }
+
+    private static void check(int nIn, int nOut) {
+        float[] w = TestArrays.gaussian(nIn * nOut, 3);
+        QuantizedTensor q = QuantizedTensor.quantize(w, new long[] {nIn, nOut}, QuantSpec.nf4());
         byte[] packed = q.packedCodes();
         BlockScales scales = BlockScales.plain(q.absmax());
         float[] pair = Blockwise4bit.pairTable(QuantType.NF4);
         float[] dq = q.dequantize();
         int batch = 3;
 
-        INDArray xBig = Nd4j.create(TestArrays.gaussian(5 * (N_IN + 7), 4), new long[] {5, N_IN + 7}, 'c');
-        INDArray gBig = Nd4j.create(TestArrays.gaussian(5 * (N_OUT + 7), 5), new long[] {5, N_OUT + 7}, 'c');
+        INDArray xBig = Nd4j.create(TestArrays.gaussian(5 * (nIn + 7), 4), new long[] {5, nIn + 7}, 'c');
+        INDArray gBig = Nd4j.create(TestArrays.gaussian(5 * (nOut + 7), 5), new long[] {5, nOut + 7}, 'c');
         INDArray[] xs = {
-            xBig.get(NDArrayIndex.interval(0, batch), NDArrayIndex.interval(0, N_IN)).dup('c'),
-            xBig.get(NDArrayIndex.interval(2, 2 + batch), NDArrayIndex.interval(5, 5 + N_IN)),
-            xBig.get(NDArrayIndex.interval(1, 1 + batch), NDArrayIndex.interval(3, 3 + N_IN)).dup('f'),
+            xBig.get(NDArrayIndex.interval(0, batch), NDArrayIndex.interval(0, nIn)).dup('c'),
+            xBig.get(NDArrayIndex.interval(2, 2 + batch), NDArrayIndex.interval(5, 5 + nIn)),
+            xBig.get(NDArrayIndex.interval(1, 1 + batch), NDArrayIndex.interval(3, 3 + nIn)).dup('f'),
         };
         INDArray[] gs = {
-            gBig.get(NDArrayIndex.interval(0, batch), NDArrayIndex.interval(0, N_OUT)).dup('c'),
-            gBig.get(NDArrayIndex.interval(2, 2 + batch), NDArrayIndex.interval(5, 5 + N_OUT)),
-            gBig.get(NDArrayIndex.interval(1, 1 + batch), NDArrayIndex.interval(3, 3 + N_OUT)).dup('f'),
+            gBig.get(NDArrayIndex.interval(0, batch), NDArrayIndex.interval(0, nOut)).dup('c'),
+            gBig.get(NDArrayIndex.interval(2, 2 + batch), NDArrayIndex.interval(5, 5 + nOut)),
+            gBig.get(NDArrayIndex.interval(1, 1 + batch), NDArrayIndex.interval(3, 3 + nOut)).dup('f'),
         };
         for (boolean direct : new boolean[] {true, false}) {
             for (int v = 0; v < xs.length; v++) {
                 String what = (direct ? "direct BLAS" : "Nd4j.gemm")
                         + (v == 0 ? ", plain input" : v == 1 ? ", view input" : ", F-order input");
-                INDArray y = TiledMatmul.mmul(xs[v], packed, scales, 64, pair, N_IN, N_OUT, direct);
-                assertClose(forward(xs[v].toFloatMatrix(), dq), y.toFloatMatrix(), N_IN, "mmul, " + what);
-                INDArray e = TiledMatmul.mmulTransposed(gs[v], packed, scales, 64, pair, N_IN, N_OUT, direct);
-                assertClose(transposed(gs[v].toFloatMatrix(), dq), e.toFloatMatrix(), N_OUT, "mmulTransposed, " + what);
+                INDArray y = TiledMatmul.mmul(xs[v], packed, scales, 64, pair, nIn, nOut, direct);
+                assertClose(forward(xs[v].toFloatMatrix(), dq, nIn, nOut), y.toFloatMatrix(), nIn, "mmul, " + what);
+                INDArray e = TiledMatmul.mmulTransposed(gs[v], packed, scales, 64, pair, nIn, nOut, direct);
+                assertClose(transposed(gs[v].toFloatMatrix(), dq, nIn, nOut), e.toFloatMatrix(), nOut, "mmulTransposed, " + what);
             }
         }
     }
 
-    private static double[][] forward(float[][] x, float[] w) {
-        double[][] y = new double[x.length][N_OUT];
+    private static double[][] forward(float[][] x, float[] w, int nIn, int nOut) {
+        double[][] y = new double[x.length][nOut];
         for (int b = 0; b < x.length; b++) {
-            for (int i = 0; i < N_IN; i++) {
-                for (int j = 0; j < N_OUT; j++) {
-                    y[b][j] += (double) x[b][i] * w[i * N_OUT + j];
+            for (int i = 0; i < nIn; i++) {
+                for (int j = 0; j < nOut; j++) {
+                    y[b][j] += (double) x[b][i] * w[i * nOut + j];
                 }
             }
         }
         return y;
     }
 
-    private static double[][] transposed(float[][] g, float[] w) {
-        double[][] out = new double[g.length][N_IN];
+    private static double[][] transposed(float[][] g, float[] w, int nIn, int nOut) {
+        double[][] out = new double[g.length][nIn];
         for (int b = 0; b < g.length; b++) {
-            for (int i = 0; i < N_IN; i++) {
+            for (int i = 0; i < nIn; i++) {
                 double s = 0;
-                for (int j = 0; j < N_OUT; j++) {
-                    s += (double) g[b][j] * w[i * N_OUT + j];
+                for (int j = 0; j < nOut; j++) {
+                    s += (double) g[b][j] * w[i * nOut + j];
                 }
                 out[b][i] = s;
             }

@@ -12,12 +12,18 @@ import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.nd4j.common.primitives.Pair;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Implementation of {@link org.peft4j.core.blocks.AttentionCore}: converts its inputs to heads,
  * runs {@link AttentionKernel} (or, while training with a group size, {@link ShiftedSparseAttention}),
- * and returns gradients in each input's own layout. The forward pass is recomputed in backward.
+ * and returns gradients in each input's own layout. A training forward pass keeps the attention
+ * probabilities (outside workspaces, {@code [b, h, T, T]}; with S²-Attn the grouped state, whose
+ * probabilities are {@code [b, h, T/G, G, G]}) for the backward pass on the same inputs, which
+ * otherwise recomputes them: the scores, the masked softmax and its half a dozen passes were a third
+ * of the attention's cost.
  *
  * <p>The key mask is taken from {@link #feedForwardMaskArrays}, and used only while the graph has
  * input masks set: DL4J's {@code clearLayerMaskArrays} clears layers, not vertices, so a mask kept
@@ -30,21 +36,31 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
 
     private final int heads;
     private final boolean causal;
+    private final boolean rowsOutput;
     private final int groupSize;
     private INDArray keyMask;
+    /** Probabilities of the last training forward pass (detached) and the inputs they were computed from. */
+    private INDArray cachedProbs;
+    /** The S²-Attn state of the last training forward pass instead, when it took that path. */
+    private ShiftedSparseAttention.Forward cachedSparse;
+    private INDArray[] cachedInputs;
 
-    /** @param groupSize S²-Attn group size while training, 0 for full attention always */
+    /**
+     * @param rowsOutput whether the output is time-distributed rows (else an NCW sequence)
+     * @param groupSize S²-Attn group size while training, 0 for full attention always
+     */
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, DataType dataType, int heads,
-                               boolean causal, int groupSize) {
-        this(graph, name, vertexIndex, null, null, dataType, heads, causal, groupSize);
+                               boolean causal, boolean rowsOutput, int groupSize) {
+        this(graph, name, vertexIndex, null, null, dataType, heads, causal, rowsOutput, groupSize);
     }
 
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, VertexIndices[] inputVertices,
                                VertexIndices[] outputVertices, DataType dataType, int heads, boolean causal,
-                               int groupSize) {
+                               boolean rowsOutput, int groupSize) {
         super(graph, name, vertexIndex, inputVertices, outputVertices, dataType);
         this.heads = heads;
         this.causal = causal;
+        this.rowsOutput = rowsOutput;
         this.groupSize = groupSize;
     }
 
@@ -58,8 +74,12 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         return null;
     }
 
+    /** Full attention ({@code attn}) or S²-Attn ({@code sparse}, whose q, k, v are the grouped ones). */
     private record State(long batch, INDArray q, INDArray k, INDArray v, AttentionKernel.Forward attn,
                          ShiftedSparseAttention.Forward sparse) {
+        INDArray out() {
+            return sparse != null ? sparse.out() : attn.out();
+        }
     }
 
     private long batch() {
@@ -83,12 +103,20 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         return Layouts.heads(Layouts.ncwInput(x, batch, dataType, vertexName), heads);
     }
 
-    /** @param training whether S²-Attn applies (it does for sequences longer than one group) */
-    private State run(boolean training) {
+    /**
+     * The attention of the current inputs; with {@code probs} (kept from the forward pass) only the heads
+     * are set up.
+     *
+     * @param training whether S²-Attn applies (it does for sequences longer than one group)
+     */
+    private State run(boolean training, INDArray probs) {
         long b = batch();
         INDArray qh = heads(0, b);
         INDArray kh = heads(1, b);
         INDArray vh = heads(2, b);
+        if (probs != null) {
+            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs), null);
+        }
         if (qh.size(3) != kh.size(3) || kh.size(2) != vh.size(2) || qh.size(0) != kh.size(0)
                 || kh.size(0) != vh.size(0)) {
             throw new DL4JInvalidInputException("vertex \"" + vertexName + "\": incompatible q, k, v for " + heads
@@ -107,9 +135,9 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     }
 
     /**
-     * The output is an NCW sequence held in {@code 'f'} order, which the per-time-step dense layer
-     * after the core ({@code attn.o}, through {@code RnnToFeedForwardPreProcessor}) reads with one
-     * copy instead of two.
+     * The output is time-distributed rows in {@code 'c'} order when the core is built for rows, else
+     * an NCW sequence held in {@code 'f'} order, which the per-time-step dense layer after the core
+     * ({@code attn.o}, through {@code RnnToFeedForwardPreProcessor}) reads with one copy instead of two.
      */
     @Override
     public INDArray doForward(boolean training, LayerWorkspaceMgr workspaceMgr) {
@@ -117,8 +145,24 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do forward pass, inputs not set");
         }
         OmpThreads.apply();
-        State s = run(training);
-        INDArray o = s.sparse != null ? s.sparse.out() : s.attn.out();
+        State s;
+        if (training) {
+            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                s = run(true, null);
+            }
+            cachedProbs = s.sparse == null ? s.attn.probs() : null;
+            cachedSparse = s.sparse;
+            cachedInputs = inputs.clone();
+        } else {
+            s = run(false, null);
+        }
+        INDArray o = s.out();
+        if (rowsOutput) {
+            INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
+                    new long[] {o.size(0) * o.size(2), o.size(1) * o.size(3)}, 'c');
+            Layouts.headsToTimeDistributed(o, out);
+            return out;
+        }
         INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
                 new long[] {o.size(0), o.size(1) * o.size(3), o.size(2)}, 'f');
         return Layouts.headsToNcwF(o, out);
@@ -132,8 +176,19 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                     + "epsilon not set");
         }
         OmpThreads.apply();
-        State s = run(true);
-        INDArray dOut = Layouts.heads(epsilon.castTo(dataType), heads);
+        boolean cached = cachedProbs != null && cachedInputs != null && cachedInputs.length == inputs.length;
+        for (int i = 0; cached && i < inputs.length; i++) {
+            cached = cachedInputs[i] == inputs[i];
+        }
+        State s = cached && cachedSparse != null
+                ? new State(batch(), cachedSparse.q(), cachedSparse.k(), cachedSparse.v(), null, cachedSparse)
+                : run(true, cached ? cachedProbs : null);
+        cachedProbs = null;
+        cachedSparse = null;
+        cachedInputs = null;
+        INDArray e = epsilon.castTo(dataType);
+        INDArray dOut = e.rank() == 2 ? Layouts.timeDistributedToHeads(e, s.batch, heads, "vertex \"" + vertexName + "\"")
+                : Layouts.heads(e, heads);
         AttentionKernel.Backward bw = s.sparse != null ? ShiftedSparseAttention.backward(s.sparse, dOut)
                 : AttentionKernel.backward(s.q, s.k, s.v, s.attn.probs(), dOut, 1.0 / Math.sqrt(s.q.size(3)));
         INDArray[] grads = {bw.dq(), bw.dk(), bw.dv()};
@@ -155,6 +210,14 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     }
 
     @Override
+    public void clear() {
+        super.clear();
+        cachedProbs = null;
+        cachedSparse = null;
+        cachedInputs = null;
+    }
+
+    @Override
     public void setBackpropGradientsViewArray(INDArray backpropGradientsViewArray) {
         if (backpropGradientsViewArray != null) {
             throw new IllegalStateException("vertex \"" + vertexName + "\" has no parameters");
@@ -166,7 +229,8 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                                                            int minibatchSize) {
         INDArray m = maskArrays == null ? null : maskArrays[1];
         keyMask = m == null ? null : Layouts.sequenceMask(m, minibatchSize);
-        return new Pair<>(keyMask, currentMaskState);
+        // the output mask matches the output: per-row [b·T, 1] for rows, [b, T] for a sequence
+        return new Pair<>(rowsOutput ? Layouts.rowMask(keyMask) : keyMask, currentMaskState);
     }
 
     @Override

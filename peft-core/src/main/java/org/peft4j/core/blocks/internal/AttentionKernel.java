@@ -19,10 +19,12 @@ import org.nd4j.linalg.ops.transforms.Transforms;
  *   P = softmax over keys of S, restricted to the allowed keys M (0 elsewhere)
  *   O = P·V                                [b, h, Tq, dv]
  * </pre>
- * The softmax subtracts the row maximum; disallowed entries are pushed to {@code -1e30} before the
- * maximum and multiplied by {@code M = 0} after the exponential, so they have exactly zero
- * probability, and a row with no allowed key gives {@code P = 0} and {@code O = 0} rather than NaN
- * (the denominator is {@code max(Σ, 1)}, exact because an allowed row always holds {@code exp(0) = 1}).
+ * Disallowed entries are pushed to {@code -1e30} before the softmax subtracts the row maximum, so
+ * in a row that keeps a key they have exactly zero probability; a row with no allowed key gives
+ * {@code P = 0} and {@code O = 0} rather than NaN. Float32 scores go through ND4J's softmax op (a
+ * row with no allowed key comes out uniform and is multiplied by {@code M = 0}); other types through
+ * separate maximum, exponential and sum ops with the denominator {@code max(Σ, 1)} (exact, because
+ * a row that keeps a key holds {@code exp(0) = 1}).
  *
  * <p>Backward, for {@code dO = ∂L/∂O}:
  * <pre>
@@ -102,8 +104,18 @@ public final class AttentionKernel {
         INDArray p;
         if (allowed == null) {
             p = Nd4j.exec(new SoftMax(s, s, -1))[0];
+        } else if (s.dataType() == DataType.FLOAT) {
+            // s += (M - 1) · 1e30, broadcast over heads: exp(-1e30 - max) is exactly 0 for every row
+            // that keeps a key; a row that keeps none comes out uniform and is multiplied by M = 0
+            INDArray push = allowed.sub(1.0).muli(-MASKED_SCORE);
+            Nd4j.getExecutioner().exec(new BroadcastAddOp(s, push, s, 0, 2, 3));
+            p = Nd4j.exec(new SoftMax(s, s, -1))[0];
+            if (allowed.max(2).minNumber().doubleValue() == 0) {
+                Nd4j.getExecutioner().exec(new BroadcastMulOp(p, allowed, p, 0, 2, 3));
+            }
         } else {
-            // s += (M - 1) · 1e30, broadcast over heads
+            // ND4J's double-precision softmax gives NaN for a row of large negative scores (it does
+            // not subtract the row maximum), so the maximum is subtracted here
             INDArray push = allowed.sub(1.0).muli(-MASKED_SCORE);
             Nd4j.getExecutioner().exec(new BroadcastAddOp(s, push, s, 0, 2, 3));
             INDArray max = s.max(3);

@@ -160,6 +160,11 @@ public final class Layouts {
         return x3.permute(0, 2, 1).dup('f').reshape('f', b * t, f);
     }
 
+    /** A sequence mask {@code [B, T]} → DL4J's per-row mask {@code [B·T, 1]} (row b + B·t); null stays null. */
+    public static INDArray rowMask(INDArray mask) {
+        return mask == null ? null : mask.dup('f').reshape('f', mask.length(), 1);
+    }
+
     /** A DL4J per-row mask {@code [B·T, 1]} (row b + B·t) → {@code [B, T]}; a {@code [B, T]} mask unchanged. */
     public static INDArray sequenceMask(INDArray mask, long batch) {
         if (mask == null) {

@@ -3,15 +3,17 @@ package org.peft4j.core.blocks.internal;
 import java.util.Arrays;
 import org.deeplearning4j.exception.DL4JInvalidInputException;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.ops.transforms.Transforms;
+import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.blocks.Normalization;
 
 /**
  * Implementation of {@link org.peft4j.core.blocks.LayerNorm} and {@link org.peft4j.core.blocks.RmsNorm}
- * (formulas there). Works on rows {@code [b·T, f]}; the forward pass is recomputed in backward.
+ * (formulas there). Works on rows {@code [b·T, f]} with {@link NormKernel}; the statistics are
+ * recomputed in backward.
  *
  * <p>Thread-safety: one instance is used by one thread at a time.
  */
@@ -30,48 +32,65 @@ public final class NormalizationImpl extends BlockLayerImpl<Normalization> {
         }
     }
 
-    /** x̂ rows and r (a column) for rows x. */
-    private INDArray[] normalize(INDArray x2) {
-        Normalization c = layerConf();
-        INDArray xc = c.centered() ? x2.subColumnVector(x2.mean(1).reshape(x2.size(0), 1)) : x2.dup();
-        INDArray var = xc.mul(xc).mean(1).reshape(x2.size(0), 1);
-        INDArray r = Transforms.pow(var.addi(c.eps()), -0.5, false);
-        return new INDArray[] {xc.muliColumnVector(r), r};
+    /** The parameter {@code key} as doubles (a small contiguous view of the flat parameter vector). */
+    private double[] param(String key) {
+        INDArray p = getParam(key);
+        return HostRows.of(HostRows.accessible(p) ? p : p.dup('c')).readAll();
+    }
+
+    /**
+     * Rows {@code [b·T, f]}, 'c' ordered and contiguous, float32 or float64: the input itself when it
+     * already is (half-precision networks are computed in float32).
+     */
+    private static INDArray rows(INDArray x) {
+        INDArray r = Layouts.rows(x);
+        if (r.dataType() != DataType.FLOAT && r.dataType() != DataType.DOUBLE) {
+            r = r.castTo(DataType.FLOAT);
+        }
+        return HostRows.cRows(r);
+    }
+
+    /** A 'c' array for the kernel's output: in the network's type, or float32 for half precision. */
+    private INDArray output(ArrayType type, long[] shape, LayerWorkspaceMgr workspaceMgr) {
+        DataType t = dataType == DataType.DOUBLE ? DataType.DOUBLE : DataType.FLOAT;
+        return workspaceMgr.createUninitialized(type, t, shape, 'c');
     }
 
     @Override
     protected INDArray forward(INDArray x, boolean training, LayerWorkspaceMgr workspaceMgr) {
         check(x);
-        INDArray x2 = Layouts.rows(x);
-        INDArray y = normalize(x2)[0];
-        y.muliRowVector(getParam(Normalization.GAIN_KEY));
-        if (layerConf().centered()) {
-            y.addiRowVector(getParam(Normalization.BIAS_KEY));
-        }
-        return Layouts.unrows(y, x.shape());
+        Normalization c = layerConf();
+        INDArray x2 = rows(x);
+        INDArray y = output(ArrayType.ACTIVATIONS, x2.shape(), workspaceMgr);
+        NormKernel.forward(x2, y, param(Normalization.GAIN_KEY),
+                c.centered() ? param(Normalization.BIAS_KEY) : null, c.eps());
+        return Layouts.unrows(y.castTo(dataType), x.shape());
     }
 
     @Override
     protected INDArray backward(INDArray x, INDArray epsilon, LayerWorkspaceMgr workspaceMgr) {
         check(x);
         Normalization c = layerConf();
-        INDArray x2 = Layouts.rows(x);
-        INDArray dy = Layouts.rows(epsilon);
-        INDArray[] n = normalize(x2);
-        INDArray xhat = n[0];
-        INDArray r = n[1];
-        grad(Normalization.GAIN_KEY).assign(dy.mul(xhat).sum(0));
-        if (c.centered()) {
-            grad(Normalization.BIAS_KEY).assign(dy.sum(0));
+        INDArray x2 = rows(x);
+        INDArray dy = rows(epsilon);
+        INDArray dx = output(ArrayType.ACTIVATION_GRAD, x2.shape(), workspaceMgr);
+        double[] g = param(Normalization.GAIN_KEY);
+        double[] dg = new double[g.length];
+        double[] db = c.centered() ? new double[g.length] : null;
+        NormKernel.backward(x2, dy, dx, g, c.centered(), c.eps(), dg, db);
+        write(grad(Normalization.GAIN_KEY), dg);
+        if (db != null) {
+            write(grad(Normalization.BIAS_KEY), db);
         }
-        INDArray gh = dy.mulRowVector(getParam(Normalization.GAIN_KEY));
-        INDArray proj = gh.mul(xhat).mean(1).reshape(x2.size(0), 1);
-        INDArray mean = c.centered() ? gh.mean(1).reshape(x2.size(0), 1) : null;
-        INDArray dx = gh.subi(xhat.mulColumnVector(proj));
-        if (mean != null) {
-            dx.subiColumnVector(mean);
+        return Layouts.unrows(dx.castTo(dataType), x.shape());
+    }
+
+    /** Overwrites a gradient view with {@code values}. */
+    private static void write(INDArray view, double[] values) {
+        if (HostRows.accessible(view)) {
+            HostRows.of(view).write(0, values, values.length);
+        } else {
+            view.assign(Nd4j.createFromArray(values).reshape(view.shape()).castTo(view.dataType()));
         }
-        dx.muliColumnVector(r);
-        return Layouts.unrows(dx, x.shape());
     }
 }

@@ -2,8 +2,11 @@ package org.peft4j.core.blocks.internal;
 
 import java.util.Arrays;
 import org.deeplearning4j.exception.DL4JInvalidInputException;
+import org.deeplearning4j.nn.api.MaskState;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
+import org.nd4j.common.primitives.Pair;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.impl.broadcast.BroadcastAddOp;
@@ -41,8 +44,18 @@ public final class PositionalEmbeddingImpl extends BlockLayerImpl<PositionalEmbe
     @Override
     protected INDArray forward(INDArray x, boolean training, LayerWorkspaceMgr workspaceMgr) {
         long t = steps(x);
-        INDArray table = getParam(PositionalEmbedding.WEIGHT_KEY)
-                .get(NDArrayIndex.interval(0, t), NDArrayIndex.all()).transpose().dup('c');
+        INDArray rows = getParam(PositionalEmbedding.WEIGHT_KEY).get(NDArrayIndex.interval(0, t), NDArrayIndex.all());
+        if (layerConf().isRowsOutput()) {
+            // y [T·B, d] 'c' seen as [T, B, d]: y[t, b, :] = x[b, :, t] + W[t, :]
+            long b = x.size(0);
+            INDArray y = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType, new long[] {t * b, x.size(1)},
+                    'c');
+            INDArray y3 = y.reshape('c', t, b, x.size(1));
+            y3.assign(x.permute(2, 0, 1));
+            Nd4j.getExecutioner().exec(new BroadcastAddOp(y3, rows.castTo(dataType), y3, 0, 2));
+            return y;
+        }
+        INDArray table = rows.transpose().dup('c');
         INDArray y = x.dup('c');
         Nd4j.getExecutioner().exec(new BroadcastAddOp(y, table, y, 1, 2));
         return y;
@@ -53,7 +66,34 @@ public final class PositionalEmbeddingImpl extends BlockLayerImpl<PositionalEmbe
         long t = steps(x);
         INDArray g = grad(PositionalEmbedding.WEIGHT_KEY);
         g.assign(0);
-        g.get(NDArrayIndex.interval(0, t), NDArrayIndex.all()).assign(epsilon.sum(0).transpose());
+        INDArray used = g.get(NDArrayIndex.interval(0, t), NDArrayIndex.all());
+        if (layerConf().isRowsOutput()) {
+            long b = x.size(0);
+            if (epsilon.rank() != 2 || epsilon.size(0) != t * b || epsilon.size(1) != x.size(1)) {
+                throw new DL4JInvalidInputException("layer \"" + layerConf().getLayerName() + "\": gradient must be "
+                        + "rows [" + t * b + ", " + x.size(1) + "], got " + Arrays.toString(epsilon.shape()));
+            }
+            INDArray e3 = epsilon.dup('c').reshape('c', t, b, x.size(1));
+            used.assign(e3.sum(1));
+            return e3.permute(1, 2, 0);
+        }
+        used.assign(epsilon.sum(0).transpose());
         return epsilon.dup();
+    }
+
+    /** With rows output, the sequence mask {@code [B, T]} goes on as the per-row mask {@code [B·T, 1]} (row b + B·t). */
+    @Override
+    public Pair<INDArray, MaskState> feedForwardMaskArray(INDArray maskArray, MaskState currentMaskState,
+                                                          int minibatchSize) {
+        Pair<INDArray, MaskState> p = super.feedForwardMaskArray(maskArray, currentMaskState, minibatchSize);
+        if (!layerConf().isRowsOutput() || p.getFirst() == null) {
+            return p;
+        }
+        INDArray m = p.getFirst();
+        if (m.rank() != 2 || m.size(0) != minibatchSize) {
+            throw new DL4JInvalidInputException("layer \"" + layerConf().getLayerName() + "\" expects a feature mask "
+                    + "[batch, time] = [" + minibatchSize + ", time], got " + Arrays.toString(m.shape()));
+        }
+        return new Pair<>(Layouts.rowMask(m), p.getSecond());
     }
 }

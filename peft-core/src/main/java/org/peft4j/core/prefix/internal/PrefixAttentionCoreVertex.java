@@ -21,7 +21,8 @@ import org.peft4j.core.prefix.PrefixAttentionCore;
 /**
  * Implementation of {@link PrefixAttentionCore}; the formulas are in its javadoc. It runs the
  * blocks' {@link AttentionKernel} on keys and values extended by the prefix input, with an
- * allowed-key mask whose first {@code p} columns are ones.
+ * allowed-key mask whose first {@code p} columns are ones. Its output (and so the gradient it
+ * receives) is NCW or time-distributed rows, as the core it replaced.
  *
  * <p>The key mask is used only while the graph has input masks set, as in the base core: DL4J
  * clears the masks of layers, not of vertices.
@@ -133,6 +134,12 @@ public final class PrefixAttentionCoreVertex extends BaseGraphVertex {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do forward pass, inputs not set");
         }
         INDArray o = run().attn().out();
+        if (conf.isRowsOutput()) {
+            INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
+                    new long[] {o.size(0) * o.size(2), o.size(1) * o.size(3)}, 'c');
+            Layouts.headsToTimeDistributed(o, out);
+            return out;
+        }
         INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
                 new long[] {o.size(0), o.size(1) * o.size(3), o.size(2)}, 'c');
         Layouts.headsToNcw(o, out);
@@ -146,7 +153,10 @@ public final class PrefixAttentionCoreVertex extends BaseGraphVertex {
                     + "epsilon not set");
         }
         State s = run();
-        INDArray dOut = Layouts.heads(epsilon.castTo(dataType), conf.getHeads());
+        INDArray dy = epsilon.castTo(dataType);
+        INDArray dOut = dy.rank() == 2
+                ? Layouts.timeDistributedToHeads(dy, s.batch(), conf.getHeads(), "vertex \"" + vertexName + "\"")
+                : Layouts.heads(dy, conf.getHeads());
         AttentionKernel.Backward bw = AttentionKernel.backward(s.q(), s.k(), s.v(), s.attn().probs(), dOut,
                 1.0 / Math.sqrt(s.q().size(3)));
         INDArray[] g = {bw.dq(), bw.dk(), bw.dv()};
@@ -188,7 +198,8 @@ public final class PrefixAttentionCoreVertex extends BaseGraphVertex {
                                                            int minibatchSize) {
         INDArray m = maskArrays == null ? null : maskArrays[1];
         keyMask = m == null ? null : Layouts.sequenceMask(m, minibatchSize);
-        return new Pair<>(keyMask, currentMaskState);
+        // the output mask matches the output: per-row [b·T, 1] for rows, [b, T] for a sequence
+        return new Pair<>(conf.isRowsOutput() ? Layouts.rowMask(keyMask) : keyMask, currentMaskState);
     }
 
     @Override

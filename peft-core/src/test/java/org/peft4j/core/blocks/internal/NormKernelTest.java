@@ -1,0 +1,130 @@
+package org.peft4j.core.blocks.internal;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import org.junit.jupiter.api.Test;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * {@link NormKernel} against the LayerNorm/RMSNorm formulas written out per element (in the
+ * javadocs of {@code LayerNorm} and {@code RmsNorm}), on more rows than one heap block holds and a
+ * width that is not a multiple of the kernel's four partial sums, in float32 and float64.
+ */
+class NormKernelTest {
+    private static final int N = 700;
+    private static final int D = 13;
+    private static final double EPS = 1e-5;
+
+    private static double[][] random(long seed, double scale, double shift) {
+        java.util.Random r = new java.util.Random(seed);
+        double[][] a = new double[N][D];
+        for (int i = 0; i < N; i++) {
+            for (int j = 0; j < D; j++) {
+                a[i][j] = r.nextGaussian() * scale + shift;
+            }
+        }
+        return a;
+    }
+
+    private static double[] vector(long seed) {
+        java.util.Random r = new java.util.Random(seed);
+        double[] v = new double[D];
+        for (int j = 0; j < D; j++) {
+            v[j] = 0.5 + r.nextDouble();
+        }
+        return v;
+    }
+
+    /** Reference forward and backward of one row; returns {y, dx} and accumulates dg, db. */
+    private static double[][] reference(double[] x, double[] dy, double[] g, double[] b, boolean centered,
+                                        double[] dg, double[] db) {
+        double mu = 0;
+        if (centered) {
+            for (double v : x) {
+                mu += v / D;
+            }
+        }
+        double var = 0;
+        for (double v : x) {
+            var += (v - mu) * (v - mu) / D;
+        }
+        double r = 1 / Math.sqrt(var + EPS);
+        double[] xhat = new double[D];
+        double[] y = new double[D];
+        double meanG = 0;
+        double meanGx = 0;
+        for (int j = 0; j < D; j++) {
+            xhat[j] = (x[j] - mu) * r;
+            y[j] = g[j] * xhat[j] + (centered ? b[j] : 0);
+            meanG += g[j] * dy[j] / D;
+            meanGx += g[j] * dy[j] * xhat[j] / D;
+            dg[j] += dy[j] * xhat[j];
+            if (centered) {
+                db[j] += dy[j];
+            }
+        }
+        double[] dx = new double[D];
+        for (int j = 0; j < D; j++) {
+            dx[j] = r * (g[j] * dy[j] - (centered ? meanG : 0) - xhat[j] * meanGx);
+        }
+        return new double[][] {y, dx};
+    }
+
+    private static void check(DataType type, boolean centered, double tol) {
+        double[][] x = random(1, 2.0, 0.7);
+        double[][] dy = random(2, 1.0, 0.0);
+        double[] g = vector(3);
+        double[] b = vector(4);
+        INDArray xa = Nd4j.createFromArray(x).castTo(type);
+        INDArray dya = Nd4j.createFromArray(dy).castTo(type);
+        INDArray y = Nd4j.createUninitialized(type, N, D);
+        INDArray dx = Nd4j.createUninitialized(type, N, D);
+        double[] dg = new double[D];
+        double[] db = centered ? new double[D] : null;
+        NormKernel.forward(xa, y, g, centered ? b : null, EPS);
+        NormKernel.backward(xa, dya, dx, g, centered, EPS, dg, db);
+        double[] refDg = new double[D];
+        double[] refDb = new double[D];
+        for (int i = 0; i < N; i++) {
+            // the reference reads the same (possibly float-rounded) inputs the kernel read
+            double[] xi = xa.getRow(i).toDoubleVector();
+            double[] dyi = dya.getRow(i).toDoubleVector();
+            double[][] ref = reference(xi, dyi, g, b, centered, refDg, refDb);
+            for (int j = 0; j < D; j++) {
+                assertEquals(ref[0][j], y.getDouble(i, j), tol * Math.max(1, Math.abs(ref[0][j])), "y " + i + "," + j);
+                assertEquals(ref[1][j], dx.getDouble(i, j), tol * Math.max(1, Math.abs(ref[1][j])), "dx " + i + "," + j);
+            }
+        }
+        for (int j = 0; j < D; j++) {
+            assertEquals(refDg[j], dg[j], 1e-9 * N, "dg " + j);
+            if (centered) {
+                assertEquals(refDb[j], db[j], 1e-9 * N, "db " + j);
+            }
+        }
+    }
+
+    @Test
+    void layerNormMatchesItsFormulaInDoubleAndFloat() {
+        check(DataType.DOUBLE, true, 1e-12);
+        check(DataType.FLOAT, true, 2e-6);
+    }
+
+    @Test
+    void rmsNormMatchesItsFormulaInDoubleAndFloat() {
+        check(DataType.DOUBLE, false, 1e-12);
+        check(DataType.FLOAT, false, 2e-6);
+    }
+
+    @Test
+    void outputMayOverwriteTheInput() {
+        INDArray x = Nd4j.createFromArray(new double[][] {{1, 2, 3}, {4, 4, 5}});
+        INDArray expected = Nd4j.createUninitialized(DataType.DOUBLE, 2, 3);
+        double[] g = {1, 1, 1};
+        double[] b = {0, 0, 0};
+        NormKernel.forward(x, expected, g, b, EPS);
+        NormKernel.forward(x, x, g, b, EPS);
+        assertEquals(expected, x);
+    }
+}
