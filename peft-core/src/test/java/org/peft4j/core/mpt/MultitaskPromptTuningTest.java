@@ -207,4 +207,14 @@ class MultitaskPromptTuningTest {
                 MultitaskPromptTuningConfig.builder().numVirtualTokens(2).taskInput("tokens").build()));
         assertTrue(clash.getMessage().contains("a vertex or input named \"tokens\" already exists"), clash.getMessage());
     }
+
+    @Test
+    void mergingIsRefusedNamingThePromptLayers() {
+        ComputationGraph base = TinyDecoders.decoder(DataType.FLOAT, new Adam(1e-2), 3, 7, 8, 1, 16);
+        PeftModel m = Peft.wrap(base, MultitaskPromptTuningConfig.builder().numVirtualTokens(2).numTasks(2).build());
+        IllegalStateException e = assertThrows(IllegalStateException.class, m::mergeAndUnload);
+        assertTrue(e.getMessage().startsWith("mergeAndUnload(): MULTITASK_PROMPT_TUNING adds layers that no stock DL4J "
+                + "layer can absorb"), e.getMessage());
+        assertTrue(e.getMessage().contains("embed.tokens.taskprompt"), e.getMessage());
+    }
 }
