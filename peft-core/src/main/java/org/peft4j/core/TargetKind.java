@@ -64,7 +64,7 @@ public enum TargetKind {
         return null;
     }
 
-    /** {@code DENSE (DenseLayer, OutputLayer, RnnOutputLayer)}, for messages. */
+    /** {@code DENSE (DenseLayer, Dense, OutputLayer, RnnOutputLayer)}, for messages. */
     public String describe() {
         return name() + " (" + String.join(", ", layerTypes.stream().map(Class::getSimpleName).toList()) + ")";
     }

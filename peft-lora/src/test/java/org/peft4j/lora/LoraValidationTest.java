@@ -101,7 +101,7 @@ class LoraValidationTest {
         INDArray params = seq.params().dup();
         String json = seq.getConfiguration().toJson();
         rejects(IllegalArgumentException.class, "target module \"lstm\" is a LSTM, which is of no target kind, and "
-                        + "LORA adapts DENSE (DenseLayer, OutputLayer, RnnOutputLayer), EMBEDDING (EmbeddingLayer, "
+                        + "LORA adapts DENSE (DenseLayer, Dense, OutputLayer, RnnOutputLayer), EMBEDDING (EmbeddingLayer, "
                         + "EmbeddingSequenceLayer), CONVOLUTION (ConvolutionLayer, Convolution1DLayer)",
                 () -> Peft.wrap(seq, LoraConfig.builder().targetModules("lstm").build()));
         assertUnchanged(seq, params, json);

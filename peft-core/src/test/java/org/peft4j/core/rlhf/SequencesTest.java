@@ -74,7 +74,7 @@ class SequencesTest {
             ids[t] = seq[t];
         }
         Map<String, INDArray> acts = merged.feedForward(Nd4j.create(ids, new long[] {1, seq.length}, 'c'), false);
-        INDArray h = acts.get(Transformers.FINAL_NORM); // [1, d, len]
+        INDArray h = acts.get(Transformers.SEQUENCE); // [1, d, len]: the final norm's rows as a sequence
         INDArray w = merged.getLayer(Transformers.OUTPUT).getParam("W"); // [d, V]
         INDArray b = merged.getLayer(Transformers.OUTPUT).getParam("b");
         double[][] out = new double[seq.length][VOCAB];
