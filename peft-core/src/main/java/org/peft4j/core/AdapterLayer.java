@@ -44,7 +44,9 @@ public interface AdapterLayer {
     /**
      * Columns {@code [columnOffset, columnOffset + columns)} of the model-level tensor
      * {@code fileName} of shape {@code fileShape = [rows, total]}. The blocks of all layers must
-     * tile the tensor's columns exactly.
+     * tile the tensor's columns exactly. A tensor of higher rank {@code [n1, …, nk, total]} (as
+     * multitask prompt tuning's {@code prefix_task_cols [tasks, p, r]}) is read as the matrix
+     * {@code [n1·…·nk, total]} of its rows in row-major order ({@link #rows()}).
      *
      * @param fileName the tensor's full name in the file (no {@code base_model.model.} prefix)
      * @param paramKey the parameter stored there, held transposed ({@code [columns, rows]}) by the
@@ -55,7 +57,8 @@ public interface AdapterLayer {
     record SharedBlock(String fileName, long[] fileShape, long columnOffset, long columns, String paramKey) {
 
         public SharedBlock {
-            if (fileShape.length != 2 || columnOffset < 0 || columns <= 0 || columnOffset + columns > fileShape[1]) {
+            if (fileShape.length < 2 || columnOffset < 0 || columns <= 0
+                    || columnOffset + columns > fileShape[fileShape.length - 1]) {
                 throw new IllegalArgumentException("block of " + fileName + ": columns [" + columnOffset + ", "
                         + (columnOffset + columns) + ") do not fit shape " + java.util.Arrays.toString(fileShape));
             }
@@ -65,6 +68,20 @@ public interface AdapterLayer {
         @Override
         public long[] fileShape() {
             return fileShape.clone();
+        }
+
+        /** The rows of the tensor read as a matrix: the product of every dimension but the last. */
+        public long rows() {
+            long r = 1;
+            for (int i = 0; i < fileShape.length - 1; i++) {
+                r = Math.multiplyExact(r, fileShape[i]);
+            }
+            return r;
+        }
+
+        /** The columns of the whole tensor: its last dimension. */
+        public long width() {
+            return fileShape[fileShape.length - 1];
         }
 
         @Override

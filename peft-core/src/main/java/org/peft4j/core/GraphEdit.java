@@ -16,10 +16,16 @@ import org.deeplearning4j.nn.conf.layers.Layer;
  *       the anchor reads the new layer instead. The anchor must not be a network output.</li>
  *   <li>{@link #insertBefore}: the new layer reads the anchor's (single) input and the anchor reads
  *       the new layer; the anchor keeps its input preprocessor.</li>
+ *   <li>{@link #insertAfter(String, String, GraphVertex, String...)}: as {@code insertAfter} for a
+ *       (non-layer) vertex that reads the anchor's output first and then extra inputs (e.g. a
+ *       vertex that puts per-example prompts in front of the token embeddings).</li>
  *   <li>{@link #replace}: the new layer or vertex takes the anchor's name and inputs (plus, for a
  *       vertex, optional extra inputs appended after them).</li>
  *   <li>{@link #add}: a new layer reading the given vertices or network inputs; it feeds only
  *       what a later edit wires to it (e.g. an extra input of a replacement).</li>
+ *   <li>{@link #addInput}: a new network input of the wrapped graph, after the base graph's own,
+ *       for data the tuner needs beside the model's inputs (e.g. a task id per example); later
+ *       edits read it by name.</li>
  * </ul>
  *
  * A new layer whose configuration sets no updater gets the anchor's (or else the base graph's
@@ -32,7 +38,7 @@ import org.deeplearning4j.nn.conf.layers.Layer;
 public final class GraphEdit {
 
     /** Where the new layer goes relative to the anchor. */
-    public enum Kind { INSERT_AFTER, INSERT_BEFORE, REPLACE, ADD }
+    public enum Kind { INSERT_AFTER, INSERT_BEFORE, REPLACE, ADD, ADD_INPUT }
 
     private final Kind kind;
     private final String anchor;
@@ -66,6 +72,25 @@ public final class GraphEdit {
     /** Inserts {@code layer}, named {@code name}, after vertex {@code anchor}. */
     public static GraphEdit insertAfter(String anchor, String name, Layer layer) {
         return new GraphEdit(Kind.INSERT_AFTER, anchor, name, Objects.requireNonNull(layer, "layer must not be null"), null);
+    }
+
+    /**
+     * Inserts {@code vertex}, named {@code name}, after vertex {@code anchor}: it reads the anchor's
+     * output, then {@code extraInputs} (vertex, network-input or earlier edits' names), and every
+     * vertex that read the anchor reads it instead. It passes an epsilon to the anchor only when
+     * something above the anchor trains; its extra inputs always get theirs.
+     */
+    public static GraphEdit insertAfter(String anchor, String name, GraphVertex vertex, String... extraInputs) {
+        return new GraphEdit(Kind.INSERT_AFTER, anchor, name, null, Objects.requireNonNull(vertex, "vertex must not be null"),
+                List.of(Objects.requireNonNull(extraInputs, "extraInputs must not be null")));
+    }
+
+    /**
+     * Adds a network input named {@code name} to the wrapped graph, after the base graph's inputs:
+     * callers then pass one more array to {@code fit}/{@code output} (a {@code MultiDataSet}).
+     */
+    public static GraphEdit addInput(String name) {
+        return new GraphEdit(Kind.ADD_INPUT, name, name, null, null);
     }
 
     /** Inserts {@code layer}, named {@code name}, before vertex {@code anchor} (which must have one input). */
@@ -115,23 +140,29 @@ public final class GraphEdit {
         return name;
     }
 
-    /** The new layer configuration, or null when the edit carries a {@link #vertex()}. */
+    /** The new layer configuration, or null when the edit carries a {@link #vertex()} (or is an {@link Kind#ADD_INPUT}). */
     public Layer layer() {
         return layer;
     }
 
-    /** The inputs of an {@link Kind#ADD} edit, or the extra inputs of a {@link Kind#REPLACE}; else empty. */
+    /**
+     * The inputs of an {@link Kind#ADD} edit, or the extra inputs of a {@link Kind#REPLACE} or of a
+     * vertex inserted after its anchor; else empty.
+     */
     public List<String> inputs() {
         return inputs;
     }
 
-    /** The new non-layer vertex, or null when the edit carries a {@link #layer()}. */
+    /** The new non-layer vertex, or null when the edit carries a {@link #layer()} (or is an {@link Kind#ADD_INPUT}). */
     public GraphVertex vertex() {
         return vertex;
     }
 
     @Override
     public String toString() {
+        if (kind == Kind.ADD_INPUT) {
+            return kind + "(" + name + ")";
+        }
         return kind + "(" + (kind == Kind.ADD ? inputs : anchor) + (kind == Kind.REPLACE ? "" : " -> " + name) + ": "
                 + (layer != null ? layer.getClass().getSimpleName() : vertex.getClass().getSimpleName()) + ")";
     }

@@ -348,7 +348,7 @@ public final class FineTuneExample implements Callable<Integer> {
 
     private MethodResult tune(TuningMethod method, ComputationGraph base, Supplier<ComputationGraph> freshBase,
                               DomainData data, List<DataSet> heldOut, List<DataSet> sourceHeldOut, String prompt) {
-        PeftModel peft = Peft.wrap(base, method.config().apply(rank));
+        PeftModel peft = method.wrap(base, rank, steps);
         ComputationGraph g = peft.graph();
         g.setLearningRate(method.learningRate());
         System.out.println(method.name() + ": " + peft.trainableParametersSummary());

@@ -363,7 +363,7 @@ public final class SpamExample implements Callable<Integer> {
 
     private SpamResult tune(TuningMethod method, ComputationGraph base, ComputationGraph freshBase, SpamData split,
                             EmailEncoder enc, List<MultiDataSet> test) {
-        PeftModel peft = Peft.wrap(base, method.config().apply(rank));
+        PeftModel peft = method.wrap(base, rank, steps);
         ComputationGraph g = peft.graph();
         g.setLearningRate(method.learningRate());
         System.out.println(method.name() + ": " + peft.trainableParametersSummary());

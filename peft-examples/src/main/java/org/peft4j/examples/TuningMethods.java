@@ -8,6 +8,8 @@ import org.peft4j.core.ia3.Ia3Config;
 import org.peft4j.core.prefix.PrefixConfig;
 import org.peft4j.core.prompt.PromptTuningConfig;
 import org.peft4j.lora.LoraConfig;
+import org.peft4j.lora.adalora.AdaLoraAllocator;
+import org.peft4j.lora.adalora.AdaLoraConfig;
 import org.peft4j.lora.loha.LoHaConfig;
 import org.peft4j.lora.lokr.LoKrConfig;
 import org.peft4j.quant.QLoraConfig;
@@ -49,6 +51,9 @@ final class TuningMethods {
             new TuningMethod("lokr", "LoKr (Kronecker product of two small factors, rank r) on every linear layer except "
                     + "the head",
                     r -> LoKrConfig.builder().rank(r).alpha(r).targetModules(TargetModules.ALL_LINEAR).build(), 1e-2),
+            new TuningMethod("adalora", "AdaLoRA (all-linear): rank 1.5r at start, pruned to r on average by importance "
+                    + "while training",
+                    TuningMethods::adaLora, 5e-3, p -> AdaLoraAllocator.attach(p)),
             new TuningMethod("ia3", "IA3: learned scales on keys, values and the MLP's inner activation",
                     r -> Ia3Config.builder().targetModulesRegex(CharModels.IA3_TARGETS)
                             .feedforwardModulesRegex(CharModels.IA3_FEEDFORWARD).build(), 2e-2),
@@ -61,6 +66,17 @@ final class TuningMethods {
                     1e-2)));
 
     private TuningMethods() {
+    }
+
+    /**
+     * AdaLoRA with PEFT's recommended ratio of initial to final rank (12 to 8) scaled to rank
+     * {@code r}, and its budget schedule over the run: a tenth of the steps before pruning, the last
+     * fifth with the ranks fixed.
+     */
+    private static AdaLoraConfig adaLora(int r, int steps) {
+        return AdaLoraConfig.builder().initR(r + (r + 1) / 2).targetR(r).alpha(2.0 * r)
+                .totalStep(steps).tinit(steps / 10).tfinal(steps / 5).deltaT(Math.max(1, steps / 30))
+                .targetModules(TargetModules.ALL_LINEAR).build();
     }
 
     /** Every registered method, in table order. */

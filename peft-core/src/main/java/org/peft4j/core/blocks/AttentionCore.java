@@ -35,6 +35,14 @@ import org.peft4j.core.blocks.internal.AttentionCoreVertex;
  * {@code org.peft4j.core.blocks.internal.AttentionKernel}): a SameDiff vertex would return doubled
  * gradients in DL4J 1.0.0-M2.1.
  *
+ * <p>Shifted sparse attention ({@link #withShiftedSparseAttention}, LongLoRA's S²-Attn): while
+ * training, a core with a group size {@code G > 0} attends within groups of {@code G} positions,
+ * half of the heads on groups shifted by {@code G/2} (see
+ * {@code org.peft4j.core.blocks.internal.ShiftedSparseAttention}); a sequence of at most {@code G}
+ * positions is one group, which is full attention. Inference ({@code output}, training false)
+ * always uses full attention on the same inputs, so a model trained this way is used as it was
+ * built.
+ *
  * <p>Thread-safety: a configuration is immutable.
  */
 public class AttentionCore extends GraphVertex {
@@ -44,6 +52,8 @@ public class AttentionCore extends GraphVertex {
     private int heads;
     @JsonProperty("causal")
     private boolean causal;
+    @JsonProperty("shiftedSparseGroupSize")
+    private int shiftedSparseGroupSize;
     @JsonProperty("rowsOutput")
     private boolean rowsOutput;
 
@@ -74,6 +84,27 @@ public class AttentionCore extends GraphVertex {
         this.rowsOutput = rowsOutput;
     }
 
+    /**
+     * This core with shifted sparse attention of group size {@code groupSize} while training (0:
+     * full attention always).
+     *
+     * @throws IllegalArgumentException if {@code groupSize} is not 0 or an even number ≥ 2, or the
+     *     number of heads is odd
+     */
+    public AttentionCore withShiftedSparseAttention(int groupSize) {
+        if (groupSize != 0) {
+            org.peft4j.core.blocks.internal.ShiftedSparseAttention.check(heads, groupSize);
+        }
+        AttentionCore c = new AttentionCore(heads, causal, rowsOutput);
+        c.shiftedSparseGroupSize = groupSize;
+        return c;
+    }
+
+    /** The S²-Attn group size used while training, or 0 for full attention always. */
+    public int getShiftedSparseGroupSize() {
+        return shiftedSparseGroupSize;
+    }
+
     public int getHeads() {
         return heads;
     }
@@ -89,18 +120,19 @@ public class AttentionCore extends GraphVertex {
 
     @Override
     public AttentionCore clone() {
-        return new AttentionCore(heads, causal, rowsOutput);
+        return withShiftedSparseAttention(shiftedSparseGroupSize);
     }
 
     @Override
     public boolean equals(Object o) {
         return o instanceof AttentionCore && ((AttentionCore) o).heads == heads && ((AttentionCore) o).causal == causal
-                && ((AttentionCore) o).rowsOutput == rowsOutput;
+                && ((AttentionCore) o).rowsOutput == rowsOutput
+                && ((AttentionCore) o).shiftedSparseGroupSize == shiftedSparseGroupSize;
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(heads, causal, rowsOutput);
+        return Objects.hash(heads, causal, rowsOutput, shiftedSparseGroupSize);
     }
 
     @Override
@@ -121,7 +153,8 @@ public class AttentionCore extends GraphVertex {
     @Override
     public org.deeplearning4j.nn.graph.vertex.GraphVertex instantiate(ComputationGraph graph, String name, int idx,
             INDArray paramsView, boolean initializeParams, DataType networkDatatype) {
-        return new AttentionCoreVertex(graph, name, idx, networkDatatype, heads, causal, rowsOutput);
+        return new AttentionCoreVertex(graph, name, idx, networkDatatype, heads, causal, rowsOutput,
+                shiftedSparseGroupSize);
     }
 
     private static long size(InputType t) {
@@ -165,6 +198,7 @@ public class AttentionCore extends GraphVertex {
 
     @Override
     public String toString() {
-        return "AttentionCore(heads=" + heads + ", causal=" + causal + (rowsOutput ? ", rowsOutput" : "") + ")";
+        return "AttentionCore(heads=" + heads + ", causal=" + causal + (rowsOutput ? ", rowsOutput" : "")
+                + (shiftedSparseGroupSize > 0 ? ", shiftedSparseGroupSize=" + shiftedSparseGroupSize : "") + ")";
     }
 }

@@ -151,9 +151,9 @@ public final class AdapterLayout {
                 }
                 if (b.paramKey() != null) {
                     INDArray p = l.getParam(b.paramKey());
-                    if (p == null || p.rank() != 2 || p.size(0) != b.columns() || p.size(1) != b.fileShape()[0]) {
+                    if (p == null || p.rank() != 2 || p.size(0) != b.columns() || p.size(1) != b.rows()) {
                         throw new IllegalStateException("block " + b + " of " + c.getLayerName() + ": parameter "
-                                + b.paramKey() + " must be [" + b.columns() + ", " + b.fileShape()[0] + "], is "
+                                + b.paramKey() + " must be [" + b.columns() + ", " + b.rows() + "], is "
                                 + (p == null ? "missing" : java.util.Arrays.toString(p.shape())));
                     }
                 }
@@ -172,9 +172,10 @@ public final class AdapterLayout {
                 }
                 next += p.block().columns();
             }
-            if (next != e.getValue().fileShape()[1]) {
+            long width = e.getValue().parts().get(0).block().width();
+            if (next != width) {
                 throw new IllegalStateException("the blocks of " + e.getKey() + " cover " + next + " of its "
-                        + e.getValue().fileShape()[1] + " columns");
+                        + width + " columns");
             }
         }
         return m;

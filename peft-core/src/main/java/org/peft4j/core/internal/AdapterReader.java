@@ -334,7 +334,7 @@ public final class AdapterReader {
                         continue;
                     }
                     if (whole == null) {
-                        whole = Nd4j.create(floats(t, e.getKey(), dir), e.getValue().fileShape(), 'c');
+                        whole = Nd4j.create(floats(t, e.getKey(), dir), new long[] {b.rows(), b.width()}, 'c');
                     }
                     INDArray param = g.getLayer(p.vertex()).getParam(b.paramKey());
                     INDArray block = whole.get(NDArrayIndex.all(),

@@ -145,8 +145,8 @@ public final class AdapterWriter {
                     throw new IllegalStateException("two tensors named " + e.getKey());
                 }
                 long[] shape = e.getValue().fileShape();
-                int rows = Math.toIntExact(shape[0]);
-                int total = Math.toIntExact(shape[1]);
+                int rows = Math.toIntExact(e.getValue().parts().get(0).block().rows());
+                int total = Math.toIntExact(e.getValue().parts().get(0).block().width());
                 float[] out = new float[Math.multiplyExact(rows, total)];
                 for (AdapterLayout.Part p : e.getValue().parts()) {
                     AdapterLayer.SharedBlock b = p.block();

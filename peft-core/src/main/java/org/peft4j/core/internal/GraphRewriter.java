@@ -365,6 +365,11 @@ public final class GraphRewriter {
             ComputationGraphConfiguration newConf = base.getConfiguration().clone();
             newConf.setVertices(newVertices);
             newConf.setVertexInputs(newInputs);
+            if (!topo.addedInputs.isEmpty()) {
+                List<String> in = new ArrayList<>(base.getConfiguration().getNetworkInputs());
+                in.addAll(topo.addedInputs);
+                newConf.setNetworkInputs(in);
+            }
             newConf.setTopologicalOrder(null);
             newConf.setTopologicalOrderStr(null);
             newConf.validate(false, false);
@@ -376,6 +381,7 @@ public final class GraphRewriter {
     private static final class Topology {
         final Map<String, List<String>> inputs = new LinkedHashMap<>();
         final Map<String, GraphEdit> edits = new LinkedHashMap<>();
+        final List<String> addedInputs = new ArrayList<>();
     }
 
     /** Applies {@code edits} in order to the wiring of {@code conf}; validates every anchor and name. */
@@ -388,6 +394,15 @@ public final class GraphRewriter {
         Set<String> networkInputs = new HashSet<>(conf.getNetworkInputs());
         Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
         for (GraphEdit e : edits) {
+            if (e.kind() == GraphEdit.Kind.ADD_INPUT) {
+                if (t.inputs.containsKey(e.name()) || networkInputs.contains(e.name())) {
+                    throw new IllegalArgumentException("graph edit " + e + ": a vertex or input named \"" + e.name()
+                            + "\" already exists; choose another name");
+                }
+                networkInputs.add(e.name());
+                t.addedInputs.add(e.name());
+                continue;
+            }
             String a = e.anchor();
             boolean isInput = networkInputs.contains(a);
             boolean inputAnchorOk = isInput && (e.kind() == GraphEdit.Kind.INSERT_AFTER || e.kind() == GraphEdit.Kind.ADD);
@@ -414,10 +429,12 @@ public final class GraphRewriter {
                         throw new IllegalArgumentException("graph edit " + e + ": \"" + a + "\" is a network output; "
                                 + "insert before it instead");
                     }
+                    requireKnown(e, e.inputs(), t, networkInputs, conf);
                     for (List<String> in : t.inputs.values()) {
                         in.replaceAll(x -> x.equals(a) ? e.name() : x);
                     }
                     t.inputs.put(e.name(), new ArrayList<>(List.of(a)));
+                    t.inputs.get(e.name()).addAll(e.inputs());
                     t.edits.put(e.name(), e);
                     break;
                 case INSERT_BEFORE: {
@@ -541,6 +558,9 @@ public final class GraphRewriter {
                     for (String in : conf.getVertexInputs().get(name)) {
                         inputGradient |= trainable.contains(in) || upstreamTrains.getOrDefault(in, false);
                     }
+                } else if (edit.kind() == GraphEdit.Kind.INSERT_AFTER && !edit.inputs().isEmpty()) {
+                    // likewise a vertex with extra inputs: only what is above its anchor counts
+                    inputGradient = trainable.contains(edit.anchor()) || upstreamTrains.getOrDefault(edit.anchor(), false);
                 }
                 if (edit.vertex() instanceof TunerLayer || edit.layer() instanceof TunerLayer) {
                     gated.put(name, inputGradient);

@@ -18,10 +18,12 @@ import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Implementation of {@link org.peft4j.core.blocks.AttentionCore}: converts its inputs to heads,
- * runs {@link AttentionKernel}, and returns gradients in each input's own layout. A training
- * forward pass keeps the attention probabilities (outside workspaces, {@code [b, h, T, T]}) for the
- * backward pass on the same inputs, which otherwise recomputes them: the scores, the masked
- * softmax and its half a dozen passes were a third of the attention's cost.
+ * runs {@link AttentionKernel} (or, while training with a group size, {@link ShiftedSparseAttention}),
+ * and returns gradients in each input's own layout. A training forward pass keeps the attention
+ * probabilities (outside workspaces, {@code [b, h, T, T]}; with S²-Attn the grouped state, whose
+ * probabilities are {@code [b, h, T/G, G, G]}) for the backward pass on the same inputs, which
+ * otherwise recomputes them: the scores, the masked softmax and its half a dozen passes were a third
+ * of the attention's cost.
  *
  * <p>The key mask is taken from {@link #feedForwardMaskArrays}, and used only while the graph has
  * input masks set: DL4J's {@code clearLayerMaskArrays} clears layers, not vertices, so a mask kept
@@ -35,24 +37,31 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     private final int heads;
     private final boolean causal;
     private final boolean rowsOutput;
+    private final int groupSize;
     private INDArray keyMask;
     /** Probabilities of the last training forward pass (detached) and the inputs they were computed from. */
     private INDArray cachedProbs;
+    /** The S²-Attn state of the last training forward pass instead, when it took that path. */
+    private ShiftedSparseAttention.Forward cachedSparse;
     private INDArray[] cachedInputs;
 
-    /** @param rowsOutput whether the output is time-distributed rows (else an NCW sequence) */
+    /**
+     * @param rowsOutput whether the output is time-distributed rows (else an NCW sequence)
+     * @param groupSize S²-Attn group size while training, 0 for full attention always
+     */
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, DataType dataType, int heads,
-                               boolean causal, boolean rowsOutput) {
-        this(graph, name, vertexIndex, null, null, dataType, heads, causal, rowsOutput);
+                               boolean causal, boolean rowsOutput, int groupSize) {
+        this(graph, name, vertexIndex, null, null, dataType, heads, causal, rowsOutput, groupSize);
     }
 
     public AttentionCoreVertex(ComputationGraph graph, String name, int vertexIndex, VertexIndices[] inputVertices,
                                VertexIndices[] outputVertices, DataType dataType, int heads, boolean causal,
-                               boolean rowsOutput) {
+                               boolean rowsOutput, int groupSize) {
         super(graph, name, vertexIndex, inputVertices, outputVertices, dataType);
         this.heads = heads;
         this.causal = causal;
         this.rowsOutput = rowsOutput;
+        this.groupSize = groupSize;
     }
 
     @Override
@@ -65,7 +74,12 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         return null;
     }
 
-    private record State(long batch, INDArray q, INDArray k, INDArray v, AttentionKernel.Forward attn) {
+    /** Full attention ({@code attn}) or S²-Attn ({@code sparse}, whose q, k, v are the grouped ones). */
+    private record State(long batch, INDArray q, INDArray k, INDArray v, AttentionKernel.Forward attn,
+                         ShiftedSparseAttention.Forward sparse) {
+        INDArray out() {
+            return sparse != null ? sparse.out() : attn.out();
+        }
     }
 
     private long batch() {
@@ -89,14 +103,19 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         return Layouts.heads(Layouts.ncwInput(x, batch, dataType, vertexName), heads);
     }
 
-    /** The attention of the current inputs; with {@code probs} (kept from the forward pass) only the heads are set up. */
-    private State run(INDArray probs) {
+    /**
+     * The attention of the current inputs; with {@code probs} (kept from the forward pass) only the heads
+     * are set up.
+     *
+     * @param training whether S²-Attn applies (it does for sequences longer than one group)
+     */
+    private State run(boolean training, INDArray probs) {
         long b = batch();
         INDArray qh = heads(0, b);
         INDArray kh = heads(1, b);
         INDArray vh = heads(2, b);
         if (probs != null) {
-            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs));
+            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs), null);
         }
         if (qh.size(3) != kh.size(3) || kh.size(2) != vh.size(2) || qh.size(0) != kh.size(0)
                 || kh.size(0) != vh.size(0)) {
@@ -105,9 +124,14 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                     + Arrays.toString(kh.shape()) + ", " + Arrays.toString(vh.shape()));
         }
         INDArray mask = keyMask != null && graph.getInputMaskArrays() != null ? keyMask : null;
+        if (training && groupSize > 0 && qh.size(2) > groupSize) {
+            ShiftedSparseAttention.Forward s = ShiftedSparseAttention.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)),
+                    causal, mask, groupSize);
+            return new State(b, s.q(), s.k(), s.v(), null, s);
+        }
         INDArray allowed = AttentionKernel.allowedKeys(b, qh.size(2), kh.size(2), causal, mask, dataType);
         AttentionKernel.Forward f = AttentionKernel.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)), allowed);
-        return new State(b, qh, kh, vh, f);
+        return new State(b, qh, kh, vh, f, null);
     }
 
     /**
@@ -124,14 +148,15 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         State s;
         if (training) {
             try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
-                s = run(null);
+                s = run(true, null);
             }
-            cachedProbs = s.attn.probs();
+            cachedProbs = s.sparse == null ? s.attn.probs() : null;
+            cachedSparse = s.sparse;
             cachedInputs = inputs.clone();
         } else {
-            s = run(null);
+            s = run(false, null);
         }
-        INDArray o = s.attn.out();
+        INDArray o = s.out();
         if (rowsOutput) {
             INDArray out = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
                     new long[] {o.size(0) * o.size(2), o.size(1) * o.size(3)}, 'c');
@@ -155,14 +180,17 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         for (int i = 0; cached && i < inputs.length; i++) {
             cached = cachedInputs[i] == inputs[i];
         }
-        State s = run(cached ? cachedProbs : null);
+        State s = cached && cachedSparse != null
+                ? new State(batch(), cachedSparse.q(), cachedSparse.k(), cachedSparse.v(), null, cachedSparse)
+                : run(true, cached ? cachedProbs : null);
         cachedProbs = null;
+        cachedSparse = null;
         cachedInputs = null;
         INDArray e = epsilon.castTo(dataType);
         INDArray dOut = e.rank() == 2 ? Layouts.timeDistributedToHeads(e, s.batch, heads, "vertex \"" + vertexName + "\"")
                 : Layouts.heads(e, heads);
-        AttentionKernel.Backward bw = AttentionKernel.backward(s.q, s.k, s.v, s.attn.probs(), dOut,
-                1.0 / Math.sqrt(s.q.size(3)));
+        AttentionKernel.Backward bw = s.sparse != null ? ShiftedSparseAttention.backward(s.sparse, dOut)
+                : AttentionKernel.backward(s.q, s.k, s.v, s.attn.probs(), dOut, 1.0 / Math.sqrt(s.q.size(3)));
         INDArray[] grads = {bw.dq(), bw.dk(), bw.dv()};
         INDArray[] eps = new INDArray[3];
         for (int i = 0; i < 3; i++) {
@@ -185,6 +213,7 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     public void clear() {
         super.clear();
         cachedProbs = null;
+        cachedSparse = null;
         cachedInputs = null;
     }
 
@@ -206,6 +235,7 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
 
     @Override
     public String toString() {
-        return "AttentionCoreVertex(name=" + vertexName + ", heads=" + heads + ", causal=" + causal + ")";
+        return "AttentionCoreVertex(name=" + vertexName + ", heads=" + heads + ", causal=" + causal
+                + (groupSize > 0 ? ", shiftedSparseGroupSize=" + groupSize : "") + ")";
     }
 }
