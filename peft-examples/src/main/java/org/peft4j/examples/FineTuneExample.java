@@ -207,9 +207,9 @@ public final class FineTuneExample implements Callable<Integer> {
     }
 
     /** Seconds per pretraining step with the default sizes, measured on a 2-core machine (JDK 17, one thread). */
-    static final double PRETRAIN_SECONDS_PER_STEP = 0.31;
+    static final double PRETRAIN_SECONDS_PER_STEP = 0.06;
     /** Seconds per fine-tuning step with the default sizes, evaluation and saving included, as measured there. */
-    static final double TUNE_SECONDS_PER_STEP = 0.17;
+    static final double TUNE_SECONDS_PER_STEP = 0.09;
 
     /** The line printed before the run starts: how long it should take, from the measured rates. */
     String expectedTime(int trainedMethods) {

@@ -274,7 +274,7 @@ public final class SpamExample implements Callable<Integer> {
      * Seconds per training step at the default batch and length, evaluation, saving and reloading
      * included, measured on a 2-core machine (JDK 17, one thread).
      */
-    static final double SECONDS_PER_STEP = 1.1;
+    static final double SECONDS_PER_STEP = 0.43;
 
     /** The line printed before the run starts: how long it should take, from the measured rate. */
     String expectedTime(int trainedMethods) {
