@@ -123,8 +123,8 @@ public final class TrainingStateFiles {
         }
         if (!AdapterFiles.digestValue(recorded, records.describe(AdapterFiles.TRAINING_STATE_KEY)).equals(digest)) {
             throw new AdapterFormatException(file + " has SHA-256 " + digest + ", but " + records.source() + " records "
-                    + recorded + ": the optimizer state and the adapters come from different saves, for example a "
-                    + "saveCheckpoint that stopped half-way; resume needs the files of one saveCheckpoint");
+                    + recorded + ": the optimizer state and the adapters come from different saves, for example files copied "
+                    + "together by hand; resume needs the files of one saveCheckpoint");
         }
         Map<String, String> meta = f.metadata();
         int iteration = parseCount(meta, "iteration_count", file);

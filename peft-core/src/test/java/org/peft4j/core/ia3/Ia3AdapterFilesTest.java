@@ -275,8 +275,8 @@ class Ia3AdapterFilesTest {
         AdapterFormatException mixed = assertThrows(AdapterFormatException.class, () -> PeftModel.resume(base(), first));
         assertEquals(state + " has SHA-256 " + AdapterDirs.sha256(Files.readAllBytes(state)) + ", but "
                 + first.resolve("peft4j.json") + " records " + recordedKey(first, "training_state_sha256")
-                + ": the optimizer state and the adapters come from different saves, for example a saveCheckpoint that "
-                + "stopped half-way; resume needs the files of one saveCheckpoint", mixed.getMessage());
+                + ": the optimizer state and the adapters come from different saves, for example files copied together "
+                + "by hand; resume needs the files of one saveCheckpoint", mixed.getMessage());
 
         fit(peft, 1);
         peft.saveAdapter(second);
