@@ -92,6 +92,8 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
     private INDArray cachedInput;
     /** {@code act'(z)} of the last training forward pass (detached), for the erf GELU on float rows. */
     private INDArray cachedDerivative;
+    /** The array {@link #cachedDerivative} was last written into, reused by the next training pass. */
+    private INDArray derivativeBuffer;
 
     /**
      * DL4J's {@code activate} ({@code y = act(preOutput)}, mask applied), except that a training pass
@@ -104,7 +106,8 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
         IActivation act = layerConf().getActivationFn();
         INDArray y;
         if (training && forwardReusable() && cachedInput == input && cachedZ == null && GeluKernel.fusable(act, z)) {
-            INDArray d = GeluKernel.derivativeArray(z);
+            INDArray d = GeluKernel.derivativeArray(z, derivativeBuffer);
+            derivativeBuffer = d;
             GeluKernel.forward(z, d);
             cachedDerivative = d;
             y = z;

@@ -99,7 +99,21 @@ public final class AttentionKernel {
      * @param allowed {@code [b, Tq, Tk]} from {@link #allowedKeys}, or null for no mask
      */
     public static Forward forward(INDArray q, INDArray k, INDArray v, double scale, INDArray allowed) {
-        INDArray s = Nd4j.matmul(q, k, false, true, false);
+        return forward(q, k, v, scale, allowed, null, null);
+    }
+
+    /**
+     * {@link #forward(INDArray, INDArray, INDArray, double, INDArray)} into given arrays: the scores,
+     * then the probabilities in place, in {@code scores [b, h, Tq, Tk]} and the output in
+     * {@code out [b, h, Tq, dv]} (any strides: a view of the rows a layer reads next), each
+     * allocated when null. Given arrays save ND4J's zero-filled allocation of the products, which
+     * outside a workspace cost more than the products of a MiniLM-sized layer, and a copy of the
+     * output into the caller's layout.
+     */
+    public static Forward forward(INDArray q, INDArray k, INDArray v, double scale, INDArray allowed, INDArray scores,
+                                  INDArray out) {
+        INDArray s = scores == null ? Nd4j.matmul(q, k, false, true, false)
+                : Nd4j.matmul(q, k, scores, false, true, false);
         s.muli(scale);
         INDArray p;
         if (allowed == null) {
@@ -127,19 +141,32 @@ public final class AttentionKernel {
             Nd4j.getExecutioner().exec(new BroadcastDivOp(s, sum, s, 0, 1, 2));
             p = s;
         }
-        INDArray out = Nd4j.matmul(p, v, false, false, false);
-        return new Forward(out, p);
+        INDArray o = out == null ? Nd4j.matmul(p, v, false, false, false) : Nd4j.matmul(p, v, out, false, false, false);
+        return new Forward(o, p);
     }
 
     /** Backward of {@link #forward}; {@code probs} is {@link Forward#probs()}, {@code dOut [b, h, Tq, dv]}. */
     public static Backward backward(INDArray q, INDArray k, INDArray v, INDArray probs, INDArray dOut, double scale) {
-        INDArray dv = Nd4j.matmul(probs, dOut, true, false, false);
-        INDArray dp = Nd4j.matmul(dOut, v, false, true, false);
+        return backward(q, k, v, probs, dOut, scale, null, null, null, null);
+    }
+
+    /**
+     * {@link #backward(INDArray, INDArray, INDArray, INDArray, INDArray, double)} into given arrays
+     * (each allocated when null): {@code dq}, {@code dk}, {@code dv} in the shapes of Q, K, V (any
+     * strides: views of the rows the input gradients are returned in), and {@code scratch}
+     * {@code [b, h, Tq, Tk]} for {@code dP}, then {@code dS}. {@code probs} is left as it was.
+     */
+    public static Backward backward(INDArray q, INDArray k, INDArray v, INDArray probs, INDArray dOut, double scale,
+                                    INDArray dq, INDArray dk, INDArray dv, INDArray scratch) {
+        INDArray gv = dv == null ? Nd4j.matmul(probs, dOut, true, false, false)
+                : Nd4j.matmul(probs, dOut, dv, true, false, false);
+        INDArray dp = scratch == null ? Nd4j.matmul(dOut, v, false, true, false)
+                : Nd4j.matmul(dOut, v, scratch, false, true, false);
         INDArray rowDot = dp.mul(probs).sum(3);
         Nd4j.getExecutioner().exec(new BroadcastSubOp(dp, rowDot, dp, 0, 1, 2));
         INDArray ds = dp.muli(probs).muli(scale);
-        INDArray dq = Nd4j.matmul(ds, k, false, false, false);
-        INDArray dk = Nd4j.matmul(ds, q, true, false, false);
-        return new Backward(dq, dk, dv);
+        INDArray gq = dq == null ? Nd4j.matmul(ds, k, false, false, false) : Nd4j.matmul(ds, k, dq, false, false, false);
+        INDArray gk = dk == null ? Nd4j.matmul(ds, q, true, false, false) : Nd4j.matmul(ds, q, dk, true, false, false);
+        return new Backward(gq, gk, gv);
     }
 }

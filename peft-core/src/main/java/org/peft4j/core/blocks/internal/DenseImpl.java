@@ -43,6 +43,8 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
      */
     private INDArray cachedZ;
     private INDArray cachedDerivative;
+    /** The array {@link #cachedDerivative} was last written into, reused by the next training pass. */
+    private INDArray derivativeBuffer;
     private INDArray cachedInput;
 
     public DenseImpl(NeuralNetConfiguration conf, DataType dataType) {
@@ -93,7 +95,8 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
         INDArray y;
         if (training && GeluKernel.fusable(act, z)) {
             // the erf GELU and its derivative in one pass; the backward pass multiplies by the derivative
-            cachedDerivative = GeluKernel.derivativeArray(z);
+            cachedDerivative = GeluKernel.derivativeArray(z, derivativeBuffer);
+            derivativeBuffer = cachedDerivative;
             GeluKernel.forward(z, cachedDerivative);
             y = z;
         } else {

@@ -80,8 +80,17 @@ public final class GeluKernel {
         return act instanceof org.peft4j.core.blocks.ExactGelu && handles(z, null);
     }
 
-    /** A detached array for the derivative of {@code z}: its shape and order, outside every workspace. */
-    public static INDArray derivativeArray(INDArray z) {
+    /**
+     * A detached array for the derivative of {@code z} (its type, shape and order, outside every
+     * workspace): {@code spare} when it fits, else a new one. Layers pass the array of their previous
+     * step, which is free once that step's backward pass is done: an array allocated outside the
+     * workspaces is zero-filled by ND4J, a pass over memory that reuse avoids.
+     */
+    public static INDArray derivativeArray(INDArray z, INDArray spare) {
+        if (spare != null && spare.dataType() == z.dataType() && spare.ordering() == z.ordering()
+                && java.util.Arrays.equals(spare.shape(), z.shape()) && handles(z, spare)) {
+            return spare;
+        }
         try (org.nd4j.linalg.api.memory.MemoryWorkspace ws = org.nd4j.linalg.factory.Nd4j.getMemoryManager()
                 .scopeOutOfWorkspaces()) {
             return org.nd4j.linalg.factory.Nd4j.createUninitialized(z.dataType(), z.shape(), z.ordering());

@@ -77,7 +77,8 @@ class GeluKernelTest {
         INDArray refY = new ExactGelu().getActivation(xd.dup(), false);
         INDArray refDx = new ExactGelu().backprop(xd.dup(), gd).getFirst();
         INDArray xf = xd.castTo(DataType.FLOAT);
-        INDArray d = GeluKernel.derivativeArray(xf);
+        INDArray d = GeluKernel.derivativeArray(xf, null);
+        assertTrue(d == GeluKernel.derivativeArray(xf, d), "a fitting spare array is reused");
         assertTrue(GeluKernel.handles(xf, d));
         assertTrue(GeluKernel.fusable(new ExactGelu(), xf));
         GeluKernel.forward(xf, d);
