@@ -145,6 +145,80 @@ public final class AttentionKernel {
         return new Forward(o, p);
     }
 
+    /** Rows per heap block of {@link #softmaxBackwardRows}. */
+    private static final int BLOCK = 8192;
+
+    /**
+     * {@code dP ← scale · P ⊙ (dP − rowsum(dP ⊙ P))} in place, row by row (rows of the last
+     * dimension), when both arrays are {@code 'c'}-ordered contiguous host arrays of one float type
+     * and shape ({@link RowKernels#sameRows}); returns false (nothing written) otherwise. Why: ND4J
+     * needs five ops and a temporary array for it (a multiply, a row sum, a broadcast subtraction and
+     * two multiplies), each a pass over the {@code [b, h, T, T]} scores with its fixed cost; here a
+     * row stays in the L1 cache. The row sum is accumulated in double.
+     */
+    static boolean softmaxBackwardRows(INDArray dp, INDArray probs, double scale) {
+        if (!RowKernels.sameRows(dp, probs)) {
+            return false;
+        }
+        int t = (int) dp.size(dp.rank() - 1);
+        long n = dp.length();
+        int rowsPerBlock = Math.max(1, BLOCK / t);
+        if (dp.dataType() == DataType.FLOAT) {
+            java.nio.FloatBuffer dpb = dp.data().asNioFloat();
+            java.nio.FloatBuffer pb = probs.data().asNioFloat();
+            int dpBase = (int) dp.offset();
+            int pBase = (int) probs.offset();
+            float sc = (float) scale;
+            float[] g = new float[rowsPerBlock * t];
+            float[] p = new float[rowsPerBlock * t];
+            for (long from = 0; from < n; from += (long) rowsPerBlock * t) {
+                int len = (int) Math.min((long) rowsPerBlock * t, n - from);
+                dpb.get(dpBase + (int) from, g, 0, len);
+                pb.get(pBase + (int) from, p, 0, len);
+                for (int o = 0; o < len; o += t) {
+                    double d0 = 0;
+                    double d1 = 0;
+                    int j = 0;
+                    for (; j + 1 < t; j += 2) {
+                        d0 += (double) g[o + j] * p[o + j];
+                        d1 += (double) g[o + j + 1] * p[o + j + 1];
+                    }
+                    for (; j < t; j++) {
+                        d0 += (double) g[o + j] * p[o + j];
+                    }
+                    float dot = (float) (d0 + d1);
+                    for (j = 0; j < t; j++) {
+                        g[o + j] = sc * p[o + j] * (g[o + j] - dot);
+                    }
+                }
+                dpb.put(dpBase + (int) from, g, 0, len);
+            }
+        } else {
+            java.nio.DoubleBuffer dpb = dp.data().asNioDouble();
+            java.nio.DoubleBuffer pb = probs.data().asNioDouble();
+            int dpBase = (int) dp.offset();
+            int pBase = (int) probs.offset();
+            double[] g = new double[rowsPerBlock * t];
+            double[] p = new double[rowsPerBlock * t];
+            for (long from = 0; from < n; from += (long) rowsPerBlock * t) {
+                int len = (int) Math.min((long) rowsPerBlock * t, n - from);
+                dpb.get(dpBase + (int) from, g, 0, len);
+                pb.get(pBase + (int) from, p, 0, len);
+                for (int o = 0; o < len; o += t) {
+                    double dot = 0;
+                    for (int j = 0; j < t; j++) {
+                        dot += g[o + j] * p[o + j];
+                    }
+                    for (int j = 0; j < t; j++) {
+                        g[o + j] = scale * p[o + j] * (g[o + j] - dot);
+                    }
+                }
+                dpb.put(dpBase + (int) from, g, 0, len);
+            }
+        }
+        return true;
+    }
+
     /** Backward of {@link #forward}; {@code probs} is {@link Forward#probs()}, {@code dOut [b, h, Tq, dv]}. */
     public static Backward backward(INDArray q, INDArray k, INDArray v, INDArray probs, INDArray dOut, double scale) {
         return backward(q, k, v, probs, dOut, scale, null, null, null, null);
@@ -162,9 +236,14 @@ public final class AttentionKernel {
                 : Nd4j.matmul(probs, dOut, dv, true, false, false);
         INDArray dp = scratch == null ? Nd4j.matmul(dOut, v, false, true, false)
                 : Nd4j.matmul(dOut, v, scratch, false, true, false);
-        INDArray rowDot = dp.mul(probs).sum(3);
-        Nd4j.getExecutioner().exec(new BroadcastSubOp(dp, rowDot, dp, 0, 1, 2));
-        INDArray ds = dp.muli(probs).muli(scale);
+        INDArray ds;
+        if (softmaxBackwardRows(dp, probs, scale)) {
+            ds = dp;
+        } else {
+            INDArray rowDot = dp.mul(probs).sum(3);
+            Nd4j.getExecutioner().exec(new BroadcastSubOp(dp, rowDot, dp, 0, 1, 2));
+            ds = dp.muli(probs).muli(scale);
+        }
         INDArray gq = dq == null ? Nd4j.matmul(ds, k, false, false, false) : Nd4j.matmul(ds, k, dq, false, false, false);
         INDArray gk = dk == null ? Nd4j.matmul(ds, q, true, false, false) : Nd4j.matmul(ds, q, dk, true, false, false);
         return new Backward(gq, gk, gv);

@@ -55,6 +55,15 @@ public final class RowKernels {
     }
 
     /**
+     * Whether {@code a} and {@code b} are {@code 'c'}-ordered contiguous float32/float64 host arrays
+     * of one type and shape, so that the same buffer index is the same element in both.
+     */
+    static boolean sameRows(INDArray a, INDArray b) {
+        return HOST && a.ordering() == 'c' && b.ordering() == 'c' && a.dataType() == b.dataType()
+                && java.util.Arrays.equals(a.shape(), b.shape()) && contiguous(a) && contiguous(b);
+    }
+
+    /**
      * Sets every row of {@code z [rows, n]} to the vector {@code b} ({@code n} elements, converted
      * to {@code z}'s type).
      *
