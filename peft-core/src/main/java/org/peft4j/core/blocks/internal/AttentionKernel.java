@@ -64,31 +64,48 @@ public final class AttentionKernel {
         if (!causal && keyMask == null) {
             return null;
         }
-        INDArray m;
-        if (keyMask != null) {
-            if (keyMask.rank() != 2 || keyMask.size(0) != batch || keyMask.size(1) != tk) {
-                throw new IllegalArgumentException("key-padding mask must be [batch, time] = [" + batch + ", " + tk
-                        + "], got " + java.util.Arrays.toString(keyMask.shape()));
-            }
-            m = Nd4j.createUninitialized(dt, batch, tq, tk);
-            // m[b, i, j] = keyMask[b, j]
-            m.assign(0);
-            Nd4j.getExecutioner().exec(new BroadcastAddOp(m, keyMask.castTo(dt), m, 0, 2));
-        } else {
-            m = Nd4j.ones(dt, batch, tq, tk);
+        if (keyMask != null && (keyMask.rank() != 2 || keyMask.size(0) != batch || keyMask.size(1) != tk)) {
+            throw new IllegalArgumentException("key-padding mask must be [batch, time] = [" + batch + ", " + tk
+                    + "], got " + java.util.Arrays.toString(keyMask.shape()));
         }
-        if (causal) {
-            INDArray tri = Nd4j.createUninitialized(dt, tq, tk);
-            double[] t = new double[Math.toIntExact(tq * tk)];
+        // built on the heap and created in one piece: a few thousand values, where ND4J took an
+        // assign, a broadcast and, for the causal mask, another broadcast (each with its fixed cost)
+        double[] keep = keyMask == null ? null : keyMask.castTo(DataType.DOUBLE).dup('c').data().asDouble();
+        int n = Math.toIntExact(batch * tq * tk);
+        double[] m = new double[n];
+        for (int b = 0; b < batch; b++) {
             for (int i = 0; i < tq; i++) {
-                for (int j = 0; j <= i && j < tk; j++) {
-                    t[(int) (i * tk + j)] = 1.0;
+                int row = (int) ((b * tq + i) * tk);
+                for (int j = 0; j < tk; j++) {
+                    boolean allowed = (!causal || j <= i) && (keep == null || keep[(int) (b * tk + j)] != 0.0);
+                    m[row + j] = allowed ? 1.0 : 0.0;
                 }
             }
-            tri.assign(Nd4j.createFromArray(t).reshape(tq, tk).castTo(dt));
-            Nd4j.getExecutioner().exec(new BroadcastMulOp(m, tri, m, 1, 2));
         }
-        return m;
+        INDArray a = Nd4j.createFromArray(m).reshape('c', batch, tq, tk);
+        return dt == DataType.DOUBLE ? a : a.castTo(dt);
+    }
+
+    /** {@code (M − 1)·1e30} for an allowed-key mask {@code M}, and whether some query allows no key. */
+    private record Push(INDArray add, boolean emptyRow) {
+    }
+
+    /** The scores to add for {@code allowed} ({@code 0} or {@link #MASKED_SCORE}), computed on the heap. */
+    private static Push push(INDArray allowed) {
+        double[] m = allowed.castTo(DataType.DOUBLE).dup('c').data().asDouble();
+        int tk = (int) allowed.size(2);
+        double[] add = new double[m.length];
+        boolean emptyRow = false;
+        for (int row = 0; row < m.length; row += tk) {
+            boolean any = false;
+            for (int j = 0; j < tk; j++) {
+                add[row + j] = (m[row + j] - 1.0) * -MASKED_SCORE;
+                any |= m[row + j] != 0.0;
+            }
+            emptyRow |= !any;
+        }
+        INDArray a = Nd4j.createFromArray(add).reshape('c', allowed.shape());
+        return new Push(a.castTo(allowed.dataType()), emptyRow);
     }
 
     /**
@@ -121,10 +138,10 @@ public final class AttentionKernel {
         } else if (s.dataType() == DataType.FLOAT) {
             // s += (M - 1) · 1e30, broadcast over heads: exp(-1e30 - max) is exactly 0 for every row
             // that keeps a key; a row that keeps none comes out uniform and is multiplied by M = 0
-            INDArray push = allowed.sub(1.0).muli(-MASKED_SCORE);
-            Nd4j.getExecutioner().exec(new BroadcastAddOp(s, push, s, 0, 2, 3));
+            Push push = push(allowed);
+            Nd4j.getExecutioner().exec(new BroadcastAddOp(s, push.add(), s, 0, 2, 3));
             p = Nd4j.exec(new SoftMax(s, s, -1))[0];
-            if (allowed.max(2).minNumber().doubleValue() == 0) {
+            if (push.emptyRow()) {
                 Nd4j.getExecutioner().exec(new BroadcastMulOp(p, allowed, p, 0, 2, 3));
             }
         } else {
@@ -154,7 +171,7 @@ public final class AttentionKernel {
      * and shape ({@link RowKernels#sameRows}); returns false (nothing written) otherwise. Why: ND4J
      * needs five ops and a temporary array for it (a multiply, a row sum, a broadcast subtraction and
      * two multiplies), each a pass over the {@code [b, h, T, T]} scores with its fixed cost; here a
-     * row stays in the L1 cache. The row sum is accumulated in double.
+     * row stays in the L1 cache. The row sum has eight partial sums ({@link FloatRows}) in float32.
      */
     static boolean softmaxBackwardRows(INDArray dp, INDArray probs, double scale) {
         if (!RowKernels.sameRows(dp, probs)) {
@@ -176,18 +193,8 @@ public final class AttentionKernel {
                 dpb.get(dpBase + (int) from, g, 0, len);
                 pb.get(pBase + (int) from, p, 0, len);
                 for (int o = 0; o < len; o += t) {
-                    double d0 = 0;
-                    double d1 = 0;
-                    int j = 0;
-                    for (; j + 1 < t; j += 2) {
-                        d0 += (double) g[o + j] * p[o + j];
-                        d1 += (double) g[o + j + 1] * p[o + j + 1];
-                    }
-                    for (; j < t; j++) {
-                        d0 += (double) g[o + j] * p[o + j];
-                    }
-                    float dot = (float) (d0 + d1);
-                    for (j = 0; j < t; j++) {
+                    float dot = FloatRows.dot(g, o, p, o, t);
+                    for (int j = 0; j < t; j++) {
                         g[o + j] = sc * p[o + j] * (g[o + j] - dot);
                     }
                 }

@@ -8,8 +8,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * LayerNorm and RMSNorm over the rows of a {@code 'c'}-ordered contiguous {@code [n, d]} array
  * (the formulas are in {@link org.peft4j.core.blocks.LayerNorm} and
  * {@link org.peft4j.core.blocks.RmsNorm}), on heap blocks of rows: float64 arrays in double
- * ({@link HostRows}), float32 arrays with the row statistics and sums in double and the
- * element-wise maps in float32 (see {@code forwardFloat}).
+ * ({@link HostRows}), float32 arrays in float32 (see {@code forwardFloat}).
  *
  * <p>Why by hand: in ND4J the statistics, the normalization and the affine map are about ten ops
  * over the activations forward and twenty backward, each with a fixed cost of 15–35 µs on
@@ -132,10 +131,10 @@ public final class NormKernel {
     }
 
     /**
-     * {@link #forward} for float32 arrays: the row statistics in double from the float values,
-     * the normalization and affine map in float32 ({@code y = (x − μ)·(r·g) + b}, with {@code μ} and
-     * {@code r} rounded to float32), in loops over heap blocks of floats that C2 vectorizes. The
-     * double path converted every element to double and back, which took longer than the arithmetic.
+     * {@link #forward} for float32 arrays, in float32 throughout on heap blocks of rows: the row
+     * statistics with eight partial sums ({@link FloatRows}), {@code y = (x − μ)·(r·g) + b} in a loop
+     * C2 vectorizes. The double path converted every element to double and back, which took longer
+     * than the arithmetic.
      */
     private static void forwardFloat(INDArray x, INDArray y, double[] g, double[] b, double eps) {
         int d = g.length;
@@ -145,8 +144,8 @@ public final class NormKernel {
         FloatBuffer out = y.data().asNioFloat();
         int inBase = (int) x.offset();
         int outBase = (int) y.offset();
-        float[] gf = floats(g);
-        float[] bf = centered ? floats(b) : new float[d];
+        float[] gf = FloatRows.floats(g);
+        float[] bf = centered ? FloatRows.floats(b) : new float[d];
         float[] a = new float[d];
         int rowsPerBlock = Math.max(1, BLOCK / d);
         float[] v = new float[rowsPerBlock * d];
@@ -156,14 +155,13 @@ public final class NormKernel {
             in.get(inBase + (int) (r0 * d), v, 0, len);
             for (int r = 0; r < rows; r++) {
                 int o = r * d;
-                double mu = centered ? sum(v, o, d) / d : 0.0;
-                float rs = (float) (1.0 / Math.sqrt(centeredSquares(v, o, d, mu) / d + eps));
-                float muf = (float) mu;
+                float mu = centered ? FloatRows.sum(v, o, d) / d : 0f;
+                float rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, o, d, mu) / d + eps));
                 for (int j = 0; j < d; j++) {
                     a[j] = rs * gf[j];
                 }
                 for (int j = 0; j < d; j++) {
-                    v[o + j] = (v[o + j] - muf) * a[j] + bf[j];
+                    v[o + j] = (v[o + j] - mu) * a[j] + bf[j];
                 }
             }
             out.put(outBase + (int) (r0 * d), v, 0, len);
@@ -171,9 +169,8 @@ public final class NormKernel {
     }
 
     /**
-     * {@link #backward} for float32 arrays: statistics, the row sums {@code Σĝ}, {@code Σĝx̂} and the
-     * parameter gradients (from {@code x̂} in double) accumulated in double; {@code x̂}, {@code ĝ}
-     * and {@code dx} in float32.
+     * {@link #backward} for float32 arrays, in float32 like {@link #forwardFloat}; {@code dg} and
+     * {@code db} are summed in float over a block of rows, then added to the double totals.
      */
     private static void backwardFloat(INDArray x, INDArray dy, INDArray dx, double[] g, boolean centered, double eps,
                                       double[] dg, double[] db) {
@@ -185,113 +182,48 @@ public final class NormKernel {
         int xBase = (int) x.offset();
         int dyBase = (int) dy.offset();
         int dxBase = (int) dx.offset();
-        float[] gf = floats(g);
+        float[] gf = FloatRows.floats(g);
         int rowsPerBlock = Math.max(1, BLOCK / d);
         float[] v = new float[rowsPerBlock * d];
         float[] e = new float[rowsPerBlock * d];
         float[] gh = new float[d];
+        float[] dgf = new float[d];
+        float[] dbf = new float[d];
         for (long r0 = 0; r0 < n; r0 += rowsPerBlock) {
             int rows = (int) Math.min(rowsPerBlock, n - r0);
             int len = rows * d;
             xs.get(xBase + (int) (r0 * d), v, 0, len);
             dys.get(dyBase + (int) (r0 * d), e, 0, len);
+            java.util.Arrays.fill(dgf, 0f);
+            java.util.Arrays.fill(dbf, 0f);
             for (int r = 0; r < rows; r++) {
                 int o = r * d;
-                double mu = centered ? sum(v, o, d) / d : 0.0;
-                double rsd = 1.0 / Math.sqrt(centeredSquares(v, o, d, mu) / d + eps);
-                float rs = (float) rsd;
-                float muf = (float) mu;
-                // dg from x̂ in double, as precise as the double path
+                float mu = centered ? FloatRows.sum(v, o, d) / d : 0f;
+                float rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, o, d, mu) / d + eps));
                 for (int j = 0; j < d; j++) {
-                    dg[j] += e[o + j] * ((v[o + j] - mu) * rsd);
+                    float xh = (v[o + j] - mu) * rs;
+                    float ej = e[o + j];
+                    v[o + j] = xh;
+                    gh[j] = gf[j] * ej;
+                    dgf[j] += ej * xh;
+                    dbf[j] += ej;
                 }
-                for (int j = 0; j < d; j++) {
-                    v[o + j] = (v[o + j] - muf) * rs;
-                    gh[j] = gf[j] * e[o + j];
-                }
-                if (db != null) {
-                    for (int j = 0; j < d; j++) {
-                        db[j] += e[o + j];
-                    }
-                }
-                float meanG = centered ? (float) (sum(gh, 0, d) / d) : 0f;
-                float meanGx = (float) (dot(gh, v, o, d) / d);
+                float meanG = centered ? FloatRows.sum(gh, 0, d) / d : 0f;
+                float meanGx = FloatRows.dot(gh, 0, v, o, d) / d;
                 for (int j = 0; j < d; j++) {
                     e[o + j] = rs * (gh[j] - meanG - v[o + j] * meanGx);
                 }
             }
+            for (int j = 0; j < d; j++) {
+                dg[j] += dgf[j];
+            }
+            if (db != null) {
+                for (int j = 0; j < d; j++) {
+                    db[j] += dbf[j];
+                }
+            }
             dxs.put(dxBase + (int) (r0 * d), e, 0, len);
         }
-    }
-
-    private static float[] floats(double[] a) {
-        float[] f = new float[a.length];
-        for (int i = 0; i < a.length; i++) {
-            f[i] = (float) a[i];
-        }
-        return f;
-    }
-
-    /** {@code Σ v[o, o + d)} in double with four partial sums. */
-    private static double sum(float[] v, int o, int d) {
-        double s0 = 0;
-        double s1 = 0;
-        double s2 = 0;
-        double s3 = 0;
-        int j = 0;
-        for (; j + 3 < d; j += 4) {
-            s0 += v[o + j];
-            s1 += v[o + j + 1];
-            s2 += v[o + j + 2];
-            s3 += v[o + j + 3];
-        }
-        for (; j < d; j++) {
-            s0 += v[o + j];
-        }
-        return (s0 + s1) + (s2 + s3);
-    }
-
-    /** {@code Σ (v[o, o + d) − mu)²} in double with four partial sums. */
-    private static double centeredSquares(float[] v, int o, int d, double mu) {
-        double s0 = 0;
-        double s1 = 0;
-        double s2 = 0;
-        double s3 = 0;
-        int j = 0;
-        for (; j + 3 < d; j += 4) {
-            double a = v[o + j] - mu;
-            double b = v[o + j + 1] - mu;
-            double c = v[o + j + 2] - mu;
-            double e = v[o + j + 3] - mu;
-            s0 += a * a;
-            s1 += b * b;
-            s2 += c * c;
-            s3 += e * e;
-        }
-        for (; j < d; j++) {
-            double a = v[o + j] - mu;
-            s0 += a * a;
-        }
-        return (s0 + s1) + (s2 + s3);
-    }
-
-    /** {@code Σ a[j]·v[o + j]} over {@code j < d}, in double with four partial sums. */
-    private static double dot(float[] a, float[] v, int o, int d) {
-        double s0 = 0;
-        double s1 = 0;
-        double s2 = 0;
-        double s3 = 0;
-        int j = 0;
-        for (; j + 3 < d; j += 4) {
-            s0 += (double) a[j] * v[o + j];
-            s1 += (double) a[j + 1] * v[o + j + 1];
-            s2 += (double) a[j + 2] * v[o + j + 2];
-            s3 += (double) a[j + 3] * v[o + j + 3];
-        }
-        for (; j < d; j++) {
-            s0 += (double) a[j] * v[o + j];
-        }
-        return (s0 + s1) + (s2 + s3);
     }
 
     /** {@code Σ v[o, o + d)} with four partial sums. */

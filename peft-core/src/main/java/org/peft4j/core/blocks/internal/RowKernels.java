@@ -149,7 +149,7 @@ public final class RowKernels {
     private static double[] values(INDArray v) {
         int len = (int) v.length();
         double[] d = new double[len];
-        if (contiguous(v)) {
+        if (contiguous(v) && (v.ordering() == 'c' || v.isVector() || v.length() == 1)) {
             int base = (int) v.offset();
             if (v.dataType() == DataType.DOUBLE) {
                 v.data().asNioDouble().get(base, d, 0, len);
