@@ -96,7 +96,9 @@ public abstract class FrozenLayerImpl<C extends FrozenBaseLayer> extends BaseLay
     protected final void biasGradient(INDArray delta, Gradient g) {
         if (layerConf().isTrainableBias()) {
             INDArray biasGrad = gradientViews.get(FrozenBaseLayer.BIAS_KEY);
-            delta.sum(biasGrad, 0);
+            if (!RowKernels.columnSums(delta, biasGrad)) {
+                delta.sum(biasGrad, 0);
+            }
             g.gradientForVariable().put(FrozenBaseLayer.BIAS_KEY, biasGrad);
         }
     }

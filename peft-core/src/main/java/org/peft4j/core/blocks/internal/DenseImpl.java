@@ -143,7 +143,9 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
             g.gradientForVariable().put(DefaultParamInitializer.WEIGHT_KEY, gw);
             if (layerConf().hasBias()) {
                 INDArray gb = gradientViews.get(DefaultParamInitializer.BIAS_KEY);
-                delta.sum(gb, 0);
+                if (!RowKernels.columnSums(delta, gb)) {
+                    delta.sum(gb, 0);
+                }
                 g.gradientForVariable().put(DefaultParamInitializer.BIAS_KEY, gb);
             }
             INDArray w = getParamWithNoise(DefaultParamInitializer.WEIGHT_KEY, true, workspaceMgr).castTo(dataType);

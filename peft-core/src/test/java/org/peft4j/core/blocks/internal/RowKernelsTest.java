@@ -92,4 +92,20 @@ class RowKernelsTest {
         assertEquals(before, f);
         assertEquals(before, z);
     }
+
+    @Test
+    void columnSumsEqualNd4jsSumOverRowsIntoAViewOfAFlatVector() {
+        for (DataType t : new DataType[] {DataType.FLOAT, DataType.DOUBLE}) {
+            // 37 rows: two full blocks of sixteen and a partial one
+            INDArray a = random(t, 37, 5).muli(7);
+            INDArray flat = Nd4j.zeros(t, 1, 12);
+            INDArray dst = flat.get(NDArrayIndex.point(0), NDArrayIndex.interval(4, 9));
+            assertTrue(RowKernels.columnSums(a, dst), t.toString());
+            assertTrue(a.sum(0).equalsWithEps(dst, t == DataType.FLOAT ? 1e-5 : 1e-13), t.toString());
+            assertEquals(0.0, flat.get(NDArrayIndex.point(0), NDArrayIndex.interval(0, 4)).sumNumber().doubleValue());
+            assertEquals(0.0, flat.get(NDArrayIndex.point(0), NDArrayIndex.interval(9, 12)).sumNumber().doubleValue());
+            assertFalse(RowKernels.columnSums(a.dup('f'), dst), "'f' order is left to ND4J");
+            assertFalse(RowKernels.columnSums(a, Nd4j.zeros(t, 4)), "a vector of another width");
+        }
+    }
 }
