@@ -82,6 +82,13 @@ public final class AttentionKernel {
                 }
             }
         }
+        if (dt == DataType.FLOAT) {
+            float[] f = new float[n];
+            for (int i = 0; i < n; i++) {
+                f[i] = (float) m[i];
+            }
+            return Nd4j.createFromArray(f).reshape('c', batch, tq, tk);
+        }
         INDArray a = Nd4j.createFromArray(m).reshape('c', batch, tq, tk);
         return dt == DataType.DOUBLE ? a : a.castTo(dt);
     }
@@ -92,20 +99,23 @@ public final class AttentionKernel {
 
     /** The scores to add for {@code allowed} ({@code 0} or {@link #MASKED_SCORE}), computed on the heap. */
     private static Push push(INDArray allowed) {
-        double[] m = allowed.castTo(DataType.DOUBLE).dup('c').data().asDouble();
+        // allowedKeys' float arrays are read as they are; anything else through a 'c' float copy
+        boolean plain = allowed.dataType() == DataType.FLOAT && allowed.ordering() == 'c' && !allowed.isView()
+                && allowed.data().length() == allowed.length();
+        float[] m = (plain ? allowed : allowed.castTo(DataType.FLOAT).dup('c')).data().asFloat();
         int tk = (int) allowed.size(2);
-        double[] add = new double[m.length];
+        float[] add = new float[m.length];
         boolean emptyRow = false;
         for (int row = 0; row < m.length; row += tk) {
             boolean any = false;
             for (int j = 0; j < tk; j++) {
-                add[row + j] = (m[row + j] - 1.0) * -MASKED_SCORE;
-                any |= m[row + j] != 0.0;
+                add[row + j] = m[row + j] != 0f ? 0f : (float) MASKED_SCORE;
+                any |= m[row + j] != 0f;
             }
             emptyRow |= !any;
         }
         INDArray a = Nd4j.createFromArray(add).reshape('c', allowed.shape());
-        return new Push(a.castTo(allowed.dataType()), emptyRow);
+        return new Push(allowed.dataType() == DataType.FLOAT ? a : a.castTo(allowed.dataType()), emptyRow);
     }
 
     /**
