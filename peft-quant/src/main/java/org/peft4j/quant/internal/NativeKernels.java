@@ -11,9 +11,10 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * The native 4-bit GEMVs and the tile dequantizer of the batched products
- * ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with AVX2 + FMA or AVX-512), loaded from the jar
- * when this platform has them, with the Java kernels as fallback.
+ * The native 4-bit GEMVs, the tile dequantizer of the batched products and the fused
+ * {@code g · dequant(W)ᵀ} of small batches ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with
+ * AVX2 + FMA or AVX-512; the fused product AVX-512 only), loaded from the jar when this platform
+ * has them, with the Java kernels (and BLAS on dequantized tiles) as fallback.
  *
  * <p>Why native code in a Java library: on Java 17 the batch-1 products are bound by one scalar
  * table load per weight (the incubating Vector API's table lookups are not intrinsified there), so
@@ -151,6 +152,73 @@ public final class NativeKernels {
         return true;
     }
 
+
+    /** The largest batch {@link #gemmTransposed} takes (64 rows: four AVX-512 vectors of accumulators per weight row). */
+    static final int FUSED_MAX_BATCH = 64;
+    /** Multiply-adds below which {@link #gemmTransposed} runs on the calling thread alone. */
+    private static final long FUSED_PARALLEL_WORK = 1L << 22;
+
+    /**
+     * {@code out = g · dequant(W)ᵀ} with the fused AVX-512 kernel when it is in use and takes the
+     * shape: a batch of at most {@value #FUSED_MAX_BATCH} rows, {@code g [batch, nOut]} and
+     * {@code out [batch, nIn]} float32 host arrays that are plain in 'c' or 'f' order (see
+     * {@link HostSgemm#isPlain}, {@link HostSgemm#isPlainF}). Large products are split by rows of
+     * {@code W} over the common ForkJoin pool (each task dequantizes only its own rows). Returns
+     * false (and leaves {@code out} alone) when it does not apply.
+     */
+    static boolean gemmTransposed(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn, int nOut,
+                                  INDArray g, INDArray out) {
+        if (!usable(blockSize, nOut) || LEVEL != LEVEL_AVX512) {
+            return false;
+        }
+        long batch = g.size(0);
+        if (g.rank() != 2 || out.rank() != 2 || batch < 1 || batch > FUSED_MAX_BATCH || out.size(0) != batch
+                || g.size(1) != nOut || out.size(1) != nIn
+                || !(HostSgemm.isPlain(g) || HostSgemm.isPlainF(g)) || !(HostSgemm.isPlain(out) || HostSgemm.isPlainF(out))) {
+            return false;
+        }
+        long work = batch * nIn * nOut;
+        int tasks = work < FUSED_PARALLEL_WORK ? 1
+                : Math.max(1, Math.min(Runtime.getRuntime().availableProcessors(), (nIn + 5) / 6));
+        if (tasks == 1) {
+            gemmTransposedRows(packed, scales, blockSize, pair, nIn, nOut, g, out, 0, nIn);
+        } else {
+            java.util.stream.IntStream.range(0, tasks).parallel().forEach(t -> gemmTransposedRows(packed, scales,
+                    blockSize, pair, nIn, nOut, g, out, (int) ((long) nIn * t / tasks), (int) ((long) nIn * (t + 1) / tasks)));
+        }
+        return true;
+    }
+
+    /**
+     * Rows {@code [i0, i1)} of {@code out = g · dequant(W)ᵀ} with the fused AVX-512 kernel, on the
+     * calling thread; checks every bound the C code relies on.
+     */
+    static void gemmTransposedRows(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn, int nOut,
+                                   INDArray g, INDArray out, int i0, int i1) {
+        checkLevel(LEVEL_AVX512);
+        checkMatrix(packed, scales, blockSize, pair, nIn, nOut);
+        checkRange("rows", i0, i1, nIn, 1);
+        long batch = g.size(0);
+        if (batch < 1 || batch > FUSED_MAX_BATCH || g.rank() != 2 || out.rank() != 2 || g.size(1) != nOut
+                || out.size(0) != batch || out.size(1) != nIn) {
+            throw new IllegalArgumentException("fused product needs g [batch <= " + FUSED_MAX_BATCH + ", " + nOut
+                    + "] and out [batch, " + nIn + "]; got g " + java.util.Arrays.toString(g.shape()) + ", out "
+                    + java.util.Arrays.toString(out.shape()));
+        }
+        boolean gc = HostSgemm.isPlain(g);
+        boolean outC = HostSgemm.isPlain(out);
+        if (!(gc || HostSgemm.isPlainF(g)) || !(outC || HostSgemm.isPlainF(out)) || g.data().address() == 0
+                || out.data().address() == 0 || g.data().length() < batch * nOut || out.data().length() < batch * nIn) {
+            throw new IllegalArgumentException("fused product needs float32 host arrays, plain in 'c' or 'f' order");
+        }
+        if (i0 == i1) {
+            return;
+        }
+        checkResult(gemmTransposed0(packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
+                scales.nestedMapArray(), scales.offset(), nestedShift(scales), Integer.numberOfTrailingZeros(blockSize),
+                codeTable(pair), nOut, g.data().address(), gc ? nOut : 1, gc ? 1 : batch, (int) batch,
+                out.data().address(), outC ? nIn : 1, outC ? 1 : batch, i0, i1));
+    }
 
     /** {@link #dequantizeInto} with the kernel of {@code level}; checks every bound the C code relies on. */
     static void dequantizeRect(int level, byte[] packed, BlockScales scales, int blockSize, float[] pair,
@@ -328,6 +396,11 @@ public final class NativeKernels {
     private static native int dequantize0(int level, byte[] packed, float[] absmax, byte[] codes, float[] nested,
                                           float[] map, float offset, int nestedShift, int blockShift, float[] table,
                                           int nOut, int r0, int rows, int c0, int cols, long address);
+
+    private static native int gemmTransposed0(byte[] packed, float[] absmax, byte[] codes, float[] nested,
+                                              float[] map, float offset, int nestedShift, int blockShift,
+                                              float[] table, int nOut, long g, long gb, long gk, int batch,
+                                              long out, long sb, long si, int i0, int i1);
 
     private static native int gemvTransposed0(int level, byte[] packed, float[] absmax, byte[] codes,
                                               float[] nested, float[] map, float offset, int nestedShift,

@@ -83,7 +83,7 @@ class TiledMatmulTest {
                         + (v == 0 ? ", plain input" : v == 1 ? ", view input" : ", F-order input");
                 INDArray y = TiledMatmul.mmul(xs[v], packed, scales, 64, pair, nIn, nOut, direct);
                 assertClose(forward(xs[v].toFloatMatrix(), dq, nIn, nOut), y.toFloatMatrix(), nIn, "mmul, " + what);
-                INDArray e = TiledMatmul.mmulTransposed(gs[v], packed, scales, 64, pair, nIn, nOut, direct);
+                INDArray e = TiledMatmul.mmulTransposed(gs[v], packed, scales, 64, pair, nIn, nOut, direct, false);
                 assertClose(transposed(gs[v].toFloatMatrix(), dq, nIn, nOut), e.toFloatMatrix(), nOut, "mmulTransposed, " + what);
             }
         }
