@@ -22,7 +22,6 @@
  */
 #include <jni.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <immintrin.h>
 
@@ -170,8 +169,8 @@ static void dequant_512(const uint8_t *packed, const scales_t *sc, int shift, co
  * columns per step, into a 6 KB scratch that stays in L1, and multiplies them with the batch
  * held transposed (gT[k][b], the batch in the vector lanes): per k, NB vectors of gT and six
  * broadcast weights feed 6 · NB independent FMA chains held in registers (24 accumulators at
- * NB = 4). Rows are split between threads by the Java caller, so every weight is dequantized on
- * the core that uses it.
+ * NB = 4). The Java caller transposes the batch once and hands out chunks of rows to threads,
+ * so every weight is dequantized on the core that uses it.
  */
 #define GT_ROWS 6
 #define GT_KC 256
@@ -250,33 +249,31 @@ GEMM_T_512_NB(2)
 GEMM_T_512_NB(3)
 GEMM_T_512_NB(4)
 
-/*
- * Copies g[b][k] = g[b * gb + k * gk] (b < B <= 64) into gT[k][b] padded with zeros to a multiple
- * of 16 rows, then runs the kernel for its width. Returns 0, or 1 when the copy cannot be allocated.
- */
-static int gemm_t_512(const uint8_t *packed, const scales_t *sc, int shift, const float *table, int K,
-                      const float *g, int64_t gb, int64_t gk, int B, float *out, int64_t sb, int64_t si,
-                      int i0, int i1) {
-    const int NB = (B + 15) / 16;
-    const int W = NB * 16;
-    float *gT = aligned_alloc(64, (size_t) K * W * sizeof(float));
-    if (!gT) {
-        return 1;
-    }
+/* The width of gT for a batch: the batch rounded up to whole 16-float vectors. */
+static int gemm_t_width(int B) {
+    return (B + 15) / 16 * 16;
+}
+
+/* gT[k][b] = g[b * gb + k * gk] for b < B <= 64, zero for B <= b < gemm_t_width(B). */
+static void gemm_t_transpose(const float *g, int64_t gb, int64_t gk, int B, int K, float *gT) {
+    const int W = gemm_t_width(B);
     for (int b = 0; b < W; b++) {
         const float *gr = g + b * gb;
         for (int k = 0; k < K; k++) {
             gT[(int64_t) k * W + b] = b < B ? gr[k * gk] : 0.0f;
         }
     }
-    switch (NB) {
+}
+
+/* Runs the kernel for the batch's width; gT as gemm_t_transpose writes it, 64-byte aligned. */
+static void gemm_t_512(const uint8_t *packed, const scales_t *sc, int shift, const float *table, int K,
+                       const float *gT, int B, float *out, int64_t sb, int64_t si, int i0, int i1) {
+    switch (gemm_t_width(B) / 16) {
         case 1: gemm_t_512_1(packed, sc, shift, table, K, gT, B, out, sb, si, i0, i1); break;
         case 2: gemm_t_512_2(packed, sc, shift, table, K, gT, B, out, sb, si, i0, i1); break;
         case 3: gemm_t_512_3(packed, sc, shift, table, K, gT, B, out, sb, si, i0, i1); break;
         default: gemm_t_512_4(packed, sc, shift, table, K, gT, B, out, sb, si, i0, i1); break;
     }
-    free(gT);
-    return 0;
 }
 
 /* ---- AVX2 + FMA: 8 weights per pair of vpermps, blended on bit 3 of the code ---- */
@@ -489,24 +486,32 @@ JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_dequantize0(
 }
 
 /*
+ * Writes the transposed, zero-padded batch gT (native address, gemm_t_width(batch) * K floats,
+ * 64-byte aligned) from g[b * gb + k * gk] (native address); the Java caller checks the sizes.
+ */
+JNIEXPORT void JNICALL Java_org_peft4j_quant_internal_NativeKernels_transposeBatch0(JNIEnv *env, jclass cls,
+        jlong g, jlong gb, jlong gk, jint batch, jint K, jlong gT) {
+    (void) env;
+    (void) cls;
+    gemm_t_transpose((const float *) (intptr_t) g, gb, gk, batch, K, (float *) (intptr_t) gT);
+}
+
+/*
  * The fused g · dequant(W)^T of rows [i0, i1) for a batch of at most 64 (AVX-512 only; the Java
- * caller checks the level, the shapes and that g and out are float32 host buffers of the sizes
- * their strides imply). g and out are native addresses (ND4J arrays). Returns RESULT_DONE, or
- * RESULT_NOT_PINNED when the arrays could not be pinned or the transposed copy of g allocated.
+ * caller checks the level, the shapes and the buffers' sizes), from gT as transposeBatch0 wrote
+ * it, into out[b * sb + i * si] (native address). Returns RESULT_DONE or RESULT_NOT_PINNED.
  */
 JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemmTransposed0(JNIEnv *env, jclass cls,
         jbyteArray packed, jfloatArray absmax, jbyteArray codes, jfloatArray nested, jfloatArray map,
         jfloat offset, jint nestedShift, jint blockShift, jfloatArray table, jint nOut,
-        jlong g, jlong gb, jlong gk, jint batch, jlong out, jlong sb, jlong si, jint i0, jint i1) {
+        jlong gT, jint batch, jlong out, jlong sb, jlong si, jint i0, jint i1) {
     pinned_t p = {packed, codes, absmax, nested, map, table, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, JNI_FALSE};
     jint status = pin(env, &p) ? RESULT_DONE : RESULT_NOT_PINNED;
     (void) cls;
     if (status == RESULT_DONE) {
         scales_t s = scales_from(&p, offset, nestedShift);
-        if (gemm_t_512((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nOut,
-                       (const float *) (intptr_t) g, gb, gk, batch, (float *) (intptr_t) out, sb, si, i0, i1) != 0) {
-            status = RESULT_NOT_PINNED;
-        }
+        gemm_t_512((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nOut,
+                   (const float *) (intptr_t) gT, batch, (float *) (intptr_t) out, sb, si, i0, i1);
     }
     unpin(env, &p, JNI_ABORT);
     return status;
