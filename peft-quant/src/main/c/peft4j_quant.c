@@ -276,6 +276,74 @@ static void gemm_t_512(const uint8_t *packed, const scales_t *sc, int shift, con
     }
 }
 
+/*
+ * Fused y = x · dequant(W) for a batch of at most 64 rows, columns [j0, j1) (multiples of 64):
+ * y[b * ldy + j] = sum_i x[b * xb + i * xi] · W[i][j]. The same reasons as gemm_t_512: each core
+ * dequantizes 64 rows by 64 columns of W at a time into a 16 KB scratch that stays in L1 and
+ * multiplies them with six rows of x at a time (the columns in the vector lanes, a broadcast x
+ * value per row, 24 FMA chains in registers), accumulating in y from one 64-row chunk to the next.
+ * Measured standalone on one core: [32, 1024] · [1024, 1024] in 0.46 ms (146 GFLOPS), where
+ * BLAS on dequantized tiles took 0.70 ms plus the fill.
+ */
+#define MM_ROWS 6
+#define MM_KC 64
+
+__attribute__((target("avx512f")))
+static void mm_512(const uint8_t *packed, const scales_t *sc, int shift, const float *table, int nIn, int nOut,
+                   const float *x, int64_t xb, int64_t xi, int B, float *y, int64_t ldy, int j0, int j1) {
+    const __m512 t = _mm512_loadu_ps(table);
+    float wd[MM_KC][64] __attribute__((aligned(64)));
+    for (int j = j0; j < j1; j += 64) {
+        for (int i0 = 0; i0 < nIn; i0 += MM_KC) {
+            const int kc = nIn - i0 < MM_KC ? nIn - i0 : MM_KC;
+            for (int i = 0; i < kc; i++) {
+                const int64_t base = (int64_t) (i0 + i) * nOut + j;
+                const uint8_t *p = packed + (base >> 1);
+#pragma GCC unroll 4
+                for (int k = 0; k < 64; k += 16) {
+                    const __m512 s = _mm512_set1_ps(scale_of(sc, (base + k) >> shift));
+                    _mm512_store_ps(&wd[i][k], _mm512_mul_ps(_mm512_permutexvar_ps(idx16_512(p + (k >> 1)), t), s));
+                }
+            }
+            for (int b0 = 0; b0 < B; b0 += MM_ROWS) {
+                /* a short last group repeats its last row; only its rr rows are stored */
+                const int rr = B - b0 < MM_ROWS ? B - b0 : MM_ROWS;
+                __m512 acc[MM_ROWS][4];
+                const float *xr[MM_ROWS];
+#pragma GCC unroll 6
+                for (int r = 0; r < MM_ROWS; r++) {
+                    const int64_t row = b0 + (r < rr ? r : rr - 1);
+                    xr[r] = x + row * xb + (int64_t) i0 * xi;
+#pragma GCC unroll 4
+                    for (int q = 0; q < 4; q++) {
+                        acc[r][q] = i0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + row * ldy + j + 16 * q);
+                    }
+                }
+                for (int i = 0; i < kc; i++) {
+                    const __m512 w0 = _mm512_load_ps(&wd[i][0]);
+                    const __m512 w1 = _mm512_load_ps(&wd[i][16]);
+                    const __m512 w2 = _mm512_load_ps(&wd[i][32]);
+                    const __m512 w3 = _mm512_load_ps(&wd[i][48]);
+#pragma GCC unroll 6
+                    for (int r = 0; r < MM_ROWS; r++) {
+                        const __m512 xv = _mm512_set1_ps(xr[r][i * xi]);
+                        acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
+                        acc[r][1] = _mm512_fmadd_ps(xv, w1, acc[r][1]);
+                        acc[r][2] = _mm512_fmadd_ps(xv, w2, acc[r][2]);
+                        acc[r][3] = _mm512_fmadd_ps(xv, w3, acc[r][3]);
+                    }
+                }
+                for (int r = 0; r < rr; r++) {
+#pragma GCC unroll 4
+                    for (int q = 0; q < 4; q++) {
+                        _mm512_storeu_ps(y + (int64_t) (b0 + r) * ldy + j + 16 * q, acc[r][q]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* ---- AVX2 + FMA: 8 weights per pair of vpermps, blended on bit 3 of the code ---- */
 
 __attribute__((target("avx2,fma")))
@@ -512,6 +580,27 @@ JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemmTranspos
         scales_t s = scales_from(&p, offset, nestedShift);
         gemm_t_512((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nOut,
                    (const float *) (intptr_t) gT, batch, (float *) (intptr_t) out, sb, si, i0, i1);
+    }
+    unpin(env, &p, JNI_ABORT);
+    return status;
+}
+
+/*
+ * The fused x · dequant(W) of columns [j0, j1) (multiples of 64) for a batch of at most 64
+ * (AVX-512 only; the Java caller checks the level, the shapes and the buffers' sizes). x and y
+ * are native addresses (ND4J arrays). Returns RESULT_DONE or RESULT_NOT_PINNED.
+ */
+JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_mmulFused0(JNIEnv *env, jclass cls,
+        jbyteArray packed, jfloatArray absmax, jbyteArray codes, jfloatArray nested, jfloatArray map,
+        jfloat offset, jint nestedShift, jint blockShift, jfloatArray table, jint nIn, jint nOut,
+        jlong x, jlong xb, jlong xi, jint batch, jlong y, jlong ldy, jint j0, jint j1) {
+    pinned_t p = {packed, codes, absmax, nested, map, table, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, JNI_FALSE};
+    jint status = pin(env, &p) ? RESULT_DONE : RESULT_NOT_PINNED;
+    (void) cls;
+    if (status == RESULT_DONE) {
+        scales_t s = scales_from(&p, offset, nestedShift);
+        mm_512((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nIn, nOut,
+               (const float *) (intptr_t) x, xb, xi, batch, (float *) (intptr_t) y, ldy, j0, j1);
     }
     unpin(env, &p, JNI_ABORT);
     return status;

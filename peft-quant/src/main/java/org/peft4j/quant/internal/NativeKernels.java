@@ -285,6 +285,73 @@ public final class NativeKernels {
                 outC ? 1 : batch, i0, i1));
     }
 
+    /** Columns of W per chunk that the threads of one {@link #mmulFused} take. */
+    private static final int FUSED_CHUNK_COLUMNS = 128;
+
+    /**
+     * {@code y = x · dequant(W)} with the fused AVX-512 kernel when it is in use and takes the
+     * shape: a batch of at most {@value #FUSED_MAX_BATCH} rows, {@code nOut} a multiple of 64,
+     * {@code x [batch, nIn]} a float32 host array plain in 'c' or 'f' order and {@code y
+     * [batch, nOut]} one plain in 'c' order. Columns are shared between the caller and a pool task
+     * as {@link #gemmTransposed} shares rows. Returns false (and leaves {@code y} alone) when it
+     * does not apply.
+     */
+    static boolean mmulFused(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn, int nOut,
+                             INDArray x, INDArray y) {
+        if (!usable(blockSize, nOut) || LEVEL != LEVEL_AVX512 || nOut % 64 != 0) {
+            return false;
+        }
+        long batch = x.size(0);
+        if (x.rank() != 2 || y.rank() != 2 || batch < 1 || batch > FUSED_MAX_BATCH || y.size(0) != batch
+                || x.size(1) != nIn || y.size(1) != nOut || !(HostSgemm.isPlain(x) || HostSgemm.isPlainF(x))
+                || !HostSgemm.isPlain(y)) {
+            return false;
+        }
+        int chunks = (nOut + FUSED_CHUNK_COLUMNS - 1) / FUSED_CHUNK_COLUMNS;
+        boolean parallel = batch * nIn * nOut >= FUSED_PARALLEL_WORK && chunks > 1
+                && Runtime.getRuntime().availableProcessors() > 1;
+        if (!parallel) {
+            mmulFusedColumns(packed, scales, blockSize, pair, nIn, nOut, x, y, 0, nOut);
+            return true;
+        }
+        AtomicInteger next = new AtomicInteger();
+        Runnable work = () -> {
+            for (int c = next.getAndIncrement(); c < chunks; c = next.getAndIncrement()) {
+                mmulFusedColumns(packed, scales, blockSize, pair, nIn, nOut, x, y, c * FUSED_CHUNK_COLUMNS,
+                        Math.min(nOut, (c + 1) * FUSED_CHUNK_COLUMNS));
+            }
+        };
+        ForkJoinTask<?> helper = ForkJoinPool.commonPool().submit(work);
+        work.run();
+        helper.join();
+        return true;
+    }
+
+    /** Columns {@code [j0, j1)} (multiples of 64) of the fused {@code y = x · dequant(W)} on the calling thread; checks every bound. */
+    static void mmulFusedColumns(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn, int nOut,
+                                 INDArray x, INDArray y, int j0, int j1) {
+        checkLevel(LEVEL_AVX512);
+        checkMatrix(packed, scales, blockSize, pair, nIn, nOut);
+        checkRange("columns", j0, j1, nOut, 64);
+        long batch = x.size(0);
+        boolean xc = HostSgemm.isPlain(x);
+        if (x.rank() != 2 || y.rank() != 2 || batch < 1 || batch > FUSED_MAX_BATCH || y.size(0) != batch
+                || x.size(1) != nIn || y.size(1) != nOut || !(xc || HostSgemm.isPlainF(x)) || !HostSgemm.isPlain(y)
+                || x.data().address() == 0 || y.data().address() == 0 || x.data().length() < batch * nIn
+                || y.data().length() < batch * nOut) {
+            throw new IllegalArgumentException("fused product needs x [batch <= " + FUSED_MAX_BATCH + ", " + nIn
+                    + "] plain in 'c' or 'f' order and y [batch, " + nOut + "] plain in 'c' order, float32 host arrays; "
+                    + "got x " + java.util.Arrays.toString(x.shape()) + ", y " + java.util.Arrays.toString(y.shape()));
+        }
+        if (j0 == j1) {
+            return;
+        }
+        checkResult(mmulFused0(packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
+                scales.nestedMapArray(), scales.offset(), nestedShift(scales), Integer.numberOfTrailingZeros(blockSize),
+                codeTable(pair), nIn, nOut, x.data().address(), xc ? nIn : 1, xc ? 1 : batch, (int) batch,
+                y.data().address(), nOut, j0, j1));
+    }
+
     /** {@link #dequantizeInto} with the kernel of {@code level}; checks every bound the C code relies on. */
     static void dequantizeRect(int level, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                int nIn, int nOut, int r0, int rows, int c0, int cols, INDArray out, long outOff) {
@@ -461,6 +528,11 @@ public final class NativeKernels {
     private static native int dequantize0(int level, byte[] packed, float[] absmax, byte[] codes, float[] nested,
                                           float[] map, float offset, int nestedShift, int blockShift, float[] table,
                                           int nOut, int r0, int rows, int c0, int cols, long address);
+
+    private static native int mmulFused0(byte[] packed, float[] absmax, byte[] codes, float[] nested, float[] map,
+                                         float offset, int nestedShift, int blockShift, float[] table, int nIn,
+                                         int nOut, long x, long xb, long xi, int batch, long y, long ldy, int j0,
+                                         int j1);
 
     private static native void transposeBatch0(long g, long gb, long gk, int batch, int nOut, long gT);
 

@@ -41,12 +41,12 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * {@code t + 1} filled while BLAS multiplies tile {@code t}): BLAS splits its work evenly over all
  * cores and would wait for the one the fill slows down.
  *
- * <p>Batches of at most {@value NativeKernels#FUSED_MAX_BATCH} rows of {@link #mmulTransposed}
- * skip the tiles where the native AVX-512 kernel runs: {@link NativeKernels#gemmTransposed}
- * dequantizes a few rows at a time into L1 and multiplies them itself, each core its own rows
- * (at batch 64, 4096² on two cores: 7.3 ms, against 15.8 ms for tiles and BLAS and 10.0 ms for
- * BLAS on the float matrix), because with few rows the tiles' traffic between the fill and
- * BLAS's threads costs more than the flops.
+ * <p>Batches of at most {@value NativeKernels#FUSED_MAX_BATCH} rows skip the tiles where the
+ * native AVX-512 kernels run: {@link NativeKernels#gemmTransposed} and
+ * {@link NativeKernels#mmulFused} dequantize a few rows at a time into L1 and multiply them
+ * themselves, each core its own part (for {@code g · Wᵀ} at batch 64, 4096² on two cores: 7.3 ms,
+ * against 15.8 ms for tiles and BLAS and 10.0 ms for BLAS on the float matrix), because with few
+ * rows the tiles' traffic between the fill and BLAS's threads costs more than the flops.
  *
  * <p>Peak extra memory is one tile. The scratch tile lives outside any workspace; the result is
  * created in the caller's current workspace, like any ND4J op output.
@@ -99,8 +99,14 @@ public final class TiledMatmul {
     /** {@link #mmul} with the choice between {@link HostSgemm} and {@code Nd4j.gemm} made by the caller. */
     static INDArray mmul(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                          int nIn, int nOut, boolean direct) {
+        return mmul(x, packed, scales, blockSize, pair, nIn, nOut, direct, direct);
+    }
+
+    /** {@link #mmul} with the fused kernel allowed or not (tests run the tiles with it off). */
+    static INDArray mmul(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                         int nIn, int nOut, boolean direct, boolean fused) {
         INDArray y = Nd4j.createUninitialized(DataType.FLOAT, x.size(0), nOut);
-        mmulInto(x, packed, scales, blockSize, pair, nIn, nOut, y, direct);
+        mmulInto(x, packed, scales, blockSize, pair, nIn, nOut, y, direct, fused);
         return y;
     }
 
@@ -112,9 +118,22 @@ public final class TiledMatmul {
      */
     public static void mmulInto(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                                 int nIn, int nOut, INDArray y, boolean direct) {
+        mmulInto(x, packed, scales, blockSize, pair, nIn, nOut, y, direct, direct);
+    }
+
+    /**
+     * {@link #mmulInto} that, when {@code fused} (which needs {@code direct}: host memory), lets a
+     * batch of at most {@value NativeKernels#FUSED_MAX_BATCH} rows go through
+     * {@link NativeKernels#mmulFused} instead of tiles and BLAS.
+     */
+    static void mmulInto(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                         int nIn, int nOut, INDArray y, boolean direct, boolean fused) {
         int batch = Math.toIntExact(x.size(0));
         boolean byColumns = direct && HostSgemm.isPlainF(x);
         INDArray a = direct && !byColumns && !HostSgemm.isPlain(x) ? x.dup('c') : x;
+        if (fused && direct && NativeKernels.mmulFused(packed, scales, blockSize, pair, nIn, nOut, a, y)) {
+            return;
+        }
         int rowsPerPanel = forwardRows(batch, nIn, nOut);
         forEachPanel(packed, scales, blockSize, pair, nIn, nOut, rowsPerPanel, nOut, (w, i0, rows, c0, cols) -> {
             float beta = i0 == 0 ? 0f : 1f;

@@ -81,7 +81,7 @@ class TiledMatmulTest {
             for (int v = 0; v < xs.length; v++) {
                 String what = (direct ? "direct BLAS" : "Nd4j.gemm")
                         + (v == 0 ? ", plain input" : v == 1 ? ", view input" : ", F-order input");
-                INDArray y = TiledMatmul.mmul(xs[v], packed, scales, 64, pair, nIn, nOut, direct);
+                INDArray y = TiledMatmul.mmul(xs[v], packed, scales, 64, pair, nIn, nOut, direct, false);
                 assertClose(forward(xs[v].toFloatMatrix(), dq, nIn, nOut), y.toFloatMatrix(), nIn, "mmul, " + what);
                 INDArray e = TiledMatmul.mmulTransposed(gs[v], packed, scales, 64, pair, nIn, nOut, direct, false);
                 assertClose(transposed(gs[v].toFloatMatrix(), dq, nIn, nOut), e.toFloatMatrix(), nOut, "mmulTransposed, " + what);

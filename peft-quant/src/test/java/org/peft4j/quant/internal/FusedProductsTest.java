@@ -13,13 +13,14 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.peft4j.quant.QuantType;
 
 /**
- * The fused AVX-512 product {@code out = g · dequant(W)ᵀ} of small batches against
- * dequantize-then-multiply in double: every register width of the batch (1 to 4 vectors, full
- * and partial), row counts that leave a short last strip, row ranges that write only their own
- * columns, 'c' and 'f' inputs and outputs, both scale forms, FP4, the smallest and the largest
- * block, and the split over threads; and what it leaves to the tiles.
+ * The fused AVX-512 products of small batches, {@code out = g · dequant(W)ᵀ} and
+ * {@code y = x · dequant(W)}, against dequantize-then-multiply in double: every register width of
+ * the batch (1 to 4 vectors, full and partial) and batches that leave a short last group of rows,
+ * row counts that leave a short last strip or chunk, row and column ranges that write only their
+ * own part, 'c' and 'f' inputs (and outputs of the transposed product), both scale forms, FP4, the
+ * smallest and the largest block, and the split over threads; and what they leave to the tiles.
  */
-class FusedTransposedTest {
+class FusedProductsTest {
 
     private static final Object[][] CASES = {
         // nIn, nOut, block, type, nested
@@ -127,5 +128,68 @@ class FusedTransposedTest {
             assertFalse(NativeKernels.gemmTransposed(m.packed(), m.scales(), 64, m.pair(), 16, 256,
                     Nd4j.rand(DataType.FLOAT, 4, 256), nans(4, 16, 'c')), "no AVX-512: " + NativeKernels.status());
         }
+    }
+
+    private static double[][] forwardReference(float[][] x, NativeKernelsTest.Matrix m) {
+        double[][] y = new double[x.length][m.nOut()];
+        for (int b = 0; b < x.length; b++) {
+            for (int i = 0; i < m.nIn(); i++) {
+                for (int j = 0; j < m.nOut(); j++) {
+                    y[b][j] += (double) x[b][i] * m.dense()[i * m.nOut() + j];
+                }
+            }
+        }
+        return y;
+    }
+
+    @Test
+    void fusedForwardEqualsReferenceForEveryBatchLayoutAndColumnRange() {
+        assumeTrue(avx512(), "the fused kernel is AVX-512 only: " + NativeKernels.status());
+        for (Object[] c : CASES) {
+            NativeKernelsTest.Matrix m = NativeKernelsTest.Matrix.random((int) c[0], (int) c[1], (int) c[2],
+                    (QuantType) c[3], (boolean) c[4], 12);
+            for (int batch : new int[] {2, 5, 6, 7, 16, 33, 64}) {
+                INDArray xc = Nd4j.create(TestArrays.gaussian(batch * m.nIn(), batch + 40), new long[] {batch, m.nIn()}, 'c');
+                double[][] ref = forwardReference(xc.toFloatMatrix(), m);
+                for (char xOrder : new char[] {'c', 'f'}) {
+                    INDArray x = xc.dup(xOrder);
+                    String what = Arrays.toString(c) + " batch " + batch + " x '" + xOrder + "'";
+                    INDArray y = nans(batch, m.nOut(), 'c');
+                    assertTrue(NativeKernels.mmulFused(m.packed(), m.scales(), m.blockSize(), m.pair(), m.nIn(), m.nOut(),
+                            x, y), what);
+                    assertClose(ref, y, 0, m.nOut(), m.nIn(), what);
+                    int j0 = m.nOut() > 128 ? 64 : 0;
+                    int j1 = m.nOut() > 128 ? m.nOut() - 64 : m.nOut();
+                    INDArray part = nans(batch, m.nOut(), 'c');
+                    NativeKernels.mmulFusedColumns(m.packed(), m.scales(), m.blockSize(), m.pair(), m.nIn(), m.nOut(),
+                            x, part, j0, j1);
+                    assertClose(ref, part, j0, j1, m.nIn(), what + " columns [" + j0 + ", " + j1 + ")");
+                }
+            }
+        }
+    }
+
+    @Test
+    void tiledMatmulTakesTheFusedForwardForSmallBatchesSplitOverThreads() {
+        assumeTrue(avx512(), "the fused kernel is AVX-512 only: " + NativeKernels.status());
+        // 64 · 300 · 1024 multiply-adds: enough to be split over the pool
+        NativeKernelsTest.Matrix m = NativeKernelsTest.Matrix.random(300, 1024, 64, QuantType.NF4, true, 13);
+        INDArray x = Nd4j.create(TestArrays.gaussian(64 * 300, 14), new long[] {64, 300}, 'c');
+        INDArray y = TiledMatmul.mmul(x, m.packed(), m.scales(), 64, m.pair(), 300, 1024, true, true);
+        assertClose(forwardReference(x.toFloatMatrix(), m), y, 0, 1024, 300, "through TiledMatmul");
+    }
+
+    @Test
+    void theFusedForwardLeavesNarrowWeightsLargerBatchesAndOtherOutputsToTheTiles() {
+        NativeKernelsTest.Matrix m = NativeKernelsTest.Matrix.random(16, 96, 32, QuantType.NF4, false, 15);
+        assertFalse(NativeKernels.mmulFused(m.packed(), m.scales(), 32, m.pair(), 16, 96,
+                Nd4j.rand(DataType.FLOAT, 4, 16), nans(4, 96, 'c')), "96 columns: not whole 64-column strips");
+        NativeKernelsTest.Matrix w = NativeKernelsTest.Matrix.random(16, 256, 64, QuantType.NF4, false, 16);
+        assertFalse(NativeKernels.mmulFused(w.packed(), w.scales(), 64, w.pair(), 16, 256,
+                Nd4j.rand(DataType.FLOAT, 65, 16), nans(65, 256, 'c')), "batch 65");
+        INDArray yF = nans(4, 256, 'f');
+        assertFalse(NativeKernels.mmulFused(w.packed(), w.scales(), 64, w.pair(), 16, 256,
+                Nd4j.rand(DataType.FLOAT, 4, 16), yF), "y in 'f' order");
+        assertTrue(Float.isNaN(yF.getFloat(0, 0)), "y untouched");
     }
 }
