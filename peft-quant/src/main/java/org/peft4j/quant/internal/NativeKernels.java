@@ -17,9 +17,10 @@ import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * The native 4-bit GEMVs, the tile dequantizer of the batched products and the fused
- * {@code g · dequant(W)ᵀ} of small batches ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with
- * AVX2 + FMA or AVX-512; the fused product AVX-512 only), loaded from the jar when this platform
- * has them, with the Java kernels (and BLAS on dequantized tiles) as fallback.
+ * {@code x · dequant(W)} and {@code g · dequant(W)ᵀ} of small batches
+ * ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with AVX2 + FMA or AVX-512; the fused products
+ * AVX-512 only), loaded from the jar when this platform has them, with the Java kernels (and BLAS
+ * on dequantized tiles) as fallback.
  *
  * <p>Why native code in a Java library: on Java 17 the batch-1 products are bound by one scalar
  * table load per weight (the incubating Vector API's table lookups are not intrinsified there), so
