@@ -1,6 +1,7 @@
 /*
- * Native 4-bit kernels of peft-quant (Linux x86-64): the GEMVs of batch-1 products and the
- * dequantizer that fills the float tiles of batched products, called through JNI by
+ * Native 4-bit kernels of peft-quant (Linux x86-64): the GEMVs of batch-1 products, the
+ * dequantizer that fills the float tiles of batched products, and the fused product
+ * g · dequant(W)^T for batches of up to 64 rows, called through JNI by
  * org.peft4j.quant.internal.NativeKernels.
  *
  * Why native: on Java 17, C2 compiles the 4-bit table lookups to one scalar load per weight
@@ -151,6 +152,193 @@ static void dequant_512(const uint8_t *packed, const scales_t *sc, int shift, co
             const uint8_t *p = packed + ((row + jb) >> 1);
             for (int k = 0; k < bs; k += 16) {
                 _mm512_storeu_ps(o + jb + k, _mm512_mul_ps(_mm512_permutexvar_ps(idx16_512(p + (k >> 1)), t), s));
+            }
+        }
+    }
+}
+
+/*
+ * Fused out = g · dequant(W)^T for a batch of at most 64 rows (the input gradient of a 4-bit
+ * layer), rows [i0, i1) of W: out[b * sb + i * si] = sum_k g[b][k] · W[i][k].
+ *
+ * Why not dequantized tiles and BLAS, as the larger batches do: with few rows of g the product
+ * is bound by moving the tile, not by flops. A tile filled by one core and packed by BLAS's
+ * worker on the other travels between their caches, and filling it evicts what BLAS is working
+ * on; measured at batch 64, 4096 x 4096 on two cores, fill plus BLAS took 15.8 ms where BLAS
+ * alone took 10.0 and the fill 2.0. Here each core dequantizes six rows of W at a time, 256
+ * columns per step, into a 6 KB scratch that stays in L1, and multiplies them with the batch
+ * held transposed (gT[k][b], the batch in the vector lanes): per k, NB vectors of gT and six
+ * broadcast weights feed 6 · NB independent FMA chains held in registers (24 accumulators at
+ * NB = 4). The Java caller transposes the batch once and hands out chunks of rows to threads,
+ * so every weight is dequantized on the core that uses it.
+ */
+#define GT_ROWS 6
+#define GT_KC 256
+
+__attribute__((target("avx512f"), always_inline))
+static inline void gemm_t_strips_512(const uint8_t *packed, const scales_t *sc, int shift, const float *table,
+                                     int K, const float *gT, const int NB, int B, float *out, int64_t sb,
+                                     int64_t si, int i0, int i1) {
+    const __m512 t = _mm512_loadu_ps(table);
+    const int W = NB * 16;
+    float wd[GT_ROWS][GT_KC] __attribute__((aligned(64)));
+    float accs[GT_ROWS][64] __attribute__((aligned(64)));
+    for (int i = i0; i < i1; i += GT_ROWS) {
+        /* a short last strip repeats its last row; only its rr rows are stored */
+        const int rr = i1 - i < GT_ROWS ? i1 - i : GT_ROWS;
+        __m512 acc[GT_ROWS][4];
+#pragma GCC unroll 6
+        for (int r = 0; r < GT_ROWS; r++) {
+#pragma GCC unroll 4
+            for (int q = 0; q < NB; q++) {
+                acc[r][q] = _mm512_setzero_ps();
+            }
+        }
+        for (int k0 = 0; k0 < K; k0 += GT_KC) {
+            const int kc = K - k0 < GT_KC ? K - k0 : GT_KC;
+            for (int r = 0; r < GT_ROWS; r++) {
+                const int64_t base = (int64_t) (i + (r < rr ? r : rr - 1)) * K + k0;
+                const uint8_t *p = packed + (base >> 1);
+                for (int k = 0; k < kc; k += 16) {
+                    const __m512 s = _mm512_set1_ps(scale_of(sc, (base + k) >> shift));
+                    _mm512_store_ps(&wd[r][k], _mm512_mul_ps(_mm512_permutexvar_ps(idx16_512(p + (k >> 1)), t), s));
+                }
+            }
+            const float *gp = gT + (int64_t) k0 * W;
+            for (int k = 0; k < kc; k++, gp += W) {
+                __m512 gv[4];
+#pragma GCC unroll 4
+                for (int q = 0; q < NB; q++) {
+                    gv[q] = _mm512_load_ps(gp + 16 * q);
+                }
+#pragma GCC unroll 6
+                for (int r = 0; r < GT_ROWS; r++) {
+                    const __m512 w = _mm512_set1_ps(wd[r][k]);
+#pragma GCC unroll 4
+                    for (int q = 0; q < NB; q++) {
+                        acc[r][q] = _mm512_fmadd_ps(w, gv[q], acc[r][q]);
+                    }
+                }
+            }
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < GT_ROWS; r++) {
+#pragma GCC unroll 4
+            for (int q = 0; q < NB; q++) {
+                _mm512_store_ps(&accs[r][16 * q], acc[r][q]);
+            }
+        }
+        for (int r = 0; r < rr; r++) {
+            float *o = out + (int64_t) (i + r) * si;
+            for (int b = 0; b < B; b++) {
+                o[b * sb] = accs[r][b];
+            }
+        }
+    }
+}
+
+/* One instance per register width of the batch (NB vectors of 16 rows), so the accumulators are registers. */
+#define GEMM_T_512_NB(nb) \
+    __attribute__((target("avx512f"))) \
+    static void gemm_t_512_##nb(const uint8_t *packed, const scales_t *sc, int shift, const float *table, int K, \
+                                const float *gT, int B, float *out, int64_t sb, int64_t si, int i0, int i1) { \
+        gemm_t_strips_512(packed, sc, shift, table, K, gT, nb, B, out, sb, si, i0, i1); \
+    }
+GEMM_T_512_NB(1)
+GEMM_T_512_NB(2)
+GEMM_T_512_NB(3)
+GEMM_T_512_NB(4)
+
+/* The width of gT for a batch: the batch rounded up to whole 16-float vectors. */
+static int gemm_t_width(int B) {
+    return (B + 15) / 16 * 16;
+}
+
+/* gT[k][b] = g[b * gb + k * gk] for b < B <= 64, zero for B <= b < gemm_t_width(B). */
+static void gemm_t_transpose(const float *g, int64_t gb, int64_t gk, int B, int K, float *gT) {
+    const int W = gemm_t_width(B);
+    for (int b = 0; b < W; b++) {
+        const float *gr = g + b * gb;
+        for (int k = 0; k < K; k++) {
+            gT[(int64_t) k * W + b] = b < B ? gr[k * gk] : 0.0f;
+        }
+    }
+}
+
+/* Runs the kernel for the batch's width; gT as gemm_t_transpose writes it, 64-byte aligned. */
+static void gemm_t_512(const uint8_t *packed, const scales_t *sc, int shift, const float *table, int K,
+                       const float *gT, int B, float *out, int64_t sb, int64_t si, int i0, int i1) {
+    switch (gemm_t_width(B) / 16) {
+        case 1: gemm_t_512_1(packed, sc, shift, table, K, gT, B, out, sb, si, i0, i1); break;
+        case 2: gemm_t_512_2(packed, sc, shift, table, K, gT, B, out, sb, si, i0, i1); break;
+        case 3: gemm_t_512_3(packed, sc, shift, table, K, gT, B, out, sb, si, i0, i1); break;
+        default: gemm_t_512_4(packed, sc, shift, table, K, gT, B, out, sb, si, i0, i1); break;
+    }
+}
+
+/*
+ * Fused y = x · dequant(W) for a batch of at most 64 rows, columns [j0, j1) (multiples of 64):
+ * y[b * ldy + j] = sum_i x[b * xb + i * xi] · W[i][j]. The same reasons as gemm_t_512: each core
+ * dequantizes 64 rows by 64 columns of W at a time into a 16 KB scratch that stays in L1 and
+ * multiplies them with six rows of x at a time (the columns in the vector lanes, a broadcast x
+ * value per row, 24 FMA chains in registers), accumulating in y from one 64-row chunk to the next.
+ * Measured standalone on one core: [32, 1024] · [1024, 1024] in 0.46 ms (146 GFLOPS), where
+ * BLAS on dequantized tiles took 0.70 ms plus the fill.
+ */
+#define MM_ROWS 6
+#define MM_KC 64
+
+__attribute__((target("avx512f")))
+static void mm_512(const uint8_t *packed, const scales_t *sc, int shift, const float *table, int nIn, int nOut,
+                   const float *x, int64_t xb, int64_t xi, int B, float *y, int64_t ldy, int j0, int j1) {
+    const __m512 t = _mm512_loadu_ps(table);
+    float wd[MM_KC][64] __attribute__((aligned(64)));
+    for (int j = j0; j < j1; j += 64) {
+        for (int i0 = 0; i0 < nIn; i0 += MM_KC) {
+            const int kc = nIn - i0 < MM_KC ? nIn - i0 : MM_KC;
+            for (int i = 0; i < kc; i++) {
+                const int64_t base = (int64_t) (i0 + i) * nOut + j;
+                const uint8_t *p = packed + (base >> 1);
+#pragma GCC unroll 4
+                for (int k = 0; k < 64; k += 16) {
+                    const __m512 s = _mm512_set1_ps(scale_of(sc, (base + k) >> shift));
+                    _mm512_store_ps(&wd[i][k], _mm512_mul_ps(_mm512_permutexvar_ps(idx16_512(p + (k >> 1)), t), s));
+                }
+            }
+            for (int b0 = 0; b0 < B; b0 += MM_ROWS) {
+                /* a short last group repeats its last row; only its rr rows are stored */
+                const int rr = B - b0 < MM_ROWS ? B - b0 : MM_ROWS;
+                __m512 acc[MM_ROWS][4];
+                const float *xr[MM_ROWS];
+#pragma GCC unroll 6
+                for (int r = 0; r < MM_ROWS; r++) {
+                    const int64_t row = b0 + (r < rr ? r : rr - 1);
+                    xr[r] = x + row * xb + (int64_t) i0 * xi;
+#pragma GCC unroll 4
+                    for (int q = 0; q < 4; q++) {
+                        acc[r][q] = i0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + row * ldy + j + 16 * q);
+                    }
+                }
+                for (int i = 0; i < kc; i++) {
+                    const __m512 w0 = _mm512_load_ps(&wd[i][0]);
+                    const __m512 w1 = _mm512_load_ps(&wd[i][16]);
+                    const __m512 w2 = _mm512_load_ps(&wd[i][32]);
+                    const __m512 w3 = _mm512_load_ps(&wd[i][48]);
+#pragma GCC unroll 6
+                    for (int r = 0; r < MM_ROWS; r++) {
+                        const __m512 xv = _mm512_set1_ps(xr[r][i * xi]);
+                        acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
+                        acc[r][1] = _mm512_fmadd_ps(xv, w1, acc[r][1]);
+                        acc[r][2] = _mm512_fmadd_ps(xv, w2, acc[r][2]);
+                        acc[r][3] = _mm512_fmadd_ps(xv, w3, acc[r][3]);
+                    }
+                }
+                for (int r = 0; r < rr; r++) {
+#pragma GCC unroll 4
+                    for (int q = 0; q < 4; q++) {
+                        _mm512_storeu_ps(y + (int64_t) (b0 + r) * ldy + j + 16 * q, acc[r][q]);
+                    }
+                }
             }
         }
     }
@@ -360,6 +548,59 @@ JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_dequantize0(
         } else {
             dequant_256((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nOut, r0, rows, c0, cols, o);
         }
+    }
+    unpin(env, &p, JNI_ABORT);
+    return status;
+}
+
+/*
+ * Writes the transposed, zero-padded batch gT (native address, gemm_t_width(batch) * K floats,
+ * 64-byte aligned) from g[b * gb + k * gk] (native address); the Java caller checks the sizes.
+ */
+JNIEXPORT void JNICALL Java_org_peft4j_quant_internal_NativeKernels_transposeBatch0(JNIEnv *env, jclass cls,
+        jlong g, jlong gb, jlong gk, jint batch, jint K, jlong gT) {
+    (void) env;
+    (void) cls;
+    gemm_t_transpose((const float *) (intptr_t) g, gb, gk, batch, K, (float *) (intptr_t) gT);
+}
+
+/*
+ * The fused g · dequant(W)^T of rows [i0, i1) for a batch of at most 64 (AVX-512 only; the Java
+ * caller checks the level, the shapes and the buffers' sizes), from gT as transposeBatch0 wrote
+ * it, into out[b * sb + i * si] (native address). Returns RESULT_DONE or RESULT_NOT_PINNED.
+ */
+JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_gemmTransposed0(JNIEnv *env, jclass cls,
+        jbyteArray packed, jfloatArray absmax, jbyteArray codes, jfloatArray nested, jfloatArray map,
+        jfloat offset, jint nestedShift, jint blockShift, jfloatArray table, jint nOut,
+        jlong gT, jint batch, jlong out, jlong sb, jlong si, jint i0, jint i1) {
+    pinned_t p = {packed, codes, absmax, nested, map, table, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, JNI_FALSE};
+    jint status = pin(env, &p) ? RESULT_DONE : RESULT_NOT_PINNED;
+    (void) cls;
+    if (status == RESULT_DONE) {
+        scales_t s = scales_from(&p, offset, nestedShift);
+        gemm_t_512((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nOut,
+                   (const float *) (intptr_t) gT, batch, (float *) (intptr_t) out, sb, si, i0, i1);
+    }
+    unpin(env, &p, JNI_ABORT);
+    return status;
+}
+
+/*
+ * The fused x · dequant(W) of columns [j0, j1) (multiples of 64) for a batch of at most 64
+ * (AVX-512 only; the Java caller checks the level, the shapes and the buffers' sizes). x and y
+ * are native addresses (ND4J arrays). Returns RESULT_DONE or RESULT_NOT_PINNED.
+ */
+JNIEXPORT jint JNICALL Java_org_peft4j_quant_internal_NativeKernels_mmulFused0(JNIEnv *env, jclass cls,
+        jbyteArray packed, jfloatArray absmax, jbyteArray codes, jfloatArray nested, jfloatArray map,
+        jfloat offset, jint nestedShift, jint blockShift, jfloatArray table, jint nIn, jint nOut,
+        jlong x, jlong xb, jlong xi, jint batch, jlong y, jlong ldy, jint j0, jint j1) {
+    pinned_t p = {packed, codes, absmax, nested, map, table, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, JNI_FALSE};
+    jint status = pin(env, &p) ? RESULT_DONE : RESULT_NOT_PINNED;
+    (void) cls;
+    if (status == RESULT_DONE) {
+        scales_t s = scales_from(&p, offset, nestedShift);
+        mm_512((const uint8_t *) p.packed, &s, blockShift, (const float *) p.table, nIn, nOut,
+               (const float *) (intptr_t) x, xb, xi, batch, (float *) (intptr_t) y, ldy, j0, j1);
     }
     unpin(env, &p, JNI_ABORT);
     return status;

@@ -17,7 +17,8 @@ import org.peft4j.quant.internal.Adam8bitUpdater;
  * layout), so with the scales the state costs 2.03 bytes per parameter at block 256 instead of
  * float Adam's 8 ({@link #stateSize}: {@code ⌈n/2⌉ + 2⌈n/256⌉} floats).
  *
- * <p>Per step, with {@code g} the gradient and {@code t} the 1-based iteration:
+ * <p>Per step, with {@code g} the gradient and {@code t} the 1-based iteration, in float32
+ * arithmetic as bitsandbytes' kernels compute it:
  * <pre>
  *   m = β1·m + (1-β1)·g        v = β2·v + (1-β2)·g²
  *   update = lr · (m / (1-β1^t)) / (√(v / (1-β2^t)) + ε)

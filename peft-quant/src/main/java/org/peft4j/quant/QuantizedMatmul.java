@@ -18,11 +18,12 @@ import org.peft4j.quant.internal.TiledMatmul;
  *   <li>backward epsilon {@code ε = g · dequant(Wq)ᵀ}: {@code g [batch, nOut]} → {@code ε [batch, nIn]}.</li>
  * </ul>
  * Batch 1 goes through a GEMV that reads the 4-bit codes directly (a 256-entry byte → two floats
- * table times the block scale); larger batches dequantize a run of rows of {@code Wq} at a time
- * into a ~4 MiB float tile and multiply with it in BLAS (OpenBLAS called directly on the CPU
+ * table times the block scale). Batches of up to 64 rows, where the native AVX-512 kernels run,
+ * go through fused kernels that dequantize a few rows at a time into an L1-sized scratch and
+ * multiply them on the same core; other batches dequantize a run of rows of {@code Wq} at a time
+ * into a ~1 MiB float tile and multiply with it in BLAS (OpenBLAS called directly on the CPU
  * backend, {@code Nd4j.gemm} elsewhere; see {@link TiledMatmul}), so peak extra memory is one
- * tile. ND4J has no 4-bit type, which is why these kernels are hand-written; the batched path
- * still leaves the flops to BLAS.
+ * tile. ND4J has no 4-bit type, which is why these kernels are hand-written.
  *
  * <p>Inputs are read as float32 (other dtypes are cast); outputs are new float32 C-order arrays.
  * Results equal {@code x.mmul(w.toINDArray())} up to float32 summation order.

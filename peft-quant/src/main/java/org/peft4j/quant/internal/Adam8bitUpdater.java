@@ -138,6 +138,22 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
                 + "scale it down or clip gradients (e.g. DL4J's GradientNormalization)";
     }
 
+    /** Per-block scratch (one updater block is updated by one thread at a time). */
+    private float[] mBlock = new float[0];
+    private float[] vBlock = new float[0];
+    private float[] uBlock = new float[0];
+    /** Heap copies of the state words and of the gradient, reused from step to step. */
+    private float[] stateBuffer = new float[0];
+    private float[] gradientBuffer = new float[0];
+
+    /**
+     * One Adam step on {@code gradient} (replaced by the update), block by block: each block's
+     * codes are decoded into a scratch of {@link Adam8bit#blockSize()} floats, updated and encoded
+     * again while they are in the L1 cache, so the step reads and writes each word once. The state
+     * and the gradient are copied to the heap in one bulk read each, changed there, and written
+     * back in one bulk write each after every block has been checked; a non-finite moment
+     * therefore leaves both as they were.
+     */
     @Override
     public void applyUpdater(INDArray gradient, int iteration, int epoch) {
         if (view == null) {
@@ -153,51 +169,195 @@ public final class Adam8bitUpdater implements GradientUpdater<Adam8bit> {
         int block = config.blockSize();
         int blocks = Blockwise8bit.blockCount(count, block);
         int codeFloats = (int) packedFloats(count);
-        float[] state = view.get(NDArrayIndex.interval(0, codeFloats + 2L * blocks)).castTo(DataType.FLOAT).toFloatVector();
-        byte[] mCodes = new byte[count];
-        byte[] vCodes = new byte[count];
-        unpack(state, count, mCodes, vCodes);
-        float[] mScale = java.util.Arrays.copyOfRange(state, codeFloats, codeFloats + blocks);
-        float[] vScale = java.util.Arrays.copyOfRange(state, codeFloats + blocks, codeFloats + 2 * blocks);
+        int stateWords = codeFloats + 2 * blocks;
+        if (stateBuffer.length < stateWords) {
+            stateBuffer = new float[stateWords];
+        }
+        if (gradientBuffer.length < count) {
+            gradientBuffer = new float[count];
+        }
+        float[] state = read(view, stateWords, stateBuffer);
+        float[] g = read(gradient, count, gradientBuffer);
+        if (mBlock.length != block) {
+            mBlock = new float[block];
+            vBlock = new float[block];
+            uBlock = new float[block];
+        }
 
-        float[] m = new float[count];
-        float[] v = new float[count];
-        Blockwise8bit.dequantizeDynamic(mCodes, mScale, block, m);
-        Blockwise8bit.dequantizeDynamic(vCodes, vScale, block, v);
-        float[] g = gradient.castTo(DataType.FLOAT).dup('c').reshape(count).toFloatVector();
-
-        double beta1 = config.beta1();
-        double beta2 = config.beta2();
         int t = iteration + 1;
-        double lr = config.getLearningRate(iteration, epoch);
-        double c1 = 1 - Math.pow(beta1, t);
-        double c2 = 1 - Math.pow(beta2, t);
-        double eps = config.epsilon();
+        double c1 = 1 - Math.pow(config.beta1(), t);
+        double c2 = 1 - Math.pow(config.beta2(), t);
+        // float32 arithmetic, as bitsandbytes' kernels: loops C2 vectorizes (double sqrt and
+        // division, scalar, cost 40 times as much) on moments that are stored in 8 bits anyway
+        float b1 = (float) config.beta1();
+        float b2 = (float) config.beta2();
+        float ob1 = (float) (1 - config.beta1());
+        float ob2 = (float) (1 - config.beta2());
+        float step = (float) (config.getLearningRate(iteration, epoch) / c1);
+        float invSqrtC2 = (float) (1 / Math.sqrt(c2));
+        // an ε below float32's range would make 0/0 of a parameter whose gradients were all 0
+        float eps = Math.max((float) config.epsilon(), Float.MIN_VALUE);
         // A moment dequantized as 0 while the other is not (v spans the square of g's range, so it
         // underflows first) would divide m by ε alone; clip m to what exact Adam can reach.
-        double ratio = momentRatioBound(beta1, beta2);
+        double ratio = momentRatioBound(config.beta1(), config.beta2());
         boolean clip = ratio < Double.POSITIVE_INFINITY;
-        for (int i = 0; i < count; i++) {
-            double gi = g[i];
-            double vi = beta2 * v[i] + (1 - beta2) * gi * gi;
-            double mi = beta1 * m[i] + (1 - beta1) * gi;
+        float r = (float) ratio;
+        float[] m = mBlock;
+        float[] v = vBlock;
+        float[] u = uBlock;
+        for (int b = 0; b < blocks; b++) {
+            int start = b * block;
+            int len = Math.min(block, count - start);
+            decode(state, start, len, state[codeFloats + b], state[codeFloats + blocks + b], m, v);
             if (clip) {
-                double bound = ratio * Math.sqrt(vi);
-                mi = Math.max(-bound, Math.min(bound, mi));
+                for (int i = 0; i < len; i++) {
+                    float gi = g[start + i];
+                    float vi = b2 * v[i] + (ob2 * gi) * gi;
+                    float s = (float) Math.sqrt(vi);
+                    float bound = r * s;
+                    float mi = Math.max(-bound, Math.min(bound, b1 * m[i] + ob1 * gi));
+                    m[i] = mi;
+                    v[i] = vi;
+                    u[i] = step * mi / (s * invSqrtC2 + eps);
+                }
+            } else {
+                for (int i = 0; i < len; i++) {
+                    float gi = g[start + i];
+                    float vi = b2 * v[i] + (ob2 * gi) * gi;
+                    float mi = b1 * m[i] + ob1 * gi;
+                    m[i] = mi;
+                    v[i] = vi;
+                    u[i] = step * mi / ((float) Math.sqrt(vi) * invSqrtC2 + eps);
+                }
             }
-            m[i] = (float) mi;
-            v[i] = (float) vi;
-            if (!Float.isFinite(v[i]) || !Float.isFinite(m[i])) {
-                throw new IllegalArgumentException(nonFinite(i, g[i], gradient.length()));
+            float mMax = absmax(m, len);
+            float vMax = absmax(v, len);
+            if (!(mMax <= Float.MAX_VALUE) || !(vMax <= Float.MAX_VALUE)) {
+                for (int i = 0; i < len; i++) {
+                    if (!Float.isFinite(v[i]) || !Float.isFinite(m[i])) {
+                        throw new IllegalArgumentException(nonFinite(start + i, g[start + i], count));
+                    }
+                }
             }
-            g[i] = (float) (lr * (mi / c1) / (Math.sqrt(vi / c2) + eps));
+            System.arraycopy(u, 0, g, start, len);
+            encode(m, len, mMax, state, start, true);
+            encode(v, len, vMax, state, start, false);
+            state[codeFloats + b] = mMax;
+            state[codeFloats + blocks + b] = vMax;
         }
-        Blockwise8bit.quantizeDynamic(m, block, mCodes, mScale);
-        Blockwise8bit.quantizeDynamic(v, block, vCodes, vScale);
-        pack(mCodes, vCodes, count, state);
-        System.arraycopy(mScale, 0, state, codeFloats, blocks);
-        System.arraycopy(vScale, 0, state, codeFloats + blocks, blocks);
-        view.get(NDArrayIndex.interval(0, state.length)).assign(Nd4j.createFromArray(state).castTo(view.dataType()));
-        gradient.assign(Nd4j.createFromArray(g).reshape(gradient.shape()).castTo(gradient.dataType()));
+        write(view, state, stateWords);
+        write(gradient, g, count);
+    }
+
+    /**
+     * {@code max |x[i]|} over {@code [0, len)}, NaN if any element is NaN: the value of
+     * {@link Blockwise4bit#absmax}, with four independent maxima so that the chain of dependent
+     * {@code Math.max} does not set the pace.
+     */
+    private static float absmax(float[] x, int len) {
+        float a0 = 0f;
+        float a1 = 0f;
+        float a2 = 0f;
+        float a3 = 0f;
+        int i = 0;
+        for (; i + 3 < len; i += 4) {
+            a0 = Math.max(a0, Math.abs(x[i]));
+            a1 = Math.max(a1, Math.abs(x[i + 1]));
+            a2 = Math.max(a2, Math.abs(x[i + 2]));
+            a3 = Math.max(a3, Math.abs(x[i + 3]));
+        }
+        for (; i < len; i++) {
+            a0 = Math.max(a0, Math.abs(x[i]));
+        }
+        return Math.max(Math.max(a0, a1), Math.max(a2, a3));
+    }
+
+    /**
+     * {@code m[i], v[i]} of parameters {@code start + i}, {@code i < len}, from the packed words
+     * ({@code start} even) and the block's two scales: {@code DYNAMIC8[code] · scale}, as
+     * {@link #unpack} then {@link Blockwise8bit#dequantizeDynamic}.
+     */
+    private static void decode(float[] words, int start, int len, float mScale, float vScale, float[] m, float[] v) {
+        final float[] table = CodeTables.DYNAMIC8;
+        for (int i = 0; i < len; i += 2) {
+            int w = Float.floatToRawIntBits(words[(start + i) >>> 1]);
+            int exponent = (w >>> 23) & 0xFF;
+            m[i] = table[(w >>> 15) & 0xFF] * mScale;
+            v[i] = table[exponent == 0 ? ZERO_CODE : exponent + ZERO_CODE - 1] * vScale;
+            if (i + 1 < len) {
+                m[i + 1] = table[(w >>> 7) & 0xFF] * mScale;
+                v[i + 1] = table[((w >>> 24) & 0x80) | (w & 0x7F)] * vScale;
+            }
+        }
+    }
+
+    /**
+     * Quantizes one moment of a block, {@code x[0, len)}, as {@link Blockwise8bit#quantizeDynamic}
+     * and stores its codes in the packed words of parameters {@code start …} ({@code first}: the
+     * {@code m} codes, which come first; the {@code v} codes then fill in the rest of each word,
+     * as {@link #pack} lays them out), with the block's scale {@code amax = max |x|}.
+     */
+    private static void encode(float[] x, int len, float amax, float[] words, int start, boolean first) {
+        float inv = 1f / Math.max(amax, Blockwise8bit.MIN_ABSMAX);
+        for (int i = 0; i < len; i += 2) {
+            int p = Blockwise8bit.encodeDynamic(x[i] * inv);
+            int q = i + 1 < len ? Blockwise8bit.encodeDynamic(x[i + 1] * inv) : -1;
+            int word;
+            if (first) {
+                word = (p << 15) | ((q < 0 ? 0 : q) << 7);
+            } else {
+                int vp = Math.max(p, ZERO_CODE);
+                int vq = q < 0 ? ZERO_CODE : q;
+                word = Float.floatToRawIntBits(words[(start + i) >>> 1]) & 0x7FFF80
+                        | ((vq & 0x80) << 24) | ((vp - ZERO_CODE + 1) << 23) | (vq & 0x7F);
+            }
+            words[(start + i) >>> 1] = Float.intBitsToFloat(word);
+        }
+    }
+
+    /**
+     * The first {@code n} elements of a vector {@code a} in order, into {@code out} (returned): one
+     * bulk copy out of the buffer when {@code a} is float32 and contiguous (DL4J's state and
+     * gradient views are), else through ND4J.
+     */
+    private static float[] read(INDArray a, int n, float[] out) {
+        if (contiguousFloats(a)) {
+            a.data().asNioFloat().get((int) a.offset(), out, 0, n);
+        } else {
+            INDArray flat = a.reshape(a.length());
+            float[] all = flat.get(NDArrayIndex.interval(0, n)).castTo(DataType.FLOAT).toFloatVector();
+            System.arraycopy(all, 0, out, 0, n);
+        }
+        return out;
+    }
+
+    /** Overwrites the first {@code n} elements of a vector {@code a} with {@code values[0, n)} (see {@link #read}). */
+    private static void write(INDArray a, float[] values, int n) {
+        if (contiguousFloats(a)) {
+            a.data().asNioFloat().put((int) a.offset(), values, 0, n);
+        } else {
+            INDArray src = Nd4j.createFromArray(java.util.Arrays.copyOf(values, n)).castTo(a.dataType());
+            if (n == a.length()) {
+                a.assign(src.reshape(a.shape()));
+            } else {
+                a.reshape(a.length()).get(NDArrayIndex.interval(0, n)).assign(src);
+            }
+        }
+    }
+
+    /**
+     * Whether {@code a} is a float32 vector (rank 1, or rank 2 with one dimension 1) whose elements
+     * lie one after the other in its buffer, from {@code a.offset()}.
+     */
+    static boolean contiguousFloats(INDArray a) {
+        if (a.dataType() != DataType.FLOAT || a.rank() > 2 || a.length() > Integer.MAX_VALUE) {
+            return false;
+        }
+        for (int d = 0; d < a.rank(); d++) {
+            if (a.size(d) > 1 && (a.size(d) != a.length() || a.stride(d) != 1)) {
+                return false;
+            }
+        }
+        return a.offset() + a.length() <= a.data().asNioFloat().capacity();
     }
 }

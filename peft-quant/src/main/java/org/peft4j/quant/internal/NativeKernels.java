@@ -6,14 +6,21 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.Locale;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinTask;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * The native 4-bit GEMVs and the tile dequantizer of the batched products
- * ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with AVX2 + FMA or AVX-512), loaded from the jar
- * when this platform has them, with the Java kernels as fallback.
+ * The native 4-bit GEMVs, the tile dequantizer of the batched products and the fused
+ * {@code x · dequant(W)} and {@code g · dequant(W)ᵀ} of small batches
+ * ({@code src/main/c/peft4j_quant.c}, Linux x86-64 with AVX2 + FMA or AVX-512; the fused products
+ * AVX-512 only), loaded from the jar when this platform has them, with the Java kernels (and BLAS
+ * on dequantized tiles) as fallback.
  *
  * <p>Why native code in a Java library: on Java 17 the batch-1 products are bound by one scalar
  * table load per weight (the incubating Vector API's table lookups are not intrinsified there), so
@@ -151,6 +158,200 @@ public final class NativeKernels {
         return true;
     }
 
+
+    /** The largest batch {@link #gemmTransposed} takes (64 rows: four AVX-512 vectors of accumulators per weight row). */
+    static final int FUSED_MAX_BATCH = 64;
+    /** Multiply-adds below which {@link #gemmTransposed} runs on the calling thread alone. */
+    private static final long FUSED_PARALLEL_WORK = 1L << 22;
+    /** Rows of W per chunk that the threads of one {@link #gemmTransposed} take (eight strips of six). */
+    private static final int FUSED_CHUNK_ROWS = 48;
+
+    /**
+     * {@code out = g · dequant(W)ᵀ} with the fused AVX-512 kernel when it is in use and takes the
+     * shape: a batch of at most {@value #FUSED_MAX_BATCH} rows, {@code g [batch, nOut]} and
+     * {@code out [batch, nIn]} float32 host arrays that are plain in 'c' or 'f' order (see
+     * {@link HostSgemm#isPlain}, {@link HostSgemm#isPlainF}). Returns false (and leaves
+     * {@code out} alone) when it does not apply.
+     *
+     * <p>The batch is transposed once into a scratch array; then the calling thread and, for large
+     * products, one task of the common pool take chunks of {@value #FUSED_CHUNK_ROWS} rows of
+     * {@code W} from a shared counter (each dequantizes only its own rows). Not a fixed split: on
+     * a machine with as many cores as threads, OpenBLAS's worker keeps spinning on the other core
+     * after each BLAS call, and a pool task there may start late or run slowly; with a shared
+     * counter the caller simply takes more chunks.
+     */
+    static boolean gemmTransposed(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn, int nOut,
+                                  INDArray g, INDArray out) {
+        if (!usable(blockSize, nOut) || LEVEL != LEVEL_AVX512) {
+            return false;
+        }
+        long batch = g.size(0);
+        if (g.rank() != 2 || out.rank() != 2 || batch < 1 || batch > FUSED_MAX_BATCH || out.size(0) != batch
+                || g.size(1) != nOut || out.size(1) != nIn
+                || !(HostSgemm.isPlain(g) || HostSgemm.isPlainF(g)) || !(HostSgemm.isPlain(out) || HostSgemm.isPlainF(out))) {
+            return false;
+        }
+        INDArray gT = transposedBatch(g, nOut);
+        try {
+            int chunks = (nIn + FUSED_CHUNK_ROWS - 1) / FUSED_CHUNK_ROWS;
+            boolean parallel = batch * nIn * nOut >= FUSED_PARALLEL_WORK && chunks > 1
+                    && Runtime.getRuntime().availableProcessors() > 1;
+            if (!parallel) {
+                rowsFromTransposed(packed, scales, blockSize, pair, nIn, nOut, gT, out, 0, nIn);
+                return true;
+            }
+            AtomicInteger next = new AtomicInteger();
+            Runnable work = () -> {
+                for (int c = next.getAndIncrement(); c < chunks; c = next.getAndIncrement()) {
+                    rowsFromTransposed(packed, scales, blockSize, pair, nIn, nOut, gT, out, c * FUSED_CHUNK_ROWS,
+                            Math.min(nIn, (c + 1) * FUSED_CHUNK_ROWS));
+                }
+            };
+            // a task that has not started when the caller joins it is run by the caller and finds no chunk left
+            ForkJoinTask<?> helper = ForkJoinPool.commonPool().submit(work);
+            work.run();
+            helper.join();
+            return true;
+        } finally {
+            gT.close();
+        }
+    }
+
+    /**
+     * Rows {@code [i0, i1)} of {@code out = g · dequant(W)ᵀ} with the fused AVX-512 kernel on the
+     * calling thread ({@code g} and {@code out} as {@link #gemmTransposed} takes them).
+     */
+    static void gemmTransposedRows(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn, int nOut,
+                                   INDArray g, INDArray out, int i0, int i1) {
+        if (g.rank() != 2 || g.size(0) < 1 || g.size(0) > FUSED_MAX_BATCH || g.size(1) != nOut
+                || !(HostSgemm.isPlain(g) || HostSgemm.isPlainF(g))) {
+            throw new IllegalArgumentException("fused product needs a float32 g [batch <= " + FUSED_MAX_BATCH + ", "
+                    + nOut + "], plain in 'c' or 'f' order; got " + java.util.Arrays.toString(g.shape()));
+        }
+        INDArray gT = transposedBatch(g, nOut);
+        try {
+            rowsFromTransposed(packed, scales, blockSize, pair, nIn, nOut, gT, out, i0, i1);
+        } finally {
+            gT.close();
+        }
+    }
+
+    /**
+     * {@code gT[k][b] = g[b][k]}, the batch padded with zeros to {@code width}, a multiple of 16,
+     * from the first 64-byte boundary of a detached float32 array ({@link #aligned}; the kernel's
+     * loads of whole 64-byte rows need it, and ND4J aligns less).
+     */
+    private static INDArray transposedBatch(INDArray g, int nOut) {
+        long batch = g.size(0);
+        long width = (batch + 15) / 16 * 16;
+        INDArray gT;
+        try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
+            gT = Nd4j.createUninitializedDetached(DataType.FLOAT, 'c', nOut * width + 16);
+        }
+        if (gT.data().address() == 0 || g.data().address() == 0 || g.data().length() < batch * nOut) {
+            gT.close();
+            throw new IllegalStateException("the fused product needs host buffers");
+        }
+        boolean gc = HostSgemm.isPlain(g);
+        transposeBatch0(g.data().address(), gc ? nOut : 1, gc ? 1 : batch, (int) batch, nOut, aligned(gT));
+        return gT;
+    }
+
+    /** The first 64-byte aligned address inside {@code a}'s buffer (at most 15 floats in). */
+    private static long aligned(INDArray a) {
+        return (a.data().address() + 63) & ~63L;
+    }
+
+    /** One thread's rows of the fused product from the transposed batch {@code gT}; checks every bound the C code relies on. */
+    private static void rowsFromTransposed(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn,
+                                           int nOut, INDArray gT, INDArray out, int i0, int i1) {
+        checkLevel(LEVEL_AVX512);
+        checkMatrix(packed, scales, blockSize, pair, nIn, nOut);
+        checkRange("rows", i0, i1, nIn, 1);
+        long batch = out.size(0);
+        boolean outC = HostSgemm.isPlain(out);
+        if (out.rank() != 2 || batch < 1 || batch > FUSED_MAX_BATCH || out.size(1) != nIn
+                || !(outC || HostSgemm.isPlainF(out)) || out.data().address() == 0
+                || out.data().length() < batch * nIn || gT.length() < nOut * ((batch + 15) / 16 * 16) + 16) {
+            throw new IllegalArgumentException("fused product needs out [batch <= " + FUSED_MAX_BATCH + ", " + nIn
+                    + "], a plain float32 host array, and the batch's transposed copy; got out "
+                    + java.util.Arrays.toString(out.shape()));
+        }
+        if (i0 == i1) {
+            return;
+        }
+        checkResult(gemmTransposed0(packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
+                scales.nestedMapArray(), scales.offset(), nestedShift(scales), Integer.numberOfTrailingZeros(blockSize),
+                codeTable(pair), nOut, aligned(gT), (int) batch, out.data().address(), outC ? nIn : 1,
+                outC ? 1 : batch, i0, i1));
+    }
+
+    /** Columns of W per chunk that the threads of one {@link #mmulFused} take. */
+    private static final int FUSED_CHUNK_COLUMNS = 128;
+
+    /**
+     * {@code y = x · dequant(W)} with the fused AVX-512 kernel when it is in use and takes the
+     * shape: a batch of at most {@value #FUSED_MAX_BATCH} rows, {@code nOut} a multiple of 64,
+     * {@code x [batch, nIn]} a float32 host array plain in 'c' or 'f' order and {@code y
+     * [batch, nOut]} one plain in 'c' order. Columns are shared between the caller and a pool task
+     * as {@link #gemmTransposed} shares rows. Returns false (and leaves {@code y} alone) when it
+     * does not apply.
+     */
+    static boolean mmulFused(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn, int nOut,
+                             INDArray x, INDArray y) {
+        if (!usable(blockSize, nOut) || LEVEL != LEVEL_AVX512 || nOut % 64 != 0) {
+            return false;
+        }
+        long batch = x.size(0);
+        if (x.rank() != 2 || y.rank() != 2 || batch < 1 || batch > FUSED_MAX_BATCH || y.size(0) != batch
+                || x.size(1) != nIn || y.size(1) != nOut || !(HostSgemm.isPlain(x) || HostSgemm.isPlainF(x))
+                || !HostSgemm.isPlain(y)) {
+            return false;
+        }
+        int chunks = (nOut + FUSED_CHUNK_COLUMNS - 1) / FUSED_CHUNK_COLUMNS;
+        boolean parallel = batch * nIn * nOut >= FUSED_PARALLEL_WORK && chunks > 1
+                && Runtime.getRuntime().availableProcessors() > 1;
+        if (!parallel) {
+            mmulFusedColumns(packed, scales, blockSize, pair, nIn, nOut, x, y, 0, nOut);
+            return true;
+        }
+        AtomicInteger next = new AtomicInteger();
+        Runnable work = () -> {
+            for (int c = next.getAndIncrement(); c < chunks; c = next.getAndIncrement()) {
+                mmulFusedColumns(packed, scales, blockSize, pair, nIn, nOut, x, y, c * FUSED_CHUNK_COLUMNS,
+                        Math.min(nOut, (c + 1) * FUSED_CHUNK_COLUMNS));
+            }
+        };
+        ForkJoinTask<?> helper = ForkJoinPool.commonPool().submit(work);
+        work.run();
+        helper.join();
+        return true;
+    }
+
+    /** Columns {@code [j0, j1)} (multiples of 64) of the fused {@code y = x · dequant(W)} on the calling thread; checks every bound. */
+    static void mmulFusedColumns(byte[] packed, BlockScales scales, int blockSize, float[] pair, int nIn, int nOut,
+                                 INDArray x, INDArray y, int j0, int j1) {
+        checkLevel(LEVEL_AVX512);
+        checkMatrix(packed, scales, blockSize, pair, nIn, nOut);
+        checkRange("columns", j0, j1, nOut, 64);
+        long batch = x.size(0);
+        boolean xc = HostSgemm.isPlain(x);
+        if (x.rank() != 2 || y.rank() != 2 || batch < 1 || batch > FUSED_MAX_BATCH || y.size(0) != batch
+                || x.size(1) != nIn || y.size(1) != nOut || !(xc || HostSgemm.isPlainF(x)) || !HostSgemm.isPlain(y)
+                || x.data().address() == 0 || y.data().address() == 0 || x.data().length() < batch * nIn
+                || y.data().length() < batch * nOut) {
+            throw new IllegalArgumentException("fused product needs x [batch <= " + FUSED_MAX_BATCH + ", " + nIn
+                    + "] plain in 'c' or 'f' order and y [batch, " + nOut + "] plain in 'c' order, float32 host arrays; "
+                    + "got x " + java.util.Arrays.toString(x.shape()) + ", y " + java.util.Arrays.toString(y.shape()));
+        }
+        if (j0 == j1) {
+            return;
+        }
+        checkResult(mmulFused0(packed, scales.plainArray(), scales.codesArray(), scales.nestedArray(),
+                scales.nestedMapArray(), scales.offset(), nestedShift(scales), Integer.numberOfTrailingZeros(blockSize),
+                codeTable(pair), nIn, nOut, x.data().address(), xc ? nIn : 1, xc ? 1 : batch, (int) batch,
+                y.data().address(), nOut, j0, j1));
+    }
 
     /** {@link #dequantizeInto} with the kernel of {@code level}; checks every bound the C code relies on. */
     static void dequantizeRect(int level, byte[] packed, BlockScales scales, int blockSize, float[] pair,
@@ -328,6 +529,18 @@ public final class NativeKernels {
     private static native int dequantize0(int level, byte[] packed, float[] absmax, byte[] codes, float[] nested,
                                           float[] map, float offset, int nestedShift, int blockShift, float[] table,
                                           int nOut, int r0, int rows, int c0, int cols, long address);
+
+    private static native int mmulFused0(byte[] packed, float[] absmax, byte[] codes, float[] nested, float[] map,
+                                         float offset, int nestedShift, int blockShift, float[] table, int nIn,
+                                         int nOut, long x, long xb, long xi, int batch, long y, long ldy, int j0,
+                                         int j1);
+
+    private static native void transposeBatch0(long g, long gb, long gk, int batch, int nOut, long gT);
+
+    private static native int gemmTransposed0(byte[] packed, float[] absmax, byte[] codes, float[] nested,
+                                              float[] map, float offset, int nestedShift, int blockShift,
+                                              float[] table, int nOut, long gT, int batch, long out, long sb,
+                                              long si, int i0, int i1);
 
     private static native int gemvTransposed0(int level, byte[] packed, float[] absmax, byte[] codes,
                                               float[] nested, float[] map, float offset, int nestedShift,

@@ -5,10 +5,12 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.peft4j.quant.Adam8bit;
 
 /** The 8-bit update where quantization could break what exact Adam guarantees. */
@@ -99,6 +101,102 @@ class Adam8bitUpdaterTest {
                     + "down or clip gradients (e.g. DL4J's GradientNormalization)", e.getMessage());
             assertArrayEquals(before, state.toFloatVector(), "state unchanged");
             assertArrayEquals(gradBefore, grad.toFloatVector(), "gradient unchanged");
+        }
+    }
+
+    /**
+     * The step as the bit layout defines it, one stage at a time over the whole updater block
+     * (unpack, dequantize, update, quantize by binary search, pack): the reference for the
+     * block-by-block update.
+     */
+    private static void referenceStep(Adam8bit config, float[] state, float[] g, int iteration) {
+        int count = g.length;
+        int block = config.blockSize();
+        int blocks = Blockwise8bit.blockCount(count, block);
+        int codeFloats = (int) Adam8bitUpdater.packedFloats(count);
+        byte[] mCodes = new byte[count];
+        byte[] vCodes = new byte[count];
+        Adam8bitUpdater.unpack(state, count, mCodes, vCodes);
+        float[] mScale = java.util.Arrays.copyOfRange(state, codeFloats, codeFloats + blocks);
+        float[] vScale = java.util.Arrays.copyOfRange(state, codeFloats + blocks, codeFloats + 2 * blocks);
+        float[] m = new float[count];
+        float[] v = new float[count];
+        Blockwise8bit.dequantizeDynamic(mCodes, mScale, block, m);
+        Blockwise8bit.dequantizeDynamic(vCodes, vScale, block, v);
+        double c1 = 1 - Math.pow(config.beta1(), iteration + 1);
+        double c2 = 1 - Math.pow(config.beta2(), iteration + 1);
+        // float32 arithmetic, with the constants rounded to float once
+        float ratio = (float) Adam8bitUpdater.momentRatioBound(config.beta1(), config.beta2());
+        float step = (float) (config.getLearningRate(iteration, 0) / c1);
+        float invSqrtC2 = (float) (1 / Math.sqrt(c2));
+        for (int i = 0; i < count; i++) {
+            float gi = g[i];
+            float vi = (float) config.beta2() * v[i] + ((float) (1 - config.beta2()) * gi) * gi;
+            float mi = (float) config.beta1() * m[i] + (float) (1 - config.beta1()) * gi;
+            float s = (float) Math.sqrt(vi);
+            mi = Math.max(-ratio * s, Math.min(ratio * s, mi));
+            m[i] = mi;
+            v[i] = vi;
+            g[i] = step * mi / (s * invSqrtC2 + (float) config.epsilon());
+        }
+        for (float[][] mv : new float[][][] {{m, mScale}, {v, vScale}}) {
+            byte[] codes = mv[0] == m ? mCodes : vCodes;
+            for (int b = 0; b < blocks; b++) {
+                int start = b * block;
+                int end = Math.min(count, start + block);
+                float amax = Blockwise4bit.absmax(mv[0], start, end);
+                mv[1][b] = amax;
+                float inv = 1f / Math.max(amax, Blockwise8bit.MIN_ABSMAX);
+                for (int i = start; i < end; i++) {
+                    codes[i] = (byte) Blockwise8bit.encodeDynamicSearch(mv[0][i] * inv, CodeTables.DYNAMIC8_MID);
+                }
+            }
+        }
+        Adam8bitUpdater.pack(mCodes, vCodes, count, state);
+        System.arraycopy(mScale, 0, state, codeFloats, blocks);
+        System.arraycopy(vScale, 0, state, codeFloats + blocks, blocks);
+    }
+
+    /**
+     * The block-by-block update equals the stage-by-stage reference bit for bit: state words,
+     * scales and updates, over several steps, for a block size of 64 and 256, an odd parameter
+     * count (a short last block with a half-filled last word), state and gradient that are views at
+     * an offset of larger arrays (as DL4J hands them), the gradient in 'f' order, and a DOUBLE
+     * state (read through ND4J instead of the buffer).
+     */
+    @Test
+    void blockwiseUpdateEqualsTheStageByStageReferenceBitForBit() {
+        SplittableRandom r = new SplittableRandom(5);
+        for (int block : new int[] {64, 256}) {
+            for (DataType type : new DataType[] {DataType.FLOAT, DataType.DOUBLE}) {
+                Adam8bit config = new Adam8bit(1e-2, 0.9, 0.999, 1e-8, block);
+                int n = 1001;
+                long size = config.stateSize(n);
+                INDArray stateParent = Nd4j.zeros(type, 1, size + 7);
+                INDArray state = stateParent.get(NDArrayIndex.point(0), NDArrayIndex.interval(3, 3 + size)).reshape(1, size);
+                Adam8bitUpdater updater = (Adam8bitUpdater) config.instantiate(state, true);
+                float[] refState = new float[(int) size];
+                INDArray gradParent = Nd4j.create(DataType.FLOAT, new long[] {1, n + 5}, 'f');
+                for (int step = 0; step < 6; step++) {
+                    float[] g = new float[n];
+                    for (int i = 0; i < n; i++) {
+                        // magnitudes over eight decades, so the codes cover the whole map
+                        g[i] = (float) ((r.nextBoolean() ? 1 : -1) * Math.pow(10, -8 * r.nextDouble()));
+                    }
+                    INDArray grad = gradParent.get(NDArrayIndex.all(), NDArrayIndex.interval(5, 5 + n));
+                    grad.assign(Nd4j.createFromArray(g).reshape(1, n));
+                    updater.applyUpdater(grad, step, 0);
+                    referenceStep(config, refState, g, step);
+                    assertArrayEquals(g, grad.toFloatVector(), 0f, "update, block " + block + " " + type + " step " + step);
+                    float[] got = state.castTo(DataType.FLOAT).toFloatVector();
+                    for (int i = 0; i < size; i++) {
+                        assertEquals(Float.floatToRawIntBits(refState[i]), Float.floatToRawIntBits(got[i]),
+                                "state word " + i + ", block " + block + " " + type + " step " + step);
+                    }
+                }
+                assertEquals(0f, stateParent.getFloat(0, 0) + stateParent.getFloat(0, size + 3), 0f,
+                        "the words around the view are untouched");
+            }
         }
     }
 }

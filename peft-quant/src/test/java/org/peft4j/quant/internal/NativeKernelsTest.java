@@ -21,8 +21,8 @@ import org.peft4j.quant.QuantType;
  */
 class NativeKernelsTest {
 
-    /** A quantized [nIn, nOut] matrix (plain or double-quantized scales) and its dequantized floats. */
-    private record Matrix(int nIn, int nOut, int blockSize, float[] pair, byte[] packed, BlockScales scales,
+    /** A quantized [nIn, nOut] matrix (plain or double-quantized scales) and its dequantized floats (shared with FusedTransposedTest). */
+    record Matrix(int nIn, int nOut, int blockSize, float[] pair, byte[] packed, BlockScales scales,
                           float[] dense) {
         static Matrix random(int nIn, int nOut, int blockSize, QuantType type, boolean nested, long seed) {
             float[] w = TestArrays.gaussian(nIn * nOut, seed);

@@ -1,5 +1,6 @@
 package org.peft4j.quant.internal;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -41,8 +42,18 @@ class TiledMatmulTest {
         // [1500, 1000]: row panels of 262 rows (five, and 190), transposed panels of 512 and 488
         // columns (not whole blocks: the Java fill) by 512 rows (two, and 476)
         check(1500, 1000);
-        // [1300, 1536]: row panels of 170 rows, transposed panels of 512 columns (whole blocks)
+        // [1300, 1536]: row panels of 128 rows (ten, and 20), transposed panels of 512 columns
+        // (whole blocks)
         check(1300, 1536);
+    }
+
+    @Test
+    void smallBatchesUseForwardTilesOfAtMost128RowsOfAWideWeight() {
+        assertEquals(128, TiledMatmul.forwardRows(32, 1024, 1024), "1 MiB tile = 256 rows, capped");
+        assertEquals(128, TiledMatmul.forwardRows(64, 384, 1536), "170 rows, capped");
+        assertEquals(256, TiledMatmul.forwardRows(512, 1024, 1024), "a large batch keeps the full tile");
+        assertEquals(682, TiledMatmul.forwardRows(64, 1536, 384), "a narrow weight keeps the full tile");
+        assertEquals(64, TiledMatmul.forwardRows(64, 4096, 4096), "tiles already below the cap");
     }
 
     private static void check(int nIn, int nOut) {
@@ -70,9 +81,9 @@ class TiledMatmulTest {
             for (int v = 0; v < xs.length; v++) {
                 String what = (direct ? "direct BLAS" : "Nd4j.gemm")
                         + (v == 0 ? ", plain input" : v == 1 ? ", view input" : ", F-order input");
-                INDArray y = TiledMatmul.mmul(xs[v], packed, scales, 64, pair, nIn, nOut, direct);
+                INDArray y = TiledMatmul.mmul(xs[v], packed, scales, 64, pair, nIn, nOut, direct, false);
                 assertClose(forward(xs[v].toFloatMatrix(), dq, nIn, nOut), y.toFloatMatrix(), nIn, "mmul, " + what);
-                INDArray e = TiledMatmul.mmulTransposed(gs[v], packed, scales, 64, pair, nIn, nOut, direct);
+                INDArray e = TiledMatmul.mmulTransposed(gs[v], packed, scales, 64, pair, nIn, nOut, direct, false);
                 assertClose(transposed(gs[v].toFloatMatrix(), dq, nIn, nOut), e.toFloatMatrix(), nOut, "mmulTransposed, " + what);
             }
         }
