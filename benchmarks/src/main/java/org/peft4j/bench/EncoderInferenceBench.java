@@ -25,11 +25,15 @@ import org.openjdk.jmh.infra.Blackhole;
  * {@link EncoderShapes#trainable}). The peer ({@code torch_encoder.py forward B}) times the float
  * forward in PyTorch under {@code no_grad}. Targets: base ≤ 1.0 × PyTorch; QLoRA at batch 32
  * ≤ 1.2 × the float base.
+ *
+ * <p>Warm-up: 5 × 4 s, because pinned to one core the JIT compiles for about 16 s before batch 1
+ * settles ({@code -prof comp}: 7.8 s of compile time by then, 0.1–0.2 s per 4 s after; the median
+ * of a 4-s iteration fell from 30 to 25 ms); 3 × 3 s measured while compiling.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
-@Warmup(iterations = 3, time = 3)
+@Warmup(iterations = 5, time = 4)
 @Measurement(iterations = 4, time = 4)
 @Fork(value = 1, jvmArgsAppend = {"-Xmx3g"})
 public class EncoderInferenceBench {

@@ -27,11 +27,14 @@ import org.peft4j.quant.Adam8bit;
  * with 8-bit Adam ({@code qlora-qv-adam8bit}). Sample mode, so the median compares with the peer's
  * median. Targets: lora-qv ≤ 0.8–1.0 × PyTorch, full ≤ 1.0 ×, qlora-qv ≤ 1.3 × lora-qv,
  * qlora-qv-adam8bit ≤ 1.1 × qlora-qv ({@code benchmarks/encoder-vs-pytorch.sh} prints the ratios).
+ *
+ * <p>Warm-up: 5 × 4 s; pinned to one core the JIT still compiles after 3 × 4 s ({@code -prof comp},
+ * lora-qv: 3.9 s of compile time by 12 s, 4.5 s by 24 s, then 0.1–0.7 s per 4-s iteration).
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
-@Warmup(iterations = 3, time = 4)
+@Warmup(iterations = 5, time = 4)
 @Measurement(iterations = 4, time = 5)
 @Fork(value = 1, jvmArgsAppend = {"-Xmx3g"})
 public class EncoderStepBench {

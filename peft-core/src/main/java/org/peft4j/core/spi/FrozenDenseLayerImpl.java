@@ -8,13 +8,16 @@ import org.deeplearning4j.nn.gradient.Gradient;
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.nd4j.common.primitives.Pair;
+import org.nd4j.linalg.activations.IActivation;
 import org.nd4j.linalg.activations.impl.ActivationIdentity;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.FrozenDenseLayer;
+import org.peft4j.core.blocks.internal.GeluKernel;
 import org.peft4j.core.blocks.internal.OmpThreads;
+import org.peft4j.core.blocks.internal.RowKernels;
 
 /**
  * Implementation of {@link FrozenDenseLayer}: forward {@code z = x'·W + b (+ adapter)} with
@@ -22,7 +25,9 @@ import org.peft4j.core.blocks.internal.OmpThreads;
  * backward {@code eps_in = delta·Wᵀ (+ adapter)} with no weight gradient for {@code W}. Tuners
  * extend it through the hooks of {@link FrozenLayerImpl}; the row form is the layer's own
  * {@code x [batch, nIn]}, {@code z [batch, nOut]}. Layers that hold {@code W} in another form
- * (4-bit blocks) override {@link #baseForward} and {@link #baseInputGradient}.
+ * (4-bit blocks) override {@link #baseForward} and {@link #baseInputGradient}. This class's own
+ * {@code baseForward} writes the bias into {@code z} and lets the product accumulate onto it (one
+ * pass over {@code z} fewer); after an override the bias is added to the product.
  *
  * <p>Written by hand because DL4J's dense layer always computes the weight gradient, and its
  * parameters must be in the flat vector; here the frozen weight is a configuration field.
@@ -36,13 +41,26 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
     }
 
     /**
+     * The bias {@link #preOutput} hands to this class's own {@link #baseForward} while it calls it
+     * (null at any other time): that implementation writes it into {@code z} and clears this field,
+     * so that {@code preOutput} adds the bias itself only after an overriding implementation.
+     */
+    private INDArray biasForBase;
+
+    /**
      * {@code z = x·W} for the frozen weight (overwriting {@code z [batch, nOut]}). Overridden by
      * layers that hold {@code W} in another form, e.g. 4-bit blocks. Calls {@code Nd4j.gemm}
      * directly: {@code x.mmuli(W, z)} into this 'c'-order {@code z} took 10–15× as long at
      * {@code [2048, 64] · [64, 64…256]} (measured on nd4j-native 1.0.0-M2.1).
      */
     protected void baseForward(INDArray x, INDArray z) {
-        Nd4j.gemm(x, layerConf().effectiveWeight().castTo(dataType), z, false, false, 1.0, 0.0);
+        double beta = 0.0;
+        if (biasForBase != null && RowKernels.fillRows(z, biasForBase)) {
+            // the product accumulates onto the bias rows: no separate pass adding the bias
+            biasForBase = null;
+            beta = 1.0;
+        }
+        Nd4j.gemm(x, layerConf().effectiveWeight().castTo(dataType), z, false, false, 1.0, beta);
     }
 
     /** {@code eps = delta·Wᵀ} for the frozen weight (overwriting {@code eps [batch, nIn]}). */
@@ -67,12 +85,48 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
 
     /**
      * {@code z} of the last training forward pass (detached; null for an identity activation, whose
-     * backward does not need it), and the input it was computed from.
+     * backward does not need it, and for the erf GELU, whose derivative is kept instead), and the
+     * input it was computed from.
      */
     private INDArray cachedZ;
     private INDArray cachedInput;
+    /** {@code act'(z)} of the last training forward pass (detached), for the erf GELU on float rows. */
+    private INDArray cachedDerivative;
+    /** The array {@link #cachedDerivative} was last written into, reused by the next training pass. */
+    private INDArray derivativeBuffer;
+
+    /**
+     * DL4J's {@code activate} ({@code y = act(preOutput)}, mask applied), except that a training pass
+     * with the erf GELU computes the activation and its derivative in one pass and keeps the
+     * derivative for the backward pass ({@link GeluKernel#forward(INDArray, INDArray)}).
+     */
+    @Override
+    public INDArray activate(boolean training, LayerWorkspaceMgr workspaceMgr) {
+        INDArray z = preOutput(training, false, true, workspaceMgr);
+        IActivation act = layerConf().getActivationFn();
+        INDArray y;
+        if (training && forwardReusable() && cachedInput == input && cachedZ == null && GeluKernel.fusable(act, z)) {
+            INDArray d = GeluKernel.derivativeArray(z, derivativeBuffer);
+            derivativeBuffer = d;
+            GeluKernel.forward(z, d);
+            cachedDerivative = d;
+            y = z;
+        } else {
+            y = act.getActivation(z, training);
+        }
+        if (maskArray != null) {
+            applyMask(y);
+        }
+        return y;
+    }
 
     private INDArray preOutput(boolean training, boolean forBackprop, LayerWorkspaceMgr workspaceMgr) {
+        return preOutput(training, forBackprop, false, workspaceMgr);
+    }
+
+    /** @param fromActivate whether {@link #activate} applies the activation next (and may keep its derivative) */
+    private INDArray preOutput(boolean training, boolean forBackprop, boolean fromActivate,
+                               LayerWorkspaceMgr workspaceMgr) {
         assertInputSet(forBackprop);
         OmpThreads.apply();
         applyDropOutIfNecessary(training, workspaceMgr);
@@ -85,10 +139,18 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
         }
         boolean active = adapterActive();
         INDArray z = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType, x.size(0), c.getNOut());
-        baseForward(active ? adapterInput(x, training, workspaceMgr) : x, z);
         INDArray b = c.effectiveBias(params);
-        if (b != null) {
-            z.addiRowVector(b.castTo(dataType));
+        INDArray xw = active ? adapterInput(x, training, workspaceMgr) : x;
+        biasForBase = b == null ? null : b.castTo(dataType);
+        INDArray biasLeft;
+        try {
+            baseForward(xw, z);
+        } finally {
+            biasLeft = biasForBase;
+            biasForBase = null;
+        }
+        if (biasLeft != null) {
+            z.addiRowVector(biasLeft);
         }
         if (active) {
             addAdapterOutput(x, z, training, forBackprop, workspaceMgr);
@@ -96,9 +158,15 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
         if (maskArray != null && !c.isOutputProjection()) {
             applyMask(z);
         }
+        if (training && !forBackprop) {
+            cachedZ = null;
+            cachedDerivative = null;
+        }
         if (training && !forBackprop && forwardReusable()) {
-            // an identity activation's backward does not read z: keep only which input it was for
-            if (!(c.getActivationFn() instanceof ActivationIdentity)) {
+            // an identity activation's backward does not read z, and activate keeps the GELU's
+            // derivative instead: keep only which input it was for
+            if (!(c.getActivationFn() instanceof ActivationIdentity)
+                    && !(fromActivate && GeluKernel.fusable(c.getActivationFn(), z))) {
                 try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
                     cachedZ = z.dup();
                 }
@@ -118,7 +186,10 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
         try {
             boolean reuse = cachedInput != null && cachedInput == input && forwardReusable();
             INDArray delta;
-            if (reuse && cachedZ == null && c.getActivationFn() instanceof ActivationIdentity) {
+            if (reuse && cachedDerivative != null) {
+                // the cached derivative is dropped after this pass, so it may hold the product
+                delta = cachedDerivative.muli(epsilon.castTo(cachedDerivative.dataType()));
+            } else if (reuse && cachedZ == null && c.getActivationFn() instanceof ActivationIdentity) {
                 delta = epsilon;
             } else {
                 // the cached z is dropped after this pass, so the activation may overwrite it in place
@@ -156,6 +227,7 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
         } finally {
             cachedZ = null;
             cachedInput = null;
+            cachedDerivative = null;
             afterBackward();
         }
     }
@@ -165,5 +237,6 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
         super.clear();
         cachedZ = null;
         cachedInput = null;
+        cachedDerivative = null;
     }
 }

@@ -8,6 +8,7 @@ import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.peft4j.core.FrozenBaseLayer;
+import org.peft4j.core.blocks.internal.RowKernels;
 
 /**
  * The implementation every frozen base layer shares, and the hooks a tuner overrides. Each kind's
@@ -95,7 +96,9 @@ public abstract class FrozenLayerImpl<C extends FrozenBaseLayer> extends BaseLay
     protected final void biasGradient(INDArray delta, Gradient g) {
         if (layerConf().isTrainableBias()) {
             INDArray biasGrad = gradientViews.get(FrozenBaseLayer.BIAS_KEY);
-            delta.sum(biasGrad, 0);
+            if (!RowKernels.columnSums(delta, biasGrad)) {
+                delta.sum(biasGrad, 0);
+            }
             g.gradientForVariable().put(FrozenBaseLayer.BIAS_KEY, biasGrad);
         }
     }
@@ -110,6 +113,17 @@ public abstract class FrozenLayerImpl<C extends FrozenBaseLayer> extends BaseLay
                 e.getValue().assign(0);
                 g.gradientForVariable().put(e.getKey(), e.getValue());
             }
+        }
+    }
+
+    /**
+     * DL4J's mask, {@code to ⊙ mask}; a per-row mask of zeros and ones on {@code 'c'} rows is
+     * applied by zeroing the masked rows ({@link RowKernels#zeroMaskedRows}).
+     */
+    @Override
+    protected void applyMask(INDArray to) {
+        if (!RowKernels.zeroMaskedRows(to, maskArray)) {
+            super.applyMask(to);
         }
     }
 

@@ -44,6 +44,8 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     /** The S²-Attn state of the last training forward pass instead, when it took that path. */
     private ShiftedSparseAttention.Forward cachedSparse;
     private INDArray[] cachedInputs;
+    /** The detached array the probabilities of training passes are computed in (see {@link #probsBuffer}). */
+    private INDArray probsBuffer;
 
     /**
      * @param rowsOutput whether the output is time-distributed rows (else an NCW sequence)
@@ -74,9 +76,12 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         return null;
     }
 
-    /** Full attention ({@code attn}) or S²-Attn ({@code sparse}, whose q, k, v are the grouped ones). */
+    /**
+     * Full attention ({@code attn}) or S²-Attn ({@code sparse}, whose q, k, v are the grouped ones);
+     * {@code outRows}: the output already written as the vertex's time-distributed rows, or null.
+     */
     private record State(long batch, INDArray q, INDArray k, INDArray v, AttentionKernel.Forward attn,
-                         ShiftedSparseAttention.Forward sparse) {
+                         ShiftedSparseAttention.Forward sparse, INDArray outRows) {
         INDArray out() {
             return sparse != null ? sparse.out() : attn.out();
         }
@@ -104,18 +109,34 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     }
 
     /**
-     * The attention of the current inputs; with {@code probs} (kept from the forward pass) only the heads
-     * are set up.
-     *
-     * @param training whether S²-Attn applies (it does for sequences longer than one group)
+     * The probabilities' array of a training pass, {@code [b, h, Tq, Tk]}, detached (they are kept
+     * for the backward pass): the one of the previous pass when the shape is the same, since that
+     * pass's backward is done by then and a new array outside the workspaces is zero-filled first.
      */
-    private State run(boolean training, INDArray probs) {
+    private INDArray probsBuffer(long[] shape) {
+        if (probsBuffer == null || probsBuffer.dataType() != dataType || !Arrays.equals(probsBuffer.shape(), shape)) {
+            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                probsBuffer = Nd4j.createUninitialized(dataType, shape, 'c');
+            }
+        }
+        return probsBuffer;
+    }
+
+    /**
+     * The attention of the current inputs; with {@code probs} (kept from the forward pass) only the heads
+     * are set up. With {@code workspaceMgr} (a forward pass) and time-distributed rows output, full
+     * attention writes its output straight into the vertex's output rows ({@link State#outRows}).
+     *
+     * @param training whether S²-Attn applies (it does for sequences longer than one group), and
+     *     whether the probabilities go to the detached buffer kept for the backward pass
+     */
+    private State run(boolean training, INDArray probs, LayerWorkspaceMgr workspaceMgr) {
         long b = batch();
         INDArray qh = heads(0, b);
         INDArray kh = heads(1, b);
         INDArray vh = heads(2, b);
         if (probs != null) {
-            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs), null);
+            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs), null, null);
         }
         if (qh.size(3) != kh.size(3) || kh.size(2) != vh.size(2) || qh.size(0) != kh.size(0)
                 || kh.size(0) != vh.size(0)) {
@@ -125,13 +146,27 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
         }
         INDArray mask = keyMask != null && graph.getInputMaskArrays() != null ? keyMask : null;
         if (training && groupSize > 0 && qh.size(2) > groupSize) {
-            ShiftedSparseAttention.Forward s = ShiftedSparseAttention.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)),
-                    causal, mask, groupSize);
-            return new State(b, s.q(), s.k(), s.v(), null, s);
+            // its grouped state is kept for the backward pass: outside the workspaces
+            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                ShiftedSparseAttention.Forward s = ShiftedSparseAttention.forward(qh, kh, vh,
+                        1.0 / Math.sqrt(qh.size(3)), causal, mask, groupSize);
+                return new State(b, s.q(), s.k(), s.v(), null, s, null);
+            }
         }
         INDArray allowed = AttentionKernel.allowedKeys(b, qh.size(2), kh.size(2), causal, mask, dataType);
-        AttentionKernel.Forward f = AttentionKernel.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)), allowed);
-        return new State(b, qh, kh, vh, f, null);
+        long[] scoreShape = {b, heads, qh.size(2), kh.size(2)};
+        INDArray scores = training ? probsBuffer(scoreShape) : workspaceMgr == null ? null
+                : workspaceMgr.createUninitialized(ArrayType.FF_WORKING_MEM, dataType, scoreShape, 'c');
+        INDArray outRows = null;
+        INDArray outHeads = null;
+        if (workspaceMgr != null && rowsOutput) {
+            outRows = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType,
+                    new long[] {b * qh.size(2), heads * vh.size(3)}, 'c');
+            outHeads = Layouts.timeDistributedToHeads(outRows, b, heads, "vertex \"" + vertexName + "\"");
+        }
+        AttentionKernel.Forward f = AttentionKernel.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)), allowed, scores,
+                outHeads);
+        return new State(b, qh, kh, vh, f, null, outRows);
     }
 
     /**
@@ -145,16 +180,14 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
             throw new IllegalStateException("vertex \"" + vertexName + "\": cannot do forward pass, inputs not set");
         }
         OmpThreads.apply();
-        State s;
+        State s = run(training, null, workspaceMgr);
         if (training) {
-            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
-                s = run(true, null);
-            }
             cachedProbs = s.sparse == null ? s.attn.probs() : null;
             cachedSparse = s.sparse;
             cachedInputs = inputs.clone();
-        } else {
-            s = run(false, null);
+        }
+        if (s.outRows != null) {
+            return s.outRows;
         }
         INDArray o = s.out();
         if (rowsOutput) {
@@ -181,19 +214,40 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
             cached = cachedInputs[i] == inputs[i];
         }
         State s = cached && cachedSparse != null
-                ? new State(batch(), cachedSparse.q(), cachedSparse.k(), cachedSparse.v(), null, cachedSparse)
-                : run(true, cached ? cachedProbs : null);
+                ? new State(batch(), cachedSparse.q(), cachedSparse.k(), cachedSparse.v(), null, cachedSparse, null)
+                : run(true, cached ? cachedProbs : null, null);
         cachedProbs = null;
         cachedSparse = null;
         cachedInputs = null;
         INDArray e = epsilon.castTo(dataType);
         INDArray dOut = e.rank() == 2 ? Layouts.timeDistributedToHeads(e, s.batch, heads, "vertex \"" + vertexName + "\"")
                 : Layouts.heads(e, heads);
-        AttentionKernel.Backward bw = s.sparse != null ? ShiftedSparseAttention.backward(s.sparse, dOut)
-                : AttentionKernel.backward(s.q, s.k, s.v, s.attn.probs(), dOut, 1.0 / Math.sqrt(s.q.size(3)));
-        INDArray[] grads = {bw.dq(), bw.dk(), bw.dv()};
         INDArray[] eps = new INDArray[3];
+        AttentionKernel.Backward bw;
+        if (s.sparse != null) {
+            bw = ShiftedSparseAttention.backward(s.sparse, dOut);
+        } else {
+            // the gradients of time-distributed rows inputs are written straight into their rows
+            INDArray[] heads3 = {s.q, s.k, s.v};
+            INDArray[] targets = new INDArray[3];
+            for (int i = 0; i < 3; i++) {
+                if (inputs[i].rank() == 2) {
+                    INDArray h = heads3[i];
+                    eps[i] = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, dataType,
+                            new long[] {h.size(0) * h.size(2), h.size(1) * h.size(3)}, 'c');
+                    targets[i] = Layouts.timeDistributedToHeads(eps[i], s.batch, heads, "vertex \"" + vertexName + "\"");
+                }
+            }
+            INDArray probs = s.attn.probs();
+            INDArray scratch = workspaceMgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, probs.shape(), 'c');
+            bw = AttentionKernel.backward(s.q, s.k, s.v, probs, dOut, 1.0 / Math.sqrt(s.q.size(3)), targets[0],
+                    targets[1], targets[2], scratch);
+        }
+        INDArray[] grads = {bw.dq(), bw.dk(), bw.dv()};
         for (int i = 0; i < 3; i++) {
+            if (eps[i] != null) {
+                continue;
+            }
             INDArray g = grads[i];
             long f = g.size(1) * g.size(3);
             if (inputs[i].rank() == 2) {

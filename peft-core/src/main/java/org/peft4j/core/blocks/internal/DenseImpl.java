@@ -26,16 +26,25 @@ import org.nd4j.linalg.factory.Nd4j;
  * </pre>
  * {@code x [rows, nIn]}, {@code W [nIn, nOut]}. The products are written straight into their
  * outputs ({@code y} in {@code 'c'} order, {@code dx} in the order of {@code x}, {@code dW} into
- * its gradient view); a training forward pass keeps {@code z} (detached) when the activation's
- * backward needs it, so the backward pass on the same input does not multiply again.
+ * its gradient view); the bias is written into the rows of {@code z} first and the product
+ * accumulated onto it ({@link RowKernels#fillRows}). A training forward pass keeps {@code z}
+ * (detached) when the activation's backward needs it, so the backward pass on the same input does
+ * not multiply again; with the erf GELU on float rows it keeps {@code act'(z)} instead, computed in
+ * the same pass as the activation ({@link GeluKernel#forward(INDArray, INDArray)}).
  *
  * <p>Thread-safety: like every DL4J layer, one instance is used by one thread at a time.
  */
 public final class DenseImpl extends BaseLayer<DenseLayer> {
     private static final long serialVersionUID = 1L;
 
-    /** {@code z} of the last training forward pass (detached; null for an identity activation) and its input. */
+    /**
+     * {@code z} of the last training forward pass (detached; null for an identity activation and for
+     * the erf GELU, whose derivative {@code act'(z)} is kept instead) and its input.
+     */
     private INDArray cachedZ;
+    private INDArray cachedDerivative;
+    /** The array {@link #cachedDerivative} was last written into, reused by the next training pass. */
+    private INDArray derivativeBuffer;
     private INDArray cachedInput;
 
     public DenseImpl(NeuralNetConfiguration conf, DataType dataType) {
@@ -65,9 +74,13 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
         INDArray w = getParamWithNoise(DefaultParamInitializer.WEIGHT_KEY, training, workspaceMgr);
         INDArray z = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType, new long[] {x.size(0), c.getNOut()},
                 'c');
-        Nd4j.gemm(x, w.castTo(dataType), z, false, false, 1.0, 0.0);
-        if (c.hasBias()) {
-            z.addiRowVector(getParamWithNoise(DefaultParamInitializer.BIAS_KEY, training, workspaceMgr).castTo(dataType));
+        INDArray b = c.hasBias() ? getParamWithNoise(DefaultParamInitializer.BIAS_KEY, training, workspaceMgr)
+                .castTo(dataType) : null;
+        // with the bias written into z first, the product accumulates onto it (beta 1): no pass adding it
+        boolean biasFilled = b != null && RowKernels.fillRows(z, b);
+        Nd4j.gemm(x, w.castTo(dataType), z, false, false, 1.0, biasFilled ? 1.0 : 0.0);
+        if (b != null && !biasFilled) {
+            z.addiRowVector(b);
         }
         return z;
     }
@@ -77,16 +90,26 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
         INDArray z = preOutput(training, false, workspaceMgr);
         IActivation act = layerConf().getActivationFn();
         cachedZ = null;
+        cachedDerivative = null;
         cachedInput = null;
-        if (training) {
-            if (!identity()) {
+        INDArray y;
+        if (training && GeluKernel.fusable(act, z)) {
+            // the erf GELU and its derivative in one pass; the backward pass multiplies by the derivative
+            cachedDerivative = GeluKernel.derivativeArray(z, derivativeBuffer);
+            derivativeBuffer = cachedDerivative;
+            GeluKernel.forward(z, cachedDerivative);
+            y = z;
+        } else {
+            if (training && !identity()) {
                 try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
                     cachedZ = z.dup();
                 }
             }
+            y = act.getActivation(z, training);
+        }
+        if (training) {
             cachedInput = input;
         }
-        INDArray y = act.getActivation(z, training);
         if (maskArray != null) {
             applyMask(y);
         }
@@ -100,7 +123,10 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
         try {
             boolean reuse = cachedInput != null && cachedInput == input;
             INDArray delta;
-            if (reuse && identity()) {
+            if (reuse && cachedDerivative != null) {
+                // the cached derivative is dropped after this pass, so it may hold the product
+                delta = cachedDerivative.muli(epsilon.castTo(dataType));
+            } else if (reuse && identity()) {
                 delta = epsilon.castTo(dataType);
             } else {
                 // the cached z is dropped after this pass, so the activation may overwrite it in place
@@ -117,7 +143,9 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
             g.gradientForVariable().put(DefaultParamInitializer.WEIGHT_KEY, gw);
             if (layerConf().hasBias()) {
                 INDArray gb = gradientViews.get(DefaultParamInitializer.BIAS_KEY);
-                delta.sum(gb, 0);
+                if (!RowKernels.columnSums(delta, gb)) {
+                    delta.sum(gb, 0);
+                }
                 g.gradientForVariable().put(DefaultParamInitializer.BIAS_KEY, gb);
             }
             INDArray w = getParamWithNoise(DefaultParamInitializer.WEIGHT_KEY, true, workspaceMgr).castTo(dataType);
@@ -128,7 +156,16 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
             return new Pair<>(g, backpropDropOutIfPresent(eps));
         } finally {
             cachedZ = null;
+            cachedDerivative = null;
             cachedInput = null;
+        }
+    }
+
+    /** DL4J's mask; a per-row mask of zeros and ones on {@code 'c'} rows zeroes the masked rows ({@link RowKernels}). */
+    @Override
+    protected void applyMask(INDArray to) {
+        if (!RowKernels.zeroMaskedRows(to, maskArray)) {
+            super.applyMask(to);
         }
     }
 
@@ -141,6 +178,7 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
     public void clear() {
         super.clear();
         cachedZ = null;
+        cachedDerivative = null;
         cachedInput = null;
     }
 }

@@ -71,6 +71,32 @@ public final class GeluKernel {
                 && (sameOrder(x, dy));
     }
 
+    /**
+     * Whether a training forward pass of a layer with activation {@code act} on pre-activation
+     * {@code z} can keep the derivative from {@link #forward(INDArray, INDArray)}: the activation is
+     * {@link org.peft4j.core.blocks.ExactGelu} and {@code z} an array this kernel handles.
+     */
+    public static boolean fusable(org.nd4j.linalg.activations.IActivation act, INDArray z) {
+        return act instanceof org.peft4j.core.blocks.ExactGelu && handles(z, null);
+    }
+
+    /**
+     * A detached array for the derivative of {@code z} (its type, shape and order, outside every
+     * workspace): {@code spare} when it fits, else a new one. Layers pass the array of their previous
+     * step, which is free once that step's backward pass is done: an array allocated outside the
+     * workspaces is zero-filled by ND4J, a pass over memory that reuse avoids.
+     */
+    public static INDArray derivativeArray(INDArray z, INDArray spare) {
+        if (spare != null && spare.dataType() == z.dataType() && spare.ordering() == z.ordering()
+                && java.util.Arrays.equals(spare.shape(), z.shape()) && handles(z, spare)) {
+            return spare;
+        }
+        try (org.nd4j.linalg.api.memory.MemoryWorkspace ws = org.nd4j.linalg.factory.Nd4j.getMemoryManager()
+                .scopeOutOfWorkspaces()) {
+            return org.nd4j.linalg.factory.Nd4j.createUninitialized(z.dataType(), z.shape(), z.ordering());
+        }
+    }
+
     private static boolean linear(INDArray a) {
         return a.length() > 0 && a.length() <= Integer.MAX_VALUE && Shape.hasDefaultStridesForShape(a)
                 && a.offset() + a.length() <= a.data().asNioFloat().capacity();
@@ -104,6 +130,30 @@ public final class GeluKernel {
         }
     }
 
+    /**
+     * {@code x ← gelu(x)} in place and {@code derivative ← gelu'(x)}, in one pass: a training forward
+     * pass keeps the derivative instead of {@code x}, so that the backward pass is one multiply
+     * ({@code dL/dx = derivative ⊙ dL/dy}) and the forward pass needs no copy of {@code x}.
+     * {@code derivative} must be accepted with {@code x} by {@link #handles(INDArray, INDArray)}.
+     */
+    public static void forward(INDArray x, INDArray derivative) {
+        FloatBuffer xb = x.data().asNioFloat();
+        FloatBuffer db = derivative.data().asNioFloat();
+        int xBase = (int) x.offset();
+        int dBase = (int) derivative.offset();
+        int n = (int) x.length();
+        int block = Math.min(n, BLOCK);
+        float[] v = new float[block];
+        float[] d = new float[block];
+        for (int from = 0; from < n; from += BLOCK) {
+            int len = Math.min(BLOCK, n - from);
+            xb.get(xBase + from, v, 0, len);
+            forwardAndDerivative(v, d, len);
+            xb.put(xBase + from, v, 0, len);
+            db.put(dBase + from, d, 0, len);
+        }
+    }
+
     /** {@code x ← dy·gelu'(x)} in place ({@code dy} is read only). */
     public static void backward(INDArray x, INDArray dy) {
         FloatBuffer xb = x.data().asNioFloat();
@@ -133,6 +183,32 @@ public final class GeluKernel {
             float p = ((((P5 * u + P4) * u + P3) * u + P2) * u + P1) * u + P0;
             float q = ((((Q5 * u + Q4) * u + Q3) * u + Q2) * u + Q1) * u + 1f;
             v[i] = 0.5f * x * (1f + z * p / q);
+        }
+    }
+
+    /** {@code d[i] ← Φ(v[i]) + v[i]·φ(v[i])}, then {@code v[i] ← v[i]·Φ(v[i])}, for {@code i < len}. */
+    static void forwardAndDerivative(float[] v, float[] d, int len) {
+        for (int i = 0; i < len; i++) {
+            float x = v[i];
+            float z = Math.max(-4f, Math.min(4f, x * R2));
+            float u = z * z;
+            float p = ((((P5 * u + P4) * u + P3) * u + P2) * u + P1) * u + P0;
+            float q = ((((Q5 * u + Q4) * u + Q3) * u + Q2) * u + Q1) * u + 1f;
+            d[i] = 0.5f * (1f + z * p / q);
+        }
+        for (int i = 0; i < len; i++) {
+            float x = Math.max(-6f, Math.min(6f, v[i]));
+            float t = x * x * (1f / 64f);
+            float s = 1f - t * (1f - t * (0.5f - t * (1f / 6f - t * (1f / 24f - t * (1f / 120f
+                    - t * (1f / 720f - t * (1f / 5040f - t * (1f / 40320f))))))));
+            s *= s;
+            s *= s;
+            s *= s;
+            s *= s;
+            s *= s;
+            float cdf = d[i];
+            d[i] = cdf + x * s * INV_SQRT_2PI;
+            v[i] = v[i] * cdf;
         }
     }
 

@@ -71,6 +71,31 @@ class GeluKernelTest {
     }
 
     @Test
+    void forwardKeepingTheDerivativeGivesTheForwardAndTheGradientPerUnitOfTheSeparateKernels() {
+        INDArray xd = grid();
+        INDArray gd = wavyGradient(xd.length());
+        INDArray refY = new ExactGelu().getActivation(xd.dup(), false);
+        INDArray refDx = new ExactGelu().backprop(xd.dup(), gd).getFirst();
+        INDArray xf = xd.castTo(DataType.FLOAT);
+        INDArray d = GeluKernel.derivativeArray(xf, null);
+        assertTrue(d == GeluKernel.derivativeArray(xf, d), "a fitting spare array is reused");
+        assertTrue(GeluKernel.handles(xf, d));
+        assertTrue(GeluKernel.fusable(new ExactGelu(), xf));
+        GeluKernel.forward(xf, d);
+        INDArray dx = d.mul(gd.castTo(DataType.FLOAT));
+        double worstY = 0;
+        double worstDx = 0;
+        for (long i = 0; i < xd.length(); i++) {
+            double x = xd.getDouble(i);
+            worstY = Math.max(worstY, Math.abs(xf.getDouble(i) - refY.getDouble(i)) / Math.max(1, Math.abs(x)));
+            worstDx = Math.max(worstDx, Math.abs(dx.getDouble(i) - refDx.getDouble(i))
+                    / Math.max(1e-30, Math.abs(gd.getDouble(i))));
+        }
+        assertTrue(worstY <= 2.5e-7, "worst forward error " + worstY);
+        assertTrue(worstDx <= 6e-7, "worst gradient error " + worstDx);
+    }
+
+    @Test
     void exactGeluOnFloatMatricesAgreesWithItsDoublePathInBothOrdersAndOnViews() {
         Nd4j.getRandom().setSeed(3);
         INDArray x = Nd4j.randn(DataType.DOUBLE, 37, 300).muli(3);
