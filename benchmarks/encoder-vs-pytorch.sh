@@ -15,7 +15,7 @@
 # measurement under SCHED_RR (root only; approximates a quiet machine on a shared one: other processes
 # then get what real-time tasks leave, at least 5% of each core), JMH_IGNORE_LOCK=1 to run while another
 # JMH run holds /tmp/jmh.lock (on a shared machine).
-# Takes about 35 minutes on 2 cores (about 18 with --threads 2; --quick about 10). Raw output: benchmarks/target/encoder-vs-pytorch/.
+# Takes about 21 minutes on 2 cores (about 12 with --threads 2; --quick about 10). Raw output: benchmarks/target/encoder-vs-pytorch/
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
