@@ -52,6 +52,11 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
      * layers that hold {@code W} in another form, e.g. 4-bit blocks. Calls {@code Nd4j.gemm}
      * directly: {@code x.mmuli(W, z)} into this 'c'-order {@code z} took 10–15× as long at
      * {@code [2048, 64] · [64, 64…256]} (measured on nd4j-native 1.0.0-M2.1).
+     *
+     * <p>Called from the forward pass, this implementation also writes the bias ({@code z = x·W + b})
+     * and the forward pass then does not add it again; an override that calls
+     * {@code super.baseForward} must therefore not treat {@code z} as {@code x·W} afterwards.
+     * An override that does not call it gets the bias added after it returns.
      */
     protected void baseForward(INDArray x, INDArray z) {
         double beta = 0.0;
@@ -78,8 +83,13 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
         return true;
     }
 
+    /**
+     * Final: tuners extend this layer through {@link #baseForward}, {@link #baseInputGradient},
+     * {@link #addAdapterOutput} and {@link #forwardReusable}; {@link #activate} does not call this
+     * method, so an override would be skipped on the forward pass.
+     */
     @Override
-    protected INDArray preOutput(boolean training, LayerWorkspaceMgr workspaceMgr) {
+    protected final INDArray preOutput(boolean training, LayerWorkspaceMgr workspaceMgr) {
         return preOutput(training, false, workspaceMgr);
     }
 
@@ -101,7 +111,7 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
      * derivative for the backward pass ({@link GeluKernel#forward(INDArray, INDArray)}).
      */
     @Override
-    public INDArray activate(boolean training, LayerWorkspaceMgr workspaceMgr) {
+    public final INDArray activate(boolean training, LayerWorkspaceMgr workspaceMgr) {
         INDArray z = preOutput(training, false, true, workspaceMgr);
         IActivation act = layerConf().getActivationFn();
         INDArray y;

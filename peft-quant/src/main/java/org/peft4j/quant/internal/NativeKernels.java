@@ -209,7 +209,12 @@ public final class NativeKernels {
             };
             // a task that has not started when the caller joins it is run by the caller and finds no chunk left
             ForkJoinTask<?> helper = ForkJoinPool.commonPool().submit(work);
-            work.run();
+            try {
+                work.run();
+            } finally {
+                // the pool task reads gT and writes out: it must end before gT is freed or the call returns
+                helper.quietlyJoin();
+            }
             helper.join();
             return true;
         } finally {
@@ -323,7 +328,12 @@ public final class NativeKernels {
             }
         };
         ForkJoinTask<?> helper = ForkJoinPool.commonPool().submit(work);
-        work.run();
+        try {
+            work.run();
+        } finally {
+            // the pool task writes y: it must end before the call returns, even when this thread's part failed
+            helper.quietlyJoin();
+        }
         helper.join();
         return true;
     }
