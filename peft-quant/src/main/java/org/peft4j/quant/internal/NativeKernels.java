@@ -193,29 +193,8 @@ public final class NativeKernels {
         }
         INDArray gT = transposedBatch(g, nOut);
         try {
-            int chunks = (nIn + FUSED_CHUNK_ROWS - 1) / FUSED_CHUNK_ROWS;
-            boolean parallel = batch * nIn * nOut >= FUSED_PARALLEL_WORK && chunks > 1
-                    && Runtime.getRuntime().availableProcessors() > 1;
-            if (!parallel) {
-                rowsFromTransposed(packed, scales, blockSize, pair, nIn, nOut, gT, out, 0, nIn);
-                return true;
-            }
-            AtomicInteger next = new AtomicInteger();
-            Runnable work = () -> {
-                for (int c = next.getAndIncrement(); c < chunks; c = next.getAndIncrement()) {
-                    rowsFromTransposed(packed, scales, blockSize, pair, nIn, nOut, gT, out, c * FUSED_CHUNK_ROWS,
-                            Math.min(nIn, (c + 1) * FUSED_CHUNK_ROWS));
-                }
-            };
-            // a task that has not started when the caller joins it is run by the caller and finds no chunk left
-            ForkJoinTask<?> helper = ForkJoinPool.commonPool().submit(work);
-            try {
-                work.run();
-            } finally {
-                // the pool task reads gT and writes out: it must end before gT is freed or the call returns
-                helper.quietlyJoin();
-            }
-            helper.join();
+            inChunks(batch * nIn * nOut, nIn, FUSED_CHUNK_ROWS,
+                    (i0, i1) -> rowsFromTransposed(packed, scales, blockSize, pair, nIn, nOut, gT, out, i0, i1));
             return true;
         } finally {
             gT.close();
@@ -313,29 +292,43 @@ public final class NativeKernels {
                 || !HostSgemm.isPlain(y)) {
             return false;
         }
-        int chunks = (nOut + FUSED_CHUNK_COLUMNS - 1) / FUSED_CHUNK_COLUMNS;
-        boolean parallel = batch * nIn * nOut >= FUSED_PARALLEL_WORK && chunks > 1
-                && Runtime.getRuntime().availableProcessors() > 1;
-        if (!parallel) {
-            mmulFusedColumns(packed, scales, blockSize, pair, nIn, nOut, x, y, 0, nOut);
-            return true;
+        inChunks(batch * nIn * nOut, nOut, FUSED_CHUNK_COLUMNS,
+                (j0, j1) -> mmulFusedColumns(packed, scales, blockSize, pair, nIn, nOut, x, y, j0, j1));
+        return true;
+    }
+
+    /** A part of a fused product: output range {@code [from, to)}. */
+    @FunctionalInterface
+    private interface RangePart {
+        void run(int from, int to);
+    }
+
+    /**
+     * Runs {@code part} over {@code [0, extent)} in chunks of {@code chunk}: on the calling thread
+     * alone below {@link #FUSED_PARALLEL_WORK} multiply-adds, else shared with one pool task through
+     * a counter. Returns only after both have ended, also when a part throws: the parts read and
+     * write the caller's arrays (and {@link #gemmTransposed}'s transposed batch, freed after this).
+     */
+    private static void inChunks(long work, int extent, int chunk, RangePart part) {
+        int chunks = (extent + chunk - 1) / chunk;
+        if (work < FUSED_PARALLEL_WORK || chunks < 2 || Runtime.getRuntime().availableProcessors() < 2) {
+            part.run(0, extent);
+            return;
         }
         AtomicInteger next = new AtomicInteger();
-        Runnable work = () -> {
+        Runnable shared = () -> {
             for (int c = next.getAndIncrement(); c < chunks; c = next.getAndIncrement()) {
-                mmulFusedColumns(packed, scales, blockSize, pair, nIn, nOut, x, y, c * FUSED_CHUNK_COLUMNS,
-                        Math.min(nOut, (c + 1) * FUSED_CHUNK_COLUMNS));
+                part.run(c * chunk, Math.min(extent, (c + 1) * chunk));
             }
         };
-        ForkJoinTask<?> helper = ForkJoinPool.commonPool().submit(work);
+        // a task that has not started when the caller joins it is run by the caller and finds no chunk left
+        ForkJoinTask<?> helper = ForkJoinPool.commonPool().submit(shared);
         try {
-            work.run();
+            shared.run();
         } finally {
-            // the pool task writes y: it must end before the call returns, even when this thread's part failed
             helper.quietlyJoin();
         }
         helper.join();
-        return true;
     }
 
     /** Columns {@code [j0, j1)} (multiples of 64) of the fused {@code y = x · dequant(W)} on the calling thread; checks every bound. */
