@@ -4,7 +4,6 @@ import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.shape.Shape;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
@@ -41,13 +40,7 @@ public final class RowKernels {
 
     /** Whether {@code a} is a float32/float64 array with default strides in one int-indexed host buffer. */
     private static boolean contiguous(INDArray a) {
-        DataType t = a.dataType();
-        if ((t != DataType.FLOAT && t != DataType.DOUBLE) || a.isEmpty() || a.length() > Integer.MAX_VALUE
-                || !Shape.hasDefaultStridesForShape(a)) {
-            return false;
-        }
-        long capacity = t == DataType.FLOAT ? a.data().asNioFloat().capacity() : a.data().asNioDouble().capacity();
-        return a.offset() + a.length() <= capacity;
+        return HostRows.accessible(a);
     }
 
     /** Whether {@code z} is a {@code 'c'}-ordered contiguous {@code [rows, n]} host array. */
