@@ -184,7 +184,8 @@ public final class GeluKernel {
     private static boolean hardwareFma() {
         try {
             return Boolean.parseBoolean(java.lang.management.ManagementFactory
-                    .getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class).getVMOption("UseFMA").getValue());
+                    .getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class)
+                    .getVMOption("UseFMA").getValue());
         } catch (RuntimeException | LinkageError e) {
             return false;
         }

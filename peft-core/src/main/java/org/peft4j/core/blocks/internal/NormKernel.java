@@ -7,8 +7,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 /**
  * LayerNorm and RMSNorm over the rows of a {@code 'c'}-ordered contiguous {@code [n, d]} array
  * (the formulas are in {@link org.peft4j.core.blocks.LayerNorm} and
- * {@link org.peft4j.core.blocks.RmsNorm}), on heap blocks of rows: float64 arrays in double
- * ({@link HostRows}), float32 arrays in float32 (see {@code forwardFloat}).
+ * {@link org.peft4j.core.blocks.RmsNorm}), on heap copies: float64 arrays in double on blocks of
+ * rows ({@link HostRows}), float32 arrays in float32 a row at a time (see {@code forwardFloat}).
  *
  * <p>Why by hand: in ND4J the statistics, the normalization and the affine map are about ten ops
  * over the activations forward and twenty backward, each with a fixed cost of 15–35 µs on
@@ -18,7 +18,10 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * <p>Thread-safety: stateless.
  */
 public final class NormKernel {
-    /** Elements per heap block (whole rows). */
+    /**
+     * Elements per heap block of the double path, and per float partial sum of {@code dg} and
+     * {@code db} (whole rows).
+     */
     static final int BLOCK = 8192;
 
     private NormKernel() {
