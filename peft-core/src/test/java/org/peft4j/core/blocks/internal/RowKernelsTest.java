@@ -108,4 +108,23 @@ class RowKernelsTest {
             assertFalse(RowKernels.columnSums(a, Nd4j.zeros(t, 4)), "a vector of another width");
         }
     }
+
+    /**
+     * Rows wider than the vector loops (389: whole vectors and a remainder), read from a block of
+     * rows inside a larger array (a view at an offset), summed against a double reference.
+     */
+    @Test
+    void columnSumsOfWideRowsInsideALargerArrayMatchADoubleReference() {
+        INDArray big = random(DataType.FLOAT, 60, 389);
+        INDArray a = big.get(NDArrayIndex.interval(7, 58), NDArrayIndex.all());
+        INDArray dst = Nd4j.create(DataType.FLOAT, 389);
+        assertTrue(RowKernels.columnSums(a, dst));
+        for (int j = 0; j < 389; j++) {
+            double want = 0;
+            for (int r = 7; r < 58; r++) {
+                want += big.getDouble(r, j);
+            }
+            assertEquals(want, dst.getDouble(j), 1e-5, "column " + j);
+        }
+    }
 }
