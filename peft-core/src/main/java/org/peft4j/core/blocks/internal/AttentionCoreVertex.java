@@ -109,6 +109,27 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     }
 
     /**
+     * The three inputs as they are when {@link HostAttention} can read them in place (float32
+     * time-distributed rows, plain {@code 'c'}; see {@link HostAttention#applies}), else null.
+     */
+    private INDArray[] hostRows(long batch) {
+        if (dataType != DataType.FLOAT) {
+            return null;
+        }
+        for (INDArray in : inputs) {
+            if (in.rank() != 2 || in.dataType() != DataType.FLOAT) {
+                return null;
+            }
+        }
+        return HostAttention.applies(batch, heads, inputs) ? inputs.clone() : null;
+    }
+
+    /** The key mask in force: the one from {@link #feedForwardMaskArrays} while the graph has input masks. */
+    private INDArray keyMask() {
+        return keyMask != null && graph.getInputMaskArrays() != null ? keyMask : null;
+    }
+
+    /**
      * The probabilities' array of a training pass, {@code [b, h, Tq, Tk]}, detached (they are kept
      * for the backward pass): the one of the previous pass when the shape is the same, since that
      * pass's backward is done by then and a new array outside the workspaces is zero-filled first.
@@ -144,7 +165,7 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                     + " heads: as [batch, heads, time, headSize] they are " + Arrays.toString(qh.shape()) + ", "
                     + Arrays.toString(kh.shape()) + ", " + Arrays.toString(vh.shape()));
         }
-        INDArray mask = keyMask != null && graph.getInputMaskArrays() != null ? keyMask : null;
+        INDArray mask = keyMask();
         if (training && groupSize > 0 && qh.size(2) > groupSize) {
             // its grouped state is kept for the backward pass: outside the workspaces
             try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
@@ -153,7 +174,6 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                 return new State(b, s.q(), s.k(), s.v(), null, s, null);
             }
         }
-        INDArray allowed = AttentionKernel.allowedKeys(b, qh.size(2), kh.size(2), causal, mask, dataType);
         long[] scoreShape = {b, heads, qh.size(2), kh.size(2)};
         INDArray scores = training ? probsBuffer(scoreShape) : workspaceMgr == null ? null
                 : workspaceMgr.createUninitialized(ArrayType.FF_WORKING_MEM, dataType, scoreShape, 'c');
@@ -164,6 +184,22 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                     new long[] {b * qh.size(2), heads * vh.size(3)}, 'c');
             outHeads = Layouts.timeDistributedToHeads(outRows, b, heads, "vertex \"" + vertexName + "\"");
         }
+        INDArray[] rows = hostRows(b);
+        if (rows != null) {
+            if (scores == null) {
+                scores = Nd4j.createUninitialized(dataType, scoreShape, 'c');
+            }
+            INDArray o = outRows != null ? outRows
+                    : Nd4j.createUninitialized(dataType, new long[] {b * qh.size(2), heads * vh.size(3)}, 'c');
+            if (HostAttention.applies(b, heads, scores, o)) {
+                HostAttention.forward(rows[0], rows[1], rows[2], (int) b, heads, (float) (1.0 / Math.sqrt(qh.size(3))),
+                        causal, HostAttention.keep(mask, (int) b, (int) kh.size(2)), scores, o);
+                INDArray oh = outHeads != null ? outHeads
+                        : Layouts.timeDistributedToHeads(o, b, heads, "vertex \"" + vertexName + "\"");
+                return new State(b, qh, kh, vh, new AttentionKernel.Forward(oh, scores), null, outRows);
+            }
+        }
+        INDArray allowed = AttentionKernel.allowedKeys(b, qh.size(2), kh.size(2), causal, mask, dataType);
         AttentionKernel.Forward f = AttentionKernel.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)), allowed, scores,
                 outHeads);
         return new State(b, qh, kh, vh, f, null, outRows);
@@ -239,6 +275,19 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                 }
             }
             INDArray probs = s.attn.probs();
+            INDArray[] rows = hostRows(s.batch);
+            if (rows != null && HostAttention.applies(s.batch, heads, e, probs, eps[0], eps[1], eps[2])) {
+                // one score tile: the products and the softmax backward run head by head
+                INDArray tile = workspaceMgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType,
+                        new long[] {probs.size(2), probs.size(3)}, 'c');
+                if (HostBlas.isPlain(tile, 2)) {
+                    HostAttention.backward(rows[0], rows[1], rows[2], probs, e, (int) s.batch, heads,
+                            (float) (1.0 / Math.sqrt(s.q.size(3))),
+                            HostAttention.keep(keyMask(), (int) s.batch, (int) s.k.size(2)), eps[0], eps[1], eps[2],
+                            tile);
+                    return new Pair<>(null, eps);
+                }
+            }
             INDArray scratch = workspaceMgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, probs.shape(), 'c');
             bw = AttentionKernel.backward(s.q, s.k, s.v, probs, dOut, 1.0 / Math.sqrt(s.q.size(3)), targets[0],
                     targets[1], targets[2], scratch);
