@@ -121,8 +121,7 @@ final class HostAttention {
         FloatBuffer pb = probs.data().asNioFloat();
         FloatBuffer ob = out.data().asNioFloat();
         float[] tile = new float[tq * tk];
-        float[] e = new float[tk];
-        float[] scaleBits = new float[tk];
+        float[] bits = new float[tq * tk];
         float[] zeros = new float[Math.max(dv, tk)];
         for (int b = 0; b < batch; b++) {
             int end = keyEnd(keep, b, tk);
@@ -135,10 +134,7 @@ final class HostAttention {
                     HostBlas.sgemm(false, true, tq, end, d, scale, pq, qOff, ldq, pk, qOff, ldq, 0f, pp, pOff, tk);
                     pb.get((int) pOff, tile, 0, tq * tk);
                 }
-                for (int i = 0; i < tq; i++) {
-                    int limit = causal ? Math.min(end, i + 1) : end;
-                    softmaxRow(tile, i * tk, tk, limit, allKept ? null : keep, b * tk, e, scaleBits);
-                }
+                softmaxTile(tile, tq, tk, end, causal, allKept ? null : keep, b * tk, bits);
                 pb.put((int) pOff, tile, 0, tq * tk);
                 if (end > 0) {
                     HostBlas.sgemm(false, false, tq, dv, end, 1f, pp, pOff, tk, pv, vOff, ldv, 0f, po, vOff, ldv);
@@ -152,60 +148,80 @@ final class HostAttention {
     }
 
     /**
-     * Row {@code x[at, at + tk)} → its softmax over keys {@code [0, limit)} that {@code keep} (from
-     * {@code keepAt}; null: all) allows, 0 elsewhere and in a row with no allowed key.
+     * Rows {@code t[i·tk, (i + 1)·tk)} of the scores of one head → their softmax over the keys
+     * {@code j < end} (and {@code j ≤ i} when causal) that {@code keep} (from {@code keepAt}; null:
+     * all) allows; 0 elsewhere and in a row with no allowed key. The exponential runs once over the
+     * whole tile (a long loop vectorizes better than one per row: 0.95 against 2.2 ns an element),
+     * the entries it must not count set to {@link #MIN_EXPONENT} first.
      */
-    private static void softmaxRow(float[] x, int at, int tk, int limit, float[] keep, int keepAt, float[] e,
-                                   float[] scaleBits) {
-        float max = -Float.MAX_VALUE;
-        if (keep == null) {
-            for (int j = 0; j < limit; j++) {
-                max = Math.max(max, x[at + j]);
+    static void softmaxTile(float[] t, int tq, int tk, int end, boolean causal, float[] keep, int keepAt,
+                            float[] bits) {
+        for (int i = 0; i < tq; i++) {
+            int at = i * tk;
+            int limit = causal ? Math.min(end, i + 1) : end;
+            float max = -Float.MAX_VALUE;
+            if (keep == null) {
+                for (int j = 0; j < limit; j++) {
+                    max = Math.max(max, t[at + j]);
+                }
+                for (int j = 0; j < limit; j++) {
+                    t[at + j] -= max;
+                }
+            } else {
+                for (int j = 0; j < limit; j++) {
+                    max = Math.max(max, keep[keepAt + j] != 0f ? t[at + j] : -Float.MAX_VALUE);
+                }
+                // a masked key may score above the maximum: it gets exp(MIN_EXPONENT), then 0
+                for (int j = 0; j < limit; j++) {
+                    t[at + j] = keep[keepAt + j] != 0f ? t[at + j] - max : MIN_EXPONENT;
+                }
             }
-        } else {
-            for (int j = 0; j < limit; j++) {
-                max = Math.max(max, keep[keepAt + j] != 0f ? x[at + j] : -Float.MAX_VALUE);
-            }
+            java.util.Arrays.fill(t, at + limit, at + tk, MIN_EXPONENT);
         }
-        if (max == -Float.MAX_VALUE) {
-            java.util.Arrays.fill(x, at, at + tk, 0f);
-            return;
-        }
-        if (keep == null) {
-            for (int j = 0; j < limit; j++) {
-                e[j] = x[at + j] - max;
+        exp(t, tq * tk, bits);
+        for (int i = 0; i < tq; i++) {
+            int at = i * tk;
+            int limit = causal ? Math.min(end, i + 1) : end;
+            if (keep != null) {
+                for (int j = 0; j < limit; j++) {
+                    t[at + j] *= keep[keepAt + j];
+                }
             }
-        } else {
-            // a masked key may score above the maximum: it gets exp(MIN_EXPONENT), then 0
+            float sum = sum(t, at, limit);
+            // a row with no allowed key sums to 0 (or to exp(MIN_EXPONENT) multiples, masked): all 0
+            float inv = sum >= 1f ? 1f / sum : 0f;
             for (int j = 0; j < limit; j++) {
-                e[j] = keep[keepAt + j] != 0f ? x[at + j] - max : MIN_EXPONENT;
+                t[at + j] *= inv;
             }
+            java.util.Arrays.fill(t, at + limit, at + tk, 0f);
         }
-        exp(e, limit, scaleBits);
-        if (keep != null) {
-            for (int j = 0; j < limit; j++) {
-                e[j] *= keep[keepAt + j];
-            }
-        }
+    }
+
+    /** {@code Σ_j a[at + j]} over {@code j < n}, with eight partial sums. */
+    private static float sum(float[] a, int at, int n) {
         float s0 = 0;
         float s1 = 0;
         float s2 = 0;
         float s3 = 0;
+        float s4 = 0;
+        float s5 = 0;
+        float s6 = 0;
+        float s7 = 0;
         int j = 0;
-        for (; j + 4 <= limit; j += 4) {
-            s0 += e[j];
-            s1 += e[j + 1];
-            s2 += e[j + 2];
-            s3 += e[j + 3];
+        for (; j + 8 <= n; j += 8) {
+            s0 += a[at + j];
+            s1 += a[at + j + 1];
+            s2 += a[at + j + 2];
+            s3 += a[at + j + 3];
+            s4 += a[at + j + 4];
+            s5 += a[at + j + 5];
+            s6 += a[at + j + 6];
+            s7 += a[at + j + 7];
         }
-        for (; j < limit; j++) {
-            s0 += e[j];
+        for (; j < n; j++) {
+            s0 += a[at + j];
         }
-        float inv = 1f / ((s0 + s1) + (s2 + s3));
-        for (j = 0; j < limit; j++) {
-            x[at + j] = e[j] * inv;
-        }
-        java.util.Arrays.fill(x, at + limit, at + tk, 0f);
+        return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
     }
 
     /**
