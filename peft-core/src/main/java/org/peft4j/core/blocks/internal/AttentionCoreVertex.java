@@ -78,10 +78,12 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
 
     /**
      * Full attention ({@code attn}) or S²-Attn ({@code sparse}, whose q, k, v are the grouped ones);
-     * {@code outRows}: the output already written as the vertex's time-distributed rows, or null.
+     * {@code outRows}: the output already written as the vertex's time-distributed rows, or null;
+     * {@code rows}: the inputs when {@link HostAttention} ran on them (then q, k, v are null, heads
+     * made only if the backward pass falls back to {@link AttentionKernel}).
      */
     private record State(long batch, INDArray q, INDArray k, INDArray v, AttentionKernel.Forward attn,
-                         ShiftedSparseAttention.Forward sparse, INDArray outRows) {
+                         ShiftedSparseAttention.Forward sparse, INDArray outRows, INDArray[] rows) {
         INDArray out() {
             return sparse != null ? sparse.out() : attn.out();
         }
@@ -153,11 +155,16 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
      */
     private State run(boolean training, INDArray probs, LayerWorkspaceMgr workspaceMgr) {
         long b = batch();
+        INDArray[] rows = hostRows(b);
+        State host = rows == null ? null : runHost(rows, b, training, probs, workspaceMgr);
+        if (host != null) {
+            return host;
+        }
         INDArray qh = heads(0, b);
         INDArray kh = heads(1, b);
         INDArray vh = heads(2, b);
         if (probs != null) {
-            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs), null, null);
+            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs), null, null, null);
         }
         if (qh.size(3) != kh.size(3) || kh.size(2) != vh.size(2) || qh.size(0) != kh.size(0)
                 || kh.size(0) != vh.size(0)) {
@@ -171,7 +178,7 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
             try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
                 ShiftedSparseAttention.Forward s = ShiftedSparseAttention.forward(qh, kh, vh,
                         1.0 / Math.sqrt(qh.size(3)), causal, mask, groupSize);
-                return new State(b, s.q(), s.k(), s.v(), null, s, null);
+                return new State(b, s.q(), s.k(), s.v(), null, s, null, null);
             }
         }
         long[] scoreShape = {b, heads, qh.size(2), kh.size(2)};
@@ -184,25 +191,45 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                     new long[] {b * qh.size(2), heads * vh.size(3)}, 'c');
             outHeads = Layouts.timeDistributedToHeads(outRows, b, heads, "vertex \"" + vertexName + "\"");
         }
-        INDArray[] rows = hostRows(b);
-        if (rows != null) {
-            if (scores == null) {
-                scores = Nd4j.createUninitialized(dataType, scoreShape, 'c');
-            }
-            INDArray o = outRows != null ? outRows
-                    : Nd4j.createUninitialized(dataType, new long[] {b * qh.size(2), heads * vh.size(3)}, 'c');
-            if (HostAttention.applies(b, heads, scores, o)) {
-                HostAttention.forward(rows[0], rows[1], rows[2], (int) b, heads, (float) (1.0 / Math.sqrt(qh.size(3))),
-                        causal, HostAttention.keep(mask, (int) b, (int) kh.size(2)), scores, o);
-                INDArray oh = outHeads != null ? outHeads
-                        : Layouts.timeDistributedToHeads(o, b, heads, "vertex \"" + vertexName + "\"");
-                return new State(b, qh, kh, vh, new AttentionKernel.Forward(oh, scores), null, outRows);
-            }
-        }
         INDArray allowed = AttentionKernel.allowedKeys(b, qh.size(2), kh.size(2), causal, mask, dataType);
         AttentionKernel.Forward f = AttentionKernel.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)), allowed, scores,
                 outHeads);
-        return new State(b, qh, kh, vh, f, null, outRows);
+        return new State(b, qh, kh, vh, f, null, outRows, null);
+    }
+
+    /**
+     * {@link #run} with {@link HostAttention} on the input rows, or null when it does not apply here
+     * (S²-Attn while training, q/k/v widths or lengths that do not match, arrays it cannot write in
+     * place): then {@link #run} takes the {@link AttentionKernel} path, which also reports bad shapes.
+     */
+    private State runHost(INDArray[] rows, long b, boolean training, INDArray probs, LayerWorkspaceMgr workspaceMgr) {
+        long tq = rows[0].size(0) / b;
+        long tk = rows[1].size(0) / b;
+        long dv = rows[2].size(1) / heads;
+        if (rows[1].size(1) != rows[0].size(1) || rows[2].size(0) != rows[1].size(0)
+                || (training && groupSize > 0 && tq > groupSize)) {
+            return null;
+        }
+        if (probs != null) {
+            return new State(b, null, null, null, new AttentionKernel.Forward(null, probs), null, null, rows);
+        }
+        long[] scoreShape = {b, heads, tq, tk};
+        INDArray scores = training ? probsBuffer(scoreShape) : workspaceMgr == null
+                ? Nd4j.createUninitialized(dataType, scoreShape, 'c')
+                : workspaceMgr.createUninitialized(ArrayType.FF_WORKING_MEM, dataType, scoreShape, 'c');
+        boolean intoOutput = workspaceMgr != null && rowsOutput;
+        long[] outShape = {b * tq, heads * dv};
+        INDArray out = intoOutput ? workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType, outShape, 'c')
+                : Nd4j.createUninitialized(dataType, outShape, 'c');
+        if (!HostAttention.applies(b, heads, scores, out)) {
+            return null;
+        }
+        HostAttention.forward(rows[0], rows[1], rows[2], (int) b, heads,
+                (float) (1.0 / Math.sqrt(rows[0].size(1) / heads)), causal,
+                HostAttention.keep(keyMask(), (int) b, (int) tk), scores, out);
+        INDArray outHeads = intoOutput ? null : Layouts.timeDistributedToHeads(out, b, heads, "vertex \"" + vertexName + "\"");
+        return new State(b, null, null, null, new AttentionKernel.Forward(outHeads, scores), null,
+                intoOutput ? out : null, rows);
     }
 
     /**
@@ -250,15 +277,36 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
             cached = cachedInputs[i] == inputs[i];
         }
         State s = cached && cachedSparse != null
-                ? new State(batch(), cachedSparse.q(), cachedSparse.k(), cachedSparse.v(), null, cachedSparse, null)
+                ? new State(batch(), cachedSparse.q(), cachedSparse.k(), cachedSparse.v(), null, cachedSparse, null, null)
                 : run(true, cached ? cachedProbs : null, null);
         cachedProbs = null;
         cachedSparse = null;
         cachedInputs = null;
         INDArray e = epsilon.castTo(dataType);
+        INDArray[] eps = new INDArray[3];
+        if (s.rows != null) {
+            // HostAttention's rows: the gradients are rows of the same shapes, and one score tile
+            // serves every head
+            INDArray probs = s.attn.probs();
+            for (int i = 0; i < 3; i++) {
+                eps[i] = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, dataType, s.rows[i].shape(), 'c');
+            }
+            if (HostAttention.applies(s.batch, heads, e, probs, eps[0], eps[1], eps[2])) {
+                INDArray tile = workspaceMgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType,
+                        new long[] {probs.size(2), probs.size(3)}, 'c');
+                if (HostBlas.isPlain(tile, 2)) {
+                    long tk = s.rows[1].size(0) / s.batch;
+                    HostAttention.backward(s.rows[0], s.rows[1], s.rows[2], probs, e, (int) s.batch, heads,
+                            (float) (1.0 / Math.sqrt(s.rows[0].size(1) / heads)),
+                            HostAttention.keep(keyMask(), (int) s.batch, (int) tk), eps[0], eps[1], eps[2], tile);
+                    return new Pair<>(null, eps);
+                }
+            }
+            eps = new INDArray[3];
+            s = new State(s.batch, heads(0, s.batch), heads(1, s.batch), heads(2, s.batch), s.attn, null, null, null);
+        }
         INDArray dOut = e.rank() == 2 ? Layouts.timeDistributedToHeads(e, s.batch, heads, "vertex \"" + vertexName + "\"")
                 : Layouts.heads(e, heads);
-        INDArray[] eps = new INDArray[3];
         AttentionKernel.Backward bw;
         if (s.sparse != null) {
             bw = ShiftedSparseAttention.backward(s.sparse, dOut);
@@ -275,19 +323,6 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                 }
             }
             INDArray probs = s.attn.probs();
-            INDArray[] rows = hostRows(s.batch);
-            if (rows != null && HostAttention.applies(s.batch, heads, e, probs, eps[0], eps[1], eps[2])) {
-                // one score tile: the products and the softmax backward run head by head
-                INDArray tile = workspaceMgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType,
-                        new long[] {probs.size(2), probs.size(3)}, 'c');
-                if (HostBlas.isPlain(tile, 2)) {
-                    HostAttention.backward(rows[0], rows[1], rows[2], probs, e, (int) s.batch, heads,
-                            (float) (1.0 / Math.sqrt(s.q.size(3))),
-                            HostAttention.keep(keyMask(), (int) s.batch, (int) s.k.size(2)), eps[0], eps[1], eps[2],
-                            tile);
-                    return new Pair<>(null, eps);
-                }
-            }
             INDArray scratch = workspaceMgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, probs.shape(), 'c');
             bw = AttentionKernel.backward(s.q, s.k, s.v, probs, dOut, 1.0 / Math.sqrt(s.q.size(3)), targets[0],
                     targets[1], targets[2], scratch);
