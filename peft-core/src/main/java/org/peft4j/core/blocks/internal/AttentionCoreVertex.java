@@ -78,10 +78,12 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
 
     /**
      * Full attention ({@code attn}) or S²-Attn ({@code sparse}, whose q, k, v are the grouped ones);
-     * {@code outRows}: the output already written as the vertex's time-distributed rows, or null.
+     * {@code outRows}: the output already written as the vertex's time-distributed rows, or null;
+     * {@code rows}: the inputs when {@link HostAttention} ran on them (then q, k, v are null, heads
+     * made only if the backward pass falls back to {@link AttentionKernel}).
      */
     private record State(long batch, INDArray q, INDArray k, INDArray v, AttentionKernel.Forward attn,
-                         ShiftedSparseAttention.Forward sparse, INDArray outRows) {
+                         ShiftedSparseAttention.Forward sparse, INDArray outRows, INDArray[] rows) {
         INDArray out() {
             return sparse != null ? sparse.out() : attn.out();
         }
@@ -109,6 +111,27 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
     }
 
     /**
+     * The three inputs as they are when {@link HostAttention} can read them in place (float32
+     * time-distributed rows, plain {@code 'c'}; see {@link HostAttention#applies}), else null.
+     */
+    private INDArray[] hostRows(long batch) {
+        if (dataType != DataType.FLOAT) {
+            return null;
+        }
+        for (INDArray in : inputs) {
+            if (in.rank() != 2 || in.dataType() != DataType.FLOAT) {
+                return null;
+            }
+        }
+        return HostAttention.applies(batch, heads, inputs) ? inputs.clone() : null;
+    }
+
+    /** The key mask in force: the one from {@link #feedForwardMaskArrays} while the graph has input masks. */
+    private INDArray keyMask() {
+        return keyMask != null && graph.getInputMaskArrays() != null ? keyMask : null;
+    }
+
+    /**
      * The probabilities' array of a training pass, {@code [b, h, Tq, Tk]}, detached (they are kept
      * for the backward pass): the one of the previous pass when the shape is the same, since that
      * pass's backward is done by then and a new array outside the workspaces is zero-filled first.
@@ -132,11 +155,16 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
      */
     private State run(boolean training, INDArray probs, LayerWorkspaceMgr workspaceMgr) {
         long b = batch();
+        INDArray[] rows = hostRows(b);
+        State host = rows == null ? null : runHost(rows, b, training, probs, workspaceMgr);
+        if (host != null) {
+            return host;
+        }
         INDArray qh = heads(0, b);
         INDArray kh = heads(1, b);
         INDArray vh = heads(2, b);
         if (probs != null) {
-            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs), null, null);
+            return new State(b, qh, kh, vh, new AttentionKernel.Forward(null, probs), null, null, null);
         }
         if (qh.size(3) != kh.size(3) || kh.size(2) != vh.size(2) || qh.size(0) != kh.size(0)
                 || kh.size(0) != vh.size(0)) {
@@ -144,16 +172,15 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                     + " heads: as [batch, heads, time, headSize] they are " + Arrays.toString(qh.shape()) + ", "
                     + Arrays.toString(kh.shape()) + ", " + Arrays.toString(vh.shape()));
         }
-        INDArray mask = keyMask != null && graph.getInputMaskArrays() != null ? keyMask : null;
+        INDArray mask = keyMask();
         if (training && groupSize > 0 && qh.size(2) > groupSize) {
             // its grouped state is kept for the backward pass: outside the workspaces
             try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
                 ShiftedSparseAttention.Forward s = ShiftedSparseAttention.forward(qh, kh, vh,
                         1.0 / Math.sqrt(qh.size(3)), causal, mask, groupSize);
-                return new State(b, s.q(), s.k(), s.v(), null, s, null);
+                return new State(b, s.q(), s.k(), s.v(), null, s, null, null);
             }
         }
-        INDArray allowed = AttentionKernel.allowedKeys(b, qh.size(2), kh.size(2), causal, mask, dataType);
         long[] scoreShape = {b, heads, qh.size(2), kh.size(2)};
         INDArray scores = training ? probsBuffer(scoreShape) : workspaceMgr == null ? null
                 : workspaceMgr.createUninitialized(ArrayType.FF_WORKING_MEM, dataType, scoreShape, 'c');
@@ -164,9 +191,45 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
                     new long[] {b * qh.size(2), heads * vh.size(3)}, 'c');
             outHeads = Layouts.timeDistributedToHeads(outRows, b, heads, "vertex \"" + vertexName + "\"");
         }
+        INDArray allowed = AttentionKernel.allowedKeys(b, qh.size(2), kh.size(2), causal, mask, dataType);
         AttentionKernel.Forward f = AttentionKernel.forward(qh, kh, vh, 1.0 / Math.sqrt(qh.size(3)), allowed, scores,
                 outHeads);
-        return new State(b, qh, kh, vh, f, null, outRows);
+        return new State(b, qh, kh, vh, f, null, outRows, null);
+    }
+
+    /**
+     * {@link #run} with {@link HostAttention} on the input rows, or null when it does not apply here
+     * (S²-Attn while training, q/k/v widths or lengths that do not match, arrays it cannot write in
+     * place): then {@link #run} takes the {@link AttentionKernel} path, which also reports bad shapes.
+     */
+    private State runHost(INDArray[] rows, long b, boolean training, INDArray probs, LayerWorkspaceMgr workspaceMgr) {
+        long tq = rows[0].size(0) / b;
+        long tk = rows[1].size(0) / b;
+        long dv = rows[2].size(1) / heads;
+        if (rows[1].size(1) != rows[0].size(1) || rows[2].size(0) != rows[1].size(0)
+                || (training && groupSize > 0 && tq > groupSize)) {
+            return null;
+        }
+        if (probs != null) {
+            return new State(b, null, null, null, new AttentionKernel.Forward(null, probs), null, null, rows);
+        }
+        long[] scoreShape = {b, heads, tq, tk};
+        INDArray scores = training ? probsBuffer(scoreShape) : workspaceMgr == null
+                ? Nd4j.createUninitialized(dataType, scoreShape, 'c')
+                : workspaceMgr.createUninitialized(ArrayType.FF_WORKING_MEM, dataType, scoreShape, 'c');
+        boolean intoOutput = workspaceMgr != null && rowsOutput;
+        long[] outShape = {b * tq, heads * dv};
+        INDArray out = intoOutput ? workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType, outShape, 'c')
+                : Nd4j.createUninitialized(dataType, outShape, 'c');
+        if (!HostAttention.applies(b, heads, scores, out)) {
+            return null;
+        }
+        HostAttention.forward(rows[0], rows[1], rows[2], (int) b, heads,
+                (float) (1.0 / Math.sqrt(rows[0].size(1) / heads)), causal,
+                HostAttention.keep(keyMask(), (int) b, (int) tk), scores, out);
+        INDArray outHeads = intoOutput ? null : Layouts.timeDistributedToHeads(out, b, heads, "vertex \"" + vertexName + "\"");
+        return new State(b, null, null, null, new AttentionKernel.Forward(outHeads, scores), null,
+                intoOutput ? out : null, rows);
     }
 
     /**
@@ -214,15 +277,36 @@ public final class AttentionCoreVertex extends BaseGraphVertex {
             cached = cachedInputs[i] == inputs[i];
         }
         State s = cached && cachedSparse != null
-                ? new State(batch(), cachedSparse.q(), cachedSparse.k(), cachedSparse.v(), null, cachedSparse, null)
+                ? new State(batch(), cachedSparse.q(), cachedSparse.k(), cachedSparse.v(), null, cachedSparse, null, null)
                 : run(true, cached ? cachedProbs : null, null);
         cachedProbs = null;
         cachedSparse = null;
         cachedInputs = null;
         INDArray e = epsilon.castTo(dataType);
+        INDArray[] eps = new INDArray[3];
+        if (s.rows != null) {
+            // HostAttention's rows: the gradients are rows of the same shapes, and one score tile
+            // serves every head
+            INDArray probs = s.attn.probs();
+            for (int i = 0; i < 3; i++) {
+                eps[i] = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, dataType, s.rows[i].shape(), 'c');
+            }
+            if (HostAttention.applies(s.batch, heads, e, probs, eps[0], eps[1], eps[2])) {
+                INDArray tile = workspaceMgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType,
+                        new long[] {probs.size(2), probs.size(3)}, 'c');
+                if (HostBlas.isPlain(tile, 2)) {
+                    long tk = s.rows[1].size(0) / s.batch;
+                    HostAttention.backward(s.rows[0], s.rows[1], s.rows[2], probs, e, (int) s.batch, heads,
+                            (float) (1.0 / Math.sqrt(s.rows[0].size(1) / heads)),
+                            HostAttention.keep(keyMask(), (int) s.batch, (int) tk), eps[0], eps[1], eps[2], tile);
+                    return new Pair<>(null, eps);
+                }
+            }
+            eps = new INDArray[3];
+            s = new State(s.batch, heads(0, s.batch), heads(1, s.batch), heads(2, s.batch), s.attn, null, null, null);
+        }
         INDArray dOut = e.rank() == 2 ? Layouts.timeDistributedToHeads(e, s.batch, heads, "vertex \"" + vertexName + "\"")
                 : Layouts.heads(e, heads);
-        INDArray[] eps = new INDArray[3];
         AttentionKernel.Backward bw;
         if (s.sparse != null) {
             bw = ShiftedSparseAttention.backward(s.sparse, dOut);
