@@ -187,7 +187,7 @@ final class HostAttention {
                     t[at + j] *= keep[keepAt + j];
                 }
             }
-            float sum = sum(t, at, limit);
+            float sum = FloatRows.sum(t, at, limit);
             // a row with no allowed key sums to 0 (or to exp(MIN_EXPONENT) multiples, masked): all 0
             float inv = sum >= 1f ? 1f / sum : 0f;
             for (int j = 0; j < limit; j++) {
@@ -195,33 +195,6 @@ final class HostAttention {
             }
             java.util.Arrays.fill(t, at + limit, at + tk, 0f);
         }
-    }
-
-    /** {@code Σ_j a[at + j]} over {@code j < n}, with eight partial sums. */
-    private static float sum(float[] a, int at, int n) {
-        float s0 = 0;
-        float s1 = 0;
-        float s2 = 0;
-        float s3 = 0;
-        float s4 = 0;
-        float s5 = 0;
-        float s6 = 0;
-        float s7 = 0;
-        int j = 0;
-        for (; j + 8 <= n; j += 8) {
-            s0 += a[at + j];
-            s1 += a[at + j + 1];
-            s2 += a[at + j + 2];
-            s3 += a[at + j + 3];
-            s4 += a[at + j + 4];
-            s5 += a[at + j + 5];
-            s6 += a[at + j + 6];
-            s7 += a[at + j + 7];
-        }
-        for (; j < n; j++) {
-            s0 += a[at + j];
-        }
-        return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
     }
 
     /**
