@@ -11,9 +11,10 @@
  * and files: typed reads of {@code adapter_config.json} keys ({@link org.peft4j.core.spi.ConfigJson}),
  * JSON in Hugging Face PEFT's style ({@link org.peft4j.core.spi.PeftJson}), the keys of peft4j's
  * extension object ({@link org.peft4j.core.spi.AdapterFileKeys}), heap access to small float
- * matrices ({@link org.peft4j.core.spi.DenseFloats}), the base of layers a tuner inserts into a
- * graph ({@link org.peft4j.core.spi.BaseTunerLayer}) and reading layer configurations out of a
- * graph ({@link org.peft4j.core.spi.Vertices}).
+ * matrices ({@link org.peft4j.core.spi.DenseFloats}), OpenBLAS called directly on the host buffers
+ * of float32 arrays for hand-written kernels ({@link org.peft4j.core.spi.HostBlas}), the base of
+ * layers a tuner inserts into a graph ({@link org.peft4j.core.spi.BaseTunerLayer}) and reading
+ * layer configurations out of a graph ({@link org.peft4j.core.spi.Vertices}).
  *
  * <p><b>Stability.</b> Everything public here is meant to be used from other modules and changes
  * only deliberately: a change that breaks a tuner built on it is named in the changelog, with what

@@ -1,14 +1,8 @@
 package org.peft4j.quant.internal;
 
-import java.lang.invoke.MethodHandle;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.MethodType;
-import java.util.Locale;
-
-import org.bytedeco.javacpp.FloatPointer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.core.spi.HostBlas;
 
 /**
  * OpenBLAS's row-major {@code cblas_sgemm}, called directly on the host buffers of ND4J float
@@ -21,49 +15,19 @@ import org.nd4j.linalg.factory.Nd4j;
  * take about as long as one float GEMM of the whole matrix. The BLAS routine takes leading
  * dimensions, so a slice of {@code x} or of the output needs no copy.
  *
- * <p>Available only when ND4J runs its CPU backend (whose buffers are host memory and whose BLAS
- * is the OpenBLAS build bundled with it, {@code org.bytedeco.openblas}) and the system property
- * {@code peft4j.directBlas} is not {@code false}. The library compiles against {@code nd4j-api}
- * only, so the routine is found by name at class initialisation; on any other backend, or if the
- * lookup fails, {@link #available()} is false and callers use {@code Nd4j.gemm}.
+ * <p>The routine itself is core's {@link HostBlas} (one lookup, one {@code peft4j.directBlas}
+ * switch, CPU backend only); this class adds the element offsets and the checks of the arrays the
+ * tiled products hand it. When {@link #available()} is false callers use {@code Nd4j.gemm}.
  *
- * <p>Thread-safety: immutable after class initialisation; OpenBLAS itself is thread-safe.
+ * <p>Thread-safety: stateless; OpenBLAS itself is thread-safe.
  */
 final class HostSgemm {
-    static final String CPU_BACKEND = "org.nd4j.linalg.cpu.nativecpu.CpuBackend";
-    static final String OPENBLAS = "org.bytedeco.openblas.global.openblas_nolapack";
-    private static final int ROW_MAJOR = 101;
-    private static final int NO_TRANS = 111;
-    private static final int TRANS = 112;
-
-    private static final MethodHandle SGEMM = find(System.getProperty("peft4j.directBlas", "true"));
-
     private HostSgemm() {
     }
 
     /** Whether {@link #sgemm} may be called in this JVM. */
     static boolean available() {
-        return SGEMM != null;
-    }
-
-    private static MethodHandle find(String property) {
-        String p = property.trim().toLowerCase(Locale.ROOT);
-        if (!p.equals("true") && !p.equals("false")) {
-            throw new IllegalArgumentException("system property peft4j.directBlas must be true or false, got '"
-                    + property + "'");
-        }
-        if (p.equals("false") || !CPU_BACKEND.equals(Nd4j.getBackend().getClass().getName())) {
-            return null;
-        }
-        try {
-            Class<?> blas = Class.forName(OPENBLAS, true, HostSgemm.class.getClassLoader());
-            MethodType type = MethodType.methodType(void.class, int.class, int.class, int.class,
-                    int.class, int.class, int.class, float.class, FloatPointer.class, int.class,
-                    FloatPointer.class, int.class, float.class, FloatPointer.class, int.class);
-            return MethodHandles.publicLookup().findStatic(blas, "cblas_sgemm", type);
-        } catch (ReflectiveOperationException | LinkageError e) {
-            return null;
-        }
+        return HostBlas.available();
     }
 
     /**
@@ -72,8 +36,7 @@ final class HostSgemm {
      * {@code r · a.size(1) + c}.
      */
     static boolean isPlain(INDArray a) {
-        return a.dataType() == DataType.FLOAT && a.rank() == 2 && a.ordering() == 'c' && !a.isView()
-                && a.offset() == 0 && a.data().offset() == 0 && a.stride(1) == 1 && a.stride(0) == a.size(1);
+        return HostBlas.isPlain(a, 2);
     }
 
     /**
@@ -102,16 +65,7 @@ final class HostSgemm {
      */
     static void sgemm(boolean transA, boolean transB, int m, int n, int k, INDArray a, long aOff, int lda,
                       INDArray b, long bOff, int ldb, float beta, INDArray c, long cOff, int ldc) {
-        FloatPointer pa = new FloatPointer(a.data().addressPointer()).position(aOff);
-        FloatPointer pb = new FloatPointer(b.data().addressPointer()).position(bOff);
-        FloatPointer pc = new FloatPointer(c.data().addressPointer()).position(cOff);
-        try {
-            SGEMM.invokeExact(ROW_MAJOR, transA ? TRANS : NO_TRANS, transB ? TRANS : NO_TRANS, m, n, k, 1f,
-                    pa, lda, pb, ldb, beta, pc, ldc);
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new IllegalStateException("cblas_sgemm failed", t);
-        }
+        HostBlas.sgemm(transA, transB, m, n, k, 1f, HostBlas.pointer(a), aOff, lda, HostBlas.pointer(b), bOff, ldb,
+                beta, HostBlas.pointer(c), cOff, ldc);
     }
 }

@@ -15,6 +15,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.peft4j.core.spi.HostBlas;
 
 /**
  * Implementation of {@link org.peft4j.core.blocks.AttentionCore}: converts its inputs to heads,

@@ -4,6 +4,7 @@ import java.nio.FloatBuffer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.peft4j.core.spi.HostBlas;
 
 /**
  * {@link AttentionKernel}'s forward and backward for float32 on the CPU backend, head by head on

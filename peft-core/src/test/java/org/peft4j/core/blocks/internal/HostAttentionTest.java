@@ -11,6 +11,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
+import org.peft4j.core.spi.HostBlas;
 
 /**
  * {@link HostAttention}, the float32 attention on time-distributed rows with direct BLAS calls,

@@ -1,4 +1,4 @@
-package org.peft4j.core.blocks.internal;
+package org.peft4j.core.spi;
 
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.MethodHandles;
@@ -26,6 +26,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * class initialisation; on any other backend, or if the lookup fails, {@link #available()} is false
  * and callers keep their ND4J path.
  *
+ * <p>Part of the SPI so that every module's kernels (the attention core here, peft-quant's tiled
+ * 4-bit products) share one lookup and one switch.
+ *
  * <p>Thread-safety: immutable after class initialisation; OpenBLAS itself is thread-safe. The
  * {@link FloatPointer}s given to {@link #sgemm} are repositioned by it, so a pointer is used by one
  * thread.
@@ -33,8 +36,8 @@ import org.nd4j.linalg.factory.Nd4j;
 public final class HostBlas {
     /** System property: {@code false} turns direct BLAS calls off (default {@code true}). */
     public static final String PROPERTY = "peft4j.directBlas";
-    static final String CPU_BACKEND = "org.nd4j.linalg.cpu.nativecpu.CpuBackend";
-    static final String OPENBLAS = "org.bytedeco.openblas.global.openblas_nolapack";
+    private static final String CPU_BACKEND = "org.nd4j.linalg.cpu.nativecpu.CpuBackend";
+    private static final String OPENBLAS = "org.bytedeco.openblas.global.openblas_nolapack";
     private static final int ROW_MAJOR = 101;
     private static final int NO_TRANS = 111;
     private static final int TRANS = 112;
