@@ -25,6 +25,7 @@ import org.peft4j.core.internal.AdapterNames;
 import org.peft4j.core.internal.AdapterReader;
 import org.peft4j.core.internal.AdapterWriter;
 import org.peft4j.core.internal.BaseFingerprint;
+import org.peft4j.core.internal.FastAdamUpdater;
 import org.peft4j.core.internal.GraphRewriter;
 import org.peft4j.core.internal.TrainingStateFiles;
 import org.peft4j.core.io.DirectoryTransaction;
@@ -102,6 +103,7 @@ public final class PeftModel {
               Map<String, String> projectionOf, BaseFingerprint baseFingerprint,
               Map<String, Map<String, INDArray>> savedModuleOriginals) {
         this.graph = graph;
+        FastAdamUpdater.install(graph);
         this.baseConf = baseConf;
         this.projectionOf = Map.copyOf(projectionOf);
         this.baseFingerprint = baseFingerprint;
@@ -522,6 +524,7 @@ public final class PeftModel {
         } else {
             built.params().assign(target.params);
             graph = built;
+            FastAdamUpdater.install(graph);
         }
         INDArray newState = graph.getUpdater(false) == null ? null : graph.getUpdater().getStateViewArray();
         if (newState != null) {
