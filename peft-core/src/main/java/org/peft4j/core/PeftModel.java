@@ -526,7 +526,9 @@ public final class PeftModel {
             graph = built;
             FastAdamUpdater.install(graph);
         }
-        INDArray newState = graph.getUpdater(false) == null ? null : graph.getUpdater().getStateViewArray();
+        // A rebuilt graph has no updater until its first fit; create it when there is a state to restore.
+        var updater = graph.getUpdater(target.updaterState != null);
+        INDArray newState = updater == null ? null : updater.getStateViewArray();
         if (newState != null) {
             if (target.updaterState != null && target.updaterState.length() == newState.length()) {
                 newState.assign(target.updaterState);

@@ -22,6 +22,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.learning.config.Adam;
+import org.nd4j.linalg.learning.config.Nesterovs;
 import org.peft4j.core.FrozenBaseLayer;
 import org.peft4j.core.FrozenDenseLayer;
 import org.peft4j.core.Peft;
@@ -187,6 +188,26 @@ class LoraBehaviourTest {
         PeftModel peft = Peft.wrap(base, lora("dense0", "dense2"));
         train(peft, TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4), 3);
         return peft;
+    }
+
+    /**
+     * Switching away to an adapter of another layout and back rebuilds the graph twice; the adapter's
+     * optimizer state (here Nesterovs' momentum, which no fit of the rebuilt graph has created yet)
+     * comes back with it instead of restarting from zero.
+     */
+    @Test
+    void switchingLayoutsAndBackKeepsTheOptimizerState() {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Nesterovs(1e-2, 0.9), 42, 8, 16, 4);
+        PeftModel peft = Peft.wrap(base, lora("dense0", "dense2"));
+        peft.addAdapter("wider", LoraConfig.builder().rank(6).alpha(12).targetModules("dense0", "dense2").build());
+        train(peft, TinyGraphs.classification(DataType.FLOAT, 5, 32, 8, 4), 3);
+        INDArray momentum = peft.graph().getUpdater().getStateViewArray().dup();
+        assertTrue(momentum.amaxNumber().doubleValue() > 0, "three steps leave a momentum");
+
+        peft.setAdapter("wider");
+        peft.setAdapter(PeftModel.DEFAULT_ADAPTER);
+
+        assertEquals(momentum, peft.graph().getUpdater().getStateViewArray());
     }
 
     @Test
