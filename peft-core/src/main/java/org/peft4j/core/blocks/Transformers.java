@@ -13,7 +13,6 @@ import org.deeplearning4j.nn.conf.layers.GlobalPoolingLayer;
 import org.deeplearning4j.nn.conf.layers.OutputLayer;
 import org.deeplearning4j.nn.conf.layers.PoolingType;
 import org.deeplearning4j.nn.conf.layers.RnnOutputLayer;
-import org.deeplearning4j.nn.conf.preprocessor.FeedForwardToRnnPreProcessor;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.nn.weights.WeightInit;
 import org.nd4j.linalg.activations.Activation;
@@ -266,7 +265,7 @@ public final class Transformers {
 
         /** {@link #SEQUENCE}: rows {@code x} back to a sequence {@code [b, d, T]} (and the mask to {@code [b, T]}). */
         static String sequence(ComputationGraphConfiguration.GraphBuilder g, String x) {
-            g.addVertex(SEQUENCE, new PreprocessorVertex(new FeedForwardToRnnPreProcessor(RNNFormat.NCW)), x);
+            g.addVertex(SEQUENCE, new PreprocessorVertex(new RowsToSequence()), x);
             return SEQUENCE;
         }
 

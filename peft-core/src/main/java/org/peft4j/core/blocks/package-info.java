@@ -16,6 +16,8 @@
  *       to swap it in (the stock layer's gradients are 2× too large in M2.1).</li>
  *   <li>{@link org.peft4j.core.blocks.LayerNorm}, {@link org.peft4j.core.blocks.RmsNorm},
  *       {@link org.peft4j.core.blocks.PositionalEmbedding}, {@link org.peft4j.core.blocks.ExactGelu}.</li>
+ *   <li>{@link org.peft4j.core.blocks.RowsToSequence}: the builders' last step from rows back to a
+ *       sequence, DL4J's {@code FeedForwardToRnnPreProcessor} with its float32 copies on the host.</li>
  * </ul>
  * Sequences use DL4J's recurrent layout {@code [batch, features, time]} (NCW); masks are DL4J
  * feature masks {@code [batch, time]}, 1 = keep. Inside the graphs of {@code Transformers}, between

@@ -78,7 +78,7 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
                 .castTo(dataType) : null;
         // with the bias written into z first, the product accumulates onto it (beta 1): no pass adding it
         boolean biasFilled = b != null && RowKernels.fillRows(z, b);
-        Nd4j.gemm(x, w.castTo(dataType), z, false, false, 1.0, biasFilled ? 1.0 : 0.0);
+        DirectGemm.gemm(x, w.castTo(dataType), z, false, false, 1.0, biasFilled ? 1.0 : 0.0);
         if (b != null && !biasFilled) {
             z.addiRowVector(b);
         }
@@ -139,7 +139,7 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
             INDArray x = input.castTo(dataType);
             Gradient g = new DefaultGradient();
             INDArray gw = gradientViews.get(DefaultParamInitializer.WEIGHT_KEY);
-            Nd4j.gemm(x, delta, gw, true, false, 1.0, 0.0);
+            DirectGemm.gemm(x, delta, gw, true, false, 1.0, 0.0);
             g.gradientForVariable().put(DefaultParamInitializer.WEIGHT_KEY, gw);
             if (layerConf().hasBias()) {
                 INDArray gb = gradientViews.get(DefaultParamInitializer.BIAS_KEY);
@@ -151,7 +151,7 @@ public final class DenseImpl extends BaseLayer<DenseLayer> {
             INDArray w = getParamWithNoise(DefaultParamInitializer.WEIGHT_KEY, true, workspaceMgr).castTo(dataType);
             INDArray eps = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, dataType,
                     new long[] {delta.size(0), layerConf().getNIn()}, x.ordering() == 'c' ? 'c' : 'f');
-            Nd4j.gemm(delta, w, eps, false, true, 1.0, 0.0);
+            DirectGemm.gemm(delta, w, eps, false, true, 1.0, 0.0);
             weightNoiseParams.clear();
             return new Pair<>(g, backpropDropOutIfPresent(eps));
         } finally {
