@@ -17,9 +17,9 @@ import org.peft4j.core.spi.HostBlas;
  * than through {@code cblas_sgemm} on the same buffers (124 against 63 µs at {@code [512, 384]·[384, 8]}),
  * and a forward pass at batch 1 makes 36 such products: the MiniLM-sized encoder's forward pass at
  * batch 1 × 64 tokens, one thread, went from 25.6 to 24.5 and from 23.3 to 22.5 ms (median, two
- * side-by-side runs). Used by {@link DenseImpl}; the frozen base and adapter products of the
- * training steps at 8 × 64 tokens showed no difference beyond the run-to-run spread and keep
- * {@code Nd4j.gemm}.
+ * side-by-side runs). Used by {@link DenseImpl}; for the frozen base and adapter products of the
+ * LoRA training step at 8 × 64 tokens it was not faster (1–6 % slower in three side-by-side runs),
+ * so they keep {@code Nd4j.gemm}.
  *
  * <p>Double arrays (the gradient checks), mixed types, other backends, strided slices and
  * {@code -Dpeft4j.directBlas=false} keep {@code Nd4j.gemm}, which computes the same product.
@@ -32,7 +32,7 @@ public final class DirectGemm {
     }
 
     /** Whether {@link #gemm} calls BLAS directly in this JVM for float32 operands it accepts. */
-    public static boolean available() {
+    static boolean available() {
         return HostBlas.available();
     }
 
@@ -58,7 +58,7 @@ public final class DirectGemm {
      * Whether {@code m} is a float32 matrix that BLAS can read in place: rows or columns dense
      * (unit stride one way, a leading dimension at least the other size), within its buffer.
      */
-    public static boolean operand(INDArray m) {
+    static boolean operand(INDArray m) {
         if (m.dataType() != DataType.FLOAT || m.rank() != 2 || m.length() == 0 || m.size(0) > Integer.MAX_VALUE
                 || m.size(1) > Integer.MAX_VALUE) {
             return false;
@@ -110,9 +110,9 @@ public final class DirectGemm {
         // a matrix stored column-major is, read row-major, its transpose: BLAS transposes it when op() does not
         boolean ra = lda > 0;
         boolean rb = ldb > 0;
-        FloatPointer pa = pointer(a);
-        FloatPointer pb = pointer(b);
-        FloatPointer pc = pointer(c);
+        FloatPointer pa = HostBlas.pointer(a);
+        FloatPointer pb = HostBlas.pointer(b);
+        FloatPointer pc = HostBlas.pointer(c);
         if (ldc > 0) {
             HostBlas.sgemm(ta == ra, tb == rb, (int) m, (int) n, (int) k, (float) alpha, pa, start(a), (int) Math.abs(lda),
                     pb, start(b), (int) Math.abs(ldb), (float) beta, pc, start(c), (int) ldc);
@@ -122,9 +122,5 @@ public final class DirectGemm {
                     (int) Math.abs(ldb), pa, start(a), (int) Math.abs(lda), (float) beta, pc, start(c), (int) -ldc);
         }
         return true;
-    }
-
-    private static FloatPointer pointer(INDArray m) {
-        return new FloatPointer(m.data().addressPointer());
     }
 }
