@@ -100,11 +100,13 @@ class ResidualAddTest {
 
     @Test
     void masksAreDl4jsOrAndASharedZeroOneMaskIsPassedOnAsItIs() {
-        // the rows' masks as the blocks make them: [rows, 1] in 'f' order, one array per block
-        INDArray a = Nd4j.createFromArray(1f, 1f, 0f, 1f, 0f).reshape('f', 5, 1);
+        // the rows' masks as the blocks make them: [rows, 1] in 'f' order, one array per block, in the
+        // default floating-point type (other tests of this JVM may have set it to double)
+        DataType t = Nd4j.defaultFloatingPointType();
+        INDArray a = Nd4j.createFromArray(1f, 1f, 0f, 1f, 0f).castTo(t).reshape('f', 5, 1);
         INDArray same = a.dup('f').reshape('f', 5, 1);
-        INDArray other = Nd4j.createFromArray(0f, 1f, 1f, 0f, 0f).reshape(5, 1);
-        INDArray fractional = Nd4j.createFromArray(0.5f, 1f, 0f, 1f, 0f).reshape(5, 1);
+        INDArray other = Nd4j.createFromArray(0f, 1f, 1f, 0f, 0f).castTo(t).reshape(5, 1);
+        INDArray fractional = Nd4j.createFromArray(0.5f, 1f, 0f, 1f, 0f).castTo(t).reshape(5, 1);
         INDArray[][] cases = {{a, a}, {a, same}, {a, other}, {fractional, fractional}, {a, null}};
         for (INDArray[] masks : cases) {
             org.nd4j.common.primitives.Pair<INDArray, MaskState> ours = vertex().feedForwardMaskArrays(masks.clone(),
@@ -115,7 +117,7 @@ class ResidualAddTest {
             assertEquals(theirs.getSecond(), ours.getSecond());
         }
         assertSame(a, vertex().feedForwardMaskArrays(new INDArray[] {a, same}, MaskState.Active, 1).getFirst());
-        assertEquals(Nd4j.createFromArray(1f, 1f, 1f, 1f, 0f).reshape(5, 1),
+        assertEquals(Nd4j.createFromArray(1f, 1f, 1f, 1f, 0f).castTo(t).reshape(5, 1),
                 vertex().feedForwardMaskArrays(new INDArray[] {a, other}, MaskState.Active, 1).getFirst());
     }
 
