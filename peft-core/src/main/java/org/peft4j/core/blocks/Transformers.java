@@ -5,7 +5,6 @@ import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.RNNFormat;
 import org.deeplearning4j.nn.conf.dropout.Dropout;
-import org.deeplearning4j.nn.conf.graph.ElementWiseVertex;
 import org.deeplearning4j.nn.conf.graph.PreprocessorVertex;
 import org.deeplearning4j.nn.conf.layers.DenseLayer;
 import org.deeplearning4j.nn.conf.layers.EmbeddingSequenceLayer;
@@ -246,7 +245,7 @@ public final class Transformers {
             g.addVertex(p + ".attn.core", new AttentionCore(heads, causal, true), p + ".attn.q", p + ".attn.k",
                     p + ".attn.v");
             g.addLayer(p + ".attn.o", dense(dModel, dModel, id, dropout), p + ".attn.core");
-            g.addVertex(p + ".attn.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), residual, p + ".attn.o");
+            g.addVertex(p + ".attn.residual", new ResidualAdd(), residual, p + ".attn.o");
             return p + ".attn.residual";
         }
 
@@ -259,7 +258,7 @@ public final class Transformers {
             g.addLayer(p + ".mlp.up", dense(dModel, hidden, mlpActivation, 0), in);
             g.addLayer(p + ".mlp.down", dense(hidden, dModel, Activation.IDENTITY.getActivationFunction(), dropout),
                     p + ".mlp.up");
-            g.addVertex(p + ".mlp.residual", new ElementWiseVertex(ElementWiseVertex.Op.Add), residual, p + ".mlp.down");
+            g.addVertex(p + ".mlp.residual", new ResidualAdd(), residual, p + ".mlp.down");
             return p + ".mlp.residual";
         }
 
@@ -288,10 +287,10 @@ public final class Transformers {
      * for each block i:
      *   block{i}.ln1 (LayerNorm) → block{i}.attn.q | .k | .v  (Dense, identity)
      *     → block{i}.attn.core (AttentionCore, causal) → block{i}.attn.o (Dense)
-     *   block{i}.attn.residual = x + attn                       (ElementWiseVertex Add)
+     *   block{i}.attn.residual = x + attn                       (ResidualAdd)
      *   block{i}.ln2 (LayerNorm) → block{i}.mlp.up (Dense, GELU, mlpRatio·d)
      *     → block{i}.mlp.down (Dense, identity, d)
-     *   block{i}.mlp.residual = block{i}.attn.residual + mlp     (ElementWiseVertex Add) = x
+     *   block{i}.mlp.residual = block{i}.attn.residual + mlp     (ResidualAdd) = x
      * final.ln (LayerNorm) → final.seq (back to [b, d, T])
      *   → head (RnnOutputLayer, softmax over vocabSize, loss SPARSE_MCXENT)
      * </pre>

@@ -18,6 +18,8 @@
  *       {@link org.peft4j.core.blocks.PositionalEmbedding}, {@link org.peft4j.core.blocks.ExactGelu}.</li>
  *   <li>{@link org.peft4j.core.blocks.RowsToSequence}: the builders' last step from rows back to a
  *       sequence, DL4J's {@code FeedForwardToRnnPreProcessor} with its float32 copies on the host.</li>
+ *   <li>{@link org.peft4j.core.blocks.ResidualAdd}: the builders' residual connections, DL4J's
+ *       two-input {@code ElementWiseVertex(Op.Add)} with one add and the shared mask passed on.</li>
  * </ul>
  * Sequences use DL4J's recurrent layout {@code [batch, features, time]} (NCW); masks are DL4J
  * feature masks {@code [batch, time]}, 1 = keep. Inside the graphs of {@code Transformers}, between

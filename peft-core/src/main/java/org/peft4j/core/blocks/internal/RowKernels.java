@@ -139,6 +139,27 @@ public final class RowKernels {
         return true;
     }
 
+    /**
+     * Whether {@code a} and {@code b} are masks of one shape holding the same values, each 0 or 1
+     * (so that their element-wise OR is {@code a}), compared in {@code 'c'} order.
+     */
+    public static boolean sameZeroOneMask(INDArray a, INDArray b) {
+        if (!java.util.Arrays.equals(a.shape(), b.shape()) || a.length() > Integer.MAX_VALUE) {
+            return false;
+        }
+        if (a.length() == 0) {
+            return true;
+        }
+        double[] x = values(a);
+        double[] y = a == b ? x : values(b);
+        for (int i = 0; i < x.length; i++) {
+            if (x[i] != y[i] || (x[i] != 0.0 && x[i] != 1.0)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** Rows summed in float32 before they are added to the double totals (see {@link #columnSums}). */
     private static final int SUM_ROWS = 16;
 
@@ -277,7 +298,13 @@ public final class RowKernels {
         return true;
     }
 
-    /** The elements of {@code v} in {@code 'c'} order as doubles: straight from the host buffer when contiguous. */
+    /**
+     * The elements of {@code v} in {@code 'c'} order as doubles: straight from the host buffer when
+     * contiguous, or, for a vector, read at its element stride. The per-row masks reach the layers
+     * as {@code [rows, 1]} views in {@code 'f'} order whose strides are not the default ones; going
+     * through {@code castTo}/{@code dup} for them cost two ND4J allocations and ops per masked layer
+     * call (1.4 % of a batch-1 encoder forward).
+     */
     private static double[] values(INDArray v) {
         int len = (int) v.length();
         double[] d = new double[len];
@@ -294,6 +321,47 @@ public final class RowKernels {
             }
             return d;
         }
+        long step = vectorStride(v);
+        if (HOST && step > 0 && (v.dataType() == DataType.FLOAT || v.dataType() == DataType.DOUBLE)) {
+            long last = v.offset() + (len - 1) * step;
+            if (v.dataType() == DataType.FLOAT) {
+                FloatBuffer buf = v.data().asNioFloat();
+                if (last < buf.capacity()) {
+                    for (int i = 0; i < len; i++) {
+                        d[i] = buf.get((int) (v.offset() + i * step));
+                    }
+                    return d;
+                }
+            } else {
+                DoubleBuffer buf = v.data().asNioDouble();
+                if (last < buf.capacity()) {
+                    for (int i = 0; i < len; i++) {
+                        d[i] = buf.get((int) (v.offset() + i * step));
+                    }
+                    return d;
+                }
+            }
+        }
         return v.castTo(DataType.DOUBLE).dup('c').data().asDouble();
+    }
+
+    /**
+     * The buffer distance between consecutive elements of a vector ({@code [n]}, {@code [n, 1]} or
+     * {@code [1, n]}, any rank with at most one dimension longer than 1), or -1 for anything else.
+     */
+    private static long vectorStride(INDArray v) {
+        if (v.length() <= 1 || v.length() > Integer.MAX_VALUE) {
+            return -1;
+        }
+        long step = -1;
+        for (int i = 0; i < v.rank(); i++) {
+            if (v.size(i) > 1) {
+                if (step != -1) {
+                    return -1;
+                }
+                step = v.stride(i);
+            }
+        }
+        return step;
     }
 }

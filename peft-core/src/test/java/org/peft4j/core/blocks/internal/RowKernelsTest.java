@@ -80,6 +80,32 @@ class RowKernelsTest {
     }
 
     @Test
+    void zeroMaskedRowsReadsAStridedMaskViewAtItsStride() {
+        for (DataType t : new DataType[] {DataType.FLOAT, DataType.DOUBLE}) {
+            // column 2 of a [7, 3] 'c' matrix: offset 2, stride 3; the other columns hold values that
+            // would be wrong as a mask (0.5) or mask other rows
+            INDArray m = Nd4j.createFromArray(new double[][] {
+                {0, 0.5, 1}, {1, 0.5, 0}, {0, 0.5, 1}, {1, 0.5, 1}, {1, 0.5, 0}, {0, 0.5, 0}, {1, 0.5, 1}})
+                    .castTo(t);
+            INDArray column = m.getColumn(2, true);
+            assertEquals(3, column.stride(0));
+            INDArray z = random(t, 7, 4);
+            INDArray expected = z.mulColumnVector(Nd4j.createFromArray(1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0)
+                    .reshape(7, 1).castTo(t));
+            assertTrue(RowKernels.zeroMaskedRows(z, column), t.toString());
+            assertEquals(expected, z, t.toString());
+            // as a row vector view [1, 7] of the transposed matrix
+            INDArray z2 = random(t, 7, 4);
+            INDArray expected2 = z2.dup();
+            expected2.getRow(1).assign(0);
+            expected2.getRow(4).assign(0);
+            expected2.getRow(5).assign(0);
+            assertTrue(RowKernels.zeroMaskedRows(z2, m.transpose().getRow(2, true)), t.toString());
+            assertEquals(expected2, z2, t.toString());
+        }
+    }
+
+    @Test
     void zeroMaskedRowsRefusesFractionalMasksFOrderAndOtherShapes() {
         INDArray z = random(DataType.FLOAT, 4, 3);
         INDArray before = z.dup();
