@@ -99,7 +99,7 @@ public class QLoraDenseLayer extends LoraDenseLayer {
             if (q().isMerged()) {
                 super.baseForward(x, z);
             } else {
-                QuantizedProducts.forward(q().quantizedWeight, x, z);
+                QuantizedMatmul.layerForward(q().quantizedWeight, x, z, this::biasInto);
             }
         }
 

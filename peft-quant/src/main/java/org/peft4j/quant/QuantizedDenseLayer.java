@@ -81,7 +81,8 @@ public class QuantizedDenseLayer extends FrozenDenseLayer {
 
         @Override
         protected void baseForward(INDArray x, INDArray z) {
-            QuantizedProducts.forward(((QuantizedDenseLayer) layerConf()).quantizedWeight, x, z);
+            QuantizedMatmul.layerForward(((QuantizedDenseLayer) layerConf()).quantizedWeight, x, z,
+                    this::biasInto);
         }
 
         @Override

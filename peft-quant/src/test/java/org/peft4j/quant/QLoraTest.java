@@ -211,6 +211,60 @@ class QLoraTest {
         }
     }
 
+    /**
+     * Batches of more than 64 rows in float: the 4-bit product accumulates onto the bias rows the
+     * layer writes first ({@code QuantizedMatmul.layerForward}), in the adapted layer and in the
+     * quantized frozen ones (the output projection included). With random biases and factors the
+     * activations, in inference and in training, and the gradients must equal float LoRA over the
+     * dequantized weights: a bias dropped or added twice would show.
+     */
+    @Test
+    void largeBatchesAddTheBiasInsideTheFourBitProduct() {
+        ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-3), 4, 96, 128, 5);
+        Nd4j.getRandom().setSeed(11);
+        for (String n : new String[] {"dense0", "dense1", "dense2"}) {
+            INDArray b = base.getLayer(n).getParam("b");
+            b.assign(Nd4j.randn(DataType.FLOAT, b.shape()));
+        }
+        LoraConfig cfg = LoraConfig.builder().rank(4).alpha(8).targetModules("dense1").build();
+        PeftModel q = Peft.wrap(base, QLoraConfig.of(cfg, NF4_DQ).quantizeFrozenLayers(true));
+        assertInstanceOf(QLoraDenseLayer.class, q.graph().getLayer("dense1").conf().getLayer());
+        assertInstanceOf(QuantizedDenseLayer.class, q.graph().getLayer("dense0").conf().getLayer());
+        assertInstanceOf(QuantizedDenseLayer.class, q.graph().getLayer("dense2").conf().getLayer());
+        ComputationGraph dequantized = base.clone();
+        for (Layer l : q.graph().getLayers()) {
+            if (l.conf().getLayer() instanceof FrozenDenseLayer fd) {
+                dequantized.getLayer(fd.baseLayerName()).getParam("W").assign(fd.frozenWeight());
+            }
+        }
+        PeftModel f = Peft.wrap(dequantized, cfg);
+        INDArray b = Nd4j.randn(DataType.FLOAT, q.graph().getLayer("dense1").getParam(LoraDenseLayer.LORA_B).shape());
+        q.graph().getLayer("dense1").getParam(LoraDenseLayer.LORA_B).assign(b);
+        f.graph().getLayer("dense1").getParam(LoraDenseLayer.LORA_B).assign(b);
+        f.graph().getLayer("dense1").getParam(LoraDenseLayer.LORA_A)
+                .assign(q.graph().getLayer("dense1").getParam(LoraDenseLayer.LORA_A));
+        INDArray x = TinyGraphs.classification(DataType.FLOAT, 12, 100, 96, 5).getFeatures();
+        assertTrue(QuantizedMatmul.accumulates(x, ((QuantizedDenseLayer) q.graph().getLayer("dense0").conf().getLayer())
+                .quantizedWeight(), Nd4j.createUninitialized(DataType.FLOAT, 100, 128)), "the accumulating path is taken");
+        for (boolean train : new boolean[] {false, true}) {
+            for (String n : new String[] {"dense0", "dense1", "dense2"}) {
+                INDArray qa = q.graph().feedForward(x, train).get(n);
+                INDArray fa = f.graph().feedForward(x, train).get(n);
+                assertTrue(maxAbsDiff(qa, fa) < 1e-5, n + (train ? " (training)" : "") + ": " + maxAbsDiff(qa, fa));
+            }
+        }
+        DataSet ds = TinyGraphs.classification(DataType.FLOAT, 12, 100, 96, 5);
+        for (PeftModel m : new PeftModel[] {q, f}) {
+            m.graph().setInput(0, ds.getFeatures());
+            m.graph().setLabel(0, ds.getLabels());
+            m.graph().computeGradientAndScore();
+        }
+        INDArray gq = q.graph().getFlattenedGradients();
+        INDArray gf = f.graph().getFlattenedGradients();
+        assertTrue(maxAbsDiff(gq, gf) <= 1e-4 * gf.amaxNumber().doubleValue(),
+                "gradients: " + maxAbsDiff(gq, gf) + " of " + gf.amaxNumber());
+    }
+
     @Test
     void adaptersTrainedOnAQuantizedBaseSaveAndLoadLikeAnyOther(@TempDir Path dir) throws Exception {
         ComputationGraph base = TinyGraphs.mlp(DataType.FLOAT, new Adam(1e-2), 5, 8, 16, 4);

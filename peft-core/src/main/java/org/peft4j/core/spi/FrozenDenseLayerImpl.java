@@ -59,13 +59,26 @@ public class FrozenDenseLayerImpl extends FrozenLayerImpl<FrozenDenseLayer> {
      * An override that does not call it gets the bias added after it returns.
      */
     protected void baseForward(INDArray x, INDArray z) {
-        double beta = 0.0;
-        if (biasForBase != null && RowKernels.fillRows(z, biasForBase)) {
-            // the product accumulates onto the bias rows: no separate pass adding the bias
-            biasForBase = null;
-            beta = 1.0;
-        }
+        // the product accumulates onto the bias rows: no separate pass adding the bias
+        double beta = biasInto(z) ? 1.0 : 0.0;
         Nd4j.gemm(x, layerConf().effectiveWeight().castTo(dataType), z, false, false, 1.0, beta);
+    }
+
+    /**
+     * For a {@link #baseForward} whose product can accumulate ({@code z += x·W}): writes the
+     * forward pass's bias into every row of {@code z} and returns true, after which the pass does
+     * not add the bias again and the caller must add its product onto {@code z}. Returns false,
+     * leaving {@code z} untouched, outside the forward pass, when the layer has no bias, or when
+     * {@code z} is not a contiguous host array; the bias is then added after {@code baseForward}.
+     * One write of {@code z} instead of the product's zeroing or overwriting of {@code z} plus a
+     * read-and-write pass adding the bias.
+     */
+    protected final boolean biasInto(INDArray z) {
+        if (biasForBase != null && RowKernels.fillRows(z, biasForBase)) {
+            biasForBase = null;
+            return true;
+        }
+        return false;
     }
 
     /** {@code eps = delta·Wᵀ} for the frozen weight (overwriting {@code eps [batch, nIn]}). */

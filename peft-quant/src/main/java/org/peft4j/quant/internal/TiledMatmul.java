@@ -128,6 +128,43 @@ public final class TiledMatmul {
      */
     static void mmulInto(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
                          int nIn, int nOut, INDArray y, boolean direct, boolean fused) {
+        mmulInto(x, packed, scales, blockSize, pair, nIn, nOut, y, direct, fused, false);
+    }
+
+    /**
+     * Whether {@link #mmulOnto} takes {@code x} and {@code y}: float32 arrays, {@code y}
+     * {@link HostSgemm#isPlain plain} on the CPU backend, and more than
+     * {@value NativeKernels#FUSED_MAX_BATCH} rows (the tiles' products, which BLAS can accumulate;
+     * the fused kernels for fewer rows overwrite their output).
+     */
+    public static boolean accumulates(INDArray x, INDArray y) {
+        return x.rank() == 2 && x.dataType() == DataType.FLOAT && x.size(0) > NativeKernels.FUSED_MAX_BATCH
+                && direct(y);
+    }
+
+    /**
+     * {@code y += x · W} for arrays that {@link #accumulates} takes: {@link #mmulInto} with the first
+     * tile's product added onto {@code y} instead of overwriting it. A layer that has written its
+     * bias into the rows of {@code y} gets {@code x·W + b} without the pass over {@code y} that
+     * adding the bias afterwards costs, and BLAS does not first zero {@code y} (it does for a
+     * product that overwrites).
+     *
+     * @throws IllegalArgumentException if {@link #accumulates} does not take the arrays
+     */
+    public static void mmulOnto(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                int nIn, int nOut, INDArray y) {
+        if (!accumulates(x, y)) {
+            throw new IllegalArgumentException("accumulating product needs float32 x [batch > "
+                    + NativeKernels.FUSED_MAX_BATCH + ", " + nIn + "] and a plain float32 C-order host y; got x "
+                    + java.util.Arrays.toString(x.shape()) + " " + x.dataType() + ", y "
+                    + java.util.Arrays.toString(y.shape()) + " " + y.dataType() + " " + y.ordering());
+        }
+        mmulInto(x, packed, scales, blockSize, pair, nIn, nOut, y, true, false, true);
+    }
+
+    /** {@link #mmulInto}; with {@code accumulate} the first tile adds onto {@code y} as the others do. */
+    private static void mmulInto(INDArray x, byte[] packed, BlockScales scales, int blockSize, float[] pair,
+                                 int nIn, int nOut, INDArray y, boolean direct, boolean fused, boolean accumulate) {
         int batch = Math.toIntExact(x.size(0));
         boolean byColumns = direct && HostSgemm.isPlainF(x);
         INDArray a = direct && !byColumns && !HostSgemm.isPlain(x) ? x.dup('c') : x;
@@ -136,7 +173,7 @@ public final class TiledMatmul {
         }
         int rowsPerPanel = forwardRows(batch, nIn, nOut);
         forEachPanel(packed, scales, blockSize, pair, nIn, nOut, rowsPerPanel, nOut, (w, i0, rows, c0, cols) -> {
-            float beta = i0 == 0 ? 0f : 1f;
+            float beta = i0 == 0 && !accumulate ? 0f : 1f;
             if (byColumns) {
                 // x 'f' is the row-major [nIn, batch] matrix xᵀ: its rows i0.. are the columns i0.. of x
                 HostSgemm.sgemm(true, false, batch, nOut, rows, a, (long) i0 * batch, batch, w, 0, nOut, beta, y, 0, nOut);

@@ -56,6 +56,42 @@ class TiledMatmulTest {
         assertEquals(64, TiledMatmul.forwardRows(64, 4096, 4096), "tiles already below the cap");
     }
 
+    /**
+     * {@code mmulOnto} adds {@code x·W} to what {@code y} holds, over several row panels (the first
+     * one included), for a plain and an 'f'-order {@code x}; {@code accumulates} refuses what the
+     * tiles cannot accumulate onto (the fused kernels' batches, double, an 'f'-order {@code y}).
+     */
+    @Test
+    void theAccumulatingProductAddsToWhatYHolds() {
+        int nIn = 600;
+        int nOut = 512; // row panels of 512 rows and 88
+        int batch = 70;
+        float[] w = TestArrays.gaussian(nIn * nOut, 6);
+        QuantizedTensor q = QuantizedTensor.quantize(w, new long[] {nIn, nOut}, QuantSpec.nf4());
+        float[] dq = q.dequantize();
+        float[] pair = Blockwise4bit.pairTable(QuantType.NF4);
+        INDArray y0 = Nd4j.create(TestArrays.gaussian(batch * nOut, 7), new long[] {batch, nOut}, 'c');
+        for (char order : new char[] {'c', 'f'}) {
+            INDArray x = Nd4j.create(TestArrays.gaussian(batch * nIn, 8), new long[] {batch, nIn}, 'c').dup(order);
+            INDArray y = y0.dup('c');
+            assertTrue(TiledMatmul.accumulates(x, y));
+            TiledMatmul.mmulOnto(x, q.packedCodes(), BlockScales.plain(q.absmax()), 64, pair, nIn, nOut, y);
+            double[][] expected = forward(x.toFloatMatrix(), dq, nIn, nOut);
+            float[][] start = y0.toFloatMatrix();
+            for (int b = 0; b < batch; b++) {
+                for (int j = 0; j < nOut; j++) {
+                    expected[b][j] += start[b][j];
+                }
+            }
+            assertClose(expected, y.toFloatMatrix(), nIn, "mmulOnto, x '" + order + "'");
+        }
+        INDArray x = Nd4j.rand(DataType.FLOAT, batch, nIn);
+        assertFalse(TiledMatmul.accumulates(x.get(NDArrayIndex.interval(0, 64), NDArrayIndex.all()).dup(),
+                Nd4j.create(DataType.FLOAT, 64, nOut)), "64 rows: the fused kernels' batch");
+        assertFalse(TiledMatmul.accumulates(x.castTo(DataType.DOUBLE), Nd4j.create(DataType.DOUBLE, batch, nOut)));
+        assertFalse(TiledMatmul.accumulates(x, Nd4j.create(DataType.FLOAT, new long[] {batch, nOut}, 'f')));
+    }
+
     private static void check(int nIn, int nOut) {
         float[] w = TestArrays.gaussian(nIn * nOut, 3);
         QuantizedTensor q = QuantizedTensor.quantize(w, new long[] {nIn, nOut}, QuantSpec.nf4());
