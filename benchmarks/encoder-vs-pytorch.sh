@@ -90,7 +90,10 @@ for t in $THREADS; do
   jmh "$t" encoder -- 'EncoderStepBench|EncoderInferenceBench'
   jmh "$t" nf4 -- 'Nf4MatmulBench' -wi 3 -w 2 -i 5 -r 2
   jmh "$t" mlp-inference -- '\.InferenceBench\.(base|qlora)Forward' -p batch=32
-  jmh "$t" mlp-step -- 'FineTuneWaysBench' -p way=qlora,qlora-adam8bit
+  # sample mode, so the table takes the median step: at one thread a step of ~8 ms has a tail of
+  # steps twice as long (p90 ~17 ms; the JIT still compiles DL4J's methods on the pinned core through
+  # the measurement, and young-GC pauses of ~100 ms come every ~3 s) that moved averages by +-4-7 ms
+  jmh "$t" mlp-step -- 'FineTuneWaysBench' -p way=qlora,qlora-adam8bit -bm sample
   if [[ $t != 1 ]]; then
     jmh "$t" passive OMP_WAIT_POLICY=PASSIVE -- 'EncoderStepBench' -p mode=lora-qv,head
     jmh "$t" keep -- 'EncoderStepBench' -p mode=lora-qv,head -jvmArgsAppend -Dpeft4j.nd4jOmpThreads=keep

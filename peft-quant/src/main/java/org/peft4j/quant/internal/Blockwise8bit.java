@@ -48,19 +48,36 @@ public final class Blockwise8bit {
     /**
      * The sorted index of the dynamic map's value nearest to {@code x} (finite): the number of
      * midpoints strictly below {@code x}, so a value exactly on a midpoint takes the lower value.
-     * The map is logarithmic (from about 5e-7 to 1), so the first guess comes from a table indexed
-     * by the top bits of {@code x}'s {@link #orderKey order key} (sign, exponent and six mantissa
-     * bits: buckets of 1/64 to 1/128 of an octave), which holds the count of midpoints below the
-     * bucket; no bucket holds more than two midpoints (checked when the table is built), so two
-     * branchless comparisons finish it. The same answer as {@link #encodeDynamicSearch}, an
-     * eight-step binary search whose dependent loads made it the slowest part of an 8-bit Adam
-     * step.
+     * Values beyond ±1 take the map's end codes. See {@link #encodeUnit} for how.
      */
     static int encodeDynamic(float x) {
-        int k = (orderKey(x) >> KEY_SHIFT) + KEY_OFFSET;
-        k = Math.max(0, Math.min(DYNAMIC8_BASE.length - 1, k));
-        int b = DYNAMIC8_BASE[k] & 0xFF;
-        return b + greater(x, DYNAMIC8_MID_PADDED[b]) + greater(x, DYNAMIC8_MID_PADDED[b + 1]);
+        int key = orderKey(x);
+        int k = Math.max(0, Math.min(DYNAMIC8_BUCKETS.length - 1, (key >> KEY_SHIFT) + KEY_OFFSET));
+        return codeInBucket(DYNAMIC8_BUCKETS[k], key);
+    }
+
+    /**
+     * {@link #encodeDynamic} for {@code x} in {@code [-1, 1]}, as a value times the reciprocal of
+     * its block's absmax is up to the rounding of that product: the buckets of ±1.0 reach to
+     * {@code |x| < 1.0156}, and a value beyond them throws {@link ArrayIndexOutOfBoundsException},
+     * never a wrong code.
+     *
+     * <p>The map is logarithmic (from about 5e-7 to 1), so the code comes from a table indexed by
+     * the top bits of {@code x}'s {@link #orderKey order key} (sign, exponent and seven mantissa
+     * bits: buckets of 1/128 to 1/256 of an octave). No bucket holds more than one midpoint
+     * (checked when the table is built), so an entry holds the count of midpoints below the bucket
+     * and the low key bits of the midpoint inside it, and one integer comparison finishes it: one
+     * table load per value. An eight-step binary search ({@link #encodeDynamicSearch}) and then a
+     * coarser table with two float comparisons were each the slowest part of an 8-bit Adam step.
+     */
+    static int encodeUnit(float x) {
+        int key = orderKey(x);
+        return codeInBucket(DYNAMIC8_BUCKETS[(key >> KEY_SHIFT) + KEY_OFFSET], key);
+    }
+
+    /** Bucket entry and order key → code: the midpoints below the bucket, plus one if the key is above the bucket's midpoint. */
+    private static int codeInBucket(int entry, int key) {
+        return (entry >>> KEY_SHIFT) + (((entry & KEY_LOW) - (key & KEY_LOW)) >>> 31);
     }
 
     /**
@@ -73,50 +90,47 @@ public final class Blockwise8bit {
     }
 
     /** Order-key bits below the bucket index of {@link #encodeDynamic}. */
-    private static final int KEY_SHIFT = 18;
+    static final int KEY_SHIFT = 17;
+    private static final int KEY_LOW = (1 << KEY_SHIFT) - 1;
     /** Added to {@code orderKey >> KEY_SHIFT} so that the bucket of -1.0 is 0 (that of 1.0 is the last). */
     private static final int KEY_OFFSET = -(orderKey(-1f) >> KEY_SHIFT);
-    /** The dynamic map's midpoints followed by two +∞, so the encoder may always test two of them. */
-    static final float[] DYNAMIC8_MID_PADDED = padded(CodeTables.DYNAMIC8_MID);
-    /** Bucket → number of midpoints below every value of the bucket (unsigned byte). */
-    static final byte[] DYNAMIC8_BASE = dynamicBase(CodeTables.DYNAMIC8_MID);
-
-    private static float[] padded(float[] mid) {
-        float[] m = java.util.Arrays.copyOf(mid, mid.length + 2);
-        m[mid.length] = Float.POSITIVE_INFINITY;
-        m[mid.length + 1] = Float.POSITIVE_INFINITY;
-        return m;
-    }
+    /**
+     * Bucket → {@code below << KEY_SHIFT | low}: {@code below} the number of midpoints whose key is
+     * below the bucket, {@code low} the low key bits of the one midpoint inside it, or all ones
+     * when there is none (no key of the bucket is above that).
+     */
+    static final int[] DYNAMIC8_BUCKETS = dynamicBuckets(CodeTables.DYNAMIC8_MID);
 
     /**
-     * For each bucket (order keys {@code [lo, hi]}, the last one also taking everything above 1.0
-     * and the first everything below -1.0, whose codes are the map's ends), the count of midpoints
-     * whose key is below {@code lo}.
+     * The entries of {@link #DYNAMIC8_BUCKETS} for the buckets from that of -1.0 to that of 1.0;
+     * the first and the last hold no midpoint, so a key clamped into them gets the map's end code.
      *
-     * @throws AssertionError if a bucket holds more than two midpoints
+     * @throws AssertionError if a bucket holds more than one midpoint, or an end bucket one
      */
-    private static byte[] dynamicBase(float[] mid) {
+    private static int[] dynamicBuckets(float[] mid) {
         int buckets = (orderKey(1f) >> KEY_SHIFT) + KEY_OFFSET + 1;
-        byte[] base = new byte[buckets];
+        int[] table = new int[buckets];
         for (int k = 0; k < buckets; k++) {
             long lo = (long) (k - KEY_OFFSET) << KEY_SHIFT;
-            long hi = lo + (1L << KEY_SHIFT) - 1;
+            long hi = lo + KEY_LOW;
             int below = 0;
             int inside = 0;
+            int low = KEY_LOW;
             for (float m : mid) {
                 long key = orderKey(m);
                 if (key < lo) {
                     below++;
                 } else if (key <= hi) {
                     inside++;
+                    low = (int) (key & KEY_LOW);
                 }
             }
-            if (inside > 2) {
+            if (inside > 1 || inside > 0 && (k == 0 || k == buckets - 1)) {
                 throw new AssertionError("dynamic-map bucket " + k + " holds " + inside + " midpoints");
             }
-            base[k] = (byte) below;
+            table[k] = below << KEY_SHIFT | low;
         }
-        return base;
+        return table;
     }
 
     /** Reference encoder: number of midpoints strictly below {@code x}, by binary search. */

@@ -23,6 +23,9 @@ class EncodeDynamicTest {
         int expected = bruteForce(x);
         assertEquals(expected, Blockwise8bit.encodeDynamic(x), "bucket encoder at x = " + x);
         assertEquals(expected, Blockwise8bit.encodeDynamicSearch(x, CodeTables.DYNAMIC8_MID), "binary search at x = " + x);
+        if (Math.abs(x) <= 1f) {
+            assertEquals(expected, Blockwise8bit.encodeUnit(x), "unclamped bucket encoder at x = " + x);
+        }
     }
 
     @Test
@@ -39,9 +42,10 @@ class EncodeDynamicTest {
             -1e-30f, Float.MIN_VALUE, -Float.MIN_VALUE, Float.MAX_VALUE, -Float.MAX_VALUE}) {
             check(x);
         }
-        // both ends of every bucket: order keys k << 18 and (k << 18) - 1, both signs
-        for (int k = 0; k <= 0x3F800000 >> 18; k++) {
-            for (int bits : new int[] {k << 18, (k << 18) - 1}) {
+        // both ends of every bucket: order keys k << KEY_SHIFT and (k << KEY_SHIFT) - 1, both signs
+        int shift = Blockwise8bit.KEY_SHIFT;
+        for (int k = 0; k <= 0x3F800000 >> shift; k++) {
+            for (int bits : new int[] {k << shift, (k << shift) - 1}) {
                 if (bits >= 0) {
                     check(Float.intBitsToFloat(bits));
                     check(-Float.intBitsToFloat(bits));
