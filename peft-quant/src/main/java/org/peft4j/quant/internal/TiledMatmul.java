@@ -1,6 +1,7 @@
 package org.peft4j.quant.internal;
 
 import java.nio.FloatBuffer;
+import java.util.Arrays;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -156,8 +157,8 @@ public final class TiledMatmul {
         if (!accumulates(x, y)) {
             throw new IllegalArgumentException("accumulating product needs float32 x [batch > "
                     + NativeKernels.FUSED_MAX_BATCH + ", " + nIn + "] and a plain float32 C-order host y; got x "
-                    + java.util.Arrays.toString(x.shape()) + " " + x.dataType() + ", y "
-                    + java.util.Arrays.toString(y.shape()) + " " + y.dataType() + " " + y.ordering());
+                    + Arrays.toString(x.shape()) + " " + x.dataType() + ", y "
+                    + Arrays.toString(y.shape()) + " " + y.dataType() + " " + y.ordering());
         }
         mmulInto(x, packed, scales, blockSize, pair, nIn, nOut, y, true, false, true);
     }

@@ -2,6 +2,7 @@ package org.peft4j.core.blocks.internal;
 
 import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
+import java.util.Arrays;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -54,7 +55,7 @@ public final class RowKernels {
      */
     static boolean sameRows(INDArray a, INDArray b) {
         return HOST && a.ordering() == 'c' && b.ordering() == 'c' && a.dataType() == b.dataType()
-                && java.util.Arrays.equals(a.shape(), b.shape()) && contiguous(a) && contiguous(b);
+                && Arrays.equals(a.shape(), b.shape()) && contiguous(a) && contiguous(b);
     }
 
     /**
@@ -144,7 +145,7 @@ public final class RowKernels {
      * (so that their element-wise OR is {@code a}), compared in {@code 'c'} order.
      */
     public static boolean sameZeroOneMask(INDArray a, INDArray b) {
-        if (!java.util.Arrays.equals(a.shape(), b.shape()) || a.length() > Integer.MAX_VALUE) {
+        if (!Arrays.equals(a.shape(), b.shape()) || a.length() > Integer.MAX_VALUE) {
             return false;
         }
         if (a.length() == 0) {
@@ -192,7 +193,7 @@ public final class RowKernels {
             float[] acc = new float[n];
             for (long r0 = 0; r0 < rows; r0 += SUM_ROWS) {
                 int k = (int) Math.min(SUM_ROWS, rows - r0);
-                java.util.Arrays.fill(acc, 0f);
+                Arrays.fill(acc, 0f);
                 for (int r = 0; r < k; r++) {
                     buf.get(base + (int) ((r0 + r) * n), row, 0, n);
                     for (int j = 0; j < n; j++) {
@@ -239,7 +240,7 @@ public final class RowKernels {
     public static boolean rowsToColumns(INDArray src, INDArray dst) {
         if (!HOST || src.dataType() != DataType.FLOAT || dst.dataType() != DataType.FLOAT || src.rank() != 2
                 || dst.rank() != 2 || src.ordering() != 'c' || dst.ordering() != 'f'
-                || !java.util.Arrays.equals(src.shape(), dst.shape()) || !contiguous(src) || !contiguous(dst)) {
+                || !Arrays.equals(src.shape(), dst.shape()) || !contiguous(src) || !contiguous(dst)) {
             return false;
         }
         int rows = (int) src.size(0);
