@@ -37,7 +37,7 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.log
 
 if [[ $BUILD == 1 ]]; then
-  (cd "$ROOT" && ./mvnw -q ${MVN_ARGS:--o} -B -pl benchmarks -am package -DskipTests)
+  (cd "$ROOT" && mvn -q ${MVN_ARGS:--o} -B -pl benchmarks -am package -DskipTests)
 fi
 [[ -f $JAR ]] || { echo "no $JAR; run without --no-build" >&2; exit 1; }
 

@@ -22,7 +22,7 @@ import org.peft4j.core.io.DirectoryTransaction;
  * the directory as exactly one of the two sets (both adapters, every parameter), and the next
  * child's first save cleans up what the killed one left. The kill moments are seeded: a failure
  * can be rerun with the seed in its message. A child JVM starts ND4J, so this runs for minutes:
- * {@code ./mvnw -pl peft-core -am -Pcrash test}.
+ * {@code mvn -pl peft-core -am -Pcrash test}.
  */
 @Tag("crash")
 class SaveCrashTest {

@@ -47,7 +47,7 @@ import picocli.CommandLine.Spec;
  * skip pretraining.
  *
  * <pre>
- * ./mvnw -q -pl peft-examples -am package -DskipTests &amp;&amp; java -jar peft-examples/target/peft-examples.jar --help
+ * mvn -q -pl peft-examples -am package -DskipTests &amp;&amp; java -jar peft-examples/target/peft-examples.jar --help
  * </pre>
  *
  * <p>Thread-safety: one instance runs one experiment on the calling thread.

@@ -53,7 +53,7 @@ import picocli.CommandLine.Spec;
  * dense weights ({@link Nf4Report}).
  *
  * <pre>
- * ./mvnw -q -pl peft-examples -am package -DskipTests
+ * mvn -q -pl peft-examples -am package -DskipTests
  * java -cp peft-examples/target/peft-examples.jar org.peft4j.examples.SpamExample --help
  * </pre>
  *

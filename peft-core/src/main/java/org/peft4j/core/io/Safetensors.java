@@ -38,7 +38,7 @@ import org.nd4j.shade.jackson.core.JsonToken;
 import org.peft4j.core.AdapterFormatException;
 
 /**
- * Reads and writes the <a href="https://huggingface.co/docs/safetensors">safetensors</a> format,
+ * Reads and writes the <a href="https://github.com/huggingface/safetensors">safetensors</a> format,
  * the tensor file of Hugging Face PEFT adapters ({@code adapter_model.safetensors}).
  *
  * <h2>Format</h2>

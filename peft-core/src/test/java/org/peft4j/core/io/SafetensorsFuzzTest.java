@@ -17,7 +17,7 @@ import org.peft4j.core.AdapterFormatException;
  * Coverage-guided fuzzing of the reader with Jazzer. In a normal build this runs in regression
  * mode on the seeds in {@code src/test/resources/org/peft4j/core/io/SafetensorsFuzzTestInputs/}
  * (valid files and broken ones, up to headers of thousands of entries);
- * {@code ./mvnw -pl peft-core -Pfuzz test} fuzzes it for real.
+ * {@code mvn -pl peft-core -Pfuzz test} fuzzes it for real.
  */
 class SafetensorsFuzzTest {
 

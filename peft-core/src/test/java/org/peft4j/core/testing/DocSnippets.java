@@ -49,14 +49,14 @@ public final class DocSnippets {
     private DocSnippets() {
     }
 
-    /** The directory holding README.md, docs/ and the reactor's pom, found upwards from the working directory. */
+    /** The directory holding README.md, docs/, .mvn/ and the reactor's pom, found upwards from the working directory. */
     public static Path repositoryRoot() {
         for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
-            if (Files.isRegularFile(p.resolve("README.md")) && Files.isRegularFile(p.resolve("mvnw"))) {
+            if (Files.isRegularFile(p.resolve("README.md")) && Files.isDirectory(p.resolve(".mvn"))) {
                 return p;
             }
         }
-        throw new IllegalStateException("no README.md with mvnw beside it above " + Path.of("").toAbsolutePath());
+        throw new IllegalStateException("no README.md with .mvn/ beside it above " + Path.of("").toAbsolutePath());
     }
 
     /** README.md, then every .md under docs/ (any depth), in name order. */

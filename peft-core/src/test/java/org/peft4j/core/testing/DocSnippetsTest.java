@@ -98,9 +98,9 @@ class DocSnippetsTest {
                 .getMessage().contains("b.md:2: "));
     }
 
-    /** README.md, mvnw, docs/ and the module directories peft-examples and peft-spark under {@code root}; returns the README. */
+    /** README.md, .mvn/, docs/ and the module directories peft-examples and peft-spark under {@code root}; returns the README. */
     private static Path repository(Path root) throws IOException {
-        Files.writeString(root.resolve("mvnw"), "");
+        Files.createDirectories(root.resolve(".mvn"));
         Files.createDirectories(root.resolve("docs"));
         for (String module : List.of("peft-examples", "peft-spark")) {
             Files.writeString(Files.createDirectories(root.resolve(module)).resolve("pom.xml"), "<project/>\n");

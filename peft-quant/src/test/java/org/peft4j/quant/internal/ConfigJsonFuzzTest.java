@@ -17,7 +17,7 @@ import org.peft4j.core.spi.PeftJson;
  * classpath: LoRA, IA3, bottleneck adapters, prefix and prompt tuning) and the quant state of a
  * 4-bit tensor ({@link QuantStateJson}). In a normal build both run in regression mode on the
  * seeds in {@code src/test/resources/org/peft4j/quant/internal/ConfigJsonFuzzTestInputs/}
- * (every tuner's real output and broken variants); {@code ./mvnw -pl peft-quant -am -Pfuzz test}
+ * (every tuner's real output and broken variants); {@code mvn -pl peft-quant -am -Pfuzz test}
  * fuzzes them for real.
  */
 class ConfigJsonFuzzTest {
