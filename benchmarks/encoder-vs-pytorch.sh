@@ -15,7 +15,7 @@
 # measurement under SCHED_RR (root only; approximates a quiet machine on a shared one: other processes
 # then get what real-time tasks leave, at least 5% of each core), JMH_IGNORE_LOCK=1 to run while another
 # JMH run holds /tmp/jmh.lock (on a shared machine).
-# Takes about 21 minutes on 2 cores (about 12 with --threads 2; --quick about 10). Raw output: benchmarks/target/encoder-vs-pytorch/
+# Takes about 23 minutes on 2 cores (about 13 with --threads 2; --quick about 11). Raw output: benchmarks/target/encoder-vs-pytorch/
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,9 +85,23 @@ torch() {
     >>"$OUT/torch-t$t.txt"
 }
 
+# The PyTorch peer runs just before and just after peft4j's encoder run, and the table takes the mean of
+# the two medians, so a drift of the machine's speed over the encoder run (one-thread medians of either
+# library move by up to 8 % within half an hour) weighs on both sides of a ratio alike.
+peers() {
+  local t=$1
+  torch "$t" lora-qv 20 8
+  torch "$t" full 15 8
+  torch "$t" head 20 8
+  torch "$t" forward 20 1
+  torch "$t" forward 10 32
+}
+
 START=$(date +%s)
 for t in $THREADS; do
+  peers "$t"
   jmh "$t" encoder -- 'EncoderStepBench|EncoderInferenceBench'
+  peers "$t"
   jmh "$t" nf4 -- 'Nf4MatmulBench' -wi 3 -w 2 -i 5 -r 2
   jmh "$t" mlp-inference -- '\.InferenceBench\.(base|qlora)Forward' -p batch=32
   # sample mode, so the table takes the median step: at one thread a step of ~8 ms has a tail of
@@ -98,11 +112,6 @@ for t in $THREADS; do
     jmh "$t" passive OMP_WAIT_POLICY=PASSIVE -- 'EncoderStepBench' -p mode=lora-qv,head
     jmh "$t" keep -- 'EncoderStepBench' -p mode=lora-qv,head -jvmArgsAppend -Dpeft4j.nd4jOmpThreads=keep
   fi
-  torch "$t" lora-qv 20 8
-  torch "$t" full 15 8
-  torch "$t" head 20 8
-  torch "$t" forward 20 1
-  torch "$t" forward 10 32
 done
 ELAPSED=$(( $(date +%s) - START ))
 
@@ -140,8 +149,8 @@ def torch(t):
         for line in open(path):
             m = re.match(r"torch (\S+) threads=\d+ batch=(\d+) .*median_ms=([\d.]+)", line)
             if m:
-                res[(m.group(1), int(m.group(2)))] = float(m.group(3))
-    return res
+                res.setdefault((m.group(1), int(m.group(2))), []).append(float(m.group(3)))
+    return {k: sum(v) / len(v) for k, v in res.items()}
 
 rows = []
 for t in threads:
@@ -183,7 +192,7 @@ print("### Encoder step and inference: peft4j against PyTorch (benchmarks/encode
 print()
 print(f"Machine: {cpu}, {cores} cores; {jdk}; ND4J: {backend.strip() or 'see the JMH logs'}; "
       f"PyTorch {torch_version or 'not installed'}. Medians of JMH sample mode (peft4j) and of timed steps "
-      f"(PyTorch); 1 thread = pinned to one core with OMP_NUM_THREADS=1. "
+      f"(PyTorch: the mean of the medians of its runs just before and just after peft4j's encoder run); 1 thread = pinned to one core with OMP_NUM_THREADS=1. "
       f"{'QUICK RUN (one short iteration each): not a measurement. ' if quick == '1' else ''}"
       f"{'Run under SCHED_RR. ' if rt == '1' else ''}Took {int(elapsed) // 60} min.")
 print()
