@@ -19,7 +19,8 @@ import org.peft4j.core.ia3.Ia3Config;
  * rows zeroed) give the gradients of the double-precision step, whose code the gradient checks
  * validate, to float rounding: on a padded batch through an encoder, fully fine-tuned (every
  * {@code Dense} trains) and with IA3 on {@code attn.k|v} (the frozen {@code mlp.up} passes the
- * gradient down to the scales of the block below it).
+ * gradient down to the scales of the block below it), and with only the embedding LayerNorm and the
+ * classifier trained (every dense layer frozen, passing its input gradient).
  */
 class FloatTrainingMatchesDoubleTest {
 
@@ -77,6 +78,23 @@ class FloatTrainingMatchesDoubleTest {
         ComputationGraph[] b = bases();
         assertSameGradients(Peft.wrap(b[0], FineTuningConfig.full()).graph(),
                 Peft.wrap(b[1], FineTuningConfig.full()).graph(), "full");
+    }
+
+    /**
+     * Only the embedding LayerNorm and the classifier train, so every dense layer of both blocks is
+     * frozen and passes its input gradient down: the float forward ({@code x·W} onto the bias rows)
+     * and input-gradient ({@code delta·Wᵀ}) products of the frozen layers, direct {@code cblas_sgemm}
+     * calls on the CPU backend, must give the double step's gradients, random biases included.
+     */
+    @Test
+    void frozenDenseProductsInFloatPassTheDoubleGradients() {
+        ComputationGraph[] b = bases();
+        // every parameter moved off its initial value, so that the biases (zero at initialisation) count
+        Nd4j.getRandom().setSeed(5);
+        b[0].setParams(b[0].params().add(Nd4j.rand(DataType.DOUBLE, b[0].params().shape()).subi(0.5)));
+        b[1].setParams(b[0].params().castTo(DataType.FLOAT));
+        FineTuningConfig cfg = FineTuningConfig.transferLearning(Transformers.EMBEDDING_NORM, Transformers.CLASSIFIER);
+        assertSameGradients(Peft.wrap(b[0], cfg).graph(), Peft.wrap(b[1], cfg).graph(), "frozen");
     }
 
     @Test
