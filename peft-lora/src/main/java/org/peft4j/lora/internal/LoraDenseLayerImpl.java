@@ -35,6 +35,15 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
     private transient Dora dora;
     /** dL/dz of the current DoRA backward pass (before the scale), between adapterDelta and adapterBackward. */
     private INDArray doraDelta;
+    /**
+     * {@code h = d(x)·A} of the last training forward pass (detached, in {@link #branchBuffer}) and the
+     * input it was computed from: the backward pass reuses it instead of computing the product
+     * again while {@link #input} is still that array. Null when the forward pass did not keep it.
+     */
+    private INDArray cachedBranch;
+    private INDArray cachedBranchInput;
+    /** The detached array {@link #cachedBranch} was last written into, reused by the next training pass. */
+    private INDArray branchBuffer;
 
     public LoraDenseLayerImpl(NeuralNetConfiguration conf, DataType dataType) {
         super(conf, dataType);
@@ -72,6 +81,22 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
         return x.mul(dropoutMask, xd);
     }
 
+    /**
+     * A detached {@code [rows, rank]} array for {@link #cachedBranch}: the one of the previous step
+     * when it fits (its backward pass is done), else a new one outside every workspace, so that it
+     * outlives the forward pass's working memory until the backward pass.
+     */
+    private INDArray branchArray(long rows, long rank) {
+        INDArray h = branchBuffer;
+        if (h == null || h.dataType() != dataType || h.size(0) != rows || h.size(1) != rank) {
+            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                h = Nd4j.createUninitialized(dataType, new long[] {rows, rank}, 'c');
+            }
+            branchBuffer = h;
+        }
+        return h;
+    }
+
     /** The backward pass recomputes forward for DoRA, which keeps {@code x·V} there for {@code dL/dm}. */
     @Override
     protected boolean forwardReusable() {
@@ -91,9 +116,15 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
                 SmallBatchBranch.addInto(xd, a, b, c.scaling(), z);
                 return;
             }
-            INDArray h = mgr.createUninitialized(type, dataType, x.size(0), c.rank());
+            boolean keep = training && !forBackprop;
+            INDArray h = keep ? branchArray(x.size(0), c.rank())
+                    : mgr.createUninitialized(type, dataType, x.size(0), c.rank());
             Nd4j.gemm(xd, a, h, false, false, 1.0, 0.0);
             Nd4j.gemm(h, b, z, false, false, c.scaling(), 1.0);
+            if (keep) {
+                cachedBranch = h;
+                cachedBranchInput = input;
+            }
             return;
         }
         dora().start(weightNorm(), params.get(LoraDenseLayer.LORA_M), dataType);
@@ -186,8 +217,14 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
         INDArray gz = !useDora ? delta : dropped ? dora().scaled(doraDelta) : delta;
 
         INDArray xd = branchInput(x, true, false, ArrayType.BP_WORKING_MEM, mgr);
-        INDArray h = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.rank());
-        Nd4j.gemm(xd, a, h, false, false, 1.0, 0.0);
+        INDArray h;
+        if (!useDora && cachedBranch != null && cachedBranchInput == input) {
+            // d(x)·A of this step's forward pass: same input, same parameters, same dropout mask
+            h = cachedBranch;
+        } else {
+            h = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.rank());
+            Nd4j.gemm(xd, a, h, false, false, 1.0, 0.0);
+        }
         Nd4j.gemm(h, gz, gB, true, false, s, 0.0);
         INDArray gh = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.rank());
         Nd4j.gemm(gz, b, gh, false, true, s, 0.0);
@@ -226,6 +263,8 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
             dropoutMask = null;
         }
         doraDelta = null;
+        cachedBranch = null;
+        cachedBranchInput = null;
         dora().clear();
     }
 }
