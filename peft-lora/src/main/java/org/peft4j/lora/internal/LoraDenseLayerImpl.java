@@ -11,6 +11,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.random.impl.BernoulliDistribution;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.FrozenBaseLayer;
+import org.peft4j.core.spi.AdapterGemm;
 import org.peft4j.core.spi.FrozenDenseLayerImpl;
 import org.peft4j.lora.LoraDenseLayer;
 
@@ -19,7 +20,8 @@ import org.peft4j.lora.LoraDenseLayer;
  * DL4J has no layer whose weight is frozen outside the parameter vector with a trainable low-rank
  * branch, and SameDiff layers return doubled gradients in 1.0.0-M2.1.
  *
- * <p>Every training forward pass draws a new LoRA dropout mask and keeps it (outside workspaces)
+ * <p>The LoRA branch's own products go through {@link AdapterGemm} (direct BLAS calls for float32).
+ * Every training forward pass draws a new LoRA dropout mask and keeps it (outside workspaces)
  * for the matching backward pass, which may recompute the forward pass and must see the same mask.
  * The base products of DoRA ({@code x·W}, {@code δ·Wᵀ}, {@code Aᵀ·W}) go through
  * {@link #baseForward} and {@link #baseInputGradient}, so a base held in another form (QLoRA's 4-bit
@@ -119,8 +121,8 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
             boolean keep = training && !forBackprop;
             INDArray h = keep ? branchArray(x.size(0), c.rank())
                     : mgr.createUninitialized(type, dataType, x.size(0), c.rank());
-            Nd4j.gemm(xd, a, h, false, false, 1.0, 0.0);
-            Nd4j.gemm(h, b, z, false, false, c.scaling(), 1.0);
+            AdapterGemm.gemm(xd, a, h, false, false, 1.0, 0.0);
+            AdapterGemm.gemm(h, b, z, false, false, c.scaling(), 1.0);
             if (keep) {
                 cachedBranch = h;
                 cachedBranchInput = input;
@@ -223,12 +225,12 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
             h = cachedBranch;
         } else {
             h = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.rank());
-            Nd4j.gemm(xd, a, h, false, false, 1.0, 0.0);
+            AdapterGemm.gemm(xd, a, h, false, false, 1.0, 0.0);
         }
-        Nd4j.gemm(h, gz, gB, true, false, s, 0.0);
+        AdapterGemm.gemm(h, gz, gB, true, false, s, 0.0);
         INDArray gh = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.rank());
-        Nd4j.gemm(gz, b, gh, false, true, s, 0.0);
-        Nd4j.gemm(xd, gh, gA, true, false, 1.0, 0.0);
+        AdapterGemm.gemm(gz, b, gh, false, true, s, 0.0);
+        AdapterGemm.gemm(xd, gh, gA, true, false, 1.0, 0.0);
         g.gradientForVariable().put(LoraDenseLayer.LORA_A, gA);
         g.gradientForVariable().put(LoraDenseLayer.LORA_B, gB);
         if (useDora) {
@@ -242,15 +244,15 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
 
         if (epsOut != null) {
             if (dropoutMask == null) {
-                Nd4j.gemm(gh, a, epsOut, false, true, 1.0, 1.0);
+                AdapterGemm.gemm(gh, a, epsOut, false, true, 1.0, 1.0);
             } else {
                 INDArray t = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.getNIn());
                 if (useDora) {
                     // the dropped input also feeds (c − 1) ⊙ (d(x)·W)
                     baseInputGradient(dora().scaledMinusOne(doraDelta), t);
-                    Nd4j.gemm(gh, a, t, false, true, 1.0, 1.0);
+                    AdapterGemm.gemm(gh, a, t, false, true, 1.0, 1.0);
                 } else {
-                    Nd4j.gemm(gh, a, t, false, true, 1.0, 0.0);
+                    AdapterGemm.gemm(gh, a, t, false, true, 1.0, 0.0);
                 }
                 epsOut.addi(t.muli(dropoutMask));
             }

@@ -17,7 +17,8 @@ import org.peft4j.core.spi.HostBlas;
  * than through {@code cblas_sgemm} on the same buffers (124 against 63 µs at {@code [512, 384]·[384, 8]}),
  * and a forward pass at batch 1 makes 36 such products: the MiniLM-sized encoder's forward pass at
  * batch 1 × 64 tokens, one thread, went from 25.6 to 24.5 and from 23.3 to 22.5 ms (median, two
- * side-by-side runs). Used by {@link DenseImpl}; for the frozen base and adapter products of the
+ * side-by-side runs). Used by {@link DenseImpl} and, through
+ * {@link org.peft4j.core.spi.AdapterGemm}, by the LoRA branch; for the frozen base products of the
  * LoRA training step at 8 × 64 tokens it was not faster (1–6 % slower in three side-by-side runs),
  * so they keep {@code Nd4j.gemm}.
  *
