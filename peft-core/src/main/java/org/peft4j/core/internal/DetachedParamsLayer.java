@@ -17,7 +17,7 @@ import org.nd4j.linalg.factory.Nd4j;
  * Implementation of {@link org.peft4j.core.FrozenParamsLayer}: presents a layer whose parameters
  * are private (outside the graph's flat vector) as a layer with no parameters. Backward delegates
  * to the wrapped layer for the epsilon and discards its weight gradient (computed into a scratch
- * buffer allocated on first use).
+ * buffer allocated on first use; a wrapped {@link InputGradientOnly} layer is told to skip it).
  *
  * <p>Thread-safety: one instance is used by one thread at a time, like every DL4J layer.
  */
@@ -50,6 +50,9 @@ public final class DetachedParamsLayer extends BaseWrapperLayer {
                 try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
                     underlying.setBackpropGradientsViewArray(Nd4j.create(underlying.params().dataType(), 1, n));
                 }
+            }
+            if (underlying instanceof InputGradientOnly) {
+                ((InputGradientOnly) underlying).inputGradientOnly();
             }
             scratchReady = true;
         }

@@ -12,7 +12,8 @@
  * JSON in Hugging Face PEFT's style ({@link org.peft4j.core.spi.PeftJson}), the keys of peft4j's
  * extension object ({@link org.peft4j.core.spi.AdapterFileKeys}), heap access to small float
  * matrices ({@link org.peft4j.core.spi.DenseFloats}), OpenBLAS called directly on the host buffers
- * of float32 arrays for hand-written kernels ({@link org.peft4j.core.spi.HostBlas}), the base of
+ * of float32 arrays for hand-written kernels ({@link org.peft4j.core.spi.HostBlas}) and for an
+ * adapter branch's products ({@link org.peft4j.core.spi.AdapterGemm}), the base of
  * layers a tuner inserts into a graph ({@link org.peft4j.core.spi.BaseTunerLayer}) and reading
  * layer configurations out of a graph ({@link org.peft4j.core.spi.Vertices}).
  *

@@ -11,6 +11,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.random.impl.BernoulliDistribution;
 import org.nd4j.linalg.factory.Nd4j;
 import org.peft4j.core.FrozenBaseLayer;
+import org.peft4j.core.spi.AdapterGemm;
 import org.peft4j.core.spi.FrozenDenseLayerImpl;
 import org.peft4j.lora.LoraDenseLayer;
 
@@ -19,7 +20,8 @@ import org.peft4j.lora.LoraDenseLayer;
  * DL4J has no layer whose weight is frozen outside the parameter vector with a trainable low-rank
  * branch, and SameDiff layers return doubled gradients in 1.0.0-M2.1.
  *
- * <p>Every training forward pass draws a new LoRA dropout mask and keeps it (outside workspaces)
+ * <p>The LoRA branch's own products go through {@link AdapterGemm} (direct BLAS calls for float32).
+ * Every training forward pass draws a new LoRA dropout mask and keeps it (outside workspaces)
  * for the matching backward pass, which may recompute the forward pass and must see the same mask.
  * The base products of DoRA ({@code x·W}, {@code δ·Wᵀ}, {@code Aᵀ·W}) go through
  * {@link #baseForward} and {@link #baseInputGradient}, so a base held in another form (QLoRA's 4-bit
@@ -35,6 +37,15 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
     private transient Dora dora;
     /** dL/dz of the current DoRA backward pass (before the scale), between adapterDelta and adapterBackward. */
     private INDArray doraDelta;
+    /**
+     * {@code h = d(x)·A} of the last training forward pass (detached, in {@link #branchBuffer}) and the
+     * input it was computed from: the backward pass reuses it instead of computing the product
+     * again while {@link #input} is still that array. Null when the forward pass did not keep it.
+     */
+    private INDArray cachedBranch;
+    private INDArray cachedBranchInput;
+    /** The detached array {@link #cachedBranch} was last written into, reused by the next training pass. */
+    private INDArray branchBuffer;
 
     public LoraDenseLayerImpl(NeuralNetConfiguration conf, DataType dataType) {
         super(conf, dataType);
@@ -72,6 +83,22 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
         return x.mul(dropoutMask, xd);
     }
 
+    /**
+     * A detached {@code [rows, rank]} array for {@link #cachedBranch}: the one of the previous step
+     * when it fits (its backward pass is done), else a new one outside every workspace, so that it
+     * outlives the forward pass's working memory until the backward pass.
+     */
+    private INDArray branchArray(long rows, long rank) {
+        INDArray h = branchBuffer;
+        if (h == null || h.dataType() != dataType || h.size(0) != rows || h.size(1) != rank) {
+            try (MemoryWorkspace ws = Nd4j.getMemoryManager().scopeOutOfWorkspaces()) {
+                h = Nd4j.createUninitialized(dataType, new long[] {rows, rank}, 'c');
+            }
+            branchBuffer = h;
+        }
+        return h;
+    }
+
     /** The backward pass recomputes forward for DoRA, which keeps {@code x·V} there for {@code dL/dm}. */
     @Override
     protected boolean forwardReusable() {
@@ -91,9 +118,15 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
                 SmallBatchBranch.addInto(xd, a, b, c.scaling(), z);
                 return;
             }
-            INDArray h = mgr.createUninitialized(type, dataType, x.size(0), c.rank());
-            Nd4j.gemm(xd, a, h, false, false, 1.0, 0.0);
-            Nd4j.gemm(h, b, z, false, false, c.scaling(), 1.0);
+            boolean keep = training && !forBackprop;
+            INDArray h = keep ? branchArray(x.size(0), c.rank())
+                    : mgr.createUninitialized(type, dataType, x.size(0), c.rank());
+            AdapterGemm.gemm(xd, a, h, false, false, 1.0, 0.0);
+            AdapterGemm.gemm(h, b, z, false, false, c.scaling(), 1.0);
+            if (keep) {
+                cachedBranch = h;
+                cachedBranchInput = input;
+            }
             return;
         }
         dora().start(weightNorm(), params.get(LoraDenseLayer.LORA_M), dataType);
@@ -186,12 +219,18 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
         INDArray gz = !useDora ? delta : dropped ? dora().scaled(doraDelta) : delta;
 
         INDArray xd = branchInput(x, true, false, ArrayType.BP_WORKING_MEM, mgr);
-        INDArray h = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.rank());
-        Nd4j.gemm(xd, a, h, false, false, 1.0, 0.0);
-        Nd4j.gemm(h, gz, gB, true, false, s, 0.0);
+        INDArray h;
+        if (!useDora && cachedBranch != null && cachedBranchInput == input) {
+            // d(x)·A of this step's forward pass: same input, same parameters, same dropout mask
+            h = cachedBranch;
+        } else {
+            h = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.rank());
+            AdapterGemm.gemm(xd, a, h, false, false, 1.0, 0.0);
+        }
+        AdapterGemm.gemm(h, gz, gB, true, false, s, 0.0);
         INDArray gh = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.rank());
-        Nd4j.gemm(gz, b, gh, false, true, s, 0.0);
-        Nd4j.gemm(xd, gh, gA, true, false, 1.0, 0.0);
+        AdapterGemm.gemm(gz, b, gh, false, true, s, 0.0);
+        AdapterGemm.gemm(xd, gh, gA, true, false, 1.0, 0.0);
         g.gradientForVariable().put(LoraDenseLayer.LORA_A, gA);
         g.gradientForVariable().put(LoraDenseLayer.LORA_B, gB);
         if (useDora) {
@@ -205,15 +244,15 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
 
         if (epsOut != null) {
             if (dropoutMask == null) {
-                Nd4j.gemm(gh, a, epsOut, false, true, 1.0, 1.0);
+                AdapterGemm.gemm(gh, a, epsOut, false, true, 1.0, 1.0);
             } else {
                 INDArray t = mgr.createUninitialized(ArrayType.BP_WORKING_MEM, dataType, batch, c.getNIn());
                 if (useDora) {
                     // the dropped input also feeds (c − 1) ⊙ (d(x)·W)
                     baseInputGradient(dora().scaledMinusOne(doraDelta), t);
-                    Nd4j.gemm(gh, a, t, false, true, 1.0, 1.0);
+                    AdapterGemm.gemm(gh, a, t, false, true, 1.0, 1.0);
                 } else {
-                    Nd4j.gemm(gh, a, t, false, true, 1.0, 0.0);
+                    AdapterGemm.gemm(gh, a, t, false, true, 1.0, 0.0);
                 }
                 epsOut.addi(t.muli(dropoutMask));
             }
@@ -226,6 +265,8 @@ public class LoraDenseLayerImpl extends FrozenDenseLayerImpl {
             dropoutMask = null;
         }
         doraDelta = null;
+        cachedBranch = null;
+        cachedBranchInput = null;
         dora().clear();
     }
 }

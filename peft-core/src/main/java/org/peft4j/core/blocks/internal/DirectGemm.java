@@ -17,7 +17,8 @@ import org.peft4j.core.spi.HostBlas;
  * than through {@code cblas_sgemm} on the same buffers (124 against 63 µs at {@code [512, 384]·[384, 8]}),
  * and a forward pass at batch 1 makes 36 such products: the MiniLM-sized encoder's forward pass at
  * batch 1 × 64 tokens, one thread, went from 25.6 to 24.5 and from 23.3 to 22.5 ms (median, two
- * side-by-side runs). Used by {@link DenseImpl} and for the frozen base products of
+ * side-by-side runs). Used by {@link DenseImpl}, by the LoRA branch through
+ * {@link org.peft4j.core.spi.AdapterGemm}, and for the frozen base products of
  * {@link org.peft4j.core.spi.FrozenDenseLayerImpl} (and the layers that extend it), where the
  * saving per call holds at 8 × 64 tokens too: 1.14 against 1.24 ms per {@code [512, 384]·[384, 384]}
  * product in the LoRA training step (one thread, per-call times in one JVM, paths alternating).

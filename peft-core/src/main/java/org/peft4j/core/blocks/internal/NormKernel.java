@@ -1,6 +1,7 @@
 package org.peft4j.core.blocks.internal;
 
 import java.nio.FloatBuffer;
+import java.util.Arrays;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -35,9 +36,23 @@ public final class NormKernel {
      */
     public static void forward(INDArray x, INDArray y,
                                double[] g, double[] b, double eps) {
+        forward(x, y, g, b, eps, null);
+    }
+
+    /**
+     * {@link #forward(INDArray, INDArray, double[], double[], double)}, keeping each row's statistics
+     * for {@link #backward(INDArray, INDArray, INDArray, double[], boolean, double, double[], double[], float[])}
+     * when the float32 path runs: {@code stats[2r] = μ} and {@code stats[2r + 1] = r} of row {@code r}
+     * (exactly the values the backward pass would compute again from the same {@code x}).
+     *
+     * @param stats null, or at least {@code 2n} floats to fill
+     * @return whether {@code stats} was filled
+     */
+    public static boolean forward(INDArray x, INDArray y,
+                                  double[] g, double[] b, double eps, float[] stats) {
         if (allFloat(x, y)) {
-            forwardFloat(x, y, g, b, eps);
-            return;
+            forwardFloat(x, y, g, b, eps, stats);
+            return stats != null;
         }
         int d = g.length;
         long n = x.length() / d;
@@ -66,6 +81,7 @@ public final class NormKernel {
             }
             out.write(r0 * d, v, len);
         }
+        return false;
     }
 
     /**
@@ -79,8 +95,22 @@ public final class NormKernel {
     public static void backward(INDArray x, INDArray dy,
                                 INDArray dx, double[] g, boolean centered, double eps,
                                 double[] dg, double[] db) {
+        backward(x, dy, dx, g, centered, eps, dg, db, null);
+    }
+
+    /**
+     * {@link #backward(INDArray, INDArray, INDArray, double[], boolean, double, double[], double[])}
+     * for a layer whose {@code g} and {@code b} may be frozen: with {@code dg} null neither
+     * {@code dg} nor {@code db} is computed (only {@code dx}). {@code stats}, when not null, holds
+     * the row statistics that {@link #forward(INDArray, INDArray, double[], double[], double, float[])}
+     * kept for this same {@code x}; the float32 path then reads them instead of computing them again
+     * (the double path always computes them).
+     */
+    public static void backward(INDArray x, INDArray dy,
+                                INDArray dx, double[] g, boolean centered, double eps,
+                                double[] dg, double[] db, float[] stats) {
         if (allFloat(x, dy, dx)) {
-            backwardFloat(x, dy, dx, g, centered, eps, dg, db);
+            backwardFloat(x, dy, dx, g, centered, eps, dg, db, stats);
             return;
         }
         int d = g.length;
@@ -109,9 +139,13 @@ public final class NormKernel {
                     v[o + j] = xhat;
                     sg += gh;
                     sgx += gh * xhat;
-                    dg[j] += dyj * xhat;
-                    if (db != null) {
-                        db[j] += dyj;
+                }
+                if (dg != null) {
+                    for (int j = 0; j < d; j++) {
+                        dg[j] += e[o + j] * v[o + j];
+                        if (db != null) {
+                            db[j] += e[o + j];
+                        }
                     }
                 }
                 double meanG = centered ? sg / d : 0.0;
@@ -142,7 +176,7 @@ public final class NormKernel {
      * have the same loop-invariant offset (with rows read at {@code [o + j]} from a block and
      * {@code g} at {@code [j]} the loops ran scalar, measured 1.3 against 0.1 ns an element).
      */
-    private static void forwardFloat(INDArray x, INDArray y, double[] g, double[] b, double eps) {
+    private static void forwardFloat(INDArray x, INDArray y, double[] g, double[] b, double eps, float[] stats) {
         int d = g.length;
         long n = x.length() / d;
         boolean centered = b != null;
@@ -157,6 +191,10 @@ public final class NormKernel {
             in.get(inBase + (int) (r * d), v, 0, d);
             float mu = centered ? FloatRows.sum(v, 0, d) / d : 0f;
             float rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, 0, d, mu) / d + eps));
+            if (stats != null) {
+                stats[(int) (2 * r)] = mu;
+                stats[(int) (2 * r + 1)] = rs;
+            }
             for (int j = 0; j < d; j++) {
                 v[j] = (v[j] - mu) * (rs * gf[j]) + bf[j];
             }
@@ -167,10 +205,11 @@ public final class NormKernel {
     /**
      * {@link #backward} for float32 arrays, in float32 a row at a time like {@link #forwardFloat}
      * (every array indexed from 0, so that C2 vectorizes the element loops); {@code dg} and
-     * {@code db} are summed in float over {@code BLOCK / d} rows, then added to the double totals.
+     * {@code db} are summed in float over {@code BLOCK / d} rows, then added to the double totals
+     * (neither when {@code dg} is null); the row statistics come from {@code stats} when given.
      */
     private static void backwardFloat(INDArray x, INDArray dy, INDArray dx, double[] g, boolean centered, double eps,
-                                      double[] dg, double[] db) {
+                                      double[] dg, double[] db, float[] stats) {
         int d = g.length;
         long n = x.length() / d;
         FloatBuffer xs = x.data().asNioFloat();
@@ -188,21 +227,35 @@ public final class NormKernel {
         float[] dbf = new float[d];
         for (long r0 = 0; r0 < n; r0 += rowsPerBlock) {
             int rows = (int) Math.min(rowsPerBlock, n - r0);
-            java.util.Arrays.fill(dgf, 0f);
-            java.util.Arrays.fill(dbf, 0f);
+            Arrays.fill(dgf, 0f);
+            Arrays.fill(dbf, 0f);
             for (int r = 0; r < rows; r++) {
                 long row = r0 + r;
                 xs.get(xBase + (int) (row * d), v, 0, d);
                 dys.get(dyBase + (int) (row * d), e, 0, d);
-                float mu = centered ? FloatRows.sum(v, 0, d) / d : 0f;
-                float rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, 0, d, mu) / d + eps));
-                for (int j = 0; j < d; j++) {
-                    float xh = (v[j] - mu) * rs;
-                    float ej = e[j];
-                    v[j] = xh;
-                    gh[j] = gf[j] * ej;
-                    dgf[j] += ej * xh;
-                    dbf[j] += ej;
+                float mu;
+                float rs;
+                if (stats != null) {
+                    mu = stats[(int) (2 * row)];
+                    rs = stats[(int) (2 * row + 1)];
+                } else {
+                    mu = centered ? FloatRows.sum(v, 0, d) / d : 0f;
+                    rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, 0, d, mu) / d + eps));
+                }
+                if (dg != null) {
+                    for (int j = 0; j < d; j++) {
+                        float xh = (v[j] - mu) * rs;
+                        float ej = e[j];
+                        v[j] = xh;
+                        gh[j] = gf[j] * ej;
+                        dgf[j] += ej * xh;
+                        dbf[j] += ej;
+                    }
+                } else {
+                    for (int j = 0; j < d; j++) {
+                        v[j] = (v[j] - mu) * rs;
+                        gh[j] = gf[j] * e[j];
+                    }
                 }
                 float meanG = centered ? FloatRows.sum(gh, 0, d) / d : 0f;
                 float meanGx = FloatRows.dot(gh, 0, v, 0, d) / d;
@@ -210,6 +263,9 @@ public final class NormKernel {
                     e[j] = rs * (gh[j] - meanG - v[j] * meanGx);
                 }
                 dxs.put(dxBase + (int) (row * d), e, 0, d);
+            }
+            if (dg == null) {
+                continue;
             }
             for (int j = 0; j < d; j++) {
                 dg[j] += dgf[j];

@@ -1,6 +1,10 @@
 package org.peft4j.core.blocks.internal;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -181,6 +185,105 @@ class NormKernelTest {
             for (int j = 0; j < d; j++) {
                 assertEquals(dgd[j], dgf[j], 1e-6 * n, "dg " + j);
                 assertEquals(dbd[j], dbf[j], 1e-6 * n, "db " + j);
+            }
+        }
+    }
+
+    /** Every element as a double (exact for float32 and float64), for bit-for-bit comparisons. */
+    private static double[] values(INDArray a) {
+        return a.dup('c').data().asDouble();
+    }
+
+    /** Random {@code [n, d]} rows of the given type. */
+    private static INDArray rows(long seed, int n, int d, DataType type) {
+        java.util.Random r = new java.util.Random(seed);
+        double[][] a = new double[n][d];
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < d; j++) {
+                a[i][j] = r.nextGaussian() * 2 + 0.3;
+            }
+        }
+        return Nd4j.createFromArray(a).castTo(type);
+    }
+
+    /**
+     * The row statistics the float32 forward pass keeps give the backward pass bit for bit the
+     * input gradient and parameter gradients it computes without them; a forward pass on another
+     * input fills other statistics, which change the result (so the backward pass does read them).
+     * The double path keeps none.
+     */
+    @Test
+    void keptRowStatisticsGiveTheRecomputedBackwardBitForBit() {
+        int n = 70;
+        int d = 389;
+        double[] g = new double[d];
+        double[] b = new double[d];
+        java.util.Random r = new java.util.Random(9);
+        for (int j = 0; j < d; j++) {
+            g[j] = 0.5 + r.nextDouble();
+            b[j] = r.nextGaussian();
+        }
+        for (boolean centered : new boolean[] {true, false}) {
+            INDArray x = rows(11, n, d, DataType.FLOAT);
+            INDArray dy = rows(12, n, d, DataType.FLOAT);
+            INDArray y = Nd4j.createUninitialized(DataType.FLOAT, n, d);
+            float[] stats = new float[2 * n];
+            assertTrue(NormKernel.forward(x, y, g, centered ? b : null, EPS, stats));
+            INDArray yPlain = Nd4j.createUninitialized(DataType.FLOAT, n, d);
+            NormKernel.forward(x, yPlain, g, centered ? b : null, EPS);
+            assertArrayEquals(values(yPlain), values(y), "forward output");
+
+            INDArray dxRecomputed = Nd4j.createUninitialized(DataType.FLOAT, n, d);
+            double[] dg0 = new double[d];
+            double[] db0 = new double[d];
+            NormKernel.backward(x, dy, dxRecomputed, g, centered, EPS, dg0, db0);
+            INDArray dxKept = Nd4j.createUninitialized(DataType.FLOAT, n, d);
+            double[] dg1 = new double[d];
+            double[] db1 = new double[d];
+            NormKernel.backward(x, dy, dxKept, g, centered, EPS, dg1, db1, stats);
+            assertArrayEquals(values(dxRecomputed), values(dxKept), "dx with kept statistics, centered " + centered);
+            assertArrayEquals(dg0, dg1, "dg");
+            assertArrayEquals(db0, db1, "db");
+
+            float[] other = new float[2 * n];
+            NormKernel.forward(rows(13, n, d, DataType.FLOAT), y, g, centered ? b : null, EPS, other);
+            INDArray dxOther = Nd4j.createUninitialized(DataType.FLOAT, n, d);
+            NormKernel.backward(x, dy, dxOther, g, centered, EPS, null, null, other);
+            assertNotEquals(dxRecomputed, dxOther, "statistics of another input must change dx");
+        }
+        INDArray xd = rows(11, n, d, DataType.DOUBLE);
+        assertFalse(NormKernel.forward(xd, Nd4j.createUninitialized(DataType.DOUBLE, n, d), g, b, EPS, new float[2 * n]),
+                "the double path keeps no statistics");
+    }
+
+    /**
+     * A frozen layer's backward pass ({@code dg} null) writes the same input gradient, bit for bit,
+     * as the pass that also sums the gain and bias gradients, in float32 and float64, with and
+     * without kept statistics.
+     */
+    @Test
+    void inputGradientAloneEqualsTheFullBackwardsInputGradient() {
+        int n = 40;
+        int d = 389;
+        double[] g = new double[d];
+        java.util.Random r = new java.util.Random(3);
+        for (int j = 0; j < d; j++) {
+            g[j] = 0.5 + r.nextDouble();
+        }
+        for (DataType type : new DataType[] {DataType.FLOAT, DataType.DOUBLE}) {
+            for (boolean centered : new boolean[] {true, false}) {
+                INDArray x = rows(21, n, d, type);
+                INDArray dy = rows(22, n, d, type);
+                INDArray full = Nd4j.createUninitialized(type, n, d);
+                NormKernel.backward(x, dy, full, g, centered, EPS, new double[d], centered ? new double[d] : null);
+                INDArray only = Nd4j.createUninitialized(type, n, d);
+                NormKernel.backward(x, dy, only, g, centered, EPS, null, null, null);
+                assertArrayEquals(values(full), values(only), type + " centered " + centered);
+                float[] stats = new float[2 * n];
+                NormKernel.forward(x, Nd4j.createUninitialized(type, n, d), g, centered ? g : null, EPS, stats);
+                INDArray onlyKept = Nd4j.createUninitialized(type, n, d);
+                NormKernel.backward(x, dy, onlyKept, g, centered, EPS, null, null, stats);
+                assertArrayEquals(values(full), values(onlyKept), type + " centered " + centered + " with kept statistics");
             }
         }
     }
