@@ -51,7 +51,7 @@ public class ResidualAdd extends GraphVertex {
 
     @Override
     public boolean equals(Object o) {
-        return o instanceof ResidualAdd;
+        return o != null && o.getClass() == ResidualAdd.class;
     }
 
     @Override

@@ -45,6 +45,8 @@ import org.peft4j.core.Target;
 import org.peft4j.core.TargetKind;
 import org.peft4j.core.TunerLayer;
 import org.peft4j.core.blocks.Dense;
+import org.peft4j.core.blocks.ResidualAdd;
+import org.peft4j.core.blocks.internal.GatedResidualAdd;
 import org.peft4j.core.spi.Vertices;
 
 /**
@@ -179,9 +181,12 @@ public final class GraphRewriter {
      * @param trainableBias for each frozen dense-type layer, whether its bias trains
      * @param upstreamTrains for each vertex, whether anything strictly upstream of it trains
      * @param inputGradients for each edit and frozen or adapted layer, whether it passes an epsilon
+     * @param residualInputs for each {@link ResidualAdd} that passes an epsilon to one input only,
+     *     which input gets one
      */
     private record Training(Set<String> trainable, Map<String, Boolean> trainableBias,
-                            Map<String, Boolean> upstreamTrains, Map<String, Boolean> inputGradients) {
+                            Map<String, Boolean> upstreamTrains, Map<String, Boolean> inputGradients,
+                            Map<String, boolean[]> residualInputs) {
 
         static Training of(ComputationGraphConfiguration conf, BiasMode biasMode, TargetSelection.Selected selected,
                            Topology topo) {
@@ -208,9 +213,10 @@ public final class GraphRewriter {
             }
             Map<String, Boolean> upstreamTrains = GraphRewriter.upstreamTrains(topo.inputs, trainable);
             Set<String> outputs = new HashSet<>(conf.getNetworkOutputs());
+            Map<String, boolean[]> residualInputs = new HashMap<>();
             Map<String, Boolean> inputGradients = GraphRewriter.inputGradients(topo, conf, vertices, selected, trainable,
-                    upstreamTrains, outputs);
-            return new Training(trainable, trainableBias, upstreamTrains, inputGradients);
+                    upstreamTrains, outputs, residualInputs);
+            return new Training(trainable, trainableBias, upstreamTrains, inputGradients, residualInputs);
         }
     }
 
@@ -262,7 +268,10 @@ public final class GraphRewriter {
             }
             GraphVertex v = vertices.get(name);
             Layer l = layerOf(v);
-            if (l == null) {
+            boolean[] residual = training.residualInputs().get(name);
+            if (residual != null && live(name)) {
+                put(name, new GatedResidualAdd(residual[0], residual[1]), inputs);
+            } else if (l == null) {
                 put(name, live(name) ? v.clone() : new FrozenVertex(v.clone()), inputs);
             } else if (selected.saved().contains(name)) {
                 put(name, ownCopy((LayerVertex) v), inputs);
@@ -541,10 +550,21 @@ public final class GraphRewriter {
      * DL4J 1.0.0-M2.1 sums the epsilons of a vertex with several consumers with {@code addi}, which
      * throws a NullPointerException when a null epsilon follows a real one (and drops the real one when
      * it comes first). Layers DL4J skips in backprop (wrapped as frozen: not live) contribute nothing.
+     *
+     * <p>A live {@link ResidualAdd} (this class exactly; DL4J's {@code ElementWiseVertex} keeps passing
+     * both) is gated per input: it passes no epsilon to an input at and above which nothing trains,
+     * under the same sibling rule, so that the frozen branch below (the q, k, v input gradients of a
+     * first transformer block over a frozen embedding) is skipped as a whole. Its first input is gated
+     * only when every other live consumer of that input lies above the residual add: DL4J does not
+     * advance its index into the epsilons when it meets an input whose epsilon is already null, so a
+     * consumer that ran before would shift the second input's epsilon onto the first (null) one.
+     * The result goes to {@code residualInputs}: which input gets an epsilon, for each residual add
+     * that passes one to a single input. {@code -Dpeft4j.gateResidualInputs=false} turns this off
+     * (for A/B measurements).
      */
     private static Map<String, Boolean> inputGradients(Topology topo, ComputationGraphConfiguration conf,
             Map<String, GraphVertex> vertices, TargetSelection.Selected selected, Set<String> trainable,
-            Map<String, Boolean> upstreamTrains, Set<String> outputs) {
+            Map<String, Boolean> upstreamTrains, Set<String> outputs, Map<String, boolean[]> residualInputs) {
         Map<String, Boolean> gated = new LinkedHashMap<>();
         Map<String, Boolean> live = new HashMap<>();
         for (Map.Entry<String, List<String>> e : topo.inputs.entrySet()) {
@@ -576,6 +596,33 @@ public final class GraphRewriter {
         }
         Map<String, List<String>> consumers = new HashMap<>();
         topo.inputs.forEach((v, ins) -> ins.forEach(in -> consumers.computeIfAbsent(in, k -> new ArrayList<>()).add(v)));
+        Map<String, boolean[]> residual = new LinkedHashMap<>();
+        if (Boolean.parseBoolean(System.getProperty("peft4j.gateResidualInputs", "true"))) {
+            for (Map.Entry<String, List<String>> e : topo.inputs.entrySet()) {
+                String name = e.getKey();
+                List<String> ins = e.getValue();
+                GraphVertex v = vertices.get(name);
+                if (topo.edits.containsKey(name) || v == null || v.getClass() != ResidualAdd.class || !live.get(name)
+                        || ins.size() != 2 || ins.get(0).equals(ins.get(1))) {
+                    continue;
+                }
+                boolean[] pass = new boolean[2];
+                for (int k = 0; k < 2; k++) {
+                    String in = ins.get(k);
+                    pass[k] = !topo.inputs.containsKey(in) || trainable.contains(in) || upstreamTrains.get(in);
+                }
+                if (!pass[0]) {
+                    for (String c : consumers.get(ins.get(0))) {
+                        if (!c.equals(name) && live.get(c) && !upstream(topo.inputs, name, Set.of(c))) {
+                            pass[0] = true;
+                        }
+                    }
+                }
+                if (!pass[0] || !pass[1]) {
+                    residual.put(name, pass);
+                }
+            }
+        }
         boolean changed = true;
         while (changed) {
             changed = false;
@@ -584,16 +631,51 @@ public final class GraphRewriter {
                     continue;
                 }
                 for (String in : topo.inputs.get(g.getKey())) {
-                    for (String sibling : consumers.getOrDefault(in, List.of())) {
-                        if (!sibling.equals(g.getKey()) && live.get(sibling) && gated.getOrDefault(sibling, true)) {
-                            g.setValue(true);
-                            changed = true;
-                        }
+                    if (siblingPasses(g.getKey(), in, topo.inputs, consumers, live, gated, residual)) {
+                        g.setValue(true);
+                        changed = true;
+                    }
+                }
+            }
+            for (Map.Entry<String, boolean[]> r : residual.entrySet()) {
+                List<String> ins = topo.inputs.get(r.getKey());
+                for (int k = 0; k < 2; k++) {
+                    if (!r.getValue()[k] && siblingPasses(r.getKey(), ins.get(k), topo.inputs, consumers, live, gated, residual)) {
+                        r.getValue()[k] = true;
+                        changed = true;
                     }
                 }
             }
         }
+        residual.forEach((name, pass) -> {
+            if (!pass[0] || !pass[1]) {
+                residualInputs.put(name, pass);
+            }
+        });
         return gated;
+    }
+
+    /** Whether a live consumer of {@code in} other than {@code self} passes an epsilon to it. */
+    private static boolean siblingPasses(String self, String in, Map<String, List<String>> inputs,
+                                         Map<String, List<String>> consumers, Map<String, Boolean> live,
+                                         Map<String, Boolean> gated, Map<String, boolean[]> residual) {
+        for (String sibling : consumers.getOrDefault(in, List.of())) {
+            if (sibling.equals(self) || !live.get(sibling)) {
+                continue;
+            }
+            boolean[] r = residual.get(sibling);
+            if (r != null) {
+                List<String> ins = inputs.get(sibling);
+                for (int k = 0; k < 2; k++) {
+                    if (r[k] && ins.get(k).equals(in)) {
+                        return true;
+                    }
+                }
+            } else if (gated.getOrDefault(sibling, true)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** For each vertex, whether any vertex strictly upstream of it has trainable parameters. */

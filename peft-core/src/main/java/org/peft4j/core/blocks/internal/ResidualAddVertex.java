@@ -27,8 +27,21 @@ import org.nd4j.linalg.factory.Nd4j;
 public final class ResidualAddVertex extends BaseGraphVertex {
     private static final long serialVersionUID = 1L;
 
+    /** Whether each input gets an input gradient; null: both do. */
+    private final boolean[] inputGradients;
+
     public ResidualAddVertex(ComputationGraph graph, String name, int vertexIndex, DataType dataType) {
+        this(graph, name, vertexIndex, dataType, null);
+    }
+
+    /**
+     * @param inputGradients whether each of the two inputs gets an input gradient (null: both);
+     *     see {@link GatedResidualAdd}
+     */
+    public ResidualAddVertex(ComputationGraph graph, String name, int vertexIndex, DataType dataType,
+                             boolean[] inputGradients) {
         super(graph, name, vertexIndex, null, null, dataType);
+        this.inputGradients = inputGradients == null ? null : inputGradients.clone();
     }
 
     @Override
@@ -65,8 +78,13 @@ public final class ResidualAddVertex extends BaseGraphVertex {
                     + "epsilon not set");
         }
         // one copy per input: the graph accumulates and masks input gradients in place
-        return new Pair<>(null, new INDArray[] {workspaceMgr.dup(ArrayType.ACTIVATION_GRAD, epsilon),
-                workspaceMgr.dup(ArrayType.ACTIVATION_GRAD, epsilon)});
+        INDArray[] out = new INDArray[2];
+        for (int i = 0; i < 2; i++) {
+            if (inputGradients == null || inputGradients[i]) {
+                out[i] = workspaceMgr.dup(ArrayType.ACTIVATION_GRAD, epsilon);
+            }
+        }
+        return new Pair<>(null, out);
     }
 
     @Override
