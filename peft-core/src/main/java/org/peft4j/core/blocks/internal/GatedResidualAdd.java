@@ -13,8 +13,8 @@ import org.peft4j.core.blocks.ResidualAdd;
  * (say {@code x + attention(x)} right above a frozen embedding with LoRA in the attention). The
  * gated input gets a null epsilon, which, when every other consumer of that input passes null too,
  * lets DL4J skip the whole frozen branch below: the wrapped MiniLM-sized encoder's LoRA q,v step
- * then no longer computes layer 0's three q/k/v input gradients ([512,384]·[384,384] each) nor
- * their sum. Only wrapped graphs hold it; the user's graph keeps its {@code ResidualAdd}.
+ * then no longer computes layer 0's q and v input gradients ([512,384]·[384,384] each; k, frozen,
+ * already passed none) nor their sum into the embedding's LayerNorm. Only wrapped graphs hold it; the user's graph keeps its {@code ResidualAdd}.
  *
  * <p>Forward and the passed gradient are those of {@link ResidualAdd}.
  *
