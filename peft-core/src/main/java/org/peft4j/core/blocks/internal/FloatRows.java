@@ -54,13 +54,8 @@ final class FloatRows {
         return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
     }
 
-    /**
-     * {@code Σ c[0, d)²}, each square added by {@link Math#fma} (one rounding and one instruction per
-     * element). For a row already centered by a vectorized loop: measured on rows of 384, centering
-     * plus this sum took 0.28 ns an element against 0.33 for eight partial sums of {@code (v − mu)²}
-     * with the subtraction and the rounded square inside the reduction.
-     */
-    static float squares(float[] c, int d) {
+    /** {@code Σ (v[o, o + d) − mu)²}. */
+    static float centeredSquares(float[] v, int o, int d, float mu) {
         float s0 = 0;
         float s1 = 0;
         float s2 = 0;
@@ -71,17 +66,26 @@ final class FloatRows {
         float s7 = 0;
         int j = 0;
         for (; j + 7 < d; j += 8) {
-            s0 = Math.fma(c[j], c[j], s0);
-            s1 = Math.fma(c[j + 1], c[j + 1], s1);
-            s2 = Math.fma(c[j + 2], c[j + 2], s2);
-            s3 = Math.fma(c[j + 3], c[j + 3], s3);
-            s4 = Math.fma(c[j + 4], c[j + 4], s4);
-            s5 = Math.fma(c[j + 5], c[j + 5], s5);
-            s6 = Math.fma(c[j + 6], c[j + 6], s6);
-            s7 = Math.fma(c[j + 7], c[j + 7], s7);
+            float a0 = v[o + j] - mu;
+            float a1 = v[o + j + 1] - mu;
+            float a2 = v[o + j + 2] - mu;
+            float a3 = v[o + j + 3] - mu;
+            float a4 = v[o + j + 4] - mu;
+            float a5 = v[o + j + 5] - mu;
+            float a6 = v[o + j + 6] - mu;
+            float a7 = v[o + j + 7] - mu;
+            s0 += a0 * a0;
+            s1 += a1 * a1;
+            s2 += a2 * a2;
+            s3 += a3 * a3;
+            s4 += a4 * a4;
+            s5 += a5 * a5;
+            s6 += a6 * a6;
+            s7 += a7 * a7;
         }
         for (; j < d; j++) {
-            s0 = Math.fma(c[j], c[j], s0);
+            float a = v[o + j] - mu;
+            s0 += a * a;
         }
         return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
     }

@@ -168,15 +168,13 @@ public final class NormKernel {
     }
 
     /**
-     * {@link #forward} for float32 arrays, in float32 throughout, a row at a time: the mean with
-     * eight partial sums ({@link FloatRows}), the centered row {@code c = x − μ} in a loop C2
-     * vectorizes, {@code Σ c²} with fused multiply-adds ({@link #rowStats}), then
-     * {@code y = c·(r·g) + b} in a second vectorized loop. The double path converted every element
-     * to double and back, which took longer than the arithmetic. Each row is copied into a heap
-     * array that starts at index 0, like {@code g} and {@code b}: HotSpot 17's C2 vectorizes a loop
-     * only when all its array indices have the same loop-invariant offset (with rows read at
-     * {@code [o + j]} from a block and {@code g} at {@code [j]} the loops ran scalar, measured 1.3
-     * against 0.1 ns an element).
+     * {@link #forward} for float32 arrays, in float32 throughout, a row at a time: the row statistics
+     * with eight partial sums ({@link FloatRows}), {@code y = (x − μ)·(r·g) + b} in a loop C2
+     * vectorizes. The double path converted every element to double and back, which took longer
+     * than the arithmetic. Each row is copied into a heap array that starts at index 0, like
+     * {@code g} and {@code b}: HotSpot 17's C2 vectorizes a loop only when all its array indices
+     * have the same loop-invariant offset (with rows read at {@code [o + j]} from a block and
+     * {@code g} at {@code [j]} the loops ran scalar, measured 1.3 against 0.1 ns an element).
      */
     private static void forwardFloat(INDArray x, INDArray y, double[] g, double[] b, double eps, float[] stats) {
         int d = g.length;
@@ -189,42 +187,19 @@ public final class NormKernel {
         float[] gf = FloatRows.floats(g);
         float[] bf = centered ? FloatRows.floats(b) : new float[d];
         float[] v = new float[d];
-        float[] c = new float[d];
-        float[] ms = new float[2];
         for (long r = 0; r < n; r++) {
             in.get(inBase + (int) (r * d), v, 0, d);
-            float[] cr = rowStats(v, c, d, centered, eps, ms);
-            float rs = ms[1];
+            float mu = centered ? FloatRows.sum(v, 0, d) / d : 0f;
+            float rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, 0, d, mu) / d + eps));
             if (stats != null) {
-                stats[(int) (2 * r)] = ms[0];
+                stats[(int) (2 * r)] = mu;
                 stats[(int) (2 * r + 1)] = rs;
             }
             for (int j = 0; j < d; j++) {
-                v[j] = cr[j] * (rs * gf[j]) + bf[j];
+                v[j] = (v[j] - mu) * (rs * gf[j]) + bf[j];
             }
             out.put(outBase + (int) (r * d), v, 0, d);
         }
-    }
-
-    /**
-     * The statistics of the row {@code v[0, d)}: {@code ms[0] = μ} (0 for RMSNorm) and
-     * {@code ms[1] = 1/√(mean((v − μ)²) + eps)}, the same values in the forward pass and in a
-     * backward pass that computes them again. Returns the centered row: {@code c} holding
-     * {@code v − μ} (LayerNorm), or {@code v} itself (RMSNorm).
-     */
-    private static float[] rowStats(float[] v, float[] c, int d, boolean centered, double eps, float[] ms) {
-        float mu = 0f;
-        float[] cr = v;
-        if (centered) {
-            mu = FloatRows.sum(v, 0, d) / d;
-            for (int j = 0; j < d; j++) {
-                c[j] = v[j] - mu;
-            }
-            cr = c;
-        }
-        ms[0] = mu;
-        ms[1] = (float) (1.0 / Math.sqrt(FloatRows.squares(cr, d) / d + eps));
-        return cr;
     }
 
     /**
@@ -251,7 +226,6 @@ public final class NormKernel {
         float[] gh = new float[d];
         float[] dgf = new float[d];
         float[] dbf = new float[d];
-        float[] c = new float[d];
         float[] ms = new float[2];
         for (long r0 = 0; r0 < n; r0 += rowsPerBlock) {
             int rows = (int) Math.min(rowsPerBlock, n - r0);
@@ -267,9 +241,8 @@ public final class NormKernel {
                     mu = stats[(int) (2 * row)];
                     rs = stats[(int) (2 * row + 1)];
                 } else {
-                    rowStats(v, c, d, centered, eps, ms);
-                    mu = ms[0];
-                    rs = ms[1];
+                    mu = centered ? FloatRows.sum(v, 0, d) / d : 0f;
+                    rs = (float) (1.0 / Math.sqrt(FloatRows.centeredSquares(v, 0, d, mu) / d + eps));
                 }
                 if (dg != null) {
                     for (int j = 0; j < d; j++) {
