@@ -95,10 +95,8 @@ public final class NormalizationImpl extends BlockLayerImpl<Normalization> imple
         check(x);
         Normalization c = layerConf();
         INDArray x2 = rows(x);
+        INDArray dy = rows(epsilon);
         INDArray dx = output(ArrayType.ACTIVATION_GRAD, x2.shape(), workspaceMgr);
-        // an 'f' gradient (the last LayerNorm's, through DL4J's FeedForwardToRnnPreProcessor) is
-        // reordered into dx, and the kernel then overwrites it in place
-        INDArray dy = RowKernels.columnsToRows(epsilon, dx) ? dx : rows(epsilon);
         double[] g = param(Normalization.GAIN_KEY);
         float[] kept = statsInput != null && statsInput == input ? stats : null;
         statsInput = null;

@@ -265,45 +265,6 @@ public final class RowKernels {
     }
 
     /**
-     * {@code dst ← src} for float32 {@code [rows, n]} arrays, {@code src} in {@code 'f'} order and
-     * {@code dst} in {@code 'c'} order (the inverse of {@link #rowsToColumns}): {@value #COPY_ROWS}
-     * rows at a time, each column's run of them read in one piece into a heap block in row order,
-     * the block then written as one run.
-     *
-     * <p>Why: the gradient reaching the last LayerNorm of a MiniLM-sized encoder through DL4J's
-     * {@code FeedForwardToRnnPreProcessor} is {@code 'f'}-ordered; ND4J's order-changing
-     * {@code dup('c')} of it walked the {@code [512, 384]} elements one by one.
-     *
-     * @return whether it did; false (nothing written) for other types, orders, shapes or backends
-     */
-    public static boolean columnsToRows(INDArray src, INDArray dst) {
-        if (!HOST || src.dataType() != DataType.FLOAT || dst.dataType() != DataType.FLOAT || src.rank() != 2
-                || dst.rank() != 2 || src.ordering() != 'f' || dst.ordering() != 'c'
-                || !Arrays.equals(src.shape(), dst.shape()) || !contiguous(src) || !contiguous(dst)) {
-            return false;
-        }
-        int rows = (int) src.size(0);
-        int n = (int) src.size(1);
-        FloatBuffer in = src.data().asNioFloat();
-        FloatBuffer out = dst.data().asNioFloat();
-        int inBase = (int) src.offset();
-        int outBase = (int) dst.offset();
-        float[] block = new float[Math.min(rows, COPY_ROWS) * n];
-        float[] column = new float[Math.min(rows, COPY_ROWS)];
-        for (int r0 = 0; r0 < rows; r0 += COPY_ROWS) {
-            int k = Math.min(COPY_ROWS, rows - r0);
-            for (int j = 0; j < n; j++) {
-                in.get(inBase + j * rows + r0, column, 0, k);
-                for (int r = 0; r < k; r++) {
-                    block[r * n + j] = column[r];
-                }
-            }
-            out.put(outBase + r0 * n, block, 0, k * n);
-        }
-        return true;
-    }
-
-    /**
      * {@code dst[b + B·t, j] ← src[b, j, t]}: the float32 sequence {@code src [B, n, T]} ({@code 'c'}
      * order) back to time-distributed rows {@code dst [B·T, n]} ({@code 'c'} order), row
      * {@code b + B·t} as DL4J's {@code RnnToFeedForwardPreProcessor} lays them out (the gradient of

@@ -153,26 +153,4 @@ class RowKernelsTest {
             assertEquals(want, dst.getDouble(j), 1e-5, "column " + j);
         }
     }
-
-    @Test
-    void columnsToRowsCopiesAnFArrayIntoCOrderAcrossSeveralRowBlocks() {
-        // 150 rows: two full blocks of 64 and a partial one
-        INDArray src = random(DataType.FLOAT, 150, 7).dup('f');
-        INDArray dst = Nd4j.createUninitialized(DataType.FLOAT, new long[] {150, 7}, 'c');
-        assertTrue(RowKernels.columnsToRows(src, dst));
-        assertEquals('c', dst.ordering());
-        assertEquals(src, dst);
-        assertTrue(java.util.Arrays.equals(src.dup('c').data().asFloat(), dst.data().asFloat()), "buffer in row order");
-    }
-
-    @Test
-    void columnsToRowsRefusesCSourcesDoubleAndOtherShapes() {
-        INDArray dst = Nd4j.zeros(DataType.FLOAT, 5, 3);
-        assertFalse(RowKernels.columnsToRows(random(DataType.FLOAT, 5, 3), dst), "'c' source");
-        assertFalse(RowKernels.columnsToRows(random(DataType.DOUBLE, 5, 3).dup('f'), dst), "double source");
-        assertFalse(RowKernels.columnsToRows(random(DataType.FLOAT, 3, 5).dup('f'), dst), "other shape");
-        assertFalse(RowKernels.columnsToRows(random(DataType.FLOAT, 5, 3).dup('f'),
-                Nd4j.create(DataType.FLOAT, new long[] {5, 3}, 'f')), "'f' destination");
-        assertEquals(0.0, dst.sumNumber().doubleValue(), "nothing written");
-    }
 }
