@@ -163,6 +163,103 @@ class HostAttentionTest {
         assertTrue(probs.sub(0.2).amaxNumber().doubleValue() < 1e-6, "q = 0: every key equally likely");
     }
 
+    /** Softmax over {@code [0, end)} of each row of a {@code tq × tk} tile in double, 0 beyond. */
+    private static double[] softmaxReference(float[] t, int tq, int tk, int end) {
+        double[] p = new double[t.length];
+        for (int i = 0; i < tq; i++) {
+            double max = Double.NEGATIVE_INFINITY;
+            for (int j = 0; j < end; j++) {
+                max = Math.max(max, t[i * tk + j]);
+            }
+            double sum = 0;
+            for (int j = 0; j < end; j++) {
+                sum += Math.exp(t[i * tk + j] - max);
+            }
+            for (int j = 0; j < end; j++) {
+                p[i * tk + j] = Math.exp(t[i * tk + j] - max) / sum;
+            }
+        }
+        return p;
+    }
+
+    /**
+     * The unmasked tile's softmax with one shift for the tile: rows whose scores lie far below the
+     * tile's largest (by 3 to 1e4: lifted or not) and rows with a score far below their
+     * own maximum, with all keys and with padding at the end, against the per-row softmax in double.
+     */
+    @Test
+    void unmaskedTileWithOneShiftMatchesThePerRowSoftmax() {
+        Random rnd = new Random(17);
+        int tq = 9;
+        int tk = 13;
+        float[] offsets = {0f, -30f, 12.1f, 11.9f, -45f, -500f, 20f, 17f, -1e4f};
+        for (int end : new int[] {tk, 7, 1}) {
+            float[] t = new float[tq * tk];
+            for (int i = 0; i < tq; i++) {
+                for (int j = 0; j < tk; j++) {
+                    t[i * tk + j] = offsets[i] + (float) rnd.nextGaussian() * 4f;
+                }
+                // one score 100 below the row's others: its term underflows (or is clamped) in every variant
+                t[i * tk] -= 100f;
+            }
+            // stale values past `end`, as the probability buffer holds them, must not count
+            for (int i = 0; i < tq; i++) {
+                for (int j = end; j < tk; j++) {
+                    t[i * tk + j] = 1e6f;
+                }
+            }
+            double[] ref = softmaxReference(t, tq, tk, end);
+            float[] bits = new float[t.length];
+            assertTrue(HostAttention.softmaxTileShared(t, tq, tk, end, bits), "finite scores");
+            for (int i = 0; i < t.length; i++) {
+                assertEquals(ref[i], t[i], 3e-6 * ref[i] + 1e-12, "element " + i + ", end " + end);
+            }
+        }
+    }
+
+    /**
+     * A NaN or +∞ score sends the tile to the per-row path ({@code softmaxTileShared} returns false
+     * and leaves the scores as they were), so rows without one keep a proper softmax.
+     */
+    @Test
+    void aNonFiniteScoreLeavesTheOtherRowsOfTheTileIntact() {
+        for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY}) {
+            int tq = 3;
+            int tk = 4;
+            float[] t = {1, 2, 3, 4, 0, bad, 0, 0, -1, -2, -3, -4};
+            float[] scores = t.clone();
+            assertFalse(HostAttention.softmaxTileShared(t.clone(), tq, tk, tk, new float[t.length]));
+            float[] tile = t.clone();
+            float[] copy = t.clone();
+            HostAttention.softmaxTileShared(copy, tq, tk, tk, new float[t.length]);
+            assertTrue(java.util.Arrays.equals(scores, copy), "scores untouched on refusal");
+            HostAttention.softmaxTile(tile, tq, tk, tk, false, null, 0, new float[t.length]);
+            double[] ref = softmaxReference(scores, tq, tk, tk);
+            for (int i : new int[] {0, 1, 2, 3, 8, 9, 10, 11}) {
+                assertEquals(ref[i], tile[i], 1e-6, "row without the " + bad + ", element " + i);
+            }
+        }
+    }
+
+    /**
+     * The key mask as 1/0 floats: any non-zero value allows its key, whatever the mask's type and
+     * order, and a float mask that is a row range of a larger one is read from its own offset.
+     */
+    @Test
+    void keyMaskOfAnyTypeOrderOrOffsetGivesTheSameKeepFlags() {
+        double[][] m = {{1, 0, 0.5, -2}, {0, 0, 1, 1}, {1, 1, 1, 0}};
+        float[] expected = {1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0};
+        INDArray d = Nd4j.createFromArray(m);
+        INDArray f = d.castTo(DataType.FLOAT);
+        INDArray bigger = Nd4j.vstack(Nd4j.ones(DataType.FLOAT, 2, 4), f);
+        INDArray view = bigger.get(NDArrayIndex.interval(2, 5), NDArrayIndex.all());
+        assertEquals(8, view.offset(), "the view starts inside its buffer");
+        for (INDArray mask : new INDArray[] {d, f, f.dup('f'), view, f.castTo(DataType.HALF)}) {
+            org.junit.jupiter.api.Assertions.assertArrayEquals(expected, HostAttention.keep(mask, 3, 4), 0f,
+                    mask.dataType() + " " + mask.ordering() + " offset " + mask.offset());
+        }
+    }
+
     @Test
     void expIsAccurateToAFewUlpsOverTheSoftmaxRange() {
         float[] e = new float[2001];
