@@ -12,8 +12,9 @@ import org.nd4j.linalg.api.shape.Shape;
  * bit-for-bit ND4J's add (one IEEE float32 addition an element).
  *
  * <p>Why by hand: a residual add {@code Nd4j.exec(new AddOp(...))} on {@code [512, 384]} took
- * 285 µs a call inside a one-thread MiniLM-sized LoRA training step (batch 8 × 64, 6 layers, 12
- * adds a step), against 233 µs here (timed per call in one JVM, old and new path alternating): a
+ * 285, 287 and 327 µs a call in three runs inside a one-thread MiniLM-sized LoRA training step
+ * (batch 8 × 64, 6 layers, 12 adds a step), against 233, 238 and 304 µs here (timed per call in
+ * one JVM, old and new path alternating; the pass over memory is most of either): a
  * {@code DynamicCustomOp} draws a {@code UUID.randomUUID()} for its id, builds an op context and
  * looks the op up, with the caches cold after the step's products. The same kind of loop lost to
  * ND4J's in-place multiply on {@code [512, 1536]} (745 against 620 µs), so only the add is here.

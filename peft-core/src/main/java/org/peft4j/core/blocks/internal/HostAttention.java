@@ -38,8 +38,6 @@ final class HostAttention {
     private static final float ROUND = 12582912f;
     /** Scores more than this below their row's maximum give {@code exp} of the clamp (about 1e-37, not 0). */
     private static final float MIN_EXPONENT = -86f;
-    /** How far below the tile's largest score a row's largest score may lie and share its shift. */
-    static final float MAX_ROW_GAP = 8f;
 
     private HostAttention() {
     }
@@ -79,7 +77,7 @@ final class HostAttention {
         }
         if (keyMask.dataType() == DataType.FLOAT && Elementwise.handles(keyMask)) {
             // the float mask read in place ('f' as the graphs' row masks reshape it): the cast, copy
-            // and read through ND4J took about 65 µs a call in a step
+            // and read through ND4J took 65-94 µs a call inside a one-thread LoRA step, this 23 µs
             float[] m = new float[keep.length];
             keyMask.data().asNioFloat().get((int) keyMask.offset(), m, 0, m.length);
             boolean c = keyMask.ordering() == 'c';
@@ -172,9 +170,6 @@ final class HostAttention {
      */
     static void softmaxTile(float[] t, int tq, int tk, int end, boolean causal, float[] keep, int keepAt,
                             float[] bits) {
-        if (!causal && keep == null && end > 0 && softmaxTileShared(t, tq, tk, end, bits)) {
-            return;
-        }
         for (int i = 0; i < tq; i++) {
             int at = i * tk;
             int limit = causal ? Math.min(end, i + 1) : end;
@@ -217,76 +212,6 @@ final class HostAttention {
     }
 
     /**
-     * {@link #softmaxTile} without a mask or causality, with keys {@code [0, end)} ({@code end > 0}):
-     * the exponential is taken of each score minus one shift {@code c} for the whole tile, the
-     * largest score of the tile, inside the exponential's own loop, so no pass subtracts a maximum
-     * per row. A row whose own maximum lies more than {@link #MAX_ROW_GAP} below {@code c} (rare:
-     * scores of one head rarely spread that far between queries) is first lifted so that its maximum
-     * becomes {@code c}, which is the per-row shift; every other row keeps a term of at least
-     * {@code exp(−MAX_ROW_GAP)}, so its sum is far from 0, and a term that the clamp at
-     * {@link #MIN_EXPONENT} raises is below {@code exp(MIN_EXPONENT + MAX_ROW_GAP)} ≈ 1e-34 of that
-     * row's sum. Softmax does not depend on the shift. The gap is kept small because
-     * {@code score − c} rounds to half a float ulp of its magnitude: within 8 of the row's largest
-     * score that is the rounding the per-row shift has there (at most 4.8e-7 in the exponent).
-     *
-     * <p>Why: the pass subtracting each row's maximum was a tenth of the softmax; without it a
-     * 64 × 64 tile of the one-thread MiniLM-sized LoRA step took 12.2 instead of 13.0 µs (timed
-     * per call inside the step, old and new path alternating in one JVM; 0.5 ms a step).
-     *
-     * @return false, with {@code t} unchanged in {@code [0, end)} of each row, if a score is NaN or
-     *     +∞ (the caller's per-row path then gives each row what it gives such a row)
-     */
-    static boolean softmaxTileShared(float[] t, int tq, int tk, int end, float[] bits) {
-        float c = -Float.MAX_VALUE;
-        float[] rowMax = new float[tq];
-        for (int i = 0; i < tq; i++) {
-            int at = i * tk;
-            rowMax[i] = max(t, at, end);
-            c = Math.max(c, rowMax[i]);
-        }
-        if (!(c < Float.POSITIVE_INFINITY)) {
-            return false;
-        }
-        for (int i = 0; i < tq; i++) {
-            int at = i * tk;
-            // the clamp gives these exp(MIN_EXPONENT); they are set to 0 below
-            java.util.Arrays.fill(t, at + end, at + tk, -Float.MAX_VALUE);
-        }
-        for (int i = 0; i < tq; i++) {
-            float lift = c - rowMax[i];
-            if (lift > MAX_ROW_GAP) {
-                int at = i * tk;
-                for (int j = 0; j < end; j++) {
-                    t[at + j] += lift;
-                }
-            }
-        }
-        expShifted(t, tq * tk, c, bits);
-        for (int i = 0; i < tq; i++) {
-            int at = i * tk;
-            float inv = 1f / FloatRows.sum(t, at, end);
-            for (int j = 0; j < end; j++) {
-                t[at + j] *= inv;
-            }
-            java.util.Arrays.fill(t, at + end, at + tk, 0f);
-        }
-        return true;
-    }
-
-    /**
-     * {@code max_j t[at + j]} over {@code j < n} ({@code n > 0}); NaN if one is NaN. One running
-     * maximum: C2 turns this loop into a vector reduction (four scalar partial maxima ran 25 %
-     * slower in the softmax of a 64 × 64 tile).
-     */
-    private static float max(float[] t, int at, int n) {
-        float m = t[at];
-        for (int j = 1; j < n; j++) {
-            m = Math.max(m, t[at + j]);
-        }
-        return m;
-    }
-
-    /**
      * {@code e[j] ← exp(e[j])} for {@code e[j] ≤ 0}, to a few units in the last place (values below
      * {@link #MIN_EXPONENT} give {@code exp(MIN_EXPONENT)}; positive ones are not allowed). Two loops: the first (range reduction
      * {@code x = n·ln 2 + r} with a two-part {@code ln 2}, a degree-7 polynomial for {@code exp(r)})
@@ -296,13 +221,8 @@ final class HostAttention {
      * element for rows of 64).
      */
     static void exp(float[] e, int n, float[] bits) {
-        expShifted(e, n, 0f, bits);
-    }
-
-    /** {@code e[j] ← exp(e[j] − shift)} as {@link #exp} does it, for {@code e[j] ≤ shift}. */
-    static void expShifted(float[] e, int n, float shift, float[] bits) {
         for (int j = 0; j < n; j++) {
-            float x = Math.max(e[j] - shift, MIN_EXPONENT);
+            float x = Math.max(e[j], MIN_EXPONENT);
             float fn = (x * LOG2E + ROUND) - ROUND;
             float r = (x - fn * LN2_HI) - fn * LN2_LO;
             float p = 1.9841270e-4f;
