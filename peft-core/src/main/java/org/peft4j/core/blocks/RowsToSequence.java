@@ -12,8 +12,9 @@ import org.peft4j.core.blocks.internal.RowKernels;
  * {@code b + B·t}, back to a sequence {@code [b, d, T]}) with the same results, whose copies run on
  * the host buffers for float32 {@code 'c'}-ordered arrays in the {@code NCW} format: the rows into the
  * column-major buffer the sequence is a view of ({@link RowKernels#rowsToColumns}), and the
- * sequence's gradient straight into {@code 'c'}-ordered rows ({@link RowKernels#sequenceToRows}),
- * where the superclass returns {@code 'f'}-ordered rows that a row kernel then copies again.
+ * sequence's gradient ({@code 'c'}-ordered, or {@code 'f'}-ordered as DL4J's masked pooling passes
+ * it) straight into {@code 'c'}-ordered rows ({@link RowKernels#sequenceToRows}), where the
+ * superclass returns {@code 'f'}-ordered rows that a row kernel then copies again.
  *
  * <p>Why: the encoder builders end with this step ({@link Transformers#SEQUENCE}); ND4J's
  * order-changing copies of it took 1.4 % of a head-only training step and 1.2 % of a LoRA step of a
@@ -53,7 +54,7 @@ public class RowsToSequence extends FeedForwardToRnnPreProcessor {
 
     @Override
     public INDArray backprop(INDArray output, int miniBatchSize, LayerWorkspaceMgr workspaceMgr) {
-        if (getRnnDataFormat() == RNNFormat.NCW && output.rank() == 3 && output.ordering() == 'c') {
+        if (getRnnDataFormat() == RNNFormat.NCW && output.rank() == 3) {
             INDArray rows = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, output.dataType(),
                     new long[] {output.size(0) * output.size(2), output.size(1)}, 'c');
             if (RowKernels.sequenceToRows(output, rows)) {

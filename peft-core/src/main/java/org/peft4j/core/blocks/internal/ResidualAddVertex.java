@@ -67,7 +67,11 @@ public final class ResidualAddVertex extends BaseGraphVertex {
                     + " (use ElementWiseVertex(Op.Add) to broadcast)");
         }
         INDArray sum = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, dataType, a.shape());
-        Nd4j.exec(new AddOp(new INDArray[] {a, b}, new INDArray[] {sum}));
+        if (Elementwise.handles(a, b, sum)) {
+            Elementwise.add(a, b, sum);
+        } else {
+            Nd4j.exec(new AddOp(new INDArray[] {a, b}, new INDArray[] {sum}));
+        }
         return sum;
     }
 

@@ -266,16 +266,22 @@ public final class RowKernels {
 
     /**
      * {@code dst[b + B·t, j] ← src[b, j, t]}: the float32 sequence {@code src [B, n, T]} ({@code 'c'}
-     * order) back to time-distributed rows {@code dst [B·T, n]} ({@code 'c'} order), row
+     * or {@code 'f'} order) back to time-distributed rows {@code dst [B·T, n]} ({@code 'c'} order), row
      * {@code b + B·t} as DL4J's {@code RnnToFeedForwardPreProcessor} lays them out (the gradient of
-     * {@link #rowsToColumns} followed by that view). One sequence at a time is read into the heap.
+     * {@link #rowsToColumns} followed by that view). One sequence ({@code 'c'}) or one time step
+     * ({@code 'f'}: a column-major {@code [B, n]} block) at a time is read into the heap.
+     *
+     * <p>The {@code 'f'} case is the gradient DL4J's masked mean pooling ({@code GlobalPoolingLayer})
+     * passes down: there ND4J's order-changing reshape took ≈ 1 ms of a MiniLM-sized one-thread LoRA
+     * step (async-profiler).
      *
      * @return whether it did; false (nothing written) for other types, orders, shapes or backends
      */
     public static boolean sequenceToRows(INDArray src, INDArray dst) {
         if (!HOST || src.dataType() != DataType.FLOAT || dst.dataType() != DataType.FLOAT || src.rank() != 3
-                || dst.rank() != 2 || src.ordering() != 'c' || dst.ordering() != 'c' || !contiguous(src)
-                || !contiguous(dst) || dst.size(0) != src.size(0) * src.size(2) || dst.size(1) != src.size(1)) {
+                || dst.rank() != 2 || (src.ordering() != 'c' && src.ordering() != 'f') || dst.ordering() != 'c'
+                || !contiguous(src) || !contiguous(dst) || dst.size(0) != src.size(0) * src.size(2)
+                || dst.size(1) != src.size(1)) {
             return false;
         }
         int batch = (int) src.size(0);
@@ -285,6 +291,22 @@ public final class RowKernels {
         FloatBuffer out = dst.data().asNioFloat();
         int inBase = (int) src.offset();
         int outBase = (int) dst.offset();
+        if (src.ordering() == 'f') {
+            // src[b, j, t] at b + B·j + B·n·t: time step t is the column-major [B, n] block at B·n·t,
+            // and its rows b + B·t are the B consecutive rows of dst from B·t
+            float[] block = new float[batch * n];
+            float[] rows = new float[batch * n];
+            for (int t = 0; t < steps; t++) {
+                in.get(inBase + t * batch * n, block, 0, batch * n);
+                for (int b = 0; b < batch; b++) {
+                    for (int j = 0; j < n; j++) {
+                        rows[b * n + j] = block[b + batch * j];
+                    }
+                }
+                out.put(outBase + t * batch * n, rows, 0, batch * n);
+            }
+            return true;
+        }
         float[] sequence = new float[n * steps];
         float[] row = new float[n];
         for (int b = 0; b < batch; b++) {

@@ -163,6 +163,25 @@ class HostAttentionTest {
         assertTrue(probs.sub(0.2).amaxNumber().doubleValue() < 1e-6, "q = 0: every key equally likely");
     }
 
+    /**
+     * The key mask as 1/0 floats: any non-zero value allows its key, whatever the mask's type and
+     * order, and a float mask that is a row range of a larger one is read from its own offset.
+     */
+    @Test
+    void keyMaskOfAnyTypeOrderOrOffsetGivesTheSameKeepFlags() {
+        double[][] m = {{1, 0, 0.5, -2}, {0, 0, 1, 1}, {1, 1, 1, 0}};
+        float[] expected = {1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0};
+        INDArray d = Nd4j.createFromArray(m);
+        INDArray f = d.castTo(DataType.FLOAT);
+        INDArray bigger = Nd4j.vstack(Nd4j.ones(DataType.FLOAT, 2, 4), f);
+        INDArray view = bigger.get(NDArrayIndex.interval(2, 5), NDArrayIndex.all());
+        assertEquals(8, view.offset(), "the view starts inside its buffer");
+        for (INDArray mask : new INDArray[] {d, f, f.dup('f'), view, f.castTo(DataType.HALF)}) {
+            org.junit.jupiter.api.Assertions.assertArrayEquals(expected, HostAttention.keep(mask, 3, 4), 0f,
+                    mask.dataType() + " " + mask.ordering() + " offset " + mask.offset());
+        }
+    }
+
     @Test
     void expIsAccurateToAFewUlpsOverTheSoftmaxRange() {
         float[] e = new float[2001];
