@@ -204,7 +204,8 @@ public final class NormKernel {
 
     /**
      * {@link #backward} for float32 arrays, in float32 a row at a time like {@link #forwardFloat}
-     * (every array indexed from 0, so that C2 vectorizes the element loops); {@code dg} and
+     * (every array indexed from 0, so that C2 vectorizes the element loops; the two row sums
+     * {@code Σ ĝ} and {@code Σ ĝ·x̂} in one pass, {@link FloatRows#sumAndDot}); {@code dg} and
      * {@code db} are summed in float over {@code BLOCK / d} rows, then added to the double totals
      * (neither when {@code dg} is null); the row statistics come from {@code stats} when given.
      */
@@ -225,6 +226,7 @@ public final class NormKernel {
         float[] gh = new float[d];
         float[] dgf = new float[d];
         float[] dbf = new float[d];
+        float[] ms = new float[2];
         for (long r0 = 0; r0 < n; r0 += rowsPerBlock) {
             int rows = (int) Math.min(rowsPerBlock, n - r0);
             Arrays.fill(dgf, 0f);
@@ -257,8 +259,9 @@ public final class NormKernel {
                         gh[j] = gf[j] * e[j];
                     }
                 }
-                float meanG = centered ? FloatRows.sum(gh, 0, d) / d : 0f;
-                float meanGx = FloatRows.dot(gh, 0, v, 0, d) / d;
+                FloatRows.sumAndDot(gh, v, d, ms);
+                float meanG = centered ? ms[0] / d : 0f;
+                float meanGx = ms[1] / d;
                 for (int j = 0; j < d; j++) {
                     e[j] = rs * (gh[j] - meanG - v[j] * meanGx);
                 }

@@ -103,4 +103,19 @@ class NormalizationReuseTest {
         assertArrayEquals(full[0], only[0], "input gradient");
         assertEquals(7.0 * scratch.length(), scratch.sumNumber().doubleValue(), "frozen: gain and bias gradients skipped");
     }
+
+    @Test
+    void anFOrderedGradientGivesTheSameGradientsAsItsCopyInCOrder() {
+        Layer l = unwrap(encoder().getLayer("block0.ln2"));
+        Nd4j.getRandom().setSeed(9);
+        INDArray x = Nd4j.randn(DataType.FLOAT, ROWS, D).muli(2).addi(0.5);
+        INDArray eps = Nd4j.randn(DataType.FLOAT, ROWS, D);
+        INDArray epsF = eps.dup('f');
+        double[][] c = backward(l, eps, x, x);
+        double[][] f = backward(l, epsF, x, x);
+        for (int i = 0; i < 3; i++) {
+            assertArrayEquals(c[i], f[i], "gradient " + i);
+        }
+        assertEquals(eps, epsF, "the caller's gradient is left as it was");
+    }
 }
