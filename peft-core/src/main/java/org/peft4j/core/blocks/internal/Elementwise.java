@@ -4,7 +4,6 @@ import java.nio.FloatBuffer;
 import java.util.Arrays;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.shape.Shape;
 
 /**
  * Element-wise sum of float32 arrays of one shape and order whose elements fill one contiguous run
@@ -36,18 +35,11 @@ final class Elementwise {
         INDArray first = arrays[0];
         for (INDArray a : arrays) {
             if (a == null || a.dataType() != DataType.FLOAT || a.ordering() != first.ordering()
-                    || !Arrays.equals(a.shape(), first.shape()) || !contiguous(a)) {
+                    || !Arrays.equals(a.shape(), first.shape()) || !HostRows.accessible(a)) {
                 return false;
             }
         }
         return true;
-    }
-
-    private static boolean contiguous(INDArray a) {
-        long n = a.length();
-        // a view's buffer reports the view's length; its NIO buffer spans the underlying buffer
-        return n > 0 && n <= Integer.MAX_VALUE && Shape.hasDefaultStridesForShape(a)
-                && a.offset() + n <= a.data().underlyingLength();
     }
 
     /** {@code out ← a + b}; all three accepted together by {@link #handles}; {@code out} may be {@code a}. */
